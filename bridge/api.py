@@ -1,0 +1,87 @@
+"""Shared pieces of the staff REST API: permissions and one error shape."""
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DatabaseError, IntegrityError
+from django.http import Http404
+from rest_framework import exceptions, permissions, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+if TYPE_CHECKING:  # importing rest_framework.views here would be circular at start-up
+    from rest_framework.views import APIView
+
+logger = logging.getLogger(__name__)
+
+
+class StaffModelPermissions(permissions.DjangoModelPermissions):
+    """Staff only, and per model: read needs `view`, writes need add/change/delete."""
+
+    perms_map = {
+        **permissions.DjangoModelPermissions.perms_map,
+        "GET": ["%(app_label)s.view_%(model_name)s"],
+        "HEAD": ["%(app_label)s.view_%(model_name)s"],
+        "OPTIONS": [],
+    }
+
+    def has_permission(self, request: Request, view: "APIView") -> bool:
+        if not (request.user and request.user.is_authenticated and request.user.is_staff):
+            return False
+        if getattr(view, "queryset", None) is None and not hasattr(view, "get_queryset"):
+            return True
+        return super().has_permission(request, view)
+
+
+def _first_message(detail: Any) -> str:
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            inner = _first_message(value)
+            return inner if key in ("detail", "non_field_errors") else f"{key}: {inner}"
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    return str(detail)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Every API error as {"message": str, "errors": {field: [str]}} with a fitting status
+    (SolusIO's own shape, so scripts written against both read errors the same way)."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
+    elif isinstance(exc, IntegrityError):
+        exc = exceptions.ValidationError({"non_field_errors": ["Conflicts with existing data."]})
+    elif isinstance(exc, DatabaseError):
+        logger.exception("staff API: database error")
+        return Response(
+            {"message": "The database is temporarily unavailable.", "errors": {}},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+    if not isinstance(exc, exceptions.APIException):
+        logger.exception("staff API: unexpected error")
+        return Response(
+            {"message": "Internal error; it has been logged.", "errors": {}},
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+    detail = exc.detail
+    errors: dict[str, Any] = {}
+    if isinstance(detail, dict):
+        errors = {k: v if isinstance(v, list) else [v] for k, v in detail.items() if k != "detail"}
+    elif isinstance(detail, list):
+        errors = {"non_field_errors": detail}
+    response = Response(
+        {"message": _first_message(detail), "errors": errors}, status=exc.status_code
+    )
+    auth_header = getattr(exc, "auth_header", None)
+    if (
+        isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed)
+        and auth_header
+    ):
+        response["WWW-Authenticate"] = auth_header
+    if getattr(exc, "wait", None):
+        response["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
+    return response

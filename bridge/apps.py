@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class BridgeConfig(AppConfig):
+    name = "bridge"
+    verbose_name = "Bridge"
+
+    def ready(self) -> None:
+        from bridge import checks  # noqa: F401  (registers the system checks)

@@ -1,0 +1,48 @@
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import include, path
+from django.views import defaults
+from drf_spectacular.views import SpectacularAPIView
+
+from bridge.views import healthz
+from pricing.views import get_token_pricing
+
+admin.site.site_header = "SolusIO billing bridge"
+admin.site.site_title = "Billing bridge"
+admin.site.index_title = "Billing"
+
+urlpatterns = [
+    path("api/solusio", get_token_pricing, name="get-token-pricing"),
+    path("api/solusio/", get_token_pricing),
+    path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/v1/", include("bridge.api_urls")),
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+]
+
+
+def _api_error(
+    request: HttpRequest, status: int, message: str, fallback: Any, **kw: Any
+) -> HttpResponse:
+    """Errors under /api/ are JSON like the rest of the API; elsewhere Django's pages."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"result": "error", "message": message}, status=status)
+    return fallback(request, **kw)
+
+
+def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _api_error(request, 400, "Bad request.", defaults.bad_request, exception=exception)
+
+
+def handler403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _api_error(request, 403, "Forbidden.", defaults.permission_denied, exception=exception)
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _api_error(request, 404, "Not found.", defaults.page_not_found, exception=exception)
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    return _api_error(request, 500, "Internal error; it has been logged.", defaults.server_error)

@@ -1,0 +1,92 @@
+"""GetTokenPricing answers, served from the cache.
+
+Invalidation is by generation: every cached answer is stored with the pricing generation
+it was computed under, and any change to what feeds pricing (currencies, discounts, tax
+rules, pricing settings, customers) bumps the generation once its transaction commits.
+The generation and the answer are read in one round trip (get_many). Because a request
+reads the generation before it reads the database, an answer computed from data that a
+concurrent change is replacing is stored under the old generation and never served after
+the bump: no stale window, no per-customer bookkeeping.
+"""
+
+import logging
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+
+from bridge import jsonnum
+from pricing.selectors import token_pricing
+
+logger = logging.getLogger(__name__)
+
+GENERATION_KEY = "pricing:generation"
+_ANSWER_KEY = "pricing:answer:{}"
+# Cached for unknown customers, so a flood of bad ids does not reach the database.
+NOT_FOUND = b""
+
+
+def _answer_key(customer_id: int) -> str:
+    return _ANSWER_KEY.format(customer_id)
+
+
+def _new_generation() -> int:
+    # Time-based, so that after the generation key is evicted or Redis is flushed a fresh
+    # generation never equals one that surviving answers were stored under.
+    return time.time_ns()
+
+
+def current_generation() -> int:
+    generation = cache.get(GENERATION_KEY)
+    if generation is None:
+        cache.add(GENERATION_KEY, _new_generation(), timeout=None)
+        generation = cache.get(GENERATION_KEY)
+    return int(generation)
+
+
+def bump_generation() -> None:
+    """Invalidate every cached answer. Call after the change has committed."""
+    try:
+        cache.incr(GENERATION_KEY)
+    except ValueError:  # the key is missing: any new value invalidates everything
+        cache.set(GENERATION_KEY, _new_generation(), timeout=None)
+
+
+def _render(customer_id: int) -> tuple[bytes, int]:
+    """The answer from the database and how long it may be cached (seconds)."""
+    now = timezone.now()
+    pricing = token_pricing(customer_id, now)
+    if pricing is None:
+        return NOT_FOUND, settings.PRICING_CACHE_TTL
+    ttl = settings.PRICING_CACHE_TTL
+    if pricing.changes_at is not None:
+        # Expire when a discount starts or ends, rounded up so it is never early.
+        ttl = min(ttl, int((pricing.changes_at - now) / timedelta(seconds=1)) + 1)
+    return jsonnum.dumps(pricing.as_response()).encode(), ttl
+
+
+def pricing_answer(customer_id: int) -> bytes:
+    """The GetTokenPricing JSON body for a customer, or NOT_FOUND.
+
+    A cache outage degrades to answering from the database, never to an error.
+    """
+    key = _answer_key(customer_id)
+    try:
+        found = cache.get_many([GENERATION_KEY, key])
+        generation = found.get(GENERATION_KEY)
+        if generation is None:
+            generation = current_generation()
+    except Exception:
+        logger.warning("pricing cache unavailable; answering from the database", exc_info=True)
+        return _render(customer_id)[0]
+    entry = found.get(key)
+    if entry is not None and entry[0] == generation:
+        return bytes(entry[1])
+    body, ttl = _render(customer_id)
+    try:
+        cache.set(key, (generation, body), timeout=ttl)
+    except Exception:
+        logger.warning("pricing cache unavailable; answer not cached", exc_info=True)
+    return body

@@ -1,0 +1,116 @@
+"""GetTokenPricing: SolusIO → bridge (Step 6, DESIGN §3).
+
+Plain Django rather than DRF: it sits on SolusIO's page-render path, answers from cache,
+and its error shape {"result": "error", "message": ...} is fixed by the contract.
+"""
+
+import hmac
+import json
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.views.decorators.csrf import csrf_exempt
+
+from pricing.services import NOT_FOUND, pricing_answer
+
+logger = logging.getLogger(__name__)
+
+ACTION = "GetTokenPricing"
+MAX_USER_ID = 2**63 - 1  # the largest id the customers table can hold
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def error(status: int, message: str, **headers: str) -> JsonResponse:
+    response = JsonResponse({"result": "error", "message": message}, status=status)
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+def _read_fields(request: HttpRequest) -> dict[str, Any]:
+    limit = settings.PRICING_MAX_BODY_BYTES
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise BadRequest(400, "Invalid Content-Length.") from None
+    if declared > limit:
+        raise BadRequest(413, f"Request body larger than {limit} bytes.")
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        raise BadRequest(413, f"Request body larger than {limit} bytes.")
+    if not body.strip():
+        raise BadRequest(400, "Empty request body: send action, userid and token.")
+    if request.content_type == "application/json":
+        try:
+            fields = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest(400, "Malformed JSON body.") from None
+        if not isinstance(fields, dict):
+            raise BadRequest(400, "The JSON body must be an object.")
+        return fields
+    try:
+        form = QueryDict(body, encoding="utf-8")
+    except Exception:  # noqa: BLE001 - any undecodable form is the client's error
+        raise BadRequest(400, "Malformed form body.") from None
+    return {key: form.get(key) for key in form}
+
+
+def _check_token(fields: dict[str, Any]) -> None:
+    expected = settings.PRICING_API_TOKEN
+    if not expected:
+        return
+    given = fields.get("token")
+    if given is None or given == "":
+        raise BadRequest(401, "Missing token.")
+    if not isinstance(given, str) or not hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode()
+    ):
+        raise BadRequest(403, "Invalid token.")
+
+
+def _user_id(fields: dict[str, Any]) -> int:
+    raw = fields.get("userid")
+    if raw is None or raw == "":
+        raise BadRequest(400, "Missing userid.")
+    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+        raise BadRequest(400, "userid must be an integer.")
+    text = str(raw).strip()
+    if not text.isascii() or not text.isdigit():
+        raise BadRequest(400, "userid must be a positive integer.")
+    if len(text) > 19 or int(text) > MAX_USER_ID:
+        raise BadRequest(400, "userid is out of range.")
+    user_id = int(text)
+    if user_id == 0:
+        raise BadRequest(400, "userid must be a positive integer.")
+    return user_id
+
+
+@csrf_exempt
+def get_token_pricing(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        return error(405, "Use POST.", Allow="POST")
+    try:
+        fields = _read_fields(request)
+        _check_token(fields)
+        action = fields.get("action")
+        if action != ACTION:
+            raise BadRequest(400, f"Unknown action: expected action={ACTION}.")
+        user_id = _user_id(fields)
+        body = pricing_answer(user_id)
+    except BadRequest as exc:
+        return error(exc.status, exc.message)
+    except DatabaseError:
+        logger.exception("GetTokenPricing: database unavailable")
+        return error(503, "Pricing is temporarily unavailable.", **{"Retry-After": "5"})
+    if body == NOT_FOUND:
+        return error(404, f"No customer with userid {user_id}.")
+    return HttpResponse(body, content_type="application/json")

@@ -6,7 +6,7 @@ from django.urls import include, path
 from django.views import defaults
 from drf_spectacular.views import SpectacularAPIView
 
-from bridge.views import healthz
+from bridge.views import healthz, ping
 from pricing.views import get_token_pricing
 
 admin.site.site_header = "SolusIO billing bridge"
@@ -19,6 +19,7 @@ urlpatterns = [
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/", include("bridge.api_urls")),
     path("healthz", healthz, name="healthz"),
+    path("ping", ping, name="ping"),
     path("admin/", admin.site.urls),
 ]
 

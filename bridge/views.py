@@ -10,6 +10,12 @@ from bridge.tasks import HEARTBEAT_KEY
 
 
 @require_safe
+def ping(request: HttpRequest) -> JsonResponse:
+    """A trivial JSON answer: the baseline GetTokenPricing is benchmarked against."""
+    return JsonResponse({"ok": True})
+
+
+@require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness and readiness: 200 when the database and cache answer, else 503.
 

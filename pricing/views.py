@@ -44,6 +44,12 @@ def _read_fields(request: HttpRequest) -> dict[str, Any]:
         raise BadRequest(400, "Invalid Content-Length.") from None
     if declared > limit:
         raise BadRequest(413, f"Request body larger than {limit} bytes.")
+    if request.content_type == "multipart/form-data":
+        form = request.POST  # Django's parser; the size is already bounded above
+        fields: dict[str, Any] = {key: form.get(key) for key in form}
+        if not fields:
+            raise BadRequest(400, "Empty request body: send action, userid and token.")
+        return fields
     body = request.read(limit + 1)
     if len(body) > limit:
         raise BadRequest(413, f"Request body larger than {limit} bytes.")
@@ -57,6 +63,7 @@ def _read_fields(request: HttpRequest) -> dict[str, Any]:
         if not isinstance(fields, dict):
             raise BadRequest(400, "The JSON body must be an object.")
         return fields
+    # application/x-www-form-urlencoded, or no content type at all (as curl -d sends it)
     try:
         form = QueryDict(body, encoding="utf-8")
     except Exception:  # noqa: BLE001 - any undecodable form is the client's error

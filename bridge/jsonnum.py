@@ -14,7 +14,10 @@ from typing import Any
 def plain_decimal(value: Decimal) -> str:
     if not value.is_finite():
         raise ValueError(f"not a finite number: {value}")
-    text = format(value.normalize(), "f")
+    # Not Decimal.normalize(): it rounds to the context's 28 digits.
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
 
 

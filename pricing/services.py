@@ -11,7 +11,6 @@ the bump: no stale window, no per-customer bookkeeping.
 
 import logging
 import time
-from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
@@ -54,17 +53,15 @@ def bump_generation() -> None:
         cache.set(GENERATION_KEY, _new_generation(), timeout=None)
 
 
-def _render(customer_id: int) -> tuple[bytes, int]:
-    """The answer from the database and how long it may be cached (seconds)."""
+def _render(customer_id: int) -> tuple[bytes, float | None]:
+    """The answer from the database, and the epoch second it stops being true (when one
+    of the customer's discounts starts or ends), if any."""
     now = timezone.now()
     pricing = token_pricing(customer_id, now)
     if pricing is None:
-        return NOT_FOUND, settings.PRICING_CACHE_TTL
-    ttl = settings.PRICING_CACHE_TTL
-    if pricing.changes_at is not None:
-        # Expire when a discount starts or ends, rounded up so it is never early.
-        ttl = min(ttl, int((pricing.changes_at - now) / timedelta(seconds=1)) + 1)
-    return jsonnum.dumps(pricing.as_response()).encode(), ttl
+        return NOT_FOUND, None
+    deadline = pricing.changes_at.timestamp() if pricing.changes_at is not None else None
+    return jsonnum.dumps(pricing.as_response()).encode(), deadline
 
 
 def pricing_answer(customer_id: int) -> bytes:
@@ -82,11 +79,18 @@ def pricing_answer(customer_id: int) -> bytes:
         logger.warning("pricing cache unavailable; answering from the database", exc_info=True)
         return _render(customer_id)[0]
     entry = found.get(key)
-    if entry is not None and entry[0] == generation:
-        return bytes(entry[1])
-    body, ttl = _render(customer_id)
+    if entry is not None:
+        entry_generation, deadline, body = entry
+        # The deadline is checked here rather than left to the cache's TTL so that a
+        # discount starts or ends at its exact second, whatever the cache's clock says.
+        if entry_generation == generation and (deadline is None or time.time() < deadline):
+            return bytes(body)
+    body, deadline = _render(customer_id)
+    ttl = settings.PRICING_CACHE_TTL
+    if deadline is not None:
+        ttl = max(1, min(ttl, int(deadline - time.time()) + 1))
     try:
-        cache.set(key, (generation, body), timeout=ttl)
+        cache.set(key, (generation, deadline, body), timeout=ttl)
     except Exception:
         logger.warning("pricing cache unavailable; answer not cached", exc_info=True)
     return body

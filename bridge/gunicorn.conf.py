@@ -1,0 +1,100 @@
+"""Production gunicorn configuration: `gunicorn -c bridge/gunicorn.conf.py bridge.wsgi`.
+
+Every setting is read from the environment with a default sized for a small (2-core)
+host; see docs/performance.md for the measurements behind the defaults. A malformed value
+(e.g. GUNICORN_WORKERS=lots) stops gunicorn at start-up.
+
+- Worker class gthread: threads overlap the Redis/PostgreSQL round trips, and unlike the
+  sync worker it keeps client connections alive (SolusIO calls GetTokenPricing on every
+  page render; a new TCP connection per call would cost more than the answer).
+- Workers default to the CPUs this process may run on: the GIL lets one worker use one
+  core, and more processes than cores only add context switches.
+- The access log is off (GUNICORN_ACCESSLOG=- writes it to stdout): at thousands of
+  pricing calls a second it is the most expensive thing the server would do.
+- Workers restart after GUNICORN_MAX_REQUESTS requests (plus jitter, so that they do not
+  all restart at once), which bounds any slow memory growth.
+"""
+
+import os
+
+
+def _env_str(name: str, default: str) -> str:
+    return os.environ.get(name, "").strip() or default
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, not {raw!r}") from None
+    if value < 0:
+        raise SystemExit(f"{name} must not be negative, not {raw!r}")
+    return value
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SystemExit(f"{name} must be a boolean (1/0, true/false), not {raw!r}")
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # honours taskset/cpusets
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+# --- Socket ------------------------------------------------------------------------------
+# In a container the port is published by Docker, so listen on every interface.
+bind = [b.strip() for b in _env_str("GUNICORN_BIND", "0.0.0.0:8000").split(",") if b.strip()]
+backlog = _env_int("GUNICORN_BACKLOG", 2048)
+
+# --- Workers -----------------------------------------------------------------------------
+worker_class = "gthread"
+# GUNICORN_WORKERS, else the conventional WEB_CONCURRENCY, else one per CPU.
+workers = _env_int("GUNICORN_WORKERS", _env_int("WEB_CONCURRENCY", _cpu_count())) or 1
+threads = _env_int("GUNICORN_THREADS", 4) or 1
+# Open connections per worker (kept-alive ones included) before it stops accepting.
+worker_connections = _env_int("GUNICORN_WORKER_CONNECTIONS", 1000)
+max_requests = _env_int("GUNICORN_MAX_REQUESTS", 20000)
+max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", max_requests // 10)
+preload_app = _env_bool("GUNICORN_PRELOAD", False)
+
+# --- Timeouts (seconds) ------------------------------------------------------------------
+# How long an idle client connection stays open. SolusIO (or a proxy in front of the
+# bridge) reuses it; longer than the usual 1-5 s costs one idle socket per client.
+keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
+# A worker silent this long is killed; no request of the bridge should come close.
+timeout = _env_int("GUNICORN_TIMEOUT", 30)
+# On SIGTERM (docker stop) in-flight requests get this long; keep it below the container
+# stop timeout (docker compose's default stop_grace_period is 10 s).
+graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 8)
+# The heartbeat file lives in RAM: on a disk-backed /tmp, fchmod can stall a worker.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
+
+# --- Proxy -------------------------------------------------------------------------------
+# Addresses allowed to set X-Forwarded-* (a reverse proxy in front of the bridge).
+forwarded_allow_ips = _env_str("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+# --- Logging -----------------------------------------------------------------------------
+accesslog = _env_str("GUNICORN_ACCESSLOG", "") or None
+errorlog = "-"
+loglevel = _env_str("GUNICORN_LOGLEVEL", "info")
+# The control socket (gunicornc) is off unless a path is given: with the default path
+# every gunicorn on the host would share, and take over, the same socket.
+_control_socket = _env_str("GUNICORN_CONTROL_SOCKET", "")
+if _control_socket:
+    control_socket = _control_socket
+else:
+    control_socket_disable = True
+
+proc_name = "solusio-billing-bridge"

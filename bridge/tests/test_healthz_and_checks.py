@@ -1,0 +1,60 @@
+import json
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import Client, override_settings
+
+from bridge.tasks import heartbeat
+
+
+@pytest.mark.django_db
+def test_healthz_reports_database_cache_and_worker_heartbeat(client: Client) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    body = json.loads(response.content)
+    assert body["status"] == "ok"
+    assert body["checks"]["database"] == "ok"
+    assert body["checks"]["cache"] == "ok"
+    assert body["checks"]["worker_heartbeat_age_seconds"] == "never"
+    heartbeat()
+    body = json.loads(client.get("/healthz").content)
+    assert body["checks"]["worker_heartbeat_age_seconds"] in ("0", "1")
+
+
+@pytest.mark.django_db
+def test_healthz_is_503_when_the_cache_is_down(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.core.cache.backends.redis import RedisCache
+
+    monkeypatch.setattr("bridge.views.cache", RedisCache("redis://127.0.0.1:1/0", {}))
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert json.loads(response.content)["checks"]["cache"].startswith("error")
+
+
+def test_ping_is_trivial_json(client: Client) -> None:
+    assert json.loads(client.get("/ping").content) == {"ok": True}
+
+
+@override_settings(
+    PRICING_API_TOKEN="",
+    SECRET_KEY="insecure-embedded-default-do-not-use-in-production",
+    SOLUSIO_API_URL="https://solusio.example.com",
+    SOLUSIO_API_TOKEN="",
+)
+def test_check_deploy_flags_missing_production_secrets() -> None:
+    with pytest.raises(SystemCheckError) as failure:
+        call_command("check", "--deploy", "--fail-level", "WARNING", "--tag", "security")
+    for check_id in ("bridge.W001", "bridge.W002", "bridge.W003"):
+        assert check_id in str(failure.value)
+
+
+@override_settings(
+    PRICING_API_TOKEN="s3cret", SECRET_KEY="x" * 60, SOLUSIO_API_URL="", SOLUSIO_API_TOKEN=""
+)
+def test_check_deploy_is_quiet_about_bridge_secrets_when_set() -> None:
+    from bridge.checks import check_bridge_secrets
+
+    assert check_bridge_secrets() == []

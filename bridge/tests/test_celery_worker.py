@@ -99,6 +99,7 @@ def test_a_worker_runs_a_task_on_the_embedded_broker_without_redis(
         broker_transport_options={
             "data_folder_in": str(broker_dir),
             "data_folder_out": str(broker_dir),
+            "control_folder": str(broker_dir / "control"),
         },
     )
     sender.send_task("bridge.tasks.heartbeat", queue=queue)

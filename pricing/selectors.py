@@ -62,8 +62,8 @@ def discounts_in_force(
 ) -> tuple[list[Discount], datetime | None]:
     """The discounts valid at `now` (valid_from ≤ now < valid_until) and the next instant
     that set changes."""
-    active = []
-    boundaries = []
+    active: list[Discount] = []
+    boundaries: list[datetime] = []
     for d in discounts:
         if (d.valid_from is None or d.valid_from <= now) and (
             d.valid_until is None or now < d.valid_until

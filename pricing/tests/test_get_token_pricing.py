@@ -1,10 +1,12 @@
 """GetTokenPricing over the real Django stack (DESIGN §3)."""
 
 import json
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.test import Client, override_settings
+from django.utils import timezone
 
 from pricing.models import Currency, Discount, PricingSettings, TaxRule
 from users.models import Customer
@@ -147,17 +149,15 @@ def test_billing_exempt_customer_costs_nothing(client: Client, gbp_customer: Cus
 def test_discount_outside_its_validity_does_not_apply(
     client: Client, gbp_customer: Customer
 ) -> None:
-    from django.utils import timezone
-
     expired = Discount.objects.create(
         name="Launch offer",
         multiplier=Decimal("0.5"),
-        valid_until=timezone.now() - timezone.timedelta(days=1),
+        valid_until=timezone.now() - timedelta(days=1),
     )
     future = Discount.objects.create(
         name="Next year",
         multiplier=Decimal("0.5"),
-        valid_from=timezone.now() + timezone.timedelta(days=1),
+        valid_from=timezone.now() + timedelta(days=1),
     )
     gbp_customer.discounts.add(expired, future)
     assert ask(client, userid=1) == (200, SEED_ANSWER)

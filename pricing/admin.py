@@ -1,0 +1,287 @@
+"""Admin for billing staff: currencies, discounts, tax rules, pricing settings, plans.
+
+Figures come from pricing.pricebook and pricing.calc, so the admin shows the same numbers
+as `manage.py pricing_scheme` and the GetTokenPricing endpoint.
+"""
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from bridge.jsonnum import plain_decimal
+from pricing import calc, pricebook
+from pricing.models import Currency, Discount, Plan, PricingSettings, TaxRule
+from pricing.pricebook import PlanPriceRow
+from pricing.selectors import discounts_in_force
+
+PREVIEW_TOKENS = 10_000
+
+
+class CountryListFilter(admin.SimpleListFilter):
+    """Country codes in use, with the blank value named (the stock filter shows it empty)."""
+
+    title = "country"
+    parameter_name = "country"
+    blank_label = "(none)"
+    blank_value = "-"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        codes = (
+            model_admin.model.objects.order_by("country")
+            .values_list("country", flat=True)
+            .distinct()
+        )
+        return [(code or self.blank_value, code or self.blank_label) for code in codes]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.filter(country="" if value == self.blank_value else value)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> SafeString:
+    head = format_html_join("", "<th>{}</th>", ((h,) for h in headers))
+    body = format_html_join(
+        "",
+        "<tr>{}</tr>",
+        ((format_html_join("", "<td>{}</td>", ((cell,) for cell in row)),) for row in rows),
+    )
+    return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, body)
+
+
+@admin.register(Currency)
+class CurrencyAdmin(admin.ModelAdmin):
+    list_display = (
+        "code",
+        "token_price_display",
+        "display_prefix",
+        "display_suffix",
+        "decimals",
+        "preview",
+    )
+    search_fields = ("code",)
+    fieldsets = (
+        (None, {"fields": ("code", "token_price", "decimals")}),
+        (
+            "Display",
+            {
+                "fields": (
+                    "display_prefix",
+                    "display_suffix",
+                    "thousands_separator",
+                    "decimals_separator",
+                )
+            },
+        ),
+    )
+    readonly_fields = ("conversion_scheme",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Currency | None = None) -> Any:
+        # The code is the primary key: changing it would create a second currency.
+        return (*self.readonly_fields, "code") if obj else self.readonly_fields
+
+    def get_fieldsets(self, request: HttpRequest, obj: Currency | None = None) -> Any:
+        if obj is None:
+            return self.fieldsets
+        return (
+            *self.fieldsets,
+            ("Conversion scheme (Step 1)", {"fields": ("conversion_scheme",)}),
+        )
+
+    @admin.display(description="token price", ordering="token_price")
+    def token_price_display(self, obj: Currency) -> str:
+        return plain_decimal(obj.token_price)
+
+    @admin.display(description=f"{pricebook.format_tokens(PREVIEW_TOKENS)} tokens")
+    def preview(self, obj: Currency) -> str:
+        return pricebook.format_conversion_price(
+            pricebook.conversion_price(PREVIEW_TOKENS, obj), obj
+        )
+
+    @admin.display(description="price of tokens")
+    def conversion_scheme(self, obj: Currency) -> SafeString:
+        scheme = pricebook.build_conversion_scheme([obj])
+        return _table(
+            ["Tokens", obj.code],
+            [
+                [
+                    pricebook.format_tokens(row.tokens),
+                    pricebook.format_conversion_price(row.prices[0], obj),
+                ]
+                for row in scheme.rows
+            ],
+        )
+
+
+@admin.register(Discount)
+class DiscountAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "description",
+        "multiplier_display",
+        "validity",
+        "in_force_now",
+        "customer_count",
+    )
+    search_fields = ("name", "description")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Discount]:
+        return super().get_queryset(request).annotate(customer_count=Count("customers"))
+
+    @admin.display(description="multiplier", ordering="multiplier")
+    def multiplier_display(self, obj: Discount) -> str:
+        return plain_decimal(obj.multiplier)
+
+    @admin.display(description="validity", ordering="valid_from")
+    def validity(self, obj: Discount) -> str:
+        def when(instant: Any) -> str:
+            return date_format(timezone.localtime(instant), "SHORT_DATETIME_FORMAT")
+
+        if obj.valid_from and obj.valid_until:
+            return f"{when(obj.valid_from)} – {when(obj.valid_until)}"
+        if obj.valid_from:
+            return f"from {when(obj.valid_from)}"
+        if obj.valid_until:
+            return f"until {when(obj.valid_until)}"
+        return "always"
+
+    @admin.display(description="in force now", boolean=True)
+    def in_force_now(self, obj: Discount) -> bool:
+        active, _ = discounts_in_force([obj], timezone.now())
+        return bool(active)
+
+    @admin.display(description="customers", ordering="customer_count")
+    def customer_count(self, obj: Discount) -> int:
+        return int(obj.customer_count)  # type: ignore[attr-defined]
+
+
+@admin.register(TaxRule)
+class TaxRuleAdmin(admin.ModelAdmin):
+    list_display = ("label", "rate", "country", "region", "order")
+    list_display_links = ("label",)
+    list_editable = ("rate", "order")
+    list_filter = (CountryListFilter,)
+    search_fields = ("label", "country", "region")
+
+
+@admin.register(PricingSettings)
+class PricingSettingsAdmin(admin.ModelAdmin):
+    """One row: the list is skipped and staff land on the row itself."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and not PricingSettings.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        row = PricingSettings.load()
+        return HttpResponseRedirect(reverse("admin:pricing_pricingsettings_change", args=[row.pk]))
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "name",
+        "tokens_per_hour",
+        "tokens_per_month",
+        "aggregated_month",
+        "suggested_monthly",
+        "matches_suggestion",
+    )
+    list_display_links = ("id", "name")
+    search_fields = ("id__exact", "name")
+    plan_fields = ("id", "name", "tokens_per_hour", "tokens_per_month")
+    price_book_fields = (
+        "aggregated_month",
+        "aggregated_month_price",
+        "suggested_monthly",
+        "suggested_monthly_price",
+        "monthly_price",
+        "matches_suggestion",
+    )
+    readonly_fields = price_book_fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Plan | None = None) -> Any:
+        # The id is SolusIO's: set once when the plan is mirrored, never renumbered.
+        return (*self.readonly_fields, "id") if obj else self.readonly_fields
+
+    def get_fieldsets(self, request: HttpRequest, obj: Plan | None = None) -> Any:
+        fieldsets: list[tuple[str | None, dict[str, Any]]] = [(None, {"fields": self.plan_fields})]
+        if obj is not None:
+            currency = _price_row(obj)[1]
+            title = f"Price book (Step 2) in {currency.code}" if currency else "Price book"
+            fieldsets.append(
+                (
+                    title,
+                    {
+                        "fields": self.price_book_fields,
+                        "description": "Aggregated month = tokens per hour × 24 hours × "
+                        "31 days; the suggestion is its round monthly price.",
+                    },
+                )
+            )
+        return fieldsets
+
+    # Token figures come straight from calc: they need no currency, so the changelist
+    # runs no query for them.
+    @admin.display(description="aggregated month (tokens)", ordering="tokens_per_hour")
+    def aggregated_month(self, obj: Plan) -> str:
+        return pricebook.format_tokens(_aggregated(obj))
+
+    @admin.display(description="suggested tokens per month", ordering="tokens_per_hour")
+    def suggested_monthly(self, obj: Plan) -> str:
+        return pricebook.format_tokens(_suggested(obj))
+
+    @admin.display(description="tokens per month = suggestion", boolean=True)
+    def matches_suggestion(self, obj: Plan) -> bool:
+        return obj.tokens_per_month == _suggested(obj)
+
+    @admin.display(description="aggregated month price")
+    def aggregated_month_price(self, obj: Plan) -> str:
+        return _money(obj, "aggregated_month_price")
+
+    @admin.display(description="suggested monthly price")
+    def suggested_monthly_price(self, obj: Plan) -> str:
+        return _money(obj, "suggested_monthly_price")
+
+    @admin.display(description="price of tokens per month")
+    def monthly_price(self, obj: Plan) -> str:
+        return _money(obj, "monthly_price")
+
+
+def _aggregated(obj: Plan) -> int:
+    return calc.aggregated_month_tokens(obj.tokens_per_hour)
+
+
+def _suggested(obj: Plan) -> int:
+    return calc.suggested_monthly_tokens(_aggregated(obj))
+
+
+def _price_row(obj: Plan) -> tuple[PlanPriceRow | None, Currency | None]:
+    # Cached on the instance: the change page asks for several figures of one plan, and
+    # each would otherwise look the default currency up again.
+    cached = obj.__dict__.get("_admin_price_row")
+    if cached is None:
+        currency = pricebook.default_currency()
+        row = pricebook.plan_price_row(obj, currency) if currency else None
+        cached = obj.__dict__["_admin_price_row"] = (row, currency)
+    return cached
+
+
+def _money(obj: Plan, field: str) -> str:
+    row, currency = _price_row(obj)
+    if row is None or currency is None:
+        return "— (add a currency to see prices)"
+    return pricebook.format_money(getattr(row, field), currency)

@@ -1,7 +1,26 @@
 """Staff REST API routes (/api/v1/). Each app registers its viewsets here."""
 
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-router = DefaultRouter()
+from pricing.api import (
+    CurrencyViewSet,
+    DiscountViewSet,
+    PlanViewSet,
+    PricingSettingsView,
+    TaxRuleViewSet,
+)
+from users.api import CustomerViewSet
 
-urlpatterns = router.urls
+router = DefaultRouter()
+router.register("currencies", CurrencyViewSet, basename="currency")
+router.register("discounts", DiscountViewSet, basename="discount")
+router.register("tax-rules", TaxRuleViewSet, basename="taxrule")
+router.register("plans", PlanViewSet, basename="plan")
+router.register("customers", CustomerViewSet, basename="customer")
+
+urlpatterns = [
+    # A singleton: no list, no id (the router only builds list/detail routes).
+    path("pricing-settings/", PricingSettingsView.as_view(), name="pricing-settings"),
+    *router.urls,
+]

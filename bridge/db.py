@@ -3,6 +3,9 @@
 from django.core.management.color import no_style
 from django.db import connection, models
 
+# The largest id a BigAutoField (and so a PostgreSQL bigint) holds.
+MAX_BIGINT = 2**63 - 1
+
 
 def advance_id_sequence(*, model: type[models.Model], past_id: int) -> None:
     """Make sure the auto-id sequence of `model` will never hand out `past_id` or less.
@@ -27,14 +30,18 @@ def advance_id_sequence(*, model: type[models.Model], past_id: int) -> None:
                 cursor.execute(sql)
         return
     with connection.cursor() as cursor:
-        # Serialise explicit-id writers on this table until commit, so two of them cannot
-        # interleave their read of last_value and their setval.
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"id-sequence:{table}"])
         cursor.execute(
-            """
-            SELECT setval(seq, %s)
-            FROM (SELECT pg_get_serial_sequence(%s, %s)::regclass AS seq) AS s
-            WHERE %s > COALESCE(pg_sequence_last_value(seq), 0)
-            """,
-            [past_id, connection.ops.quote_name(table), column, past_id],
+            "SELECT pg_get_serial_sequence(%s, %s)", [connection.ops.quote_name(table), column]
         )
+        sequence = cursor.fetchone()[0]
+        if sequence is None:  # not an auto id: nothing hands out ids on its own
+            return
+        # Serialise explicit-id writers on this table until commit, so two of them cannot
+        # interleave their read of the sequence and their setval.
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"id-sequence:{table}"])
+        # The name comes from the catalog, already quoted where needed.
+        cursor.execute(f"SELECT last_value, is_called FROM {sequence}")  # noqa: S608
+        last_value, is_called = cursor.fetchone()
+        next_id = last_value + 1 if is_called else last_value
+        if past_id >= next_id:
+            cursor.execute("SELECT setval(%s::regclass, %s, true)", [sequence, past_id])

@@ -189,6 +189,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Prices, customers and plans of the SolusIO custom-billing bridge.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema documents the staff API: staff (session or token) only.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
     "SCHEMA_PATH_PREFIX": "/api/v1",
 }
 

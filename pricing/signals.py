@@ -5,6 +5,8 @@ imports and the shell alike, and a missed invalidation shows customers a wrong p
 Bulk `QuerySet.update()` sends no signal: code that uses it calls bump_generation itself.
 """
 
+import threading
+import time
 from typing import Any
 
 from django.db import transaction
@@ -14,9 +16,22 @@ from pricing.models import Currency, Discount, PricingSettings, TaxRule
 from pricing.services import bump_generation
 from users.models import Customer
 
+_last_bump = threading.local()
+
 
 def _invalidate(sender: Any, **kwargs: Any) -> None:
-    transaction.on_commit(bump_generation)
+    registered_at = time.monotonic_ns()
+
+    def bump_once() -> None:
+        # One bump per commit, however many rows it wrote (an import saves thousands): the
+        # callbacks of a commit run one after another in this thread, and a bump made after
+        # this change was registered — so after its commit — already covers it.
+        if getattr(_last_bump, "at", -1) > registered_at:
+            return
+        _last_bump.at = time.monotonic_ns()
+        bump_generation()
+
+    transaction.on_commit(bump_once)
 
 
 for model in (Currency, Discount, TaxRule, PricingSettings, Customer):

@@ -174,3 +174,34 @@ def test_answers_come_from_the_database_when_the_cache_is_down(
     dead = RedisCache("redis://127.0.0.1:1/0", {})  # nothing listens on port 1
     monkeypatch.setattr("pricing.services.cache", dead)
     assert cost(client) == Decimal("0.0008114406")
+
+
+def test_a_transaction_that_changes_many_rows_bumps_the_generation_once(
+    gbp: Currency, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import transaction
+
+    bumps: list[int] = []
+    monkeypatch.setattr("pricing.signals.bump_generation", lambda: bumps.append(1))
+    with transaction.atomic():
+        for i in range(20):
+            Customer.objects.create(id=100 + i, email=f"c{i}@example.com", currency=gbp)
+    assert bumps == [1]
+
+
+def test_a_change_after_a_rolled_back_savepoint_still_bumps(
+    gbp: Currency, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import transaction
+
+    bumps: list[int] = []
+    monkeypatch.setattr("pricing.signals.bump_generation", lambda: bumps.append(1))
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                Customer.objects.create(id=200, email="x@example.com", currency=gbp)
+                raise RuntimeError
+        except RuntimeError:
+            pass
+        Customer.objects.create(id=201, email="y@example.com", currency=gbp)
+    assert bumps == [1]

@@ -1,0 +1,99 @@
+"""Staff API serializers for customers. The importer validates rows with the same class."""
+
+from typing import Any
+
+from rest_framework import serializers
+from rest_framework.validators import UniqueValidator
+
+from bridge.db import MAX_BIGINT
+from pricing.models import Discount
+from pricing.serializers import (
+    CurrencyCodeRelatedField,
+    ImmutableKeyMixin,
+    ModelCleanMixin,
+    country_field,
+)
+from users import services
+from users.models import Customer, CustomerStatus
+
+
+class CustomerSerializer(ImmutableKeyMixin, ModelCleanMixin):
+    """A customer of the billing system, and a user in SolusIO."""
+
+    id = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_BIGINT,
+        required=False,
+        validators=[
+            UniqueValidator(Customer.objects.all(), "A customer with this id already exists.")
+        ],
+        help_text=(
+            "Billing user id (SolusIO's billing_user_id). Optional on create, to keep the id "
+            "another billing system used; the next free id otherwise. Ignored on update."
+        ),
+    )
+    email = serializers.EmailField(max_length=254)
+    currency = CurrencyCodeRelatedField(help_text="ISO 4217 code of one of the currencies.")
+    country = country_field(help_text="ISO 3166-1 alpha-2 code, e.g. GB.")
+    discounts = serializers.PrimaryKeyRelatedField(
+        many=True,
+        queryset=Discount.objects.all(),
+        required=False,
+        help_text="Ids of the discounts that apply to this customer.",
+        error_messages={"does_not_exist": "No discount with id {pk_value}."},
+    )
+
+    class Meta:
+        model = Customer
+        fields = [
+            "id",
+            "email",
+            "name",
+            "currency",
+            "country",
+            "region",
+            "billing_exempt",
+            "status",
+            "discounts",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+        immutable_fields = ["id"]
+
+    def validate_email(self, value: str) -> str:
+        # SolusIO finds users by e-mail: two customers differing only in case would be
+        # one SolusIO user.
+        others = Customer.objects.filter(email__iexact=value)
+        if isinstance(self.instance, Customer):
+            others = others.exclude(pk=self.instance.pk)
+        if others.exists():
+            raise serializers.ValidationError("A customer with this e-mail already exists.")
+        return value
+
+    def create(self, validated_data: dict[str, Any]) -> Customer:
+        return services.create_customer(**validated_data)
+
+    def update(self, instance: Customer, validated_data: dict[str, Any]) -> Customer:
+        discounts = validated_data.pop("discounts", None)
+        return services.update_customer(
+            customer=instance, changes=validated_data, discounts=discounts
+        )
+
+
+class CustomerFilterSerializer(serializers.Serializer):
+    """Query parameters of the customer list; every one optional."""
+
+    status = serializers.ChoiceField(choices=CustomerStatus.choices, required=False)
+    currency = serializers.CharField(required=False, help_text="ISO 4217 code.")
+    country = serializers.CharField(required=False, help_text="ISO 3166-1 alpha-2 code.")
+    billing_exempt = serializers.BooleanField(required=False)
+    search = serializers.CharField(
+        required=False, help_text="Part of the e-mail address or name, any case."
+    )
+
+    def validate_currency(self, value: str) -> str:
+        return value.upper()
+
+    def validate_country(self, value: str) -> str:
+        return value.upper()

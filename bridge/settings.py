@@ -149,6 +149,7 @@ else:
     # Embedded broker: kombu's filesystem transport needs no server, and a real worker
     # and beat run on it (this is not eager mode).
     _broker_dir = VAR_DIR / "broker"
+    (_broker_dir / "control").mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),

@@ -1,4 +1,4 @@
-"""Import prices and customers from another billing system (docs/import-format.md).
+"""Import prices and customers from another billing system (the format is in the README).
 
 One JSON file, one transaction: every row is validated by the staff API's serializer and
 created or updated by its key (`code` for currencies, `id` for the rest), so importing a

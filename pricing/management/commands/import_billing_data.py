@@ -1,4 +1,4 @@
-"""manage.py import_billing_data FILE.json [--dry-run] (format: docs/import-format.md)."""
+"""manage.py import_billing_data FILE.json [--dry-run]; the format is in the README."""
 
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("file", type=Path, help="The JSON file (docs/import-format.md).")
+        parser.add_argument("file", type=Path, help="The JSON file (format: see the README).")
         parser.add_argument(
             "--dry-run", action="store_true", help="Validate everything, then roll back."
         )

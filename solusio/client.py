@@ -1,0 +1,505 @@
+"""The SolusIO API client: everything the bridge says to SolusIO goes through here.
+
+One `requests.Session` per client (connection pooling, keep-alive), Bearer auth, JSON in and
+out, connect and read timeouts, retries with capped exponential backoff and jitter on
+connection errors, timeouts, 5xx and 429 (Retry-After honoured), never on another 4xx.
+Answers come back as the typed records of `records` and `usage_schema`.
+
+A client is not meant to be shared between threads: make one per task or per thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from solusio.errors import (
+    ClientError,
+    InvalidResponse,
+    NotFound,
+    RateLimited,
+    ServerError,
+    SolusIOError,
+    TransportError,
+    Unauthorized,
+    ValidationFailed,
+)
+from solusio.records import LimitGroup, LinkResult, Plan, Server, Settings, User, UserStatus
+from solusio.redact import redact
+from solusio.retry import RetryPolicy, parse_retry_after
+from solusio.usage_schema import UsageRow, parse_usage_row
+
+log = logging.getLogger("solusio.client")
+
+# An unparseable answer to a read is worth reading again (a proxy cut it short); to a write
+# it is not: the write may have happened, and the caller must look before acting again.
+_RETRY_INVALID_FOR = frozenset({"GET"})
+# Errors in how the request was built: sending it again cannot help.
+_NOT_TRANSIENT = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidHeader,
+)
+_UNSET: Any = object()
+
+
+class SolusIOClient:
+    def __init__(
+        self,
+        base_url: str | None = None,
+        token: str | None = None,
+        *,
+        verify_tls: bool | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        per_page: int = 100,
+        pool_size: int = 10,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if base_url is None or token is None:
+            from django.conf import settings
+
+            base_url = settings.SOLUSIO_API_URL if base_url is None else base_url
+            token = settings.SOLUSIO_API_TOKEN if token is None else token
+        if verify_tls is None:
+            verify_tls = _setting("SOLUSIO_VERIFY_TLS", True)
+        if not base_url or not token:
+            from django.core.exceptions import ImproperlyConfigured
+
+            raise ImproperlyConfigured("SOLUSIO_API_URL and SOLUSIO_API_TOKEN must both be set")
+        self.base_url = base_url.rstrip("/")
+        self.verify_tls = bool(verify_tls)
+        self.timeout = (connect_timeout, read_timeout)
+        self.retry = retry or RetryPolicy()
+        self.per_page = per_page
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._session = requests.Session()
+        # Retries are ours (they must see 429/5xx and be logged); urllib3 must not add its own.
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._session.headers.update(
+            {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        )
+
+    def __repr__(self) -> str:
+        return f"<SolusIOClient {self.base_url}>"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> SolusIOClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- Users ---------------------------------------------------------------------------
+
+    def iter_users(self, *, search: str | None = None) -> Iterator[User]:
+        params = {"filter[search]": search} if search else None
+        for i, item in enumerate(self._paginate("/users", params)):
+            yield User.parse(item, f"users[{i}]")
+
+    def find_user_by_email(self, email: str) -> User | None:
+        """The user whose e-mail is exactly `email` (case-insensitive), if any.
+
+        `filter[search]` is a substring search, so its hits are checked for an exact match.
+        """
+        wanted = email.strip().lower()
+        for user in self.iter_users(search=email.strip()):
+            if user.email.lower() == wanted:
+                return user
+        return None
+
+    def get_user(self, user_id: int) -> User:
+        return User.parse(self._data("GET", f"/users/{int(user_id)}"))
+
+    def create_user(
+        self,
+        *,
+        email: str,
+        password: str,
+        status: UserStatus | str = UserStatus.ACTIVE,
+        billing_user_id: int | None = None,
+        limit_group_id: int | None = None,
+        language_id: int | None = None,
+        roles: list[int] | None = None,
+    ) -> User:
+        """A plain create. Prefer `create_or_link_user`, which is safe to repeat."""
+        body: dict[str, Any] = {
+            "email": email,
+            "password": password,
+            "status": str(status),
+            "billing_user_id": billing_user_id,
+        }
+        if limit_group_id is not None:
+            body["limit_group_id"] = limit_group_id
+        if language_id is not None:
+            body["language_id"] = language_id
+        if roles:
+            body["roles"] = list(roles)
+        return User.parse(self._data("POST", "/users", json=body))
+
+    def update_user(
+        self,
+        user_id: int,
+        *,
+        email: str = _UNSET,
+        password: str = _UNSET,
+        status: UserStatus | str = _UNSET,
+        billing_user_id: int | None = _UNSET,
+        limit_group_id: int | None = _UNSET,
+        language_id: int = _UNSET,
+        roles: list[int] = _UNSET,
+    ) -> User:
+        """PUT only the fields given (None is sent as null, e.g. to unlink a user)."""
+        given = {
+            "email": email,
+            "password": password,
+            "status": str(status) if status is not _UNSET else _UNSET,
+            "billing_user_id": billing_user_id,
+            "limit_group_id": limit_group_id,
+            "language_id": language_id,
+            "roles": roles,
+        }
+        body = {k: v for k, v in given.items() if v is not _UNSET}
+        if not body:
+            raise ValueError("update_user needs at least one field to change")
+        return User.parse(self._data("PUT", f"/users/{int(user_id)}", json=body))
+
+    def delete_user(self, user_id: int) -> None:
+        self._request("DELETE", f"/users/{int(user_id)}")
+
+    def set_user_status(self, user_id: int, status: UserStatus | str) -> User:
+        """Activate, lock or suspend: a PUT of `status`, as the official modules do."""
+        return self.update_user(user_id, status=UserStatus(status))
+
+    def create_or_link_user(
+        self,
+        *,
+        email: str,
+        billing_user_id: int,
+        password: str | None = None,
+        status: UserStatus | str = UserStatus.ACTIVE,
+        limit_group_id: int | None = None,
+        language_id: int | None = None,
+        roles: list[int] | None = None,
+    ) -> LinkResult:
+        """Make sure a SolusIO user with `email` exists and carries `billing_user_id`.
+
+        Safe to repeat and to retry: it looks the e-mail up first (like the official WHMCS
+        module), treats SolusIO's "e-mail taken" answer as "already exists", and after an
+        ambiguous failure (connection lost, truncated answer) looks again before giving up,
+        so a create whose answer was lost never becomes a second user.
+        """
+        existing = self.find_user_by_email(email)
+        if existing is None:
+            try:
+                user = self.create_user(
+                    email=email,
+                    # Customers sign in through the bridge's one-time tokens; SolusIO still
+                    # wants a password, so an unguessable one is made when none is given.
+                    password=password or secrets.token_urlsafe(24),
+                    status=status,
+                    billing_user_id=billing_user_id,
+                    limit_group_id=limit_group_id,
+                    language_id=language_id,
+                    roles=roles,
+                )
+                return LinkResult(user=user, created=True, relinked=False)
+            except ValidationFailed as exc:
+                if not exc.email_taken:
+                    raise
+                log.info("SolusIO user %s already exists; linking it", email)
+                existing = self.find_user_by_email(email)
+                if existing is None:
+                    raise InvalidResponse(
+                        "SolusIO says the e-mail is taken but no user has it", status=422
+                    ) from exc
+            except (TransportError, InvalidResponse, ServerError):
+                existing = self.find_user_by_email(email)
+                if existing is None:
+                    raise
+                log.info("SolusIO user %s was created by an attempt whose answer was lost", email)
+        return self._link(existing, billing_user_id)
+
+    def _link(self, user: User, billing_user_id: int) -> LinkResult:
+        if user.billing_user_id == billing_user_id:
+            return LinkResult(user=user, created=False, relinked=False)
+        if user.billing_user_id is not None:
+            log.warning(
+                "SolusIO user %s was linked to billing user %s; re-linking to %s",
+                user.id,
+                user.billing_user_id,
+                billing_user_id,
+            )
+        updated = self.update_user(user.id, billing_user_id=billing_user_id)
+        return LinkResult(user=updated, created=False, relinked=True)
+
+    def create_login_token(self, user_id: int) -> str:
+        """A one-time access token for single sign-on (Step 9). Never logged."""
+        data = self._data("POST", f"/users/{int(user_id)}/tokens", json={"is_one_time": True})
+        token = data.get("access_token") if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token:
+            raise InvalidResponse("token response has no data.access_token")
+        return token
+
+    # --- Plans, limit groups, settings, servers --------------------------------------------
+
+    def iter_plans(self) -> Iterator[Plan]:
+        for i, item in enumerate(self._paginate("/plans")):
+            yield Plan.parse(item, f"plans[{i}]")
+
+    def list_plans(self) -> list[Plan]:
+        return list(self.iter_plans())
+
+    def update_plan_prices(
+        self,
+        plan_id: int,
+        *,
+        tokens_per_hour: int | None = None,
+        tokens_per_month: int | None = None,
+        ip_tokens_per_hour: int | None = None,
+        ip_tokens_per_month: int | None = None,
+    ) -> Plan:
+        given = {
+            "tokens_per_hour": tokens_per_hour,
+            "tokens_per_month": tokens_per_month,
+            "ip_tokens_per_hour": ip_tokens_per_hour,
+            "ip_tokens_per_month": ip_tokens_per_month,
+        }
+        body = {k: v for k, v in given.items() if v is not None}
+        if not body:
+            raise ValueError("update_plan_prices needs at least one price")
+        for key, value in body.items():
+            # Tokens can only be integers (seed, Step 1).
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{key} must be a non-negative integer, got {value!r}")
+        return Plan.parse(self._data("PUT", f"/plans/{int(plan_id)}", json=body))
+
+    def iter_limit_groups(self) -> Iterator[LimitGroup]:
+        for i, item in enumerate(self._paginate("/limit_groups")):
+            yield LimitGroup.parse(item, f"limit_groups[{i}]")
+
+    def list_limit_groups(self) -> list[LimitGroup]:
+        return list(self.iter_limit_groups())
+
+    def get_settings(self) -> Settings:
+        return Settings.parse(self._data("GET", "/settings"))
+
+    def patch_settings(self, changes: Mapping[str, Any]) -> Settings:
+        """PATCH a nested subset, e.g. `{"features": {"allow_registration": False}}`."""
+        return Settings.parse(self._data("PATCH", "/settings", json=dict(changes)))
+
+    def iter_servers(self, *, user_id: int | None = None) -> Iterator[Server]:
+        params = {"filter[user_id]": int(user_id)} if user_id is not None else None
+        for i, item in enumerate(self._paginate("/servers", params)):
+            yield Server.parse(item, f"servers[{i}]")
+
+    # --- Usage -------------------------------------------------------------------------------
+
+    def iter_usage(self, date_from: datetime, date_to: datetime) -> Iterator[UsageRow]:
+        """Usage rows for the half-open period [date_from, date_to), page by page."""
+        if date_from.tzinfo is None or date_to.tzinfo is None:
+            # A naive date would be read in SolusIO's zone, not the billing zone.
+            raise ValueError("usage period bounds must be timezone-aware")
+        if date_to <= date_from:
+            raise ValueError("usage period must end after it starts")
+        params = {
+            "filter[date_from]": date_from.isoformat(),
+            "filter[date_to]": date_to.isoformat(),
+        }
+        for i, item in enumerate(self._paginate("/usage", params)):
+            yield parse_usage_row(item, f"usage[{i}]")
+
+    # --- Transport -----------------------------------------------------------------------------
+
+    def _paginate(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[Any]:
+        """Every item of a paginated list, fetching one page at a time as they are consumed.
+
+        The next page is requested from our own base URL with `page=N`, never by following
+        `links.next` verbatim: behind a proxy SolusIO may write links with another scheme or
+        host, and following one would send the API token wherever it points.
+        """
+        query: dict[str, Any] = dict(params or {})
+        query.setdefault("per_page", self.per_page)
+        page = 1
+        while True:
+            query["page"] = page
+            payload = self._request("GET", path, params=query)
+            items = payload.get("data") if isinstance(payload, dict) else None
+            if not isinstance(items, list):
+                raise InvalidResponse("a list response has no data array", method="GET", path=path)
+            next_page = _next_page(payload, page, path)
+            del payload
+            yield from items
+            if next_page is None:
+                return
+            page = next_page
+
+    def _data(self, method: str, path: str, *, json: Any = None) -> Any:
+        payload = self._request(method, path, json=json)
+        if not isinstance(payload, dict) or "data" not in payload:
+            raise InvalidResponse("response has no data envelope", method=method, path=path)
+        return payload["data"]
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> Any:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._send(method, path, params, json)
+            except SolusIOError as exc:
+                retryable = exc.retryable or (
+                    isinstance(exc, InvalidResponse) and method in _RETRY_INVALID_FOR
+                )
+                if not retryable or attempt >= self.retry.max_attempts:
+                    raise
+                if isinstance(exc, RateLimited) and exc.retry_after is not None:
+                    delay = self.retry.retry_after(exc.retry_after)
+                else:
+                    delay = self.retry.backoff(attempt, self._rng)
+                log.warning(
+                    "SolusIO %s %s failed (%s); retry %d of %d in %.2f s",
+                    method,
+                    path,
+                    exc,
+                    attempt,
+                    self.retry.max_attempts - 1,
+                    delay,
+                )
+                self._sleep(delay)
+
+    def _send(self, method: str, path: str, params: Mapping[str, Any] | None, json: Any) -> Any:
+        url = self.base_url + path
+        if json is not None and log.isEnabledFor(logging.DEBUG):
+            log.debug("SolusIO %s %s body %s", method, path, redact(json))
+        started = time.monotonic()
+        try:
+            response = self._session.request(
+                method,
+                url,
+                params=params,
+                json=json,
+                timeout=self.timeout,
+                verify=self.verify_tls,
+            )
+            body = response.content
+        except requests.Timeout as exc:
+            raise TransportError(
+                f"timed out: {type(exc).__name__}", timeout=True, method=method, path=path
+            ) from None
+        except _NOT_TRANSIENT as exc:
+            raise SolusIOError(f"bad request URL: {exc}", method=method, path=path) from None
+        except requests.RequestException as exc:
+            # ConnectionError (refused, reset, dropped), ChunkedEncodingError (body cut short).
+            raise TransportError(
+                f"connection failed: {type(exc).__name__}", method=method, path=path
+            ) from None
+        elapsed_ms = (time.monotonic() - started) * 1000
+        log.debug(
+            "SolusIO %s %s %s -> %s in %.1f ms",
+            method,
+            path,
+            dict(params or {}),
+            response.status_code,
+            elapsed_ms,
+        )
+        if 200 <= response.status_code < 300:
+            if response.status_code == 204 or not body.strip():
+                return None
+            try:
+                return response.json()
+            except ValueError:
+                raise InvalidResponse(
+                    f"response is not valid JSON ({len(body)} bytes; truncated?)",
+                    status=response.status_code,
+                    method=method,
+                    path=path,
+                ) from None
+        raise _error_from(response, method, path)
+
+
+def _setting(name: str, default: Any) -> Any:
+    """A Django setting, or `default` where Django is not configured (scripts, benches)."""
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        return getattr(settings, name, default)
+    except ImproperlyConfigured:
+        return default
+
+
+def _next_page(payload: Mapping[str, Any], page: int, path: str) -> int | None:
+    meta = payload.get("meta")
+    if isinstance(meta, dict):
+        current, last = meta.get("current_page"), meta.get("last_page")
+        if isinstance(current, int) and isinstance(last, int):
+            return current + 1 if current < last else None
+    links = payload.get("links")
+    link = links.get("next") if isinstance(links, dict) else None
+    if not link:
+        return None
+    pages = parse_qs(urlsplit(str(link)).query).get("page", [])
+    if not pages or not pages[0].isdigit() or int(pages[0]) <= page:
+        # A next link that does not move forward would loop for ever.
+        raise InvalidResponse(f"unusable links.next {link!r}", method="GET", path=path)
+    return int(pages[0])
+
+
+def _error_from(response: requests.Response, method: str, path: str) -> SolusIOError:
+    status = response.status_code
+    message = response.reason or f"HTTP {status}"
+    errors: dict[str, list[str]] = {}
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+        snippet = response.text.strip()[:200]
+        if snippet:
+            message = f"{message}: {snippet}"
+    if isinstance(payload, dict):
+        message = str(payload.get("message") or message)
+        raw_errors = payload.get("errors")
+        if isinstance(raw_errors, dict):
+            errors = {
+                str(k): [str(m) for m in v] if isinstance(v, list) else [str(v)]
+                for k, v in raw_errors.items()
+            }
+    kwargs: dict[str, Any] = {"status": status, "errors": errors, "method": method, "path": path}
+    if status == 429:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return RateLimited(message, retry_after=retry_after, **kwargs)
+    if status in (401, 403):
+        return Unauthorized(message, **kwargs)
+    if status == 404:
+        return NotFound(message, **kwargs)
+    if status == 422:
+        return ValidationFailed(message, **kwargs)
+    if 400 <= status < 500:
+        return ClientError(message, **kwargs)
+    if status >= 500:
+        return ServerError(message, **kwargs)
+    return InvalidResponse(message, **kwargs)

@@ -1,0 +1,51 @@
+"""When and how long the client waits before sending a failed request again."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Capped exponential backoff with jitter.
+
+    Retry n (1-based) waits `min(max_delay, base_delay * 2**(n-1))`, of which the last
+    `jitter` fraction is random, so workers that failed together do not come back together
+    while the wait still grows with every retry. A 429's Retry-After replaces the backoff,
+    capped at `max_retry_after` so one bad header cannot park a worker for hours.
+    """
+
+    max_attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    max_retry_after: float = 120.0
+    jitter: float = 0.5
+
+    def backoff(self, retry_number: int, rng: random.Random | None = None) -> float:
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (retry_number - 1))
+        spread = ceiling * self.jitter
+        return ceiling - spread + (rng or random).random() * spread
+
+    def retry_after(self, seconds: float) -> float:
+        return max(0.0, min(seconds, self.max_retry_after))
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After is either delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

@@ -1,0 +1,3 @@
+from solusio.simulator.cli import main
+
+main()

@@ -1,9 +1,11 @@
-"""System checks for production secrets (run by `manage.py check --deploy`)."""
+"""System checks: production secrets (`manage.py check --deploy`) and the SolusIO setup
+(`manage.py check --tag solusio`)."""
 
+import sys
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Tags, Warning, register
+from django.core.checks import Error, Tags, Warning, register
 
 
 @register(Tags.security, deploy=True)
@@ -42,3 +44,34 @@ def check_bridge_secrets(app_configs: Any = None, **kwargs: Any) -> list[Warning
             )
         )
     return problems
+
+
+def _solusio_checks_requested() -> bool:
+    """Whether `manage.py check` was asked for the solusio tag (or the setting says always).
+
+    The checks call SolusIO; run with every `migrate` or `runserver`, a SolusIO outage
+    would block them. Django does not tell a check which tags were asked for, hence argv.
+    """
+    if settings.SOLUSIO_CHECKS_ALWAYS:
+        return True
+    argv = sys.argv[1:]
+    if "check" not in argv:
+        return False
+    tags = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg in ("--tag", "-t")] + [
+        arg.split("=", 1)[1] for arg in argv if arg.startswith("--tag=")
+    ]
+    return "solusio" in tags
+
+
+@register("solusio")
+def check_solusio_setup(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """The setup doctor's checks (seed Steps 3, 4, 5, 7) against the live SolusIO."""
+    if not _solusio_checks_requested():
+        return []
+    from bridge import doctor
+
+    return [
+        Error(f"{f.step}: {f.message}", hint=f.hint or None, id=f"bridge.E{f.code}")
+        for f in doctor.run()
+        if not f.ok
+    ]

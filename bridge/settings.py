@@ -9,6 +9,7 @@ A malformed value (a bad URL, "maybe" for a boolean) stops the process at start-
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("BRIDGE_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -123,7 +124,7 @@ STORAGES = {
 # Serve admin assets straight from the apps when collectstatic has not run (embedded run).
 WHITENOISE_USE_FINDERS = True
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "admin:login"  # staff; the customer pages (/account/) use their own login
 
 # --- The bridge's own settings -------------------------------------------------------
 # Shared secret SolusIO sends as `token` to GetTokenPricing (Step 7). Empty = not required,
@@ -140,6 +141,39 @@ SOLUSIO_API_TOKEN = env.str("SOLUSIO_API_TOKEN", default="")
 SOLUSIO_VERIFY_TLS = env.bool("SOLUSIO_VERIFY_TLS", default=True)
 SOLUSIO_LOGIN_URL_TEMPLATE = env.str("SOLUSIO_LOGIN_URL_TEMPLATE", default="")
 BILLING_TIMEZONE = env.str("BILLING_TIMEZONE", default="UTC")
+# The bridge's own public address, as SolusIO reaches it: the doctor checks that SolusIO's
+# billing integration points at BRIDGE_PUBLIC_URL + /api/solusio (Step 7).
+BRIDGE_PUBLIC_URL = env.str("BRIDGE_PUBLIC_URL", default="")
+# The billing integration type for custom billing in SolusIO's settings (assumed value,
+# DESIGN §4: the driver's url and token live under drivers.whmcs).
+SOLUSIO_BILLING_INTEGRATION_TYPE = env.str("SOLUSIO_BILLING_INTEGRATION_TYPE", default="custom")
+# Role and language of the SolusIO users the bridge creates; empty = SolusIO's defaults.
+SOLUSIO_USER_ROLE_IDS = [int(r) for r in env.list("SOLUSIO_USER_ROLE_IDS", default=[])]
+SOLUSIO_USER_LANGUAGE_ID = env.int("SOLUSIO_USER_LANGUAGE_ID", default=0) or None
+# The client's own retries inside one delivery (connection errors, 5xx, 429).
+SOLUSIO_RETRY_MAX_ATTEMPTS = env.int("SOLUSIO_RETRY_MAX_ATTEMPTS", default=3)
+SOLUSIO_RETRY_BASE_DELAY = env.float("SOLUSIO_RETRY_BASE_DELAY", default=0.5)
+SOLUSIO_RETRY_MAX_DELAY = env.float("SOLUSIO_RETRY_MAX_DELAY", default=10.0)
+SOLUSIO_CONNECT_TIMEOUT = env.float("SOLUSIO_CONNECT_TIMEOUT", default=5.0)
+SOLUSIO_READ_TIMEOUT = env.float("SOLUSIO_READ_TIMEOUT", default=30.0)
+# Attempts per SolusIO call inside a user-sync delivery; after that the outbox retries.
+SOLUSIO_SYNC_CALL_ATTEMPTS = env.int("SOLUSIO_SYNC_CALL_ATTEMPTS", default=1)
+# When a delivery still fails transiently, the outbox tries again after a capped,
+# growing delay (seconds); records are never dropped for being transiently undeliverable.
+SOLUSIO_SYNC_RETRY_BASE = env.float("SOLUSIO_SYNC_RETRY_BASE", default=5.0)
+SOLUSIO_SYNC_RETRY_MAX = env.float("SOLUSIO_SYNC_RETRY_MAX", default=600.0)
+# The sweep re-sends records older than this that are still undelivered (a lost message,
+# a broker or worker that was down).
+SOLUSIO_SYNC_SWEEP_AFTER = env.float("SOLUSIO_SYNC_SWEEP_AFTER", default=30.0)
+# The sweep stands back while more messages than this wait in the sync queue.
+SOLUSIO_SYNC_SWEEP_MAX_BACKLOG = env.int("SOLUSIO_SYNC_SWEEP_MAX_BACKLOG", default=100)
+# Customers per delivery task when a transaction changes many (imports, bulk edits).
+SOLUSIO_SYNC_TASK_BATCH = env.int("SOLUSIO_SYNC_TASK_BATCH", default=25)
+# Queue of the user-sync tasks (tests give each worker a queue of its own).
+SOLUSIO_SYNC_QUEUE = env.str("SOLUSIO_SYNC_QUEUE", default="celery")
+# `manage.py check` runs the live SolusIO checks only when asked (`--tag solusio`), so a
+# SolusIO outage never blocks migrate or runserver; True runs them with every check.
+SOLUSIO_CHECKS_ALWAYS = env.bool("SOLUSIO_CHECKS_ALWAYS", default=False)
 
 # --- Celery ----------------------------------------------------------------------------
 if REDIS_URL:
@@ -170,6 +204,24 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "bridge.tasks.heartbeat", "schedule": 60.0},
+    # Users (issue 4): deliver what the broker lost; compare SolusIO with us daily.
+    "users-sweep-outbox": {"task": "users.tasks.sweep_outbox", "schedule": 60.0},
+    "users-reconcile": {
+        "task": "users.tasks.reconcile",
+        "schedule": crontab(hour=3, minute=17),
+    },
+    # Usage (issue 5): hourly; the task closes last month (in BILLING_TIMEZONE) unless it is
+    # closed already, so it runs in the first hour of the 1st there and catches up after an
+    # outage.
+    "usage-close-previous-period": {
+        "task": "usage.tasks.close_previous_period",
+        "schedule": crontab(minute=7),
+    },
+    "usage-dunning-sweep": {"task": "usage.tasks.dunning_sweep", "schedule": crontab(minute=37)},
+    "usage-month-to-date": {
+        "task": "usage.tasks.refresh_month_to_date",
+        "schedule": crontab(minute=23),
+    },
 }
 
 # --- REST API --------------------------------------------------------------------------
@@ -193,6 +245,8 @@ SPECTACULAR_SETTINGS = {
     # The schema documents the staff API: staff (session or token) only.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # Invoices and customers both have a `status` with its own choices.
+    "ENUM_NAME_OVERRIDES": {"InvoiceStatusEnum": "usage.models.InvoiceStatus"},
 }
 
 LOGGING = {

@@ -21,6 +21,8 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("ping", ping, name="ping"),
     path("admin/", admin.site.urls),
+    path("account/invoices/", include("usage.urls")),
+    path("account/", include("users.urls")),
 ]
 
 

@@ -6,20 +6,22 @@ as `manage.py pricing_scheme` and the GetTokenPricing endpoint.
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.views.decorators.http import require_POST
 
 from bridge.jsonnum import plain_decimal
-from pricing import calc, pricebook
+from pricing import calc, plan_sync, pricebook
 from pricing.models import Currency, Discount, Plan, PricingSettings, TaxRule
 from pricing.pricebook import PlanPriceRow
 from pricing.selectors import discounts_in_force
+from solusio.errors import SolusIOError
 
 PREVIEW_TOKENS = 10_000
 
@@ -199,7 +201,12 @@ class PlanAdmin(admin.ModelAdmin):
         "aggregated_month",
         "suggested_monthly",
         "matches_suggestion",
+        "solusio_prices",
+        "agrees_with_solusio",
     )
+    list_filter = ("in_solusio",)
+    actions = ("push_prices",)
+    change_list_template = "admin/pricing/plan/change_list.html"
     list_display_links = ("id", "name")
     search_fields = ("id__exact", "name")
     plan_fields = ("id", "name", "tokens_per_hour", "tokens_per_month")
@@ -211,7 +218,55 @@ class PlanAdmin(admin.ModelAdmin):
         "monthly_price",
         "matches_suggestion",
     )
-    readonly_fields = price_book_fields
+    solusio_fields = ("solusio_prices", "agrees_with_solusio", "in_solusio", "mirrored_at")
+    readonly_fields = (*price_book_fields, *solusio_fields)
+
+    # --- SolusIO (Step 3): what it has, where it disagrees, push ----------------------
+
+    @admin.display(description="SolusIO has (per hour / month)")
+    def solusio_prices(self, obj: Plan) -> str:
+        if obj.mirrored_at is None:
+            return "not mirrored"
+        if not obj.in_solusio:
+            return "not in SolusIO"
+        return f"{obj.solusio_tokens_per_hour} / {obj.solusio_tokens_per_month}"
+
+    @admin.display(description="SolusIO = price book", boolean=True)
+    def agrees_with_solusio(self, obj: Plan) -> bool | None:
+        return obj.agrees_with_solusio
+
+    @admin.action(description="Push the price book's prices to SolusIO", permissions=["change"])
+    def push_prices(self, request: HttpRequest, queryset: QuerySet[Plan]) -> None:
+        try:
+            pushed = plan_sync.push_plan_prices(
+                plan_ids=list(queryset.values_list("pk", flat=True))
+            )
+        except SolusIOError as exc:
+            self.message_user(request, f"SolusIO: {exc}", messages.ERROR)
+            return
+        self.message_user(request, f"Pushed the prices of {len(pushed)} plans to SolusIO.")
+
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view(require_POST(self.mirror_view))
+        return [path("mirror/", view, name="pricing_plan_mirror"), *super().get_urls()]
+
+    def mirror_view(self, request: HttpRequest) -> HttpResponse:
+        if not request.user.has_perm("pricing.change_plan"):
+            return HttpResponse(status=403)
+        try:
+            plans = plan_sync.mirror_plans()
+        except SolusIOError as exc:
+            self.message_user(request, f"SolusIO: {exc}", messages.ERROR)
+        else:
+            differ = plan_sync.disagreements()
+            level = messages.WARNING if differ else messages.SUCCESS
+            self.message_user(
+                request,
+                f"Mirrored {len(plans)} plans from SolusIO; {len(differ)} disagree with the "
+                "price book.",
+                level,
+            )
+        return HttpResponseRedirect(reverse("admin:pricing_plan_changelist"))
 
     def get_readonly_fields(self, request: HttpRequest, obj: Plan | None = None) -> Any:
         # The id is SolusIO's: set once when the plan is mirrored, never renumbered.
@@ -232,6 +287,7 @@ class PlanAdmin(admin.ModelAdmin):
                     },
                 )
             )
+            fieldsets.append(("SolusIO (Step 3)", {"fields": self.solusio_fields}))
         return fieldsets
 
     # Token figures come straight from calc: they need no currency, so the changelist

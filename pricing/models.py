@@ -175,9 +175,26 @@ class Plan(models.Model):
     tokens_per_month = models.PositiveIntegerField(
         default=0, help_text="Monthly cap and fixed monthly price; 0 = hourly only."
     )
+    # What SolusIO last said (mirror): the price book above is ours, these are SolusIO's,
+    # and the admin shows where they disagree until the prices are pushed (Step 3).
+    solusio_tokens_per_hour = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    solusio_tokens_per_month = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    in_solusio = models.BooleanField(default=True, editable=False)
+    mirrored_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["id"]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def agrees_with_solusio(self) -> bool | None:
+        """None when the plan was never mirrored; else whether SolusIO has our prices."""
+        if self.mirrored_at is None:
+            return None
+        return (
+            self.in_solusio
+            and self.solusio_tokens_per_hour == self.tokens_per_hour
+            and self.solusio_tokens_per_month == self.tokens_per_month
+        )

@@ -31,7 +31,10 @@ def _invalidate(sender: Any, **kwargs: Any) -> None:
         _last_bump.at = time.monotonic_ns()
         bump_generation()
 
-    transaction.on_commit(bump_once)
+    # Robust: with Redis down the change is committed already; a failed bump is logged
+    # and must neither fail the request nor stop later commit hooks (the user-sync
+    # delivery is one of them).
+    transaction.on_commit(bump_once, robust=True)
 
 
 for model in (Currency, Discount, TaxRule, PricingSettings, Customer):

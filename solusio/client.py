@@ -198,6 +198,7 @@ class SolusIOClient:
         limit_group_id: int | None = None,
         language_id: int | None = None,
         roles: list[int] | None = None,
+        look_first: bool = True,
     ) -> LinkResult:
         """Make sure a SolusIO user with `email` exists and carries `billing_user_id`.
 
@@ -205,8 +206,13 @@ class SolusIOClient:
         module), treats SolusIO's "e-mail taken" answer as "already exists", and after an
         ambiguous failure (connection lost, truncated answer) looks again before giving up,
         so a create whose answer was lost never becomes a second user.
+
+        `look_first=False` skips the first look-up, for callers that expect the user not to
+        exist yet (a bulk sync of new customers): one call instead of two, and just as
+        safe, because SolusIO refuses a second user with the same e-mail and that answer
+        leads to the look-up.
         """
-        existing = self.find_user_by_email(email)
+        existing = self.find_user_by_email(email) if look_first else None
         if existing is None:
             try:
                 user = self.create_user(

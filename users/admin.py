@@ -2,16 +2,31 @@
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.forms import ModelForm
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.views.decorators.http import require_POST
 
 from bridge.jsonnum import plain_decimal
 from pricing import calc, pricebook
 from pricing.admin import CountryListFilter
 from pricing.selectors import token_pricing
-from users.models import Customer
+from solusio.errors import SolusIOError
+from users import services, sso, sync
+from users.models import (
+    Customer,
+    LimitGroup,
+    LoginAudit,
+    SolusioAccount,
+    SolusioDefaults,
+    SyncRecord,
+    SyncRecordState,
+)
 
 PREVIEW_TOKENS = 1_000
 
@@ -27,17 +42,136 @@ class CustomerAdmin(admin.ModelAdmin):
         "region",
         "status",
         "billing_exempt",
+        "limit_group",
+        "sync_state",
+        "sync_error",
     )
     list_display_links = ("id", "email")
-    list_filter = ("status", "currency", CountryListFilter, "billing_exempt")
-    list_select_related = ("currency",)
+    list_filter = ("status", "currency", CountryListFilter, "billing_exempt", "solusio__state")
+    list_select_related = ("currency", "limit_group", "solusio")
     search_fields = ("id__exact", "email", "name")
     filter_horizontal = ("discounts",)
-    readonly_fields = ("token_pricing", "created_at", "updated_at")
+    readonly_fields = ("token_pricing", "sync_panel", "created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("email", "name", "status")}),
         ("Billing", {"fields": ("currency", "country", "region", "billing_exempt", "discounts")}),
+        ("SolusIO", {"fields": ("limit_group",)}),
     )
+    actions = ("log_in_as_customer", "resync", "retry_parked")
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "limit_group":
+            kwargs["queryset"] = LimitGroup.objects.filter(in_solusio=True)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    # --- writes go through users.services, so SolusIO hears of them -------------------
+
+    def save_model(
+        self, request: HttpRequest, obj: Customer, form: ModelForm, change: bool
+    ) -> None:
+        fields = {
+            name: form.cleaned_data[name]
+            for name in services.UPDATABLE_FIELDS
+            if name in form.cleaned_data
+        }
+        if change:
+            changed = {k: v for k, v in fields.items() if k in form.changed_data}
+            services.update_customer(customer=obj, changes=changed, reason="edited in admin")
+            return
+        created = services.create_customer(**fields)
+        # The form saves the discounts onto its instance next (save_related).
+        obj.pk, obj.created_at, obj.updated_at = created.pk, created.created_at, created.updated_at
+        obj.limit_group = created.limit_group
+        obj._state.adding = False
+        obj._state.db = created._state.db
+
+    def delete_model(self, request: HttpRequest, obj: Customer) -> None:
+        services.delete_customer(customer=obj, reason="deleted in admin")
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
+        for customer in queryset:
+            services.delete_customer(customer=customer, reason="deleted in admin")
+
+    # --- sync state at a glance ----------------------------------------------------------
+
+    @admin.display(description="SolusIO sync", ordering="solusio__state")
+    def sync_state(self, obj: Customer) -> str:
+        account = _account(obj)
+        if account is None:
+            return "—"
+        label = account.get_state_display()
+        if account.solusio_user_id:
+            label += f" (user {account.solusio_user_id})"
+        return label
+
+    @admin.display(description="last sync error")
+    def sync_error(self, obj: Customer) -> str:
+        account = _account(obj)
+        return (account.last_error[:120] if account else "") or "—"
+
+    @admin.display(description="SolusIO sync")
+    def sync_panel(self, obj: Customer) -> SafeString:
+        account = _account(obj)
+        records = SyncRecord.objects.filter(customer_id=obj.pk).order_by("-id")[:10]
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    r.pk,
+                    r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    r.get_action_display(),
+                    r.reason,
+                    r.get_state_display(),
+                    r.last_error or "",
+                )
+                for r in records
+            ),
+        )
+        head = (
+            f"{account.get_state_display()}; SolusIO user {account.solusio_user_id or '—'}; "
+            f"last synced {account.last_synced_at or 'never'}"
+            if account
+            else "Never synced"
+        )
+        return format_html(
+            "<p>{}</p><table><tr><th>#</th><th>at</th><th>change</th><th>why</th>"
+            "<th>state</th><th>error</th></tr>{}</table>",
+            head,
+            rows,
+        )
+
+    # --- actions ---------------------------------------------------------------------
+
+    @admin.action(description="Log in as customer (SolusIO control panel)")
+    def log_in_as_customer(
+        self, request: HttpRequest, queryset: QuerySet[Customer]
+    ) -> HttpResponse | None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one customer.", messages.WARNING)
+            return None
+        customer = queryset.get()
+        try:
+            url = sso.login_url(
+                customer=customer,
+                staff_user=request.user,
+                remote_addr=request.META.get("REMOTE_ADDR"),
+            )
+        except sso.LoginRefused as refused:
+            self.message_user(request, f"{customer}: {refused.message}", messages.ERROR)
+            return None
+        return HttpResponseRedirect(url)
+
+    @admin.action(description="Sync to SolusIO again")
+    def resync(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
+        for pk in queryset.values_list("pk", flat=True):
+            services.resync_customer(customer_id=pk, reason=f"resync by {request.user}")
+        self.message_user(request, f"Queued {queryset.count()} customers for sync.")
+
+    @admin.action(description="Retry parked SolusIO changes")
+    def retry_parked(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
+        count = sync.retry_parked(customer_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"Retrying {count} parked changes.")
 
     def get_fieldsets(self, request: Any, obj: Customer | None = None) -> Any:
         if obj is None:
@@ -48,6 +182,7 @@ class CustomerAdmin(admin.ModelAdmin):
                 "Token pricing (what GetTokenPricing answers now)",
                 {"fields": ("token_pricing",)},
             ),
+            ("SolusIO sync (last 10 changes)", {"fields": ("sync_panel",)}),
             ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
         )
 
@@ -101,3 +236,147 @@ class CustomerAdmin(admin.ModelAdmin):
             "<table>{}</table>",
             format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows),
         )
+
+
+def _account(obj: Customer) -> SolusioAccount | None:
+    try:
+        return obj.solusio
+    except SolusioAccount.DoesNotExist:
+        return None
+
+
+@admin.register(SyncRecord)
+class SyncRecordAdmin(admin.ModelAdmin):
+    """The outbox: what was (or is still to be) told to SolusIO, and why it failed."""
+
+    list_display = (
+        "id",
+        "customer_id",
+        "action",
+        "reason",
+        "state",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+        "created_at",
+        "delivered_at",
+    )
+    list_filter = ("state", "action")
+    search_fields = ("customer_id__exact", "last_error", "reason")
+    actions = ("retry",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Retry the selected parked changes", permissions=["view"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[SyncRecord]) -> None:
+        ids = list(queryset.filter(state=SyncRecordState.PARKED).values_list("pk", flat=True))
+        count = sync.retry_parked(record_ids=ids)
+        self.message_user(request, f"Retrying {count} parked changes.")
+
+
+@admin.register(LimitGroup)
+class LimitGroupAdmin(admin.ModelAdmin):
+    """Mirrored from SolusIO (Step 5): read-only here; "Refresh from SolusIO" re-reads them."""
+
+    list_display = (
+        "id",
+        "name",
+        "vms",
+        "running_vms",
+        "additional_ips",
+        "in_solusio",
+        "is_default",
+        "mirrored_at",
+    )
+    change_list_template = "admin/users/limitgroup/change_list.html"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @staticmethod
+    def _limit(limit: int, enabled: bool) -> str:
+        return str(limit) if enabled else "unlimited"
+
+    @admin.display(description="servers")
+    def vms(self, obj: LimitGroup) -> str:
+        return self._limit(obj.vms_limit, obj.vms_enabled)
+
+    @admin.display(description="running servers")
+    def running_vms(self, obj: LimitGroup) -> str:
+        return self._limit(obj.running_vms_limit, obj.running_vms_enabled)
+
+    @admin.display(description="additional IPs")
+    def additional_ips(self, obj: LimitGroup) -> str:
+        return self._limit(obj.additional_ips_limit, obj.additional_ips_enabled)
+
+    @admin.display(description="default for new customers", boolean=True)
+    def is_default(self, obj: LimitGroup) -> bool:
+        return SolusioDefaults.load().default_limit_group_id == obj.pk
+
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view(require_POST(self.mirror_view))
+        return [path("mirror/", view, name="users_limitgroup_mirror"), *super().get_urls()]
+
+    def mirror_view(self, request: HttpRequest) -> HttpResponse:
+        if not request.user.has_perm("users.view_limitgroup"):
+            return HttpResponse(status=403)
+        try:
+            groups = services.mirror_limit_groups()
+        except SolusIOError as exc:
+            self.message_user(request, f"SolusIO: {exc}", messages.ERROR)
+        else:
+            self.message_user(request, f"Mirrored {len(groups)} limit groups from SolusIO.")
+        return HttpResponseRedirect(reverse("admin:users_limitgroup_changelist"))
+
+
+@admin.register(SolusioDefaults)
+class SolusioDefaultsAdmin(admin.ModelAdmin):
+    """One row: the default limit group for new customers."""
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "default_limit_group":
+            kwargs["queryset"] = LimitGroup.objects.filter(in_solusio=True)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        row = SolusioDefaults.load()
+        return HttpResponseRedirect(reverse("admin:users_solusiodefaults_change", args=[row.pk]))
+
+
+@admin.register(LoginAudit)
+class LoginAuditAdmin(admin.ModelAdmin):
+    """Who opened which customer's control panel, and what happened (never the token)."""
+
+    list_display = ("at", "customer_id", "staff_username", "outcome", "detail", "remote_addr")
+    list_filter = ("outcome",)
+    search_fields = ("customer_id__exact", "staff_username")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,27 +1,46 @@
 """Staff REST API for customers (DESIGN §8). Thin: validation in users.serializers, writes
 in users.services, the pricing preview in pricing.services."""
 
-from django.db.models import Q, QuerySet
+from django.db.models import ProtectedError, Q, QuerySet
 from django.http import HttpResponse
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
+from rest_framework.response import Response
 
-from pricing.api import ProtectedDestroyMixin
+from pricing.api import Conflict, ProtectedDestroyMixin
 from pricing.serializers import TokenPricingAnswerSerializer
 from pricing.services import NOT_FOUND, pricing_answer
-from users.models import Customer
-from users.serializers import CustomerFilterSerializer, CustomerSerializer
+from users import services, sync
+from users.models import Customer, SyncRecord, SyncRecordState
+from users.serializers import (
+    CountSerializer,
+    CustomerFilterSerializer,
+    CustomerSerializer,
+    SyncRecordSerializer,
+)
 
 
 @extend_schema_view(list=extend_schema(parameters=[CustomerFilterSerializer]))
 class CustomerViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     """Customers: the billing system's users; the id is SolusIO's billing_user_id."""
 
-    queryset = Customer.objects.select_related("currency").prefetch_related("discounts")
+    queryset = Customer.objects.select_related("currency", "solusio").prefetch_related("discounts")
     serializer_class = CustomerSerializer
+
+    def perform_destroy(self, instance: Customer) -> None:  # type: ignore[override]
+        # Through the service, so the SolusIO user is deleted too (outbox); rows that still
+        # point at the customer make it a 409, as for every other delete.
+        try:
+            services.delete_customer(customer=instance, reason="deleted through the API")
+        except ProtectedError as exc:
+            holders = sorted({str(obj._meta.verbose_name_plural) for obj in exc.protected_objects})
+            raise Conflict(
+                f"{instance} is still used by {len(exc.protected_objects)} "
+                f"{' and '.join(holders)}; reassign them first."
+            ) from exc
 
     def get_queryset(self) -> QuerySet[Customer]:
         queryset = super().get_queryset()
@@ -44,6 +63,17 @@ class CustomerViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
         return queryset
 
     @extend_schema(
+        summary="Queue the customer's whole state for SolusIO again",
+        request=None,
+        responses={202: CountSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def resync(self, request: Request, pk: str | None = None) -> Response:
+        customer = self.get_object()
+        services.resync_customer(customer_id=customer.pk, reason=f"resync by {request.user}")
+        return Response({"count": 1}, status=202)
+
+    @extend_schema(
         summary="Preview the customer's GetTokenPricing answer",
         description=(
             "Exactly the body POST /api/solusio answers SolusIO for this customer, numbers "
@@ -60,3 +90,38 @@ class CustomerViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
         if body == NOT_FOUND:  # deleted since get_object()
             raise NotFound()
         return HttpResponse(body, content_type="application/json")
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("state", str, enum=SyncRecordState.values),
+            OpenApiParameter("customer", int),
+        ]
+    )
+)
+class SyncRecordViewSet(viewsets.ReadOnlyModelViewSet):
+    """The SolusIO sync outbox: each customer change and whether it reached SolusIO."""
+
+    queryset = SyncRecord.objects.order_by("-id")
+    serializer_class = SyncRecordSerializer
+
+    def get_queryset(self) -> QuerySet[SyncRecord]:
+        queryset = super().get_queryset()
+        state = self.request.query_params.get("state")
+        if state:
+            queryset = queryset.filter(state=state)
+        customer = self.request.query_params.get("customer")
+        if customer and customer.isdigit():
+            queryset = queryset.filter(customer_id=int(customer))
+        return queryset
+
+    @extend_schema(
+        summary="Retry a parked record (after fixing what SolusIO refused)",
+        request=None,
+        responses={202: CountSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str | None = None) -> Response:
+        record = self.get_object()
+        return Response({"count": sync.retry_parked(record_ids=[record.pk])}, status=202)

@@ -1,6 +1,10 @@
 """Customers: the billing system's users, each one a SolusIO user (billing_user_id = id)."""
 
+from typing import Any
+
+from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 from pricing.models import Currency, Discount, country_validator
 
@@ -29,6 +33,23 @@ class Customer(models.Model):
         max_length=16, choices=CustomerStatus.choices, default=CustomerStatus.ACTIVE
     )
     discounts = models.ManyToManyField(Discount, blank=True, related_name="customers")
+    # None = the default limit group staff chose (SolusioDefaults).
+    limit_group = models.ForeignKey(
+        "users.LimitGroup",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="customers",
+        help_text="Empty: the default limit group.",
+    )
+    # The login for the customer pages (/account/); staff give it a password.
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="customer",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -42,3 +63,170 @@ class Customer(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.id} {self.email}"
+
+
+class LimitGroup(models.Model):
+    """A SolusIO limit group (Step 5), mirrored: SolusIO owns it, staff pick one per customer."""
+
+    id = models.PositiveIntegerField(primary_key=True, help_text="The limit group's id in SolusIO.")
+    name = models.CharField(max_length=255)
+    # 0 with is_enabled False means "no limit", as SolusIO shows it.
+    vms_limit = models.PositiveIntegerField(default=0)
+    vms_enabled = models.BooleanField(default=False)
+    running_vms_limit = models.PositiveIntegerField(default=0)
+    running_vms_enabled = models.BooleanField(default=False)
+    additional_ips_limit = models.PositiveIntegerField(default=0)
+    additional_ips_enabled = models.BooleanField(default=False)
+    # False once SolusIO no longer lists it; kept so customers pointing at it still load.
+    in_solusio = models.BooleanField(default=True)
+    mirrored_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.name if self.in_solusio else f"{self.name} (gone from SolusIO)"
+
+
+class SolusioDefaults(models.Model):
+    """The one row of staff-chosen defaults for new SolusIO users."""
+
+    default_limit_group = models.ForeignKey(
+        LimitGroup,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="For customers without their own limit group (Step 5).",
+    )
+
+    class Meta:
+        verbose_name = "SolusIO defaults"
+        verbose_name_plural = "SolusIO defaults"
+        constraints = [models.CheckConstraint(condition=Q(pk=1), name="solusiodefaults_singleton")]
+
+    def __str__(self) -> str:
+        return "SolusIO defaults"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.pk = 1
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def load(cls) -> "SolusioDefaults":
+        obj, _ = cls.objects.get_or_create(pk=1)
+        return obj
+
+
+class SyncState(models.TextChoices):
+    SYNCED = "synced", "In sync"
+    PENDING = "pending", "Pending"
+    PARKED = "parked", "Parked (needs staff)"
+
+
+class SolusioAccount(models.Model):
+    """A customer's link to its SolusIO user and the state of its sync.
+
+    Not a cascade of Customer: when a customer is deleted this row stays until the delete
+    has reached SolusIO (the delivery needs the SolusIO user id), so no database FK.
+    """
+
+    customer = models.OneToOneField(
+        Customer,
+        primary_key=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="solusio",
+    )
+    solusio_user_id = models.PositiveBigIntegerField(null=True, blank=True, unique=True)
+    state = models.CharField(max_length=16, choices=SyncState.choices, default=SyncState.PENDING)
+    last_error = models.TextField(blank=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "SolusIO account"
+
+    def __str__(self) -> str:
+        return f"customer {self.customer_id} → SolusIO user {self.solusio_user_id or '?'}"
+
+
+class SyncAction(models.TextChoices):
+    UPSERT = "upsert", "Create or update"
+    DELETE = "delete", "Delete"
+
+
+class SyncRecordState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DONE = "done", "Delivered"
+    PARKED = "parked", "Parked"
+
+
+class SyncRecord(models.Model):
+    """The outbox: one row per customer change, written in the change's transaction.
+
+    `payload` is the whole desired SolusIO user (not a diff), so delivering a record twice
+    sets the same values twice and a record never depends on an earlier one's outcome.
+    Records of one customer are delivered in id order; ids are drawn while the customer
+    row is locked, so id order is the order the changes were made.
+    """
+
+    customer_id = models.BigIntegerField(db_index=True)
+    action = models.CharField(max_length=8, choices=SyncAction.choices)
+    payload = models.JSONField()
+    reason = models.CharField(max_length=255, blank=True)
+    state = models.CharField(
+        max_length=8, choices=SyncRecordState.choices, default=SyncRecordState.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # The sweep and "next record of this customer" both read undelivered rows only.
+            models.Index(
+                fields=["customer_id", "id"],
+                name="syncrecord_open_idx",
+                condition=~Q(state="done"),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=SyncRecordState.values), name="syncrecord_state_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(action__in=SyncAction.values), name="syncrecord_action_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.action} customer {self.customer_id} ({self.state})"
+
+
+class LoginAudit(models.Model):
+    """Every single sign-on into SolusIO: who asked, for which customer, and the outcome.
+
+    The token itself is never stored.
+    """
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    customer_id = models.BigIntegerField(db_index=True)
+    # The staff member who logged in as the customer; empty when the customer did.
+    staff_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    staff_username = models.CharField(max_length=150, blank=True)
+    outcome = models.CharField(max_length=32)
+    detail = models.CharField(max_length=255, blank=True)
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        verbose_name = "SolusIO login"
+
+    def __str__(self) -> str:
+        who = self.staff_username or "customer"
+        return f"{self.at:%Y-%m-%d %H:%M} {who} → customer {self.customer_id}: {self.outcome}"

@@ -14,7 +14,7 @@ from pricing.serializers import (
     country_field,
 )
 from users import services
-from users.models import Customer, CustomerStatus
+from users.models import Customer, CustomerStatus, LimitGroup, SolusioAccount, SyncRecord
 
 
 class CustomerSerializer(ImmutableKeyMixin, ModelCleanMixin):
@@ -42,6 +42,18 @@ class CustomerSerializer(ImmutableKeyMixin, ModelCleanMixin):
         help_text="Ids of the discounts that apply to this customer.",
         error_messages={"does_not_exist": "No discount with id {pk_value}."},
     )
+    limit_group = serializers.PrimaryKeyRelatedField(
+        queryset=LimitGroup.objects.filter(in_solusio=True),
+        allow_null=True,
+        required=False,
+        help_text="SolusIO limit group id (Step 5); on create, empty = the default group.",
+        error_messages={"does_not_exist": "No SolusIO limit group with id {pk_value}."},
+    )
+    sync_state = serializers.SerializerMethodField(
+        help_text="SolusIO sync: synced, pending, parked (needs staff), or null if never."
+    )
+    sync_error = serializers.SerializerMethodField(help_text="The last sync error, if any.")
+    solusio_user_id = serializers.SerializerMethodField(help_text="The linked SolusIO user.")
 
     class Meta:
         model = Customer
@@ -55,11 +67,34 @@ class CustomerSerializer(ImmutableKeyMixin, ModelCleanMixin):
             "billing_exempt",
             "status",
             "discounts",
+            "limit_group",
+            "solusio_user_id",
+            "sync_state",
+            "sync_error",
             "created_at",
             "updated_at",
         ]
         read_only_fields = ["created_at", "updated_at"]
         immutable_fields = ["id"]
+
+    @staticmethod
+    def _account(obj: Customer) -> SolusioAccount | None:
+        try:
+            return obj.solusio
+        except SolusioAccount.DoesNotExist:
+            return None
+
+    def get_sync_state(self, obj: Customer) -> str | None:
+        account = self._account(obj)
+        return account.state if account else None
+
+    def get_sync_error(self, obj: Customer) -> str:
+        account = self._account(obj)
+        return account.last_error if account else ""
+
+    def get_solusio_user_id(self, obj: Customer) -> int | None:
+        account = self._account(obj)
+        return account.solusio_user_id if account else None
 
     def validate_email(self, value: str) -> str:
         # SolusIO finds users by e-mail: two customers differing only in case would be
@@ -97,3 +132,28 @@ class CustomerFilterSerializer(serializers.Serializer):
 
     def validate_country(self, value: str) -> str:
         return value.upper()
+
+
+class SyncRecordSerializer(serializers.ModelSerializer):
+    """One change told (or still to tell) SolusIO: the outbox row."""
+
+    class Meta:
+        model = SyncRecord
+        fields = [
+            "id",
+            "customer_id",
+            "action",
+            "payload",
+            "reason",
+            "state",
+            "attempts",
+            "next_attempt_at",
+            "last_error",
+            "created_at",
+            "delivered_at",
+        ]
+        read_only_fields = fields
+
+
+class CountSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="How many records or customers it applied to.")

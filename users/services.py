@@ -1,17 +1,26 @@
-"""Writes on customers. The staff API and the importer both come through here."""
+"""Writes on customers. The admin, the staff API, the importer and dunning all come here.
+
+Every write that changes what SolusIO should know about a customer also writes a sync
+record (the outbox, `users.sync`) in the same transaction, and asks for its delivery once
+the transaction commits. The customer row is written before the record, so two concurrent
+changes of one customer queue behind its row lock and their records get ids in the order
+the changes were made.
+"""
 
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from bridge.db import advance_id_sequence
 from pricing.models import Currency, Discount
-from users.models import Customer, CustomerStatus
+from users import sync
+from users.models import Customer, CustomerStatus, LimitGroup, SolusioDefaults, SyncAction
 
 # What update_customer may change; the id is the SolusIO billing_user_id and never changes.
 UPDATABLE_FIELDS = frozenset(
-    {"email", "name", "currency", "country", "region", "billing_exempt", "status"}
+    {"email", "name", "currency", "country", "region", "billing_exempt", "status", "limit_group"}
 )
 
 
@@ -32,8 +41,14 @@ def create_customer(
     billing_exempt: bool = False,
     status: str = CustomerStatus.ACTIVE,
     discounts: Iterable[Discount] = (),
+    limit_group: LimitGroup | None = None,
 ) -> Customer:
-    """Create a customer, with the id the old billing system used when one is given."""
+    """Create a customer, with the id the old billing system used when one is given, and
+    queue the creation of its SolusIO user."""
+    if limit_group is None:
+        # The default is copied, not referenced: it is "the group for new customers", so
+        # changing it later must not move existing customers (Step 5).
+        limit_group = SolusioDefaults.load().default_limit_group
     customer = Customer(
         id=id,
         email=email,
@@ -43,6 +58,7 @@ def create_customer(
         region=region,
         billing_exempt=billing_exempt,
         status=status,
+        limit_group=limit_group,
     )
     customer.full_clean()
     customer.save(force_insert=True)
@@ -51,6 +67,7 @@ def create_customer(
     discounts = list(discounts)
     if discounts:
         customer.discounts.set(discounts)
+    sync.record_change(customer=customer, action=SyncAction.UPSERT, reason="created")
     return customer
 
 
@@ -60,12 +77,17 @@ def update_customer(
     customer: Customer,
     changes: Mapping[str, Any],
     discounts: Iterable[Discount] | None = None,
+    reason: str = "edited",
 ) -> Customer:
     """Apply `changes` (a subset of UPDATABLE_FIELDS); `discounts`, when given, replaces
-    the customer's discounts."""
+    the customer's discounts. A change SolusIO cares about is queued for it."""
     unknown = set(changes) - UPDATABLE_FIELDS
     if unknown:
         raise ValueError(f"not updatable: {', '.join(sorted(unknown))}")
+    # Lock the row and read what SolusIO was last told to have, before applying anything
+    # (the admin hands us an instance its form has already modified).
+    stored = Customer.objects.select_for_update().get(pk=customer.pk)
+    before = sync.desired_user(stored)
     for name, value in changes.items():
         setattr(customer, name, value)
     if changes:
@@ -73,4 +95,101 @@ def update_customer(
         customer.save()
     if discounts is not None:
         customer.discounts.set(list(discounts))
+    if sync.desired_user(customer) != before:
+        sync.record_change(customer=customer, action=SyncAction.UPSERT, reason=reason)
+    if "email" in changes and customer.user_id is not None:
+        # The portal login follows the e-mail (it is what the customer types).
+        get_user_model().objects.filter(pk=customer.user_id).update(email=customer.email)
     return customer
+
+
+def change_customer_status(*, customer_id: int, status: str, reason: str) -> None:
+    """Activate, lock or suspend a customer, and its SolusIO user with it.
+
+    The one way to change a status (dunning suspends and reactivates through here); `reason`
+    goes with the sync record, so staff see why SolusIO was told. Setting the status the
+    customer already has changes nothing and queues nothing.
+    """
+    if status not in CustomerStatus.values:
+        raise ValueError(f"unknown status {status!r}; one of {', '.join(CustomerStatus.values)}")
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=customer_id)
+        if customer.status == status:
+            return
+        update_customer(customer=customer, changes={"status": status}, reason=reason[:255])
+
+
+@transaction.atomic
+def delete_customer(*, customer: Customer, reason: str = "deleted") -> None:
+    """Delete a customer and queue the deletion of its SolusIO user."""
+    snapshot = sync.desired_user(customer)
+    customer_id = customer.pk
+    user_id = customer.user_id
+    customer.delete()
+    if user_id is not None:
+        get_user_model().objects.filter(pk=user_id).delete()
+    sync.record_delete(customer_id=customer_id, snapshot=snapshot, reason=reason)
+
+
+@transaction.atomic
+def resync_customer(*, customer_id: int, reason: str = "resync requested") -> None:
+    """Queue the customer's whole state for SolusIO again (reconciliation, staff)."""
+    customer = Customer.objects.select_for_update().get(pk=customer_id)
+    sync.record_change(customer=customer, action=SyncAction.UPSERT, reason=reason)
+
+
+@transaction.atomic
+def set_customer_password(*, customer_id: int, password: str) -> None:
+    """Give the customer a login for the customer pages (/account/), or a new password."""
+    customer = Customer.objects.select_for_update().get(pk=customer_id)
+    user_model = get_user_model()
+    if customer.user_id is None:
+        # Not the e-mail as username: staff and customers share the auth table, and a
+        # customer's username must never collide with a staff login.
+        user = user_model.objects.create_user(
+            username=f"customer:{customer.pk}", email=customer.email, password=password
+        )
+        customer.user = user
+        customer.save(update_fields=["user", "updated_at"])
+    else:
+        user = user_model.objects.get(pk=customer.user_id)
+        user.set_password(password)
+        user.save(update_fields=["password"])
+
+
+def set_default_limit_group(*, limit_group: LimitGroup | None) -> None:
+    defaults = SolusioDefaults.load()
+    defaults.default_limit_group = limit_group
+    defaults.save()
+
+
+@transaction.atomic
+def mirror_limit_groups() -> list[LimitGroup]:
+    """Copy SolusIO's limit groups (Step 5) into the bridge, so staff can pick them.
+
+    Groups SolusIO no longer lists are kept, marked gone: customers may still point at them.
+    """
+    from django.utils import timezone
+
+    from solusio.connect import get_client
+
+    now = timezone.now()
+    seen: list[LimitGroup] = []
+    for group in get_client().iter_limit_groups():
+        row, _ = LimitGroup.objects.update_or_create(
+            id=group.id,
+            defaults={
+                "name": group.name,
+                "vms_limit": group.vms.limit,
+                "vms_enabled": group.vms.is_enabled,
+                "running_vms_limit": group.running_vms.limit,
+                "running_vms_enabled": group.running_vms.is_enabled,
+                "additional_ips_limit": group.additional_ips.limit,
+                "additional_ips_enabled": group.additional_ips.is_enabled,
+                "in_solusio": True,
+                "mirrored_at": now,
+            },
+        )
+        seen.append(row)
+    LimitGroup.objects.exclude(pk__in=[g.pk for g in seen]).update(in_solusio=False)
+    return seen

@@ -97,6 +97,10 @@ def test_customer_crud(api: APIClient, usd: Currency, gbp: Currency, loyalty: Di
         "billing_exempt": False,
         "status": "active",
         "discounts": [loyalty.pk],
+        "limit_group": None,  # no default limit group chosen yet
+        "solusio_user_id": None,
+        "sync_state": "pending",  # the SolusIO user is queued (users.sync)
+        "sync_error": "",
         "created_at": data["created_at"],
         "updated_at": data["updated_at"],
     }
@@ -240,3 +244,26 @@ def test_customer_changes_through_the_api_reach_get_token_pricing(
     with django_capture_on_commit_callbacks(execute=True):
         api.patch("/api/v1/customers/1/", {"billing_exempt": True}, format="json")
     assert unit_cost(1) == 0
+
+
+def test_sync_records_and_retry_through_the_api(usd: Currency) -> None:
+    from users import services
+    from users.models import SyncRecord
+
+    api = staff_client(Customer, SyncRecord)
+    customer = services.create_customer(email="api@example.com", currency=usd)
+    SyncRecord.objects.filter(customer_id=customer.pk).update(state="parked", last_error="422")
+    listed = api.get("/api/v1/sync-records/", {"state": "parked", "customer": str(customer.pk)})
+    assert listed.status_code == 200
+    (row,) = listed.json()["results"]
+    assert (row["customer_id"], row["action"], row["last_error"]) == (customer.pk, "upsert", "422")
+    retried = api.post(f"/api/v1/sync-records/{row['id']}/retry/")
+    assert (retried.status_code, retried.json()) == (202, {"count": 1})
+    assert SyncRecord.objects.get(pk=row["id"]).state == "pending"
+    resync = api.post(f"/api/v1/customers/{customer.pk}/resync/")
+    assert resync.status_code == 202
+    assert SyncRecord.objects.filter(customer_id=customer.pk).count() == 2
+    assert api.delete(f"/api/v1/customers/{customer.pk}/").status_code == 204
+    last = SyncRecord.objects.filter(customer_id=customer.pk).last()
+    assert last is not None
+    assert last.action == "delete"

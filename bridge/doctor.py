@@ -1,0 +1,218 @@
+"""The setup doctor: is SolusIO set up for this bridge (seed Steps 3, 4, 5, 7)?
+
+One `Finding` per step, pass or fail with what to do. `manage.py solusio_doctor [--fix]`
+prints them; `manage.py check --tag solusio` runs the same checks as system checks.
+`fix=True` applies what the API can apply (settings patch, plan prices, the limit group
+SolusIO calls "Default") and checks again.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from pricing import plan_sync
+from solusio.connect import get_client, is_configured
+from solusio.errors import SolusIOError, Unauthorized
+from solusio.records import Settings
+from users import services as user_services
+from users.models import LimitGroup, SolusioDefaults
+
+STEPS = (
+    "API (Step 8)",
+    "registration disabled (Step 4)",
+    "billing integration (Step 7)",
+    "default limit group (Step 5)",
+    "plan prices (Step 3)",
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    step: str
+    ok: bool
+    message: str
+    hint: str = ""
+    fixable: bool = False
+
+    @property
+    def code(self) -> str:
+        """A stable number per step, for system-check ids (bridge.E101 …)."""
+        return str(101 + STEPS.index(self.step)) if self.step in STEPS else "100"
+
+    def line(self) -> str:
+        text = f"[{'PASS' if self.ok else 'FAIL'}] {self.step}: {self.message}"
+        return f"{text} — {self.hint}" if self.hint and not self.ok else text
+
+
+def endpoint_url() -> str:
+    """The GetTokenPricing URL SolusIO must call, from BRIDGE_PUBLIC_URL."""
+    base = settings.BRIDGE_PUBLIC_URL.rstrip("/")
+    return f"{base}/api/solusio" if base else ""
+
+
+def _check_api() -> tuple[Finding, Settings | None]:
+    step = "API (Step 8)"
+    if not is_configured():
+        return Finding(
+            step,
+            False,
+            "SOLUSIO_API_URL / SOLUSIO_API_TOKEN are not set",
+            "set them to SolusIO's https://HOST/api/v1 and an admin user's API token",
+        ), None
+    try:
+        remote = get_client().get_settings()
+    except Unauthorized as exc:
+        return Finding(
+            step, False, f"SolusIO refuses the token ({exc.status})", "use an admin's API token"
+        ), None
+    except SolusIOError as exc:
+        return Finding(
+            step, False, f"SolusIO is not reachable: {exc}", "check SOLUSIO_API_URL"
+        ), None
+    return Finding(step, True, f"{settings.SOLUSIO_API_URL} answers with an admin token"), remote
+
+
+def _check_registration(remote: Settings) -> Finding:
+    step = "registration disabled (Step 4)"
+    if remote.allow_registration:
+        return Finding(
+            step,
+            False,
+            "user-area registration is enabled, so users can bypass billing",
+            "Settings > User Area: clear 'Enable Registration' (or run with --fix)",
+            fixable=True,
+        )
+    return Finding(step, True, "user-area registration is disabled")
+
+
+def _check_billing(remote: Settings) -> Finding:
+    step = "billing integration (Step 7)"
+    wanted = endpoint_url()
+    if not wanted:
+        return Finding(
+            step,
+            False,
+            "BRIDGE_PUBLIC_URL is not set, so the endpoint SolusIO must call is unknown",
+            "set BRIDGE_PUBLIC_URL to the bridge's public https address",
+        )
+    problems = []
+    if remote.billing_integration_type != settings.SOLUSIO_BILLING_INTEGRATION_TYPE:
+        problems.append(f"type is {remote.billing_integration_type!r}")
+    if remote.billing_url != wanted:
+        problems.append(f"URL is {remote.billing_url!r}, not {wanted!r}")
+    # Compared in constant time and never printed: it is the GetTokenPricing secret.
+    if not hmac.compare_digest(remote.billing_token.encode(), settings.PRICING_API_TOKEN.encode()):
+        problems.append("token differs from PRICING_API_TOKEN")
+    if problems:
+        return Finding(
+            step,
+            False,
+            "; ".join(problems),
+            "Settings > Billing Integration: Custom billing, this URL, PRICING_API_TOKEN "
+            "(or run with --fix)",
+            fixable=True,
+        )
+    return Finding(step, True, f"custom billing points at {wanted} with the bridge's token")
+
+
+def _check_limit_group() -> Finding:
+    step = "default limit group (Step 5)"
+    try:
+        groups = {g.id: g for g in get_client().iter_limit_groups()}
+    except SolusIOError as exc:
+        return Finding(step, False, f"cannot list limit groups: {exc}")
+    default = SolusioDefaults.load().default_limit_group
+    if default is None:
+        return Finding(
+            step,
+            False,
+            "no default limit group chosen for new customers",
+            "choose one in the admin (SolusIO defaults); --fix picks SolusIO's 'Default'",
+            fixable=any(g.name.lower() == "default" for g in groups.values()),
+        )
+    if default.id not in groups:
+        return Finding(
+            step, False, f"the default limit group {default} is gone from SolusIO", "choose another"
+        )
+    return Finding(step, True, f"new customers get limit group {groups[default.id].name!r}")
+
+
+def _check_plans() -> Finding:
+    step = "plan prices (Step 3)"
+    try:
+        remote = get_client().list_plans()
+    except SolusIOError as exc:
+        return Finding(step, False, f"cannot list plans: {exc}")
+    from pricing.models import Plan
+
+    ours = {p.id: p for p in Plan.objects.filter(pk__in=[r.id for r in remote])}
+    problems = []
+    for plan in remote:
+        mine = ours.get(plan.id)
+        if mine is None:
+            problems.append(f"plan {plan.id} {plan.name!r} is not in the price book")
+        elif (mine.tokens_per_hour, mine.tokens_per_month) != (
+            plan.tokens_per_hour,
+            plan.tokens_per_month,
+        ):
+            problems.append(
+                f"plan {plan.id}: SolusIO {plan.tokens_per_hour}/{plan.tokens_per_month}, "
+                f"price book {mine.tokens_per_hour}/{mine.tokens_per_month}"
+            )
+    if problems:
+        return Finding(
+            step,
+            False,
+            "; ".join(problems),
+            "mirror the plans and push the price book (admin or --fix)",
+            fixable=True,
+        )
+    return Finding(step, True, f"all {len(remote)} plans priced as in the price book")
+
+
+def run(*, fix: bool = False) -> list[Finding]:
+    findings = _run_once()
+    if fix and any(not f.ok and f.fixable for f in findings):
+        _fix(findings)
+        findings = _run_once()
+    return findings
+
+
+def _run_once() -> list[Finding]:
+    api, remote = _check_api()
+    if remote is None:
+        return [api]
+    checks: list[Callable[[], Finding]] = [
+        lambda: _check_registration(remote),
+        lambda: _check_billing(remote),
+        _check_limit_group,
+        _check_plans,
+    ]
+    return [api, *(check() for check in checks)]
+
+
+def _fix(findings: list[Finding]) -> None:
+    client = get_client()
+    failing = {f.step for f in findings if not f.ok and f.fixable}
+    patch: dict[str, object] = {}
+    if "registration disabled (Step 4)" in failing:
+        patch["features"] = {"allow_registration": False}
+    if "billing integration (Step 7)" in failing:
+        patch["billing_integration"] = {
+            "type": settings.SOLUSIO_BILLING_INTEGRATION_TYPE,
+            "drivers": {"whmcs": {"url": endpoint_url(), "token": settings.PRICING_API_TOKEN}},
+        }
+    if patch:
+        client.patch_settings(patch)
+    if "default limit group (Step 5)" in failing:
+        groups = user_services.mirror_limit_groups()
+        default = next((g for g in groups if g.name.lower() == "default"), None)
+        if default is not None:
+            user_services.set_default_limit_group(limit_group=LimitGroup.objects.get(pk=default.pk))
+    if "plan prices (Step 3)" in failing:
+        plan_sync.mirror_plans()
+        plan_sync.push_plan_prices()

@@ -1,0 +1,132 @@
+"""Reconciliation: compare every SolusIO user with the customers (beat daily, on demand).
+
+Reports SolusIO users no customer owns (self-registration, which Step 4 rules out, or users
+made by hand), customers missing in SolusIO, and drift in status or limit group. With
+`fix`, missing and drifted customers are queued for sync from our side (the billing
+database is the master). Nothing in SolusIO is ever deleted here: a user we did not
+create is reported, not touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db.models import Exists, OuterRef
+
+from solusio.connect import get_client
+from solusio.records import User
+from users import services
+from users.models import Customer, SyncRecord, SyncRecordState
+
+
+@dataclass(frozen=True)
+class Drift:
+    customer_id: int
+    solusio_user_id: int
+    field: str
+    ours: object
+    theirs: object
+
+
+@dataclass
+class ReconcileReport:
+    solusio_users: int = 0
+    customers: int = 0
+    unknown_users: list[User] = field(default_factory=list)  # no matching customer
+    missing: list[int] = field(default_factory=list)  # customer ids with no SolusIO user
+    drift: list[Drift] = field(default_factory=list)
+    duplicates: list[int] = field(default_factory=list)  # billing ids on several users
+    in_flight: int = 0  # customers skipped: a change is on its way
+    fixed: list[int] = field(default_factory=list)  # customers queued for sync
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "solusio_users": self.solusio_users,
+            "customers": self.customers,
+            "unknown_users": len(self.unknown_users),
+            "missing": len(self.missing),
+            "drift": len(self.drift),
+            "duplicates": len(self.duplicates),
+            "in_flight": self.in_flight,
+            "fixed": len(self.fixed),
+        }
+
+    @property
+    def clean(self) -> bool:
+        return not (self.unknown_users or self.missing or self.drift or self.duplicates)
+
+    def lines(self) -> list[str]:
+        out = [
+            f"{self.solusio_users} SolusIO users, {self.customers} customers, "
+            f"{self.in_flight} with a change on its way (skipped)"
+        ]
+        for user in self.unknown_users:
+            out.append(
+                f"SolusIO user {user.id} <{user.email}> has no customer "
+                f"(billing_user_id {user.billing_user_id}); left alone"
+            )
+        out.extend(f"customer {cid} has no SolusIO user" for cid in self.missing)
+        out.extend(
+            f"customer {d.customer_id} (SolusIO user {d.solusio_user_id}): {d.field} "
+            f"is {d.theirs!r} in SolusIO, {d.ours!r} here"
+            for d in self.drift
+        )
+        out.extend(f"billing user id {b} is on several SolusIO users" for b in self.duplicates)
+        if self.fixed:
+            out.append(f"queued {len(self.fixed)} customers for sync from the billing side")
+        return out
+
+
+def reconcile(*, fix: bool) -> ReconcileReport:
+    report = ReconcileReport()
+    by_billing_id: dict[int, User] = {}
+    for user in get_client().iter_users():
+        report.solusio_users += 1
+        if user.billing_user_id is None:
+            report.unknown_users.append(user)
+        elif user.billing_user_id in by_billing_id:
+            report.duplicates.append(user.billing_user_id)
+        else:
+            by_billing_id[user.billing_user_id] = user
+    open_records = SyncRecord.objects.filter(customer_id=OuterRef("pk")).exclude(
+        state=SyncRecordState.DONE
+    )
+    customers = (
+        Customer.objects.annotate(in_flight=Exists(open_records))
+        .values_list("pk", "status", "limit_group_id", "in_flight")
+        .order_by("pk")
+    )
+    to_fix: list[int] = []
+    for customer_id, status, limit_group_id, in_flight in customers.iterator(chunk_size=2000):
+        report.customers += 1
+        found = by_billing_id.pop(customer_id, None)
+        if in_flight:
+            # SolusIO will change shortly anyway; comparing now would report noise.
+            report.in_flight += 1
+            continue
+        if found is None:
+            report.missing.append(customer_id)
+            to_fix.append(customer_id)
+            continue
+        drifted = False
+        if found.status != status:
+            report.drift.append(Drift(customer_id, found.id, "status", status, found.status))
+            drifted = True
+        if limit_group_id is not None and found.limit_group_id != limit_group_id:
+            report.drift.append(
+                Drift(customer_id, found.id, "limit_group", limit_group_id, found.limit_group_id)
+            )
+            drifted = True
+        if drifted:
+            to_fix.append(customer_id)
+    # Whatever is left carries a billing id no customer has.
+    report.unknown_users.extend(by_billing_id.values())
+    report.unknown_users.sort(key=lambda u: u.id)
+    if fix:
+        for customer_id in to_fix:
+            try:
+                services.resync_customer(customer_id=customer_id, reason="reconciliation")
+            except Customer.DoesNotExist:
+                continue  # deleted while we compared
+            report.fixed.append(customer_id)
+    return report

@@ -1,0 +1,42 @@
+"""Celery tasks of the user sync: thin, by id, the work is in users.sync and users.reconcile."""
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+
+from users import reconcile as reconciliation
+from users import sync
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="users.tasks.deliver_customers", acks_late=True, ignore_result=True)
+def deliver_customers(customer_ids: list[int]) -> None:
+    for customer_id in customer_ids:
+        deliver_customer(customer_id)
+
+
+@shared_task(name="users.tasks.deliver_customer", acks_late=True, ignore_result=True)
+def deliver_customer(customer_id: int) -> None:
+    result = sync.deliver_pending(customer_id=customer_id)
+    if result.stopped is sync.Step.WAIT and result.retry_in is not None:
+        # The sweep would find it too; asking for it at the due time is just quicker.
+        deliver_customer.apply_async(
+            (customer_id,), countdown=result.retry_in, queue=settings.SOLUSIO_SYNC_QUEUE
+        )
+
+
+@shared_task(name="users.tasks.sweep_outbox", ignore_result=True)
+def sweep_outbox() -> int:
+    return sync.sweep()
+
+
+@shared_task(
+    name="users.tasks.reconcile", ignore_result=True, soft_time_limit=3000, time_limit=3600
+)
+def reconcile(fix: bool = True) -> dict[str, int]:
+    report = reconciliation.reconcile(fix=fix)
+    for line in report.lines():
+        log.info("reconcile: %s", line)
+    return report.counts()

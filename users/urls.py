@@ -1,0 +1,11 @@
+from django.urls import path
+
+from users import views
+
+# The invoice pages (issue 5) go under /account/invoices/.
+urlpatterns = [
+    path("", views.account_home, name="account-home"),
+    path("login/", views.AccountLoginView.as_view(), name="account-login"),
+    path("logout/", views.AccountLogoutView.as_view(), name="account-logout"),
+    path("control-panel/", views.open_control_panel, name="account-control-panel"),
+]

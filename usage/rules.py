@@ -12,12 +12,17 @@ server run 730 h on the first plan before the resize, that segment would cost 5,
 (monthly cap) and the next segment would be billed from its first hour.
 """
 
+import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pricing.calc import format_number  # pure too: no ORM, no HTTP
 
 _ONE_HOUR = timedelta(hours=1)
 _EXACT = 400  # Decimal precision at which products of stored values are exact
@@ -125,3 +130,243 @@ def invoice_totals(
             running += amount
     total = subtotal + sum((t.amount for t in tax_lines), Decimal(0))
     return Totals(amounts, subtotal, tuple(tax_lines), total)
+
+
+# --- Billing periods (DESIGN §6) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Period:
+    """A calendar month in the billing time zone, half-open [start, end) in UTC."""
+
+    month: date  # the first day of the month, as the billing zone reads it
+    start: datetime
+    end: datetime
+
+    @property
+    def label(self) -> str:
+        return f"{self.month:%Y-%m}"
+
+    def contains(self, instant: datetime) -> bool:
+        return self.start <= instant < self.end
+
+
+def period_of_month(year: int, month: int, zone: str) -> Period:
+    """Midnight of the 1st to midnight of the next 1st, local time, as UTC instants.
+
+    Local midnight never falls in a DST gap in the zones that matter, and zoneinfo resolves
+    an ambiguous one with fold=0; either way the bounds are exact instants, so a month with
+    a DST change is 743 or 745 hours long, as the wall clock says.
+    """
+    tz = ZoneInfo(zone)
+    first = date(year, month, 1)
+    following = date(year + month // 12, month % 12 + 1, 1)
+    start = datetime(first.year, first.month, 1, tzinfo=tz).astimezone(UTC)
+    end = datetime(following.year, following.month, 1, tzinfo=tz).astimezone(UTC)
+    return Period(first, start, end)
+
+
+def parse_period(text: str, zone: str) -> Period:
+    """ "2026-10" → that month in `zone`."""
+    try:
+        year_text, month_text = text.strip().split("-")
+        year, month = int(year_text), int(month_text)
+        if not 1 <= month <= 12 or not 2000 <= year <= 9999:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"period must look like 2026-10, got {text!r}") from None
+    return period_of_month(year, month, zone)
+
+
+def period_containing(instant: datetime, zone: str) -> Period:
+    local = instant.astimezone(ZoneInfo(zone))
+    return period_of_month(local.year, local.month, zone)
+
+
+def previous_period(instant: datetime, zone: str) -> Period:
+    """The month before the one `instant` falls in: what the cycle close on the 1st bills."""
+    current = period_containing(instant, zone)
+    return period_containing(current.start - timedelta(microseconds=1), zone)
+
+
+# --- Invoices: what should be billed (Kill Bill's "pure" half) ----------------------------
+
+
+@dataclass(frozen=True)
+class PricingSnapshot:
+    """Everything an invoice's money depends on, frozen when it is built (DESIGN §6)."""
+
+    currency: str
+    token_price: Decimal
+    decimals: int
+    display_prefix: str
+    display_suffix: str
+    thousands_separator: str
+    decimals_separator: str
+    discounts: tuple[tuple[str, Decimal], ...]  # (name, multiplier), in the order applied
+    taxes: tuple[tuple[str, Decimal], ...]  # (label, rate %), in the order applied
+    compound: bool
+    exempt: bool  # billing-exempt customers are never charged (DESIGN §3)
+
+    def as_json(self) -> dict[str, Any]:
+        """Decimals as strings, so a JSON column keeps them exactly."""
+        return {
+            "currency": {
+                "code": self.currency,
+                "token_price": str(self.token_price),
+                "decimals": self.decimals,
+                "display_prefix": self.display_prefix,
+                "display_suffix": self.display_suffix,
+                "thousands_separator": self.thousands_separator,
+                "decimals_separator": self.decimals_separator,
+            },
+            "discounts": [{"name": n, "multiplier": str(m)} for n, m in self.discounts],
+            "taxes": {
+                "compound": self.compound,
+                "rates": [{"label": label, "rate": str(r)} for label, r in self.taxes],
+            },
+            "billing_exempt": self.exempt,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "PricingSnapshot":
+        cur = data["currency"]
+        return cls(
+            currency=cur["code"],
+            token_price=Decimal(cur["token_price"]),
+            decimals=int(cur["decimals"]),
+            display_prefix=cur["display_prefix"],
+            display_suffix=cur["display_suffix"],
+            thousands_separator=cur["thousands_separator"],
+            decimals_separator=cur["decimals_separator"],
+            discounts=tuple((d["name"], Decimal(d["multiplier"])) for d in data["discounts"]),
+            taxes=tuple((t["label"], Decimal(t["rate"])) for t in data["taxes"]["rates"]),
+            compound=bool(data["taxes"]["compound"]),
+            exempt=bool(data["billing_exempt"]),
+        )
+
+    @property
+    def effective_token_price(self) -> Decimal:
+        return Decimal(0) if self.exempt else self.token_price
+
+
+@dataclass(frozen=True)
+class UsageInput:
+    """One stored usage row, as the rules need it."""
+
+    server_id: int
+    server_uuid: str
+    server_name: str
+    plan_id: int
+    plan_name: str
+    item: str  # "server" | "additional_ip"
+    started_at: datetime
+    ended_at: datetime | None
+    hours: int
+    tokens_per_hour: int
+    tokens_per_month: int
+    reported_tokens: int | None  # what SolusIO says it charged, when it says
+
+
+@dataclass(frozen=True)
+class LineDraft:
+    usage: UsageInput
+    charge: Charge
+    amount: Decimal
+
+    @property
+    def discrepancy(self) -> bool:
+        """SolusIO reported a charge and it is not ours (DESIGN §4: flag, never trust)."""
+        reported = self.usage.reported_tokens
+        return reported is not None and reported != self.charge.tokens
+
+
+@dataclass(frozen=True)
+class InvoiceDraft:
+    lines: tuple[LineDraft, ...]
+    totals: Totals
+    pricing: PricingSnapshot
+
+    @property
+    def tokens(self) -> int:
+        return sum(line.charge.tokens for line in self.lines)
+
+    @property
+    def discrepancies(self) -> int:
+        return sum(1 for line in self.lines if line.discrepancy)
+
+    def fingerprint(self) -> str:
+        """A digest of everything the invoice shows: equal digests, equal invoices, so a
+        re-run can tell that a stored draft is already right and leave it alone."""
+        content = [repr(self.pricing.as_json())]
+        for line in self.lines:
+            u, c = line.usage, line.charge
+            content.append(
+                repr(
+                    (
+                        u.server_id,
+                        u.server_uuid,
+                        u.server_name,
+                        u.plan_id,
+                        u.plan_name,
+                        u.item,
+                        u.started_at.isoformat(),
+                        u.ended_at.isoformat() if u.ended_at else None,
+                        u.reported_tokens,
+                        c.hours,
+                        c.tokens_per_hour,
+                        c.tokens_per_month,
+                        str(c.rule),
+                        c.tokens,
+                        str(line.amount),
+                    )
+                )
+            )
+        digest = hashlib.sha256("\n".join(content).encode())
+        return digest.hexdigest()
+
+
+def line_order(usage: UsageInput) -> tuple[int, bool, str, datetime]:
+    """Lines in a stable order: by server, the server before its IP, then by time."""
+    return (usage.server_id, usage.item != "server", usage.item, usage.started_at)
+
+
+def build_invoice(usage: Sequence[UsageInput], pricing: PricingSnapshot) -> InvoiceDraft:
+    """One customer's invoice for one period: a line per usage item (R6: each capped on
+    its own, see the module docstring for resized servers), then DESIGN §6's money."""
+    ordered = sorted(usage, key=line_order)
+    charges = [charge(u.hours, u.tokens_per_hour, u.tokens_per_month) for u in ordered]
+    totals = invoice_totals(
+        [c.tokens for c in charges],
+        pricing.effective_token_price,
+        [m for _, m in pricing.discounts],
+        pricing.taxes,
+        pricing.compound,
+        pricing.decimals,
+    )
+    lines = tuple(
+        LineDraft(u, c, a) for u, c, a in zip(ordered, charges, totals.line_amounts, strict=True)
+    )
+    return InvoiceDraft(lines, totals, pricing)
+
+
+def render_totals(line_tokens: Sequence[int], pricing: PricingSnapshot) -> Totals:
+    """Totals re-rendered from an invoice's stored tokens and snapshot alone (audit)."""
+    return invoice_totals(
+        line_tokens,
+        pricing.effective_token_price,
+        [m for _, m in pricing.discounts],
+        pricing.taxes,
+        pricing.compound,
+        pricing.decimals,
+    )
+
+
+def format_money(amount: Decimal, pricing: PricingSnapshot) -> str:
+    """As the customer's currency writes it: prefix, separators, decimals, suffix."""
+    number = format_number(
+        amount, pricing.decimals, pricing.thousands_separator, pricing.decimals_separator
+    )
+    if number.startswith("-"):
+        return f"-{pricing.display_prefix}{number[1:]}{pricing.display_suffix}"
+    return f"{pricing.display_prefix}{number}{pricing.display_suffix}"

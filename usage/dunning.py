@@ -1,0 +1,84 @@
+"""Dunning: an issued invoice unpaid N days after issue (BillingSettings.dunning_days)
+suspends its customer; settling the last overdue invoice reactivates them.
+
+Status changes go through users.services.change_customer_status, which also syncs the
+status to SolusIO (the user-sync outbox). Every step is a DunningEvent, shown to staff.
+Only dunning's own suspensions are lifted here: a customer staff suspended or locked for
+another reason stays as staff left them.
+"""
+
+import logging
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from usage import selectors
+from usage.models import BillingSettings, DunningAction, DunningEvent, Invoice
+from users.models import Customer, CustomerStatus
+from users.services import change_customer_status
+
+log = logging.getLogger(__name__)
+
+
+def sweep(*, now: datetime | None = None) -> int:
+    """Suspend every active customer with an overdue invoice. Returns how many."""
+    now = now or timezone.now()
+    days = BillingSettings.load().dunning_days
+    if days <= 0:
+        return 0
+    overdue = (
+        selectors.overdue_invoices(now, days)
+        .filter(customer__status=CustomerStatus.ACTIVE)
+        .order_by("customer_id", "issued_at")
+    )
+    first_per_customer: dict[int, Invoice] = {}
+    for invoice in overdue:
+        first_per_customer.setdefault(invoice.customer_id, invoice)
+    suspended = 0
+    for customer_id, invoice in first_per_customer.items():
+        reason = f"{invoice.display_number} ({invoice.period:%Y-%m}) unpaid {days} days after issue"
+        with transaction.atomic():
+            # Locked, so a payment that lands meanwhile is seen (and wins).
+            customer = Customer.objects.select_for_update().get(pk=customer_id)
+            still = Invoice.objects.filter(pk=invoice.pk, status=invoice.status).exists()
+            if customer.status != CustomerStatus.ACTIVE or not still:
+                continue
+            change_customer_status(
+                customer_id=customer_id, status=CustomerStatus.SUSPENDED, reason=reason
+            )
+            DunningEvent.objects.create(
+                customer_id=customer_id,
+                invoice=invoice,
+                action=DunningAction.SUSPENDED,
+                reason=reason,
+                at=now,
+            )
+        log.info("dunning suspended customer %s: %s", customer_id, reason)
+        suspended += 1
+    return suspended
+
+
+def reactivate_if_settled(*, customer_id: int, now: datetime | None = None) -> bool:
+    """After a payment or a void: lift dunning's suspension when nothing else is overdue."""
+    now = now or timezone.now()
+    days = BillingSettings.load().dunning_days
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=customer_id)
+        if customer.status != CustomerStatus.SUSPENDED:
+            return False
+        last = DunningEvent.objects.filter(customer_id=customer_id).first()  # newest first
+        if last is None or last.action != DunningAction.SUSPENDED:
+            return False  # suspended by staff, not by dunning
+        if (
+            days > 0
+            and selectors.overdue_invoices(now, days).filter(customer_id=customer_id).exists()
+        ):
+            return False
+        reason = "overdue invoices settled"
+        change_customer_status(customer_id=customer_id, status=CustomerStatus.ACTIVE, reason=reason)
+        DunningEvent.objects.create(
+            customer_id=customer_id, action=DunningAction.REACTIVATED, reason=reason, at=now
+        )
+    log.info("dunning reactivated customer %s", customer_id)
+    return True

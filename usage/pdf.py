@@ -1,0 +1,135 @@
+"""An invoice as PDF (fpdf2: pure Python, no system libraries).
+
+Money is written as the invoice's own snapshot of the customer's currency says (prefix,
+suffix, separators, decimals), so a PDF rendered years later matches the one sent.
+A Unicode TrueType font is used when one is found (INVOICE_PDF_FONT, or DejaVu Sans where
+the system has it); otherwise the PDF core font, which cannot draw every currency sign, so
+signs outside Latin-1 are spelled out (€ → EUR).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from django.conf import settings
+from fpdf import FPDF
+
+from usage.models import Invoice
+from usage.rules import PricingSnapshot, format_money
+
+_FONT_CANDIDATES = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+)
+_SPELLED = {"€": "EUR ", "₹": "INR ", "₽": "RUB ", "₩": "KRW ", "₺": "TRY ", "₴": "UAH "}
+_RULES = {
+    "hourly": "hourly",
+    "monthly_cap": "monthly cap",
+    "fixed_monthly": "fixed monthly",
+    "free": "free",
+}
+
+
+def _font_path() -> str | None:
+    configured = getattr(settings, "INVOICE_PDF_FONT", "")
+    for candidate in (configured, *_FONT_CANDIDATES):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+class _Doc(FPDF):
+    def __init__(self) -> None:
+        super().__init__(format="A4")
+        self.unicode = False
+        path = _font_path()
+        if path:
+            self.add_font("Body", "", path)
+            bold = path.replace("DejaVuSans.ttf", "DejaVuSans-Bold.ttf")
+            self.add_font("Body", "B", bold if Path(bold).is_file() else path)
+            self.family = "Body"
+            self.unicode = True
+        else:
+            self.family = "Helvetica"
+
+    def text_of(self, text: str) -> str:
+        if self.unicode:
+            return text
+        for sign, spelled in _SPELLED.items():
+            text = text.replace(sign, spelled)
+        return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def render_invoice_pdf(invoice: Invoice) -> bytes:
+    pricing = PricingSnapshot.from_json(invoice.snapshot)
+    customer = invoice.customer
+
+    def money(amount: Decimal) -> str:
+        return doc.text_of(format_money(amount, pricing))
+
+    doc = _Doc()
+    doc.set_title(f"Invoice {invoice.display_number}")
+    doc.add_page()
+    doc.set_font(doc.family, "B", 16)
+    title = f"Invoice {invoice.display_number}" if invoice.number else "Draft invoice"
+    doc.cell(0, 10, doc.text_of(title), new_x="LMARGIN", new_y="NEXT")
+    doc.set_font(doc.family, "", 10)
+    for text in (
+        f"Status: {invoice.get_status_display()}",
+        f"Period: {invoice.period:%B %Y} "
+        f"({invoice.period_start:%Y-%m-%d %H:%M} – {invoice.period_end:%Y-%m-%d %H:%M} UTC)",
+        f"Issued: {invoice.issued_at:%Y-%m-%d}" if invoice.issued_at else "Not issued yet",
+        f"Customer #{customer.pk}: {customer.name or ''} <{customer.email}>",
+        f"Currency: {pricing.currency}; 1 token = {pricing.token_price.normalize():f}",
+    ):
+        doc.cell(0, 6, doc.text_of(text), new_x="LMARGIN", new_y="NEXT")
+    doc.ln(4)
+
+    widths = (62, 14, 16, 18, 26, 20, 34)
+    headers = ("Item", "Hours", "Tok/h", "Tok/mo", "Rule", "Tokens", "Amount")
+    doc.set_font(doc.family, "B", 9)
+    for width, header in zip(widths, headers, strict=True):
+        doc.cell(width, 7, header, border="B", align="L" if header == "Item" else "R")
+    doc.ln()
+    doc.set_font(doc.family, "", 9)
+    for line in invoice.lines.all():
+        item = line.server_name + (" (IP)" if line.item == "additional_ip" else "")
+        cells = (
+            f"{item} — {line.plan_name}"[:48],
+            f"{line.hours:,}",
+            f"{line.tokens_per_hour:,}",
+            f"{line.tokens_per_month:,}",
+            _RULES.get(line.rule, line.rule) + (" *" if line.discrepancy else ""),
+            f"{line.tokens:,}",
+            money(line.amount),
+        )
+        for width, cell in zip(widths, cells, strict=True):
+            doc.cell(width, 6, doc.text_of(cell), align="L" if width == 62 else "R")
+        doc.ln()
+    doc.ln(3)
+
+    def total_row(label: str, amount: Decimal, bold: bool = False) -> None:
+        doc.set_font(doc.family, "B" if bold else "", 10)
+        doc.cell(sum(widths[:-1]), 6, doc.text_of(label), align="R")
+        doc.cell(widths[-1], 6, money(amount), align="R", new_x="LMARGIN", new_y="NEXT")
+
+    for name, multiplier in pricing.discounts:
+        doc.set_font(doc.family, "", 9)
+        doc.cell(
+            0,
+            5,
+            doc.text_of(f"Discount applied to every line: {name} ×{multiplier}"),
+            new_x="LMARGIN",
+            new_y="NEXT",
+        )
+    total_row(f"Subtotal ({invoice.tokens:,} tokens)", invoice.subtotal)
+    for tax in invoice.taxes:
+        total_row(f"{tax['label']} {Decimal(tax['rate']).normalize():f} %", Decimal(tax["amount"]))
+    total_row("Total", invoice.total, bold=True)
+    if invoice.discrepancies:
+        doc.ln(2)
+        doc.set_font(doc.family, "", 8)
+        doc.cell(0, 5, "* SolusIO reported a different charge for this line.")
+    return bytes(doc.output())

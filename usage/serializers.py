@@ -1,0 +1,140 @@
+"""Staff API serializers for usage and invoices (read-only: invoices change by action)."""
+
+from decimal import Decimal
+from typing import Any
+
+from rest_framework import serializers
+
+from usage.models import (
+    BillingSettings,
+    DunningEvent,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    UsageRecord,
+)
+from usage.rules import InvoiceDraft
+
+
+class InvoiceLineSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = InvoiceLine
+        fields = [
+            "position", "server_id", "server_uuid", "server_name", "plan_id", "plan_name",
+            "item", "started_at", "ended_at", "hours", "tokens_per_hour", "tokens_per_month",
+            "rule", "tokens", "amount", "reported_tokens", "discrepancy",
+        ]  # fmt: skip
+
+
+class InvoiceSerializer(serializers.ModelSerializer):
+    display_number = serializers.CharField(read_only=True)
+    period = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Invoice
+        fields = [
+            "id", "display_number", "number", "customer", "period", "period_start",
+            "period_end", "status", "currency", "tokens", "subtotal", "tax_total", "total",
+            "discrepancies", "generated_at", "issued_at", "paid_at", "voided_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_period(self, obj: Invoice) -> str:
+        return f"{obj.period:%Y-%m}"
+
+
+class InvoiceDetailSerializer(InvoiceSerializer):
+    lines = InvoiceLineSerializer(many=True, read_only=True)
+
+    class Meta(InvoiceSerializer.Meta):
+        fields = [*InvoiceSerializer.Meta.fields, "taxes", "snapshot", "lines"]
+        read_only_fields = fields
+
+
+class InvoiceFilterSerializer(serializers.Serializer):
+    period = serializers.RegexField(r"^\d{4}-\d{2}$", required=False, help_text="e.g. 2026-10")
+    status = serializers.ChoiceField(choices=InvoiceStatus.choices, required=False)
+    currency = serializers.CharField(max_length=3, required=False)
+    customer = serializers.IntegerField(required=False)
+    overdue = serializers.BooleanField(required=False, default=None, allow_null=True)
+
+
+class UsageRecordSerializer(serializers.ModelSerializer):
+    orphan = serializers.BooleanField(source="is_orphan", read_only=True)
+
+    class Meta:
+        model = UsageRecord
+        fields = [
+            "id", "period", "customer", "billing_user_id", "orphan", "solusio_user_id",
+            "server_id", "server_uuid", "server_name", "item", "plan_id", "plan_name",
+            "hours", "tokens_per_hour", "tokens_per_month", "reported_tokens",
+            "started_at", "ended_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class UpcomingInvoiceSerializer(serializers.Serializer):
+    """The month-to-date preview: an unsaved invoice."""
+
+    customer = serializers.IntegerField()
+    period = serializers.CharField()
+    period_start = serializers.DateTimeField()
+    upto = serializers.DateTimeField()
+    currency = serializers.CharField(allow_null=True)
+    tokens = serializers.IntegerField()
+    subtotal = serializers.DecimalField(max_digits=20, decimal_places=4)
+    tax_total = serializers.DecimalField(max_digits=20, decimal_places=4)
+    total = serializers.DecimalField(max_digits=20, decimal_places=4)
+    lines = serializers.ListField(child=serializers.DictField())
+
+    @staticmethod
+    def from_draft(
+        customer_id: int, period: Any, upto: Any, draft: InvoiceDraft | None
+    ) -> dict[str, Any]:
+        zero = Decimal(0)
+        if draft is None:
+            return {
+                "customer": customer_id, "period": period.label, "period_start": period.start,
+                "upto": upto, "currency": None, "tokens": 0, "subtotal": zero,
+                "tax_total": zero, "total": zero, "lines": [],
+            }  # fmt: skip
+        totals = draft.totals
+        return {
+            "customer": customer_id,
+            "period": period.label,
+            "period_start": period.start,
+            "upto": upto,
+            "currency": draft.pricing.currency,
+            "tokens": draft.tokens,
+            "subtotal": totals.subtotal,
+            "tax_total": totals.total - totals.subtotal,
+            "total": totals.total,
+            "lines": [
+                {
+                    "server_id": line.usage.server_id,
+                    "server_name": line.usage.server_name,
+                    "item": line.usage.item,
+                    "plan_name": line.usage.plan_name,
+                    "hours": line.charge.hours,
+                    "tokens_per_hour": line.charge.tokens_per_hour,
+                    "tokens_per_month": line.charge.tokens_per_month,
+                    "rule": str(line.charge.rule),
+                    "tokens": line.charge.tokens,
+                    "amount": str(line.amount),
+                }
+                for line in draft.lines
+            ],
+        }
+
+
+class BillingSettingsSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = BillingSettings
+        fields = ["auto_issue", "dunning_days"]
+
+
+class DunningEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DunningEvent
+        fields = ["id", "customer", "invoice", "action", "reason", "at"]
+        read_only_fields = fields

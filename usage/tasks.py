@@ -1,0 +1,69 @@
+"""Celery tasks of the cycle: thin wrappers that call usage.services."""
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from solusio.errors import SolusIOError
+from usage import selectors, services
+from usage.rules import previous_period
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(
+    name="usage.tasks.close_previous_period",
+    acks_late=True,
+    autoretry_for=(SolusIOError,),
+    retry_backoff=300,
+    retry_backoff_max=3600,
+    retry_jitter=True,
+    max_retries=5,
+    soft_time_limit=3 * 3600,
+    time_limit=3 * 3600 + 300,
+    ignore_result=True,
+)
+def close_previous_period() -> str:
+    """Close last month (in BILLING_TIMEZONE) unless that is done already.
+
+    Beat sends this every hour rather than once at "midnight on the 1st": a crontab in
+    Celery's (UTC) clock cannot name the 1st of another zone, and an hourly check also
+    catches up when the worker, the beat or SolusIO was down at the turn of the month.
+    Once the period's pull is complete and its invoices built, the check is one query.
+    """
+    period = previous_period(timezone.now(), settings.BILLING_TIMEZONE)
+    if selectors.period_closed(period):
+        return f"{period.label}: already closed"
+    summary = services.close_cycle(period=period)
+    log.info(
+        "closed %s: %d rows, %d orphans, %d invoices created, %d issued, %d held",
+        period.label,
+        summary.rows,
+        summary.orphans,
+        summary.created,
+        summary.issued,
+        summary.held,
+    )
+    return f"{period.label}: closed"
+
+
+@shared_task(name="usage.tasks.dunning_sweep", acks_late=True, ignore_result=True)
+def dunning_sweep() -> int:
+    """Suspend customers whose issued invoices are overdue (idempotent: only active ones)."""
+    from usage import dunning
+
+    return dunning.sweep()
+
+
+@shared_task(
+    name="usage.tasks.refresh_month_to_date",
+    acks_late=True,
+    soft_time_limit=3600,
+    time_limit=3700,
+    ignore_result=True,
+)
+def refresh_month_to_date() -> int:
+    """Store this month's usage so far, for the upcoming-invoice previews."""
+    return services.refresh_month_to_date()

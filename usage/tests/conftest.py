@@ -1,0 +1,65 @@
+"""Fixtures for the cycle close: a simulator with hand-made servers only, and customers."""
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from pricing.models import Currency
+from solusio.client import SolusIOClient
+from solusio.testing import SimulatorInfo, fast_client, running_simulator
+from users.models import Customer
+
+# The simulator's clock: well after every period the tests close.
+SIM_NOW = int(datetime(2029, 1, 1, tzinfo=UTC).timestamp())
+
+
+@pytest.fixture
+def sim() -> Iterator[SimulatorInfo]:
+    """Six SolusIO users (billing ids 1-6) and no seeded servers: each test adds the exact
+    server timelines it bills."""
+    with running_simulator(users=6, servers=0, now=SIM_NOW) as info:
+        yield info
+
+
+@pytest.fixture
+def client(sim: SimulatorInfo) -> Iterator[SolusIOClient]:
+    with fast_client(sim) as c:
+        yield c
+
+
+@pytest.fixture
+def customers(usd: Currency) -> list[Customer]:
+    """Customers 1-3 in USD; SolusIO users 4-6 have no customer here (their usage is orphan)."""
+    return [
+        Customer.objects.create(id=i, email=f"customer{i}@example.test", currency=usd)
+        for i in (1, 2, 3)
+    ]
+
+
+@pytest.fixture
+def add_server(sim: SimulatorInfo) -> Callable[..., dict[str, Any]]:
+    def add(
+        user: int,
+        plan: int,
+        created: datetime,
+        deleted: datetime | None = None,
+        resizes: list[tuple[datetime, int]] | None = None,
+        ip: bool = False,
+    ) -> dict[str, Any]:
+        return sim.control.add_server(
+            user_id=user,
+            plan_id=plan,
+            created_at=created.isoformat(),
+            deleted_at=deleted.isoformat() if deleted else None,
+            resizes=[{"at": at.isoformat(), "plan_id": p} for at, p in resizes or []],
+            additional_ip=ip,
+        )
+
+    return add
+
+
+def money(text: str) -> Decimal:
+    return Decimal(text)

@@ -1,0 +1,91 @@
+"""A close whose process is killed (SIGKILL) mid-build, then re-run: one clean run's state."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from solusio.testing import SimulatorInfo, fast_client
+from usage import services
+from usage.models import Invoice, InvoiceCounter, InvoiceLine, UsagePull, UsageRecord
+from usage.rules import period_of_month
+from users.models import Customer
+
+ROOT = Path(__file__).resolve().parents[2]
+OCT = datetime(2026, 10, 1, tzinfo=UTC)
+H = timedelta(hours=1)
+pytestmark = pytest.mark.slow
+
+# Runs `manage.py close_cycle` in its own process and kills that process with SIGKILL
+# right after the second build batch (one customer per batch) has committed.
+SCRIPT = textwrap.dedent(
+    """
+    import os, signal, django
+    django.setup()
+    from django.core.management import call_command
+    from usage import services
+    services.BUILD_BATCH = 1
+    def die(done):
+        if done == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+    services._after_build_batch = die
+    call_command("close_cycle", "--period", "2026-10", "--issue", "yes")
+    """
+)
+
+
+def state() -> list[tuple[Any, ...]]:
+    invoices = Invoice.objects.order_by("customer_id").values_list(
+        "customer_id", "status", "number", "tokens", "total", "fingerprint"
+    )
+    lines = InvoiceLine.objects.order_by("invoice__customer_id", "position").values_list(
+        "invoice__customer_id", "position", "server_id", "tokens", "amount"
+    )
+    return [*invoices, *lines]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_killed_close_rerun_ends_as_one_clean_run(
+    sim: SimulatorInfo, customers: list[Customer], add_server: Callable[..., Any]
+) -> None:
+    for user in (1, 2, 3):
+        add_server(user, 1, OCT - 24 * H)
+        add_server(user, 5, OCT + user * 24 * H, OCT + user * 24 * H + 50 * H)
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bridge.test_settings",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "SOLUSIO_API_URL": sim.url,
+        "SOLUSIO_API_TOKEN": sim.token,
+        "SOLUSIO_VERIFY_TLS": "0",
+    }
+    killed = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, timeout=60
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    assert Invoice.objects.count() == 2  # two batches committed, then the kill
+    assert not Invoice.objects.exclude(number=None).exists()  # nothing issued yet
+    assert UsagePull.objects.get().closed_at is None
+
+    period = period_of_month(2026, 10, "UTC")
+    with fast_client(sim) as client:
+        services.close_cycle(period=period, client=client, auto_issue=True)
+    after_kill = state()
+
+    Invoice.objects.all().delete()
+    UsageRecord.objects.all().delete()
+    UsagePull.objects.all().delete()
+    InvoiceCounter.objects.update(last=0)
+    with fast_client(sim) as client:
+        services.close_cycle(period=period, client=client, auto_issue=True)
+    assert state() == after_kill
+    assert [row[2] for row in after_kill[:3]] == [1, 2, 3]

@@ -1,0 +1,93 @@
+"""The beat task and `manage.py close_cycle`."""
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from io import StringIO
+from typing import Any
+
+import pytest
+import time_machine
+from django.conf import settings
+from django.core.management import CommandError, call_command
+
+from solusio.testing import SimulatorInfo
+from usage.models import BillingSettings, Invoice, InvoiceStatus, UsagePull
+from usage.tasks import close_previous_period
+from users.models import Customer
+
+pytestmark = pytest.mark.django_db
+H = timedelta(hours=1)
+
+
+@pytest.fixture
+def sim_settings(sim: SimulatorInfo, settings: Any) -> SimulatorInfo:
+    settings.SOLUSIO_API_URL = sim.url
+    settings.SOLUSIO_API_TOKEN = sim.token
+    settings.SOLUSIO_VERIFY_TLS = False
+    return sim
+
+
+def test_beat_runs_the_close_every_hour() -> None:
+    entry = settings.CELERY_BEAT_SCHEDULE["usage-close-previous-period"]
+    assert entry["task"] == close_previous_period.name
+    assert entry["schedule"].minute == {7}
+    assert entry["schedule"].hour == set(range(24))
+    tasks = {e["task"] for e in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert {"usage.tasks.dunning_sweep", "usage.tasks.refresh_month_to_date"} <= tasks
+
+
+def test_the_task_closes_last_month_of_the_billing_zone_on_the_1st(
+    sim_settings: SimulatorInfo,
+    customers: list[Customer],
+    add_server: Callable[..., Any],
+    settings: Any,
+) -> None:
+    settings.BILLING_TIMEZONE = "Europe/Berlin"
+    october_start = datetime(2026, 9, 30, 22, tzinfo=UTC)  # 1 October, midnight in Berlin
+    add_server(1, 5, october_start - 24 * H)
+    BillingSettings.objects.update_or_create(pk=1, defaults={"auto_issue": True})
+    # 31 October 23:30 UTC is already 1 November 00:30 in Berlin.
+    with time_machine.travel(datetime(2026, 10, 31, 23, 30, tzinfo=UTC), tick=False):
+        assert close_previous_period() == "2026-10: closed"
+        assert close_previous_period() == "2026-10: already closed"
+    invoice = Invoice.objects.get()
+    assert invoice.status == InvoiceStatus.ISSUED
+    assert invoice.period_start == october_start
+    assert invoice.tokens == 745 * 10  # the month Berlin leaves summer time in
+
+
+def test_the_task_before_the_1st_in_the_billing_zone_closes_the_month_before(
+    sim_settings: SimulatorInfo, customers: list[Customer], settings: Any
+) -> None:
+    settings.BILLING_TIMEZONE = "America/New_York"
+    # 1 November 02:00 UTC is still 31 October in New York: October is not over there.
+    with time_machine.travel(datetime(2026, 11, 1, 2, tzinfo=UTC), tick=False):
+        assert close_previous_period() == "2026-09: closed"
+    assert UsagePull.objects.get().period.month == 9
+
+
+def test_the_command_prints_a_summary(
+    sim_settings: SimulatorInfo, customers: list[Customer], add_server: Callable[..., Any]
+) -> None:
+    october = datetime(2026, 10, 1, tzinfo=UTC)
+    add_server(1, 1, october - 24 * H)
+    add_server(4, 1, october - 24 * H)  # an orphan
+    out = StringIO()
+    with time_machine.travel(datetime(2026, 11, 2, tzinfo=UTC)):
+        call_command("close_cycle", "--period", "2026-10", "--dry-run", stdout=out)
+        assert not Invoice.objects.exists()
+        assert "DRY RUN" in out.getvalue()
+        out = StringIO()
+        call_command("close_cycle", "--period", "2026-10", "--issue", "yes", stdout=out)
+    text = out.getvalue()
+    assert "usage rows pulled: 2  orphans: 1" in text
+    assert "customers invoiced: 1  lines: 1" in text
+    assert "issued now: 1" in text
+    assert "USD: 1 invoices, 5,000 tokens, subtotal 5, taxes 0, total 5" in text
+
+
+def test_the_command_refuses_a_bad_period(sim_settings: SimulatorInfo) -> None:
+    with pytest.raises(CommandError, match="2026-10"):
+        call_command("close_cycle", "--period", "October")
+    with pytest.raises(CommandError, match="not over"):
+        call_command("close_cycle", "--period", "2099-01")

@@ -1,0 +1,8 @@
+from django.urls import path
+
+from usage import views
+
+urlpatterns = [
+    path("", views.invoices, name="account-invoices"),
+    path("<int:pk>/pdf/", views.invoice_pdf, name="account-invoice-pdf"),
+]

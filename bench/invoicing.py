@@ -1,0 +1,345 @@
+#!/usr/bin/env python
+"""Benchmark the cycle close against its floor.
+
+    .venv/bin/python bench/invoicing.py [--customers 20000] [--servers 100000] [--month 2026-10]
+
+What it does, in order:
+
+1. Creates the PostgreSQL database `bench_invoicing` (dropped and re-created), migrates it
+   and loads --customers customers: USD and EUR, a discount on every tenth, compound taxes
+   for GB. Every hundredth SolusIO user has no customer, so ~1 % of usage is orphan.
+2. Starts the simulator as its own process (`python -m solusio.simulator`) with --customers
+   users and --servers server slots and a fixed clock after the month, and asks for the
+   month's first page once (it builds the simulator's page index, which both runs share).
+3. The floor, in a child process: fetch every page of the month with the same client and
+   page size, and bulk-insert the raw rows (plain INSERTs in batches of the same size).
+4. The close, in another child process: `usage.services.close_cycle` with auto-issue on —
+   pull, upsert, build every invoice from the pure rules, number and issue them.
+5. Prints for each: wall time, rows, invoices, lines, lines/s, peak RSS of the child, SQL
+   queries (and per invoice for the close); then the ratio close/floor and the verdict
+   against the targets (>= 2,000 lines/s, ratio <= 2.0, peak RSS <= 300 MB).
+
+Each stage runs in a fresh process so its peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(ROOT)
+elif str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+DB_NAME = "bench_invoicing"
+TOKEN = "bench-token"
+TARGET_LINES_PER_S = 2000
+TARGET_RATIO = 2.0
+TARGET_RSS_MB = 300
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def server_url(database_url: str) -> str:
+    return database_url.rsplit("/", 1)[0]
+
+
+def setup_django(database_url: str) -> None:
+    os.environ["DATABASE_URL"] = f"{server_url(database_url)}/{DB_NAME}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bridge.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+
+
+def create_database(database_url: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(f"{server_url(database_url)}/postgres", autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB_NAME))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB_NAME)))
+
+
+def seed(customers: int) -> None:
+    from decimal import Decimal
+
+    from django.core.management import call_command
+
+    from pricing.models import Currency, Discount, PricingSettings, TaxRule
+    from users.models import Customer
+
+    call_command("migrate", verbosity=0, interactive=False)
+    usd = Currency.objects.create(code="USD", token_price=Decimal("0.001"), display_prefix="$")
+    eur = Currency.objects.create(
+        code="EUR",
+        token_price=Decimal("0.00091"),
+        display_suffix=" €",
+        thousands_separator=".",
+        decimals_separator=",",
+    )
+    loyal = Discount.objects.create(name="Loyal", multiplier=Decimal("0.95"))
+    TaxRule.objects.create(label="VAT", rate=Decimal(20), country="GB", order=1)
+    TaxRule.objects.create(label="City", rate=Decimal(2), country="GB", region="London", order=2)
+    PricingSettings.objects.update_or_create(pk=1, defaults={"taxes_compound": True})
+    rows = [
+        Customer(
+            id=i,
+            email=f"customer{i}@example.test",
+            currency=eur if i % 3 == 0 else usd,
+            country="GB" if i % 4 == 0 else "US",
+            region="London" if i % 8 == 0 else "",
+            billing_exempt=i % 97 == 0,
+        )
+        for i in range(1, customers + 1)
+        if i % 100 != 0  # every hundredth SolusIO user is unknown here: orphan usage
+    ]
+    Customer.objects.bulk_create(rows, batch_size=5000)
+    through = Customer.discounts.through
+    through.objects.bulk_create(
+        [through(customer_id=c.id, discount_id=loyal.pk) for c in rows if c.id % 10 == 0],
+        batch_size=5000,
+    )
+    from bridge.db import advance_id_sequence
+
+    advance_id_sequence(model=Customer, past_id=customers)
+
+
+def start_simulator(users: int, servers: int, now: str) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "solusio.simulator",
+            "--port",
+            "0",
+            "--seed-users",
+            str(users),
+            "--seed-servers",
+            str(servers),
+            "--token",
+            TOKEN,
+            "--now",
+            now,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    return process, line.split(" on ", 1)[1].split()[0]
+
+
+class QueryCounter:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        self.count += 1
+        return execute(sql, params, many, context)
+
+
+def stage(args: argparse.Namespace) -> dict[str, object]:
+    """One measured stage, in this (child) process."""
+    setup_django(args.database_url)
+    from django.db import connection, transaction
+
+    from solusio.client import SolusIOClient
+    from usage import bulk, services
+    from usage.models import InvoiceLine, UsageRecord
+    from usage.rules import parse_period
+
+    period = parse_period(args.month, "UTC")
+    client = SolusIOClient(args.url, TOKEN, verify_tls=False, per_page=100)
+    counter = QueryCounter()
+    result: dict[str, object] = {"stage": args.stage}
+    with connection.execute_wrapper(counter):
+        started = time.perf_counter()
+        if args.stage == "floor":
+            # The same pages and client, the same rows as COPY writes them: no customer
+            # lookup, no upsert, no invoices.
+            rows = 0
+            fields = [f for f in services._USAGE_FIELDS if f != "customer"]
+            batch: list[tuple[object, ...]] = []
+
+            def flush() -> None:
+                with transaction.atomic():
+                    bulk.copy_rows(UsageRecord, fields, batch)
+
+            for r in client.iter_usage(period.start, period.end):
+                batch.append(
+                    (
+                        period.month,
+                        r.server.id,
+                        str(r.item),
+                        r.started_at,
+                        r.ended_at,
+                        r.user.billing_user_id,
+                        r.user.id,
+                        r.server.uuid,
+                        r.server.name,
+                        r.plan.id,
+                        r.plan.name,
+                        r.hours,
+                        r.tph,
+                        r.tpm,
+                        r.tokens,
+                        0,
+                    )
+                )
+                if len(batch) >= services.PULL_BATCH:
+                    flush()
+                    rows += len(batch)
+                    batch.clear()
+            flush()
+            rows += len(batch)
+            result.update(rows=rows, invoices=0, lines=rows)
+        else:
+            summary = services.close_cycle(
+                period=period,
+                client=client,
+                auto_issue=True,
+                now=datetime(2030, 1, 1, tzinfo=UTC),
+            )
+            lines = InvoiceLine.objects.count()
+            result.update(
+                rows=summary.rows,
+                invoices=summary.created,
+                lines=lines,
+                orphans=summary.orphans,
+                issued=summary.issued,
+                held=summary.held,
+                stages=summary.seconds,
+            )
+        result["seconds"] = time.perf_counter() - started
+    result["queries"] = counter.count
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def run_stage(args: argparse.Namespace, name: str, url: str) -> dict[str, object]:
+    command = [
+        sys.executable,
+        __file__,
+        "--stage",
+        name,
+        "--url",
+        url,
+        "--month",
+        args.month,
+        "--database-url",
+        args.database_url,
+    ]
+    out = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def truncate_usage(database_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{server_url(database_url)}/{DB_NAME}", autocommit=True) as conn:
+        conn.execute(
+            "TRUNCATE usage_usagerecord, usage_invoiceline, usage_invoice, usage_usagepull CASCADE"
+        )
+        conn.execute("UPDATE usage_invoicecounter SET last = 0")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--servers", type=int, default=100_000)
+    parser.add_argument("--month", default="2026-10")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+    )
+    parser.add_argument("--stage", choices=["floor", "close"], help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.stage:
+        print(json.dumps(stage(args)))
+        return 0
+
+    started = time.perf_counter()
+    create_database(args.database_url)
+    setup_django(args.database_url)
+    seed(args.customers)
+    log(f"database seeded in {time.perf_counter() - started:.1f}s")
+    year, month = (int(x) for x in args.month.split("-"))
+    now = f"{year + (month == 12):04d}-{month % 12 + 1:02d}-15T00:00:00+00:00"
+    simulator, url = start_simulator(args.customers, args.servers, now)
+    try:
+        import requests
+
+        t = time.perf_counter()
+        month_start = f"{year:04d}-{month:02d}-01T00:00:00+00:00"
+        month_end = f"{year + (month == 12):04d}-{month % 12 + 1:02d}-01T00:00:00+00:00"
+        first = requests.get(
+            f"{url}/usage",
+            params={
+                "filter[date_from]": month_start,
+                "filter[date_to]": month_end,
+                "per_page": 100,
+            },
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=600,
+        ).json()
+        log(
+            f"simulator: {first['meta']['total']:,} usage rows in {args.month}; "
+            f"page index built in {time.perf_counter() - t:.1f}s"
+        )
+        floor = run_stage(args, "floor", url)
+        truncate_usage(args.database_url)
+        close = run_stage(args, "close", url)
+    finally:
+        simulator.terminate()
+        simulator.wait(timeout=10)
+
+    lines_per_s = close["lines"] / close["seconds"]  # type: ignore[operator]
+    ratio = close["seconds"] / floor["seconds"]  # type: ignore[operator]
+    per_invoice = close["queries"] / max(1, close["invoices"])  # type: ignore[operator]
+    print(f"customers {args.customers:,}, server slots {args.servers:,}, month {args.month}")
+    for r in (floor, close):
+        print(
+            f"{r['stage']:>5}: {r['seconds']:.2f} s, {r['rows']:,} rows, "
+            f"{r['invoices']:,} invoices, {r['lines']:,} lines, "
+            f"{r['lines'] / r['seconds']:,.0f} lines/s, peak RSS {r['peak_rss_mb']:.0f} MB, "  # type: ignore[operator]
+            f"{r['queries']:,} SQL statements (COPY data not counted)"
+        )
+    print(
+        f"close: {close.get('orphans', 0):,} orphan rows, {close.get('issued', 0):,} issued, "
+        f"{close.get('held', 0):,} held; {per_invoice:.3f} SQL queries per invoice"
+    )
+    stages = close.get("stages", {})
+    print("close stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in stages.items()))  # type: ignore[union-attr]
+    print(f"ratio close/floor: {ratio:.2f}")
+    ok = (
+        lines_per_s >= TARGET_LINES_PER_S
+        and ratio <= TARGET_RATIO
+        and close["peak_rss_mb"] <= TARGET_RSS_MB  # type: ignore[operator]
+    )
+    print(
+        f"targets: >= {TARGET_LINES_PER_S} lines/s ({lines_per_s:,.0f}), ratio <= "
+        f"{TARGET_RATIO} ({ratio:.2f}), peak RSS <= {TARGET_RSS_MB} MB "
+        f"({close['peak_rss_mb']:.0f}): {'MET' if ok else 'NOT MET'}"
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,6 +17,7 @@ from pricing import calc, pricebook
 from pricing.admin import CountryListFilter
 from pricing.selectors import token_pricing
 from solusio.errors import SolusIOError
+from usage.admin import DunningEventInline
 from users import services, sso, sync
 from users.models import (
     Customer,
@@ -58,6 +59,10 @@ class CustomerAdmin(admin.ModelAdmin):
         ("SolusIO", {"fields": ("limit_group",)}),
     )
     actions = ("log_in_as_customer", "resync", "retry_parked")
+
+    def get_inlines(self, request: Any, obj: Customer | None) -> list[type]:
+        # Dunning steps exist only for existing customers; the add page has none.
+        return [DunningEventInline] if obj is not None else []
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "limit_group":

@@ -165,3 +165,20 @@ def test_changelist_runs_a_bounded_number_of_queries_with_30_rows(
 def test_change_page_of_a_missing_customer_redirects(admin_client: Client) -> None:
     # Django's admin sends staff back to the list with a message rather than a 500.
     assert admin_client.get(change(999)).status_code == 302
+
+
+def test_the_change_page_shows_the_customer_dunning_steps(
+    admin_client: Client, gbp_customer: Customer
+) -> None:
+    from django.utils import timezone
+
+    from usage.models import DunningAction, DunningEvent
+
+    DunningEvent.objects.create(
+        customer=gbp_customer,
+        action=DunningAction.values[0],
+        reason="Invoice 2026-000042 unpaid 14 days after issue",
+        at=timezone.now(),
+    )
+    body = admin_client.get(change(gbp_customer.pk)).content.decode()
+    assert "Invoice 2026-000042 unpaid 14 days after issue" in body

@@ -369,17 +369,3 @@ class DunningEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-
-class DunningEventInline(admin.TabularInline):
-    """Dunning's steps, for the customer's admin page (users.admin may add it inline)."""
-
-    model = DunningEvent
-    fk_name = "customer"
-    extra = 0
-    can_delete = False
-    fields = ("at", "action", "invoice", "reason")
-    readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -17,7 +17,6 @@ from pricing import calc, pricebook
 from pricing.admin import CountryListFilter
 from pricing.selectors import token_pricing
 from solusio.errors import SolusIOError
-from usage.admin import DunningEventInline
 from users import services, sso, sync
 from users.models import (
     Customer,
@@ -52,17 +51,13 @@ class CustomerAdmin(admin.ModelAdmin):
     list_select_related = ("currency", "limit_group", "solusio")
     search_fields = ("id__exact", "email", "name")
     filter_horizontal = ("discounts",)
-    readonly_fields = ("token_pricing", "sync_panel", "created_at", "updated_at")
+    readonly_fields = ("token_pricing", "sync_panel", "dunning_panel", "created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("email", "name", "status")}),
         ("Billing", {"fields": ("currency", "country", "region", "billing_exempt", "discounts")}),
         ("SolusIO", {"fields": ("limit_group",)}),
     )
     actions = ("log_in_as_customer", "resync", "retry_parked")
-
-    def get_inlines(self, request: Any, obj: Customer | None) -> list[type]:
-        # Dunning steps exist only for existing customers; the add page has none.
-        return [DunningEventInline] if obj is not None else []
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "limit_group":
@@ -146,6 +141,31 @@ class CustomerAdmin(admin.ModelAdmin):
             rows,
         )
 
+    @admin.display(description="dunning")
+    def dunning_panel(self, obj: Customer) -> SafeString | str:
+        # Read-only, so a panel rather than an inline: an inline's formset would have to
+        # travel with every save of the customer form.
+        events = obj.dunning.select_related("invoice").order_by("-at", "-id")[:10]
+        if not events:
+            return "No dunning steps."
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    e.at.strftime("%Y-%m-%d %H:%M:%S"),
+                    e.get_action_display(),
+                    e.invoice or "",
+                    e.reason,
+                )
+                for e in events
+            ),
+        )
+        return format_html(
+            "<table><tr><th>at</th><th>step</th><th>invoice</th><th>why</th></tr>{}</table>",
+            rows,
+        )
+
     # --- actions ---------------------------------------------------------------------
 
     @admin.action(description="Log in as customer (SolusIO control panel)")
@@ -188,6 +208,7 @@ class CustomerAdmin(admin.ModelAdmin):
                 {"fields": ("token_pricing",)},
             ),
             ("SolusIO sync (last 10 changes)", {"fields": ("sync_panel",)}),
+            ("Dunning (last 10 steps)", {"fields": ("dunning_panel",)}),
             ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
         )
 

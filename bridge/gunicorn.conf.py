@@ -7,12 +7,24 @@ host; see docs/performance.md for the measurements behind the defaults. A malfor
 - Worker class gthread: threads overlap the Redis/PostgreSQL round trips, and unlike the
   sync worker it keeps client connections alive (SolusIO calls GetTokenPricing on every
   page render; a new TCP connection per call would cost more than the answer).
-- Workers default to the CPUs this process may run on: the GIL lets one worker use one
-  core, and more processes than cores only add context switches.
+- One worker per CPU with two threads each: a worker runs Python on one core at a time
+  (the GIL); two threads overlap a request's Redis or PostgreSQL round trip with another
+  request, and few threads per worker keep the GIL hand-offs around those round trips
+  cheap (four threads gave a longer p99, four workers on two cores more CPU per request:
+  docs/performance.md).
+- One listening socket shared by the workers (reuse_port off). With a burst of new
+  keep-alive connections whichever worker wakes first accepts most of them (16 clients
+  were seen split 16/0 and 14/2 over two workers, halving throughput until they
+  reconnect). GUNICORN_REUSE_PORT=1 gives every worker its own SO_REUSEPORT socket and
+  the kernel spreads connections by hash, far more evenly; but a worker that exits
+  (max_requests, HUP, a timeout) then resets the connections queued on its socket:
+  measured, every recycle under load cost client errors. Only turn it on with
+  GUNICORN_MAX_REQUESTS=0 (and, on Linux >= 5.14, the sysctl net.ipv4.tcp_migrate_req=1).
 - The access log is off (GUNICORN_ACCESSLOG=- writes it to stdout): at thousands of
   pricing calls a second it is the most expensive thing the server would do.
-- Workers restart after GUNICORN_MAX_REQUESTS requests (plus jitter, so that they do not
-  all restart at once), which bounds any slow memory growth.
+- Workers restart after GUNICORN_MAX_REQUESTS requests (plus up to 10 % jitter, so that
+  they do not all restart at once), which bounds any slow memory growth; high enough that
+  a busy server does not recycle its workers every few seconds.
 """
 
 import os
@@ -57,15 +69,17 @@ def _cpu_count() -> int:
 # In a container the port is published by Docker, so listen on every interface.
 bind = [b.strip() for b in _env_str("GUNICORN_BIND", "0.0.0.0:8000").split(",") if b.strip()]
 backlog = _env_int("GUNICORN_BACKLOG", 2048)
+reuse_port = _env_bool("GUNICORN_REUSE_PORT", False)
 
 # --- Workers -----------------------------------------------------------------------------
 worker_class = "gthread"
-# GUNICORN_WORKERS, else the conventional WEB_CONCURRENCY, else one per CPU.
+# GUNICORN_WORKERS, else the conventional WEB_CONCURRENCY, else one per CPU. In a container
+# limited by a CPU quota (compose `cpus:`) the CPU count is the host's: set it explicitly.
 workers = _env_int("GUNICORN_WORKERS", _env_int("WEB_CONCURRENCY", _cpu_count())) or 1
-threads = _env_int("GUNICORN_THREADS", 4) or 1
+threads = _env_int("GUNICORN_THREADS", 2) or 1
 # Open connections per worker (kept-alive ones included) before it stops accepting.
 worker_connections = _env_int("GUNICORN_WORKER_CONNECTIONS", 1000)
-max_requests = _env_int("GUNICORN_MAX_REQUESTS", 20000)
+max_requests = _env_int("GUNICORN_MAX_REQUESTS", 100000)
 max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", max_requests // 10)
 preload_app = _env_bool("GUNICORN_PRELOAD", False)
 

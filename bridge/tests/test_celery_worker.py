@@ -2,7 +2,6 @@
 
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from django.core.cache.backends.filebased import FileBasedCache
 
 from bridge.celery import app
 from bridge.tasks import HEARTBEAT_KEY
+from bridge.testing import celery_worker_command
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -23,22 +23,7 @@ pytestmark = pytest.mark.slow
 
 def start_worker(queue: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "bridge",
-            "worker",
-            "--pool",
-            "solo",
-            "-Q",
-            queue,
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "warning",
-        ],
+        celery_worker_command(queue),
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=subprocess.PIPE,

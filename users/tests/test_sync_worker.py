@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ import redis
 from django.db import connection
 
 from bridge.celery import app
+from bridge.testing import celery_worker_command
 from pricing.models import Currency
 from solusio.testing import SimulatorInfo
 from users import services, sync
@@ -128,23 +128,7 @@ def workers(
 
     def start() -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "bridge",
-                "worker",
-                "--pool",
-                "solo",
-                "-Q",
-                queue,
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-l",
-                "warning",
-            ],
+            celery_worker_command(queue),
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,

@@ -27,6 +27,7 @@ from users.models import (
     SyncRecord,
     SyncRecordState,
 )
+from users.selectors import can_retry_sync
 
 PREVIEW_TOKENS = 1_000
 
@@ -193,10 +194,13 @@ class CustomerAdmin(admin.ModelAdmin):
             services.resync_customer(customer_id=pk, reason=f"resync by {request.user}")
         self.message_user(request, f"Queued {queryset.count()} customers for sync.")
 
-    @admin.action(description="Retry parked SolusIO changes")
+    @admin.action(description="Retry parked SolusIO changes", permissions=["retry_sync"])
     def retry_parked(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
         count = sync.retry_parked(customer_ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"Retrying {count} parked changes.")
+
+    def has_retry_sync_permission(self, request: HttpRequest) -> bool:
+        return can_retry_sync(request.user)
 
     def get_fieldsets(self, request: Any, obj: Customer | None = None) -> Any:
         if obj is None:
@@ -300,11 +304,14 @@ class SyncRecordAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.action(description="Retry the selected parked changes", permissions=["view"])
+    @admin.action(description="Retry the selected parked changes", permissions=["retry"])
     def retry(self, request: HttpRequest, queryset: QuerySet[SyncRecord]) -> None:
         ids = list(queryset.filter(state=SyncRecordState.PARKED).values_list("pk", flat=True))
         count = sync.retry_parked(record_ids=ids)
         self.message_user(request, f"Retrying {count} parked changes.")
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return can_retry_sync(request.user)
 
 
 @admin.register(LimitGroup)

@@ -7,14 +7,17 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from pricing.api import Conflict, ProtectedDestroyMixin
 from pricing.serializers import TokenPricingAnswerSerializer
 from pricing.services import NOT_FOUND, pricing_answer
 from users import services, sync
 from users.models import Customer, SyncRecord, SyncRecordState
+from users.selectors import can_retry_sync
 from users.serializers import (
     CountSerializer,
     CustomerFilterSerializer,
@@ -92,6 +95,15 @@ class CustomerViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
         return HttpResponse(body, content_type="application/json")
 
 
+class CanRetrySync(BasePermission):
+    """Retrying a parked record needs users.retry_syncrecord (view or add is not enough)."""
+
+    message = "Retrying parked sync records needs the users.retry_syncrecord permission."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return can_retry_sync(request.user)
+
+
 @extend_schema_view(
     list=extend_schema(
         parameters=[
@@ -121,7 +133,7 @@ class SyncRecordViewSet(viewsets.ReadOnlyModelViewSet):
         request=None,
         responses={202: CountSerializer},
     )
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], permission_classes=[CanRetrySync])
     def retry(self, request: Request, pk: str | None = None) -> Response:
         record = self.get_object()
         return Response({"count": sync.retry_parked(record_ids=[record.pk])}, status=202)

@@ -185,6 +185,9 @@ class SyncRecord(models.Model):
 
     class Meta:
         ordering = ["id"]
+        # Retrying a parked record sends a change SolusIO refused once: a deliberate act,
+        # so it is a permission of its own rather than `view` or `add`.
+        permissions = [("retry_syncrecord", "Can retry parked SolusIO sync records")]
         indexes = [
             # The sweep and "next record of this customer" both read undelivered rows only.
             models.Index(

@@ -1,8 +1,18 @@
 """Reads on customers for views and admin."""
 
+from typing import Any
+
 from django.http import HttpRequest
 
 from users.models import Customer
+
+# Putting parked sync records back in the queue (admin actions, staff API).
+RETRY_SYNC_PERMISSION = "users.retry_syncrecord"
+
+
+def can_retry_sync(user: Any) -> bool:
+    """May this staff member retry parked SolusIO changes?"""
+    return bool(user and user.is_active and user.is_staff and user.has_perm(RETRY_SYNC_PERMISSION))
 
 
 def customer_for_request(request: HttpRequest) -> Customer | None:

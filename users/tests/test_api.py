@@ -4,6 +4,7 @@ import json
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db import connection
 from rest_framework.test import APIClient
 
@@ -250,7 +251,9 @@ def test_sync_records_and_retry_through_the_api(usd: Currency) -> None:
     from users import services
     from users.models import SyncRecord
 
-    api = staff_client(Customer, SyncRecord)
+    staff = make_user("sync-staff", models=[Customer, SyncRecord])
+    staff.user_permissions.add(Permission.objects.get(codename="retry_syncrecord"))
+    api = token_client(staff)
     customer = services.create_customer(email="api@example.com", currency=usd)
     SyncRecord.objects.filter(customer_id=customer.pk).update(state="parked", last_error="422")
     listed = api.get("/api/v1/sync-records/", {"state": "parked", "customer": str(customer.pk)})

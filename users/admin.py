@@ -17,17 +17,19 @@ from pricing import calc, pricebook
 from pricing.admin import CountryListFilter
 from pricing.selectors import token_pricing
 from solusio.errors import SolusIOError
-from users import services, sso, sync
+from users import reconcile, services, sso, sync
 from users.models import (
     Customer,
     LimitGroup,
     LoginAudit,
+    ReconcileRun,
+    ReconcileRunState,
     SolusioAccount,
     SolusioDefaults,
     SyncRecord,
     SyncRecordState,
 )
-from users.selectors import can_retry_sync
+from users.selectors import can_retry_sync, last_reconcile_run
 
 PREVIEW_TOKENS = 1_000
 
@@ -275,8 +277,20 @@ def _account(obj: Customer) -> SolusioAccount | None:
         return None
 
 
+class ReconcilePanelMixin(admin.ModelAdmin):
+    """A changelist with "Reconcile now" and the last reconciliation's report on top."""
+
+    change_list_template = "admin/users/reconcile_change_list.html"
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        context = {**(extra_context or {}), "last_reconcile": last_reconcile_run()}
+        return super().changelist_view(request, extra_context=context)
+
+
 @admin.register(SyncRecord)
-class SyncRecordAdmin(admin.ModelAdmin):
+class SyncRecordAdmin(ReconcilePanelMixin):
     """The outbox: what was (or is still to be) told to SolusIO, and why it failed."""
 
     list_display = (
@@ -413,3 +427,83 @@ class LoginAuditAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(ReconcileRun)
+class ReconcileRunAdmin(ReconcilePanelMixin):
+    """Every reconciliation's report; "Reconcile now" queues one (users.add_reconcilerun)."""
+
+    list_display = ("id", "requested_at", "trigger", "fix", "state", "summary")
+    list_filter = ("state", "fix")
+    fields = (
+        "requested_at",
+        "started_at",
+        "finished_at",
+        "trigger",
+        "fix",
+        "state",
+        "error",
+        "counts_table",
+        "report",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # runs are made by "Reconcile now", beat and the command
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view(require_POST(self.run_view))
+        return [path("run/", view, name="users_reconcilerun_run"), *super().get_urls()]
+
+    def run_view(self, request: HttpRequest) -> HttpResponse:
+        if not request.user.has_perm("users.add_reconcilerun"):
+            return HttpResponse("Starting a reconciliation needs permission.", status=403)
+        run, created = reconcile.request_run(fix=True, trigger=f"admin: {request.user}")
+        if not created:
+            self.message_user(
+                request,
+                f"A reconciliation is already {run.get_state_display().lower()} "
+                f"(#{run.pk}, asked {run.requested_at:%Y-%m-%d %H:%M:%S} UTC).",
+                messages.WARNING,
+            )
+        elif run.state == ReconcileRunState.FAILED:
+            self.message_user(request, f"Reconciliation #{run.pk}: {run.error}", messages.ERROR)
+        else:
+            self.message_user(
+                request,
+                f"Reconciliation #{run.pk} queued; its report appears here when a worker "
+                "has run it.",
+            )
+        back = request.POST.get("next") or ""
+        if back not in _RECONCILE_PAGES:
+            back = "admin:users_reconcilerun_changelist"
+        return HttpResponseRedirect(reverse(back))
+
+    @admin.display(description="found")
+    def summary(self, obj: ReconcileRun) -> str:
+        if not obj.counts:
+            return obj.error[:120] or "—"
+        return "; ".join(f"{label}: {value}" for label, value in obj.labelled_counts())
+
+    @admin.display(description="counts")
+    def counts_table(self, obj: ReconcileRun) -> SafeString | str:
+        if not obj.counts:
+            return "—"
+        rows = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", obj.labelled_counts())
+        return format_html("<table>{}</table>", rows)
+
+    @admin.display(description="report")
+    def report(self, obj: ReconcileRun) -> SafeString | str:
+        if not obj.details:
+            return "—"
+        lines = ((line,) for line in obj.details)
+        return format_html("<ul>{}</ul>", format_html_join("", "<li>{}</li>", lines))
+
+
+# Where "Reconcile now" may send staff back to.
+_RECONCILE_PAGES = frozenset(
+    {"admin:users_reconcilerun_changelist", "admin:users_syncrecord_changelist"}
+)

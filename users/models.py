@@ -233,3 +233,62 @@ class LoginAudit(models.Model):
     def __str__(self) -> str:
         who = self.staff_username or "customer"
         return f"{self.at:%Y-%m-%d %H:%M} {who} → customer {self.customer_id}: {self.outcome}"
+
+
+class ReconcileRunState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class ReconcileRun(models.Model):
+    """One reconciliation (beat, `solusio_reconcile`, or staff's "Reconcile now") and its
+    report, so staff can read in the admin what the last one found."""
+
+    requested_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Who asked: "beat", "command", or "admin: <username>".
+    trigger = models.CharField(max_length=160)
+    fix = models.BooleanField(default=True, help_text="Drifted customers queued for sync.")
+    state = models.CharField(
+        max_length=8, choices=ReconcileRunState.choices, default=ReconcileRunState.QUEUED
+    )
+    # ReconcileReport.counts(): solusio_users, customers, unknown_users, missing, drift,
+    # duplicates, in_flight, fixed.
+    counts = models.JSONField(default=dict, blank=True)
+    # ReconcileReport.lines(): one readable line per finding.
+    details = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "SolusIO reconciliation"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=ReconcileRunState.values), name="reconcilerun_state_valid"
+            ),
+        ]
+
+    # The counts in reading order, with the words staff read them by.
+    COUNT_LABELS = {
+        "solusio_users": "SolusIO users",
+        "customers": "customers",
+        "unknown_users": "users with no customer",
+        "missing": "missing in SolusIO",
+        "drift": "drift",
+        "duplicates": "duplicate billing ids",
+        "in_flight": "skipped (change on its way)",
+        "fixed": "queued for sync",
+    }
+
+    def __str__(self) -> str:
+        return f"reconciliation #{self.pk} {self.requested_at:%Y-%m-%d %H:%M} ({self.state})"
+
+    def labelled_counts(self) -> list[tuple[str, int]]:
+        return [
+            (label, self.counts[key])
+            for key, label in self.COUNT_LABELS.items()
+            if key in self.counts
+        ]

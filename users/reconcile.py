@@ -9,14 +9,30 @@ create is reported, not touched.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 
+from django.db import transaction
 from django.db.models import Exists, OuterRef
+from django.utils import timezone
 
 from solusio.connect import get_client
 from solusio.records import User
 from users import services
-from users.models import Customer, SyncRecord, SyncRecordState
+from users.models import (
+    Customer,
+    ReconcileRun,
+    ReconcileRunState,
+    SyncRecord,
+    SyncRecordState,
+)
+
+log = logging.getLogger(__name__)
+
+# A queued or running reconciliation older than this is taken for dead (a worker killed
+# mid-run): it no longer stops staff from asking for a new one. The task's hard limit.
+RUN_STALE_AFTER = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -130,3 +146,88 @@ def reconcile(*, fix: bool) -> ReconcileReport:
                 continue  # deleted while we compared
             report.fixed.append(customer_id)
     return report
+
+
+# --- recorded runs: what the admin shows ---------------------------------------------
+
+
+def request_run(*, fix: bool, trigger: str) -> tuple[ReconcileRun, bool]:
+    """Queue a reconciliation for a worker; (run, True), or (the open run, False) when one
+    is queued or running already. A run whose message the broker refused is marked
+    failed at once, with the reason."""
+    from users.tasks import reconcile as reconcile_task
+
+    stale = timezone.now() - RUN_STALE_AFTER
+    open_run = (
+        ReconcileRun.objects.filter(
+            state__in=[ReconcileRunState.QUEUED, ReconcileRunState.RUNNING],
+            requested_at__gte=stale,
+        )
+        .order_by("-id")
+        .first()
+    )
+    if open_run is not None:
+        return open_run, False
+    run = ReconcileRun.objects.create(fix=fix, trigger=trigger[:160])
+
+    def send() -> None:
+        try:
+            reconcile_task.apply_async(
+                kwargs={"fix": fix, "run_id": run.pk},
+                retry=True,
+                retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
+            )
+        except Exception as exc:  # noqa: BLE001 - any broker failure: say so on the run
+            log.warning("reconcile: could not enqueue run %s (%s)", run.pk, exc)
+            _finish(
+                run, state=ReconcileRunState.FAILED, error=f"Could not reach the workers: {exc}"
+            )
+
+    # The worker must find the run committed.
+    transaction.on_commit(send)
+    return run, True
+
+
+def run_recorded(
+    *, fix: bool, trigger: str, run_id: int | None = None
+) -> tuple[ReconcileRun, ReconcileReport] | None:
+    """Reconcile and store the report on a run: the queued run `run_id`, or a new one.
+
+    None when `run_id` is not queued any more (a duplicate delivery of its message): a run
+    is claimed once. A failure is stored on the run, then raised.
+    """
+    now = timezone.now()
+    if run_id is None:
+        run = ReconcileRun.objects.create(
+            fix=fix, trigger=trigger[:160], state=ReconcileRunState.RUNNING, started_at=now
+        )
+    else:
+        claimed = ReconcileRun.objects.filter(pk=run_id, state=ReconcileRunState.QUEUED).update(
+            state=ReconcileRunState.RUNNING, started_at=now
+        )
+        if not claimed:
+            return None
+        run = ReconcileRun.objects.get(pk=run_id)
+    try:
+        report = reconcile(fix=run.fix)
+    except Exception as exc:
+        _finish(run, state=ReconcileRunState.FAILED, error=f"{type(exc).__name__}: {exc}")
+        raise
+    _finish(run, state=ReconcileRunState.DONE, counts=report.counts(), details=report.lines())
+    return run, report
+
+
+def _finish(
+    run: ReconcileRun,
+    *,
+    state: str,
+    error: str = "",
+    counts: dict[str, int] | None = None,
+    details: list[str] | None = None,
+) -> None:
+    run.state = state
+    run.finished_at = timezone.now()
+    run.error = error[:2000]
+    run.counts = counts or {}
+    run.details = details or []
+    run.save(update_fields=["state", "finished_at", "error", "counts", "details"])

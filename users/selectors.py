@@ -4,7 +4,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from users.models import Customer
+from users.models import Customer, ReconcileRun
 
 # Putting parked sync records back in the queue (admin actions, staff API).
 RETRY_SYNC_PERMISSION = "users.retry_syncrecord"
@@ -22,3 +22,8 @@ def customer_for_request(request: HttpRequest) -> Customer | None:
     if user is None or not user.is_authenticated or not user.is_active:
         return None
     return Customer.objects.select_related("currency").filter(user_id=user.pk).first()
+
+
+def last_reconcile_run() -> ReconcileRun | None:
+    """The latest reconciliation that was asked for (whatever its state)."""
+    return ReconcileRun.objects.order_by("-id").first()

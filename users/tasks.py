@@ -35,8 +35,12 @@ def sweep_outbox() -> int:
 @shared_task(
     name="users.tasks.reconcile", ignore_result=True, soft_time_limit=3000, time_limit=3600
 )
-def reconcile(fix: bool = True) -> dict[str, int]:
-    report = reconciliation.reconcile(fix=fix)
+def reconcile(fix: bool = True, run_id: int | None = None) -> dict[str, int]:
+    """Beat (no run_id: a new recorded run) or staff's "Reconcile now" (its queued run)."""
+    done = reconciliation.run_recorded(fix=fix, trigger="beat", run_id=run_id)
+    if done is None:
+        return {}  # that run was claimed already (a duplicate delivery)
+    _, report = done
     for line in report.lines():
         log.info("reconcile: %s", line)
     return report.counts()

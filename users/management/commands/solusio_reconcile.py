@@ -1,10 +1,12 @@
-"""`manage.py solusio_reconcile [--fix]`: compare SolusIO's users with the customers."""
+"""`manage.py solusio_reconcile [--fix]`: compare SolusIO's users with the customers.
+
+The report is stored too (Admin → SolusIO reconciliations), like beat's and staff's."""
 
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from users.reconcile import reconcile
+from users.reconcile import run_recorded
 
 
 class Command(BaseCommand):
@@ -14,7 +16,9 @@ class Command(BaseCommand):
         parser.add_argument("--fix", action="store_true", help="queue drifted customers for sync")
 
     def handle(self, *args: Any, fix: bool = False, **options: Any) -> None:
-        report = reconcile(fix=fix)
+        done = run_recorded(fix=fix, trigger="command")
+        assert done is not None  # a new run is always ours
+        _, report = done
         for line in report.lines():
             self.stdout.write(line)
         if not report.clean and not fix:

@@ -210,6 +210,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "users.tasks.reconcile",
         "schedule": crontab(hour=3, minute=17),
     },
+    # Mirror SolusIO's limit groups (Step 5) and plans (Step 3) hourly, so what staff pick
+    # from and the "SolusIO = price book" column stay current without a button press.
+    "users-mirror-limit-groups": {
+        "task": "users.tasks.mirror_limit_groups",
+        "schedule": crontab(minute=13),
+    },
+    "pricing-mirror-plans": {"task": "pricing.tasks.mirror_plans", "schedule": crontab(minute=43)},
     # Usage (issue 5): hourly; the task closes last month (in BILLING_TIMEZONE) unless it is
     # closed already, so it runs in the first hour of the 1st there and catches up after an
     # outage.

@@ -91,3 +91,8 @@ class ServerError(SolusIOError):
     """5xx: SolusIO or a proxy in front of it failed."""
 
     retryable = True
+
+
+# What a Celery task may retry later (`autoretry_for`): the `retryable` kinds. A 4xx other
+# than 429 would fail the same way again.
+TRANSIENT_ERRORS: tuple[type[SolusIOError], ...] = (TransportError, RateLimited, ServerError)

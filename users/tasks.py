@@ -5,8 +5,10 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
+from bridge.tasks import MIRROR_TASK_OPTIONS
+from solusio.connect import is_configured
 from users import reconcile as reconciliation
-from users import sync
+from users import services, sync
 
 log = logging.getLogger(__name__)
 
@@ -44,3 +46,12 @@ def reconcile(fix: bool = True, run_id: int | None = None) -> dict[str, int]:
     for line in report.lines():
         log.info("reconcile: %s", line)
     return report.counts()
+
+
+@shared_task(name="users.tasks.mirror_limit_groups", **MIRROR_TASK_OPTIONS)
+def mirror_limit_groups() -> int:
+    """Copy SolusIO's limit groups (Step 5); returns how many SolusIO has (-1: no SolusIO)."""
+    if not is_configured():
+        log.info("mirror limit groups: SolusIO is not configured; skipped")
+        return -1
+    return len(services.mirror_limit_groups())

@@ -175,6 +175,18 @@ SOLUSIO_SYNC_QUEUE = env.str("SOLUSIO_SYNC_QUEUE", default="celery")
 # SolusIO outage never blocks migrate or runserver; True runs them with every check.
 SOLUSIO_CHECKS_ALWAYS = env.bool("SOLUSIO_CHECKS_ALWAYS", default=False)
 
+# --- E-mail ----------------------------------------------------------------------------
+# One URL through django-environ: smtp://user:password@host:25, smtp+tls://…:587,
+# smtp+ssl://…:465; consolemail:// (the default, development only) prints each e-mail to
+# the web process's output instead of sending it.
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Seconds a customer's "forgot password" link stays valid (Django's setting; the portal's
+# reset is the only password reset the bridge offers).
+PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3600)
+
 # --- Celery ----------------------------------------------------------------------------
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL

@@ -19,8 +19,10 @@ What it does, in order:
 4. Warms up: computes and caches every customer's answer once through the service the
    view calls (pricing.services.pricing_answer; two processes per CPU, each answer checked),
    so the measured runs see the steady state of a warm cache; checks one answer of each
-   kind over HTTP (200, 404 for an unknown customer, 403 for a wrong token); then runs wrk
-   for 2 s on each endpoint.
+   kind over HTTP (200, 404 for an unknown customer, 403 for a wrong token); restarts
+   gunicorn and waits until every worker logged that it copied the cached answers into
+   its memory (PRICING_LOCAL_CACHE_PREFILL, as after a deploy); then runs wrk for 2 s on
+   each endpoint.
 5. Runs wrk (a separate process; `apt-get install -y wrk`) with --connections keep-alive
    connections for --duration seconds: POST /api/solusio for random userids, then
    GET /ping. wrk's Lua `done` hook reports the exact p50 and p99 from its histogram.
@@ -463,6 +465,22 @@ class Server:
         self.proc.wait()
         log("gunicorn stopped")
 
+    def wait_prefilled(self, workers: int, timeout: float = 300.0) -> None:
+        """Wait until every worker logged that its in-memory answers are filled from Redis
+        (bridge/gunicorn.conf.py's post_worker_init), so runs measure the steady state."""
+        deadline = time.monotonic() + timeout
+        marker = "pricing cache: prefilled"
+        while time.monotonic() < deadline:
+            lines = [ln for ln in self.log_tail(10_000).splitlines() if marker in ln]
+            if len(lines) >= workers:
+                for line in lines:
+                    log(line.split(" ", 3)[-1])
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise BenchError(f"gunicorn exited with {self.proc.returncode}:\n{self.log_tail()}")
+            time.sleep(0.5)
+        raise BenchError(f"workers did not prefill within {timeout}s:\n{self.log_tail()}")
+
 
 def machine_busy() -> tuple[float, float]:
     """(busy, total) CPU jiffies of the whole machine, from /proc/stat."""
@@ -862,6 +880,13 @@ def main(argv: list[str] | None = None) -> int:
         log(f"warm-up: caching every customer's answer ({2 * (os.cpu_count() or 1)} processes)")
         seconds, cold_rps = warm_cache(args.customers)
         log(f"warm-up: {args.customers} answers in {seconds:.1f}s ({cold_rps:.0f}/s uncached)")
+        # New workers copy the shared cache into their own memory at start, as after a
+        # deploy; restart so that they find it full, and wait until they have.
+        server.stop()
+        server.start()
+        server.wait_ready()
+        workers = server_env.get("GUNICORN_WORKERS") or server_env.get("WEB_CONCURRENCY")
+        server.wait_prefilled(int(workers or len(os.sched_getaffinity(0))))
         base = f"http://127.0.0.1:{port}"
         for script, path in (("pricing.lua", "/api/solusio"), ("ping.lua", "/ping")):
             run_wrk(wrk, workdir / script, base + path, 2, args.connections,

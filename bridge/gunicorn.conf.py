@@ -112,3 +112,10 @@ else:
     control_socket_disable = True
 
 proc_name = "solusio-billing-bridge"
+
+
+def post_worker_init(worker: object) -> None:
+    """Fill the worker's in-memory pricing answers from Redis, in the background."""
+    from pricing.services import start_prefill_local_answers
+
+    start_prefill_local_answers()

@@ -133,6 +133,12 @@ PRICING_API_TOKEN = env.str("PRICING_API_TOKEN", default="")
 # How long a GetTokenPricing answer may be served from cache. Changes invalidate at once;
 # this only bounds the life of an entry nobody asks for again.
 PRICING_CACHE_TTL = env.int("PRICING_CACHE_TTL", default=3600)
+# Answers each web process keeps in memory in front of Redis (about 400 bytes each), valid
+# while Redis's client-side tracking confirms nothing changed. 0 turns the first level off.
+PRICING_LOCAL_CACHE_SIZE = env.int("PRICING_LOCAL_CACHE_SIZE", default=100_000)
+# A new web worker copies the shared cache's answers into its own in the background, so a
+# deploy or a recycled worker does not pay one Redis round trip per customer.
+PRICING_LOCAL_CACHE_PREFILL = env.bool("PRICING_LOCAL_CACHE_PREFILL", default=True)
 # Largest request body GetTokenPricing reads; SolusIO sends three short fields.
 PRICING_MAX_BODY_BYTES = env.int("PRICING_MAX_BODY_BYTES", default=4096)
 

@@ -7,9 +7,14 @@ The generation and the answer are read in one round trip (get_many). Because a r
 reads the generation before it reads the database, an answer computed from data that a
 concurrent change is replacing is stored under the old generation and never served after
 the bump: no stale window, no per-customer bookkeeping.
+
+In front of the shared cache each process keeps the answers it served (pricing/localcache.py),
+valid while Redis's client-side tracking confirms their generation is still current, so a
+repeated answer costs no round trip at all.
 """
 
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -21,6 +26,7 @@ from django.utils import timezone
 from django.utils.connection import ConnectionProxy
 
 from bridge import jsonnum
+from pricing.localcache import GenerationWatcher, LocalAnswers
 from pricing.selectors import token_pricing
 
 logger = logging.getLogger(__name__)
@@ -55,6 +61,9 @@ def bump_generation() -> None:
         cache.incr(GENERATION_KEY)
     except ValueError:  # the key is missing: any new value invalidates everything
         cache.set(GENERATION_KEY, _new_generation(), timeout=None)
+    finally:
+        # Other processes learn of it from Redis's push; this one need not wait for it.
+        _forget_local_generation()
 
 
 def _render(customer_id: int) -> tuple[bytes, float | None]:
@@ -71,6 +80,57 @@ def _render(customer_id: int) -> tuple[bytes, float | None]:
 _redis = threading.local()
 
 
+def _backend() -> Any:
+    return caches[DEFAULT_CACHE_ALIAS] if isinstance(cache, ConnectionProxy) else cache
+
+
+# The first-level cache of this process, one per cache configuration. Django gives each
+# thread its own backend object, so threads find theirs through a thread-local memo.
+_local_lock = threading.Lock()
+_local_by_config: dict[tuple[Any, ...], LocalAnswers | None] = {}
+_local_memo = threading.local()
+
+
+def _tracking_connection_factory(backend: RedisCache) -> Any:
+    import redis
+
+    lib: Any = backend._cache
+    options = {k: v for k, v in lib._pool_options.items() if k != "parser_class"}
+    pool = redis.ConnectionPool.from_url(lib._servers[0], **{**options, "protocol": 3})
+    return lambda: pool.connection_class(**pool.connection_kwargs)
+
+
+def local_answers() -> LocalAnswers | None:
+    """The first-level cache for the configured backend: None when it is not Redis or
+    PRICING_LOCAL_CACHE_SIZE is 0."""
+    backend = _backend()
+    memo = _local_memo
+    pid = os.getpid()
+    if getattr(memo, "backend", None) is backend and memo.pid == pid:
+        answers: LocalAnswers | None = memo.answers
+        return answers
+    answers = None
+    if type(backend) is RedisCache and settings.PRICING_LOCAL_CACHE_SIZE > 0:
+        lib: Any = backend._cache
+        generation_key = backend.make_and_validate_key(GENERATION_KEY)
+        config = (tuple(lib._servers), generation_key, pid)
+        with _local_lock:
+            if config not in _local_by_config:
+                watcher = GenerationWatcher(_tracking_connection_factory(backend), generation_key)
+                _local_by_config[config] = LocalAnswers(watcher, settings.PRICING_LOCAL_CACHE_SIZE)
+            answers = _local_by_config[config]
+    memo.backend, memo.pid, memo.answers = backend, pid, answers
+    return answers
+
+
+def _forget_local_generation() -> None:
+    with _local_lock:
+        pid = os.getpid()
+        for (_, _, owner), answers in _local_by_config.items():
+            if answers is not None and owner == pid:
+                answers.watcher.forget()
+
+
 def _get_many(keys: list[str]) -> dict[str, Any]:
     """`cache.get_many(keys)` for the hot path: one MGET, the same keys and values.
 
@@ -82,7 +142,7 @@ def _get_many(keys: list[str]) -> dict[str, Any]:
     values decoded by its serializer. Any other cache backend goes through get_many.
     docs/performance.md has the measurements.
     """
-    backend = caches[DEFAULT_CACHE_ALIAS] if isinstance(cache, ConnectionProxy) else cache
+    backend = _backend()
     if type(backend) is not RedisCache:
         return backend.get_many(keys)
     # The RedisCacheClient: its pools, client class and serializer (private, hence Any).
@@ -105,6 +165,11 @@ def pricing_answer(customer_id: int) -> bytes:
 
     A cache outage degrades to answering from the database, never to an error.
     """
+    local = local_answers()
+    if local is not None:
+        body = local.get(customer_id)
+        if body is not None:
+            return body
     key = _answer_key(customer_id)
     try:
         found = _get_many([GENERATION_KEY, key])
@@ -120,8 +185,13 @@ def pricing_answer(customer_id: int) -> bytes:
         # The deadline is checked here rather than left to the cache's TTL so that a
         # discount starts or ends at its exact second, whatever the cache's clock says.
         if entry_generation == generation and (deadline is None or time.time() < deadline):
-            return bytes(body)
+            body = bytes(body)
+            if local is not None and body != NOT_FOUND:
+                local.put(customer_id, (generation, deadline, body))
+            return body
     body, deadline = _render(customer_id)
+    if local is not None and body != NOT_FOUND:
+        local.put(customer_id, (generation, deadline, body))
     ttl = settings.PRICING_CACHE_TTL
     if deadline is not None:
         ttl = max(1, min(ttl, int(deadline - time.time()) + 1))
@@ -130,3 +200,72 @@ def pricing_answer(customer_id: int) -> bytes:
     except Exception:
         logger.warning("pricing cache unavailable; answer not cached", exc_info=True)
     return body
+
+
+def prefill_local_answers(batch: int = 1000) -> int:
+    """Copy the shared cache's current answers into this process's first level.
+
+    A new web process (a deploy, a max_requests recycle) would otherwise pay a Redis round
+    trip for each customer's first call. Answers of another generation, past their
+    deadline, or for unknown customers are skipped. Returns how many were copied.
+    """
+    local = local_answers()
+    if local is None:
+        return 0
+    generation = local.watcher.current()
+    if generation is None:
+        return 0
+    backend: Any = _backend()
+    lib: Any = backend._cache
+    client = lib.get_client()
+    loads = lib._serializer.loads
+    prefix = backend.make_and_validate_key(_ANSWER_KEY.format(""))
+    copied = 0
+    keys: list[bytes] = []
+
+    def copy(keys: list[bytes]) -> int:
+        now = time.time()
+        n = 0
+        for raw_key, value in zip(keys, client.mget(keys), strict=True):
+            if value is None:
+                continue
+            entry_generation, deadline, body = loads(value)
+            if entry_generation != generation or body == NOT_FOUND:
+                continue
+            if deadline is not None and now >= deadline:
+                continue
+            local.put(int(raw_key[len(prefix) :]), (entry_generation, deadline, bytes(body)))
+            n += 1
+        return n
+
+    for key in client.scan_iter(match=prefix + "*", count=batch):
+        keys.append(key)
+        if len(keys) >= batch:
+            copied += copy(keys)
+            keys = []
+            if len(local) >= local.size:
+                break
+    if keys:
+        copied += copy(keys)
+    return copied
+
+
+def start_prefill_local_answers() -> threading.Thread | None:
+    """Run prefill_local_answers in the background (a web worker calls it at start)."""
+    if not settings.PRICING_LOCAL_CACHE_PREFILL or local_answers() is None:
+        return None
+
+    def run() -> None:
+        started = time.monotonic()
+        try:
+            copied = prefill_local_answers()
+        except Exception:
+            logger.warning("prefilling the per-process pricing cache failed", exc_info=True)
+            return
+        logger.info(
+            "pricing cache: prefilled %d answers in %.1fs", copied, time.monotonic() - started
+        )
+
+    thread = threading.Thread(target=run, name="pricing-prefill", daemon=True)
+    thread.start()
+    return thread

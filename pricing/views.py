@@ -8,10 +8,11 @@ import hmac
 import json
 import logging
 from typing import Any
+from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from pricing.services import NOT_FOUND, pricing_answer
@@ -63,12 +64,23 @@ def _read_fields(request: HttpRequest) -> dict[str, Any]:
         if not isinstance(fields, dict):
             raise BadRequest(400, "The JSON body must be an object.")
         return fields
-    # application/x-www-form-urlencoded, or no content type at all (as curl -d sends it)
+    # application/x-www-form-urlencoded, or no content type at all (as curl -d sends it).
+    # Decoded as QueryDict would (UTF-8, else Latin-1; bad escapes replaced, the last of a
+    # repeated field wins) without its per-field objects: this is the hot path.
     try:
-        form = QueryDict(body, encoding="utf-8")
-    except Exception:  # noqa: BLE001 - any undecodable form is the client's error
-        raise BadRequest(400, "Malformed form body.") from None
-    return {key: form.get(key) for key in form}
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = body.decode("iso-8859-1")
+    try:
+        pairs = parse_qsl(
+            text,
+            keep_blank_values=True,
+            errors="replace",
+            max_num_fields=settings.DATA_UPLOAD_MAX_NUMBER_FIELDS,
+        )
+    except ValueError:
+        raise BadRequest(400, "Malformed form body: too many fields.") from None
+    return dict(pairs)
 
 
 def _check_token(fields: dict[str, Any]) -> None:

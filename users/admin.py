@@ -3,9 +3,12 @@
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.auth.forms import SetPasswordForm
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.forms import ModelForm
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -17,7 +20,7 @@ from pricing import calc, pricebook
 from pricing.admin import CountryListFilter
 from pricing.selectors import token_pricing
 from solusio.errors import SolusIOError
-from users import reconcile, services, sso, sync
+from users import passwords, reconcile, services, sso, sync
 from users.models import (
     Customer,
     LimitGroup,
@@ -54,7 +57,14 @@ class CustomerAdmin(admin.ModelAdmin):
     list_select_related = ("currency", "limit_group", "solusio")
     search_fields = ("id__exact", "email", "name")
     filter_horizontal = ("discounts",)
-    readonly_fields = ("token_pricing", "sync_panel", "dunning_panel", "created_at", "updated_at")
+    readonly_fields = (
+        "token_pricing",
+        "sync_panel",
+        "dunning_panel",
+        "portal_login",
+        "created_at",
+        "updated_at",
+    )
     fieldsets = (
         (None, {"fields": ("email", "name", "status")}),
         ("Billing", {"fields": ("currency", "country", "region", "billing_exempt", "discounts")}),
@@ -213,10 +223,54 @@ class CustomerAdmin(admin.ModelAdmin):
                 "Token pricing (what GetTokenPricing answers now)",
                 {"fields": ("token_pricing",)},
             ),
+            ("Customer portal (/account/)", {"fields": ("portal_login",)}),
             ("SolusIO sync (last 10 changes)", {"fields": ("sync_panel",)}),
             ("Dunning (last 10 steps)", {"fields": ("dunning_panel",)}),
             ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
         )
+
+    # --- the customer's portal password -----------------------------------------------------
+
+    @admin.display(description="portal login")
+    def portal_login(self, obj: Customer) -> SafeString:
+        user = obj.user
+        if user is None or not user.has_usable_password():
+            state = "No portal password yet: the customer cannot sign in at /account/."
+        else:
+            last = user.last_login.strftime("%Y-%m-%d %H:%M UTC") if user.last_login else "never"
+            state = f"Can sign in at /account/ with their e-mail; last signed in: {last}."
+        url = reverse("admin:users_customer_portal_password", args=[obj.pk])
+        return format_html('{} <a class="button" href="{}">Set portal password</a>', state, url)
+
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view(self.portal_password_view)
+        return [
+            path("<int:customer_id>/password/", view, name="users_customer_portal_password"),
+            *super().get_urls(),
+        ]
+
+    def portal_password_view(self, request: HttpRequest, customer_id: int) -> HttpResponse:
+        customer = self.get_object(request, str(customer_id))
+        if customer is None:
+            raise Http404(f"No customer {customer_id}.")
+        if not self.has_change_permission(request, customer):
+            raise PermissionDenied
+        form = PortalPasswordForm(passwords.portal_user_for(customer), request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            services.set_customer_password(
+                customer_id=customer.pk, password=form.cleaned_data["new_password1"]
+            )
+            self.log_change(request, customer, "Set the portal password.")
+            self.message_user(request, f"{customer} can now sign in at /account/.")
+            return HttpResponseRedirect(reverse("admin:users_customer_change", args=[customer.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Set portal password: {customer}",
+            "opts": self.opts,
+            "original": customer,
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/users/customer/portal_password.html", context)
 
     @admin.display(description="token pricing")
     def token_pricing(self, obj: Customer) -> SafeString | str:
@@ -268,6 +322,14 @@ class CustomerAdmin(admin.ModelAdmin):
             "<table>{}</table>",
             format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows),
         )
+
+
+class PortalPasswordForm(SetPasswordForm):
+    """Django's set-password form (AUTH_PASSWORD_VALIDATORS against the customer's login);
+    saving goes through users.services instead of the form."""
+
+    def save(self, commit: bool = True) -> Any:
+        raise NotImplementedError("use users.services.set_customer_password")
 
 
 def _account(obj: Customer) -> SolusioAccount | None:

@@ -138,23 +138,35 @@ def resync_customer(*, customer_id: int, reason: str = "resync requested") -> No
     sync.record_change(customer=customer, action=SyncAction.UPSERT, reason=reason)
 
 
+def portal_username(customer_id: int) -> str:
+    # Not the e-mail: staff and customers share the auth table, and a customer's username
+    # must never collide with a staff login.
+    return f"customer:{customer_id}"
+
+
 @transaction.atomic
-def set_customer_password(*, customer_id: int, password: str) -> None:
-    """Give the customer a login for the customer pages (/account/), or a new password."""
+def ensure_portal_login(*, customer_id: int) -> Any:
+    """The customer's login for the customer pages (/account/); made without a usable
+    password when they have none yet (a reset link then sets the first one)."""
     customer = Customer.objects.select_for_update().get(pk=customer_id)
     user_model = get_user_model()
-    if customer.user_id is None:
-        # Not the e-mail as username: staff and customers share the auth table, and a
-        # customer's username must never collide with a staff login.
-        user = user_model.objects.create_user(
-            username=f"customer:{customer.pk}", email=customer.email, password=password
-        )
-        customer.user = user
-        customer.save(update_fields=["user", "updated_at"])
-    else:
-        user = user_model.objects.get(pk=customer.user_id)
-        user.set_password(password)
-        user.save(update_fields=["password"])
+    if customer.user_id is not None:
+        return user_model.objects.get(pk=customer.user_id)
+    user = user_model.objects.create_user(
+        username=portal_username(customer.pk), email=customer.email, password=None
+    )
+    customer.user = user
+    customer.save(update_fields=["user", "updated_at"])
+    return user
+
+
+@transaction.atomic
+def set_customer_password(*, customer_id: int, password: str) -> None:
+    """Give the customer a login for the customer pages (/account/), or a new password
+    (which also ends every reset link sent before)."""
+    user = ensure_portal_login(customer_id=customer_id)
+    user.set_password(password)
+    user.save(update_fields=["password"])
 
 
 def set_default_limit_group(*, limit_group: LimitGroup | None) -> None:

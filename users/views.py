@@ -7,14 +7,16 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, SetPasswordMixin
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
-from django.urls import reverse_lazy
+from django.urls import reverse, reverse_lazy
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_POST, require_safe
+from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from users import sso
+from users import passwords, services, sso
 from users.models import Customer
 from users.selectors import customer_for_request
 
@@ -81,3 +83,81 @@ def open_control_panel(request: HttpRequest) -> HttpResponse:
             status=403 if refused.outcome in ("suspended", "locked") else 503,
         )
     return HttpResponseRedirect(url)
+
+
+# --- "Forgot password": by e-mail, with Django's token generator (users.passwords) ---------
+
+
+class ForgotPasswordForm(forms.Form):
+    email = forms.EmailField(
+        label="E-mail",
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"}),
+    )
+
+
+class ResetPasswordForm(SetPasswordMixin, forms.Form):
+    """The key from the e-mailed link (filled in from the link by the page), and a new
+    password checked by AUTH_PASSWORD_VALIDATORS."""
+
+    key = forms.CharField(
+        label="Reset code (from the e-mail)",
+        max_length=200,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    new_password1, new_password2 = SetPasswordMixin.create_password_fields(
+        label1="New password", label2="New password again"
+    )
+    target: passwords.ResetTarget | None = None
+
+    def clean_key(self) -> str:
+        key = self.cleaned_data["key"]
+        self.target = passwords.check_reset_key(key)
+        if self.target is None:
+            raise forms.ValidationError(
+                "This reset link is not valid any more (used, expired or mistyped). "
+                "Ask for a new one.",
+                code="invalid_key",
+            )
+        return key
+
+    def clean(self) -> dict[str, Any] | None:
+        self.validate_passwords("new_password1", "new_password2")
+        if self.target is not None:
+            self.validate_password_for_user(self.target.user, "new_password2")
+        return super().clean()
+
+
+@never_cache
+@csrf_protect
+@require_http_methods(["GET", "HEAD", "POST"])
+def forgot_password(request: HttpRequest) -> HttpResponse:
+    form = ForgotPasswordForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        passwords.request_reset(
+            email=form.cleaned_data["email"],
+            reset_url=request.build_absolute_uri(reverse("account-reset")),
+        )
+        # The same answer whether the address is a customer's or not.
+        return redirect("account-forgot-sent")
+    return render(request, "account/forgot.html", {"form": form})
+
+
+@require_safe
+def forgot_password_sent(request: HttpRequest) -> HttpResponse:
+    return render(request, "account/forgot_sent.html")
+
+
+@never_cache
+@csrf_protect
+@sensitive_post_parameters("key", "new_password1", "new_password2")
+@require_http_methods(["GET", "HEAD", "POST"])
+def reset_password(request: HttpRequest) -> HttpResponse:
+    form = ResetPasswordForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        assert form.target is not None
+        services.set_customer_password(
+            customer_id=form.target.customer.pk, password=form.cleaned_data["new_password1"]
+        )
+        return redirect(f"{reverse('account-login')}?reset=done")
+    return render(request, "account/reset.html", {"form": form})

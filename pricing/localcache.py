@@ -1,0 +1,169 @@
+"""A per-process first level in front of the shared (Redis) cache of pricing answers.
+
+SolusIO asks for a customer's pricing on every page it renders, and the shared cache costs
+a Redis round trip per answer: on a 2-core host that round trip (the client's packing and
+parsing, the server's work, the thread hand-off) is a third of the request's CPU. Each
+web process therefore keeps the answers it has served in memory, valid only while the
+pricing generation they were computed under is the current one.
+
+Knowing the current generation without asking Redis every time is Redis's client-side
+caching: one connection per process in RESP3 with `CLIENT TRACKING ON BCAST PREFIX
+<generation key>`. Redis pushes an invalidation on that connection whenever the key is
+written, deleted, expired, evicted or flushed, and every request polls the connection
+without blocking (one non-blocking recv) before trusting its copy. The push is written by
+Redis in the same event-loop turn as the reply to the command that bumped the generation,
+so an answer served after the bump's caller got its reply is not stale; a process that
+bumps the generation itself (the admin's, an import's) drops its copy at once.
+
+An answer is valid exactly when its generation is the current one (generations only move
+forward: INCR, or a new time-based value after the key was lost), so what the tracking
+protects is the process's copy of the current generation. Whatever goes wrong with the
+tracking connection (Redis restarted, a proxy that does not speak RESP3, an unexpected
+message) forgets that copy and the process asks Redis again: the first level never
+answers from a generation it could not confirm. An invalidation also drops the answers
+kept, which can no longer match.
+
+Memory: at most PRICING_LOCAL_CACHE_SIZE answers per process (about 400 bytes each); when
+full, new answers are not kept (they are still served through the shared cache). Answers
+for unknown customers are never kept, so a flood of bad ids cannot fill it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# (generation, deadline epoch seconds or None, body)
+Entry = tuple[int, float | None, bytes]
+
+
+class TrackingUnavailable(Exception):
+    """The Redis server or the connection cannot do client-side tracking."""
+
+
+class GenerationWatcher:
+    """The current pricing generation, confirmed by Redis's invalidation pushes."""
+
+    def __init__(self, connection_factory: Callable[[], Any], key: str) -> None:
+        self._factory = connection_factory
+        self._key = key
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._value: int | None = None
+        self.on_change: Callable[[], None] = lambda: None
+
+    def current(self) -> int | None:
+        """The generation, or None when it is unknown (no key, or Redis unreachable)."""
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._connect()
+                else:
+                    self._drain()
+                if self._value is None:
+                    self._value = self._read()
+            except TrackingUnavailable:
+                raise
+            except Exception:  # noqa: BLE001 - any failure: forget, retry on the next request
+                self._reset()
+                return None
+            return self._value
+
+    def forget(self) -> None:
+        """Called after this process changed the generation: read it again next time."""
+        with self._lock:
+            if self._value is not None:
+                self._value = None
+                self.on_change()
+
+    def close(self) -> None:
+        with self._lock:
+            self._reset()
+
+    def _connect(self) -> None:
+        conn = self._factory()
+        conn.connect()  # HELLO 3: a RESP2-only server fails here, and is retried later
+        try:
+            # read_response(push_request=True) returns what this handler returns: the
+            # message (the parser exists once connected: HELLO may have replaced it).
+            conn._parser.set_invalidation_push_handler(lambda message: message)
+            conn.send_command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", self._key)
+            conn.read_response()
+        except Exception as exc:  # a server or proxy without RESP3 tracking
+            conn.disconnect()
+            raise TrackingUnavailable(str(exc)) from exc
+        self._conn = conn
+        self._value = None
+
+    def _drain(self) -> None:
+        conn = self._conn
+        while conn.can_read(timeout=0):
+            message = conn.read_response(push_request=True)
+            if not (isinstance(message, list) and message and message[0] == b"invalidate"):
+                raise ConnectionError(f"unexpected message on the tracking connection: {message!r}")
+            # Any invalidation of the prefix (a bump, a delete, a flush: keys = None)
+            # means the same thing: the generation we hold is no longer known to be current.
+            if self._value is not None:
+                self._value = None
+                self.on_change()
+
+    def _read(self) -> int | None:
+        # A push that arrives before this reply was caused by a write executed before
+        # this GET, whose effect the reply already shows: redis-py drops it, correctly.
+        self._conn.send_command("GET", self._key)
+        raw = self._conn.read_response()
+        return None if raw is None else int(raw)
+
+    def _reset(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):  # it is being thrown away anyway
+                self._conn.disconnect()
+        self._conn = None
+        self._value = None
+
+
+class LocalAnswers:
+    """Answers this process has served, keyed by customer id."""
+
+    def __init__(self, watcher: GenerationWatcher, size: int) -> None:
+        self.watcher = watcher
+        self.size = size
+        self.disabled = False
+        self._answers: dict[int, Entry] = {}
+        watcher.on_change = self._answers.clear
+
+    def get(self, customer_id: int) -> bytes | None:
+        if self.disabled:
+            return None
+        try:
+            generation = self.watcher.current()
+        except TrackingUnavailable as exc:
+            logger.warning("per-process pricing cache off: Redis cannot track keys (%s)", exc)
+            self.disabled = True
+            self._answers.clear()
+            return None
+        if generation is None:
+            return None
+        entry = self._answers.get(customer_id)
+        if entry is None or entry[0] != generation:
+            return None
+        deadline = entry[1]
+        if deadline is not None and time.time() >= deadline:
+            self._answers.pop(customer_id, None)
+            return None
+        return entry[2]
+
+    def put(self, customer_id: int, entry: Entry) -> None:
+        if self.disabled:
+            return
+        if len(self._answers) < self.size or customer_id in self._answers:
+            self._answers[customer_id] = entry
+
+    def __len__(self) -> int:
+        return len(self._answers)

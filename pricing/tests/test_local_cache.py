@@ -1,0 +1,248 @@
+"""The per-process first level of pricing answers (pricing/localcache.py).
+
+It must never answer from a generation Redis has not confirmed: every test changes the
+data behind the bridge's back (no signal) and then moves the generation some other way.
+"""
+
+import json
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import redis
+from django.conf import settings
+from django.test import Client
+
+from pricing import services
+from pricing.localcache import GenerationWatcher, LocalAnswers
+from pricing.models import TaxRule
+from users.models import Customer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FORM = "token=test-pricing-token&action=GetTokenPricing&userid={}"
+SEED_COST = Decimal("0.0008114406")
+TEN_PERCENT_CITY_TAX = Decimal("0.00079") * Decimal("0.95") * Decimal("1.10") * Decimal("1.02")
+
+
+def cost(client: Client, userid: int = 1) -> object:
+    response = client.post(
+        "/api/solusio", data=FORM.format(userid), content_type="application/x-www-form-urlencoded"
+    )
+    if response.status_code != 200:
+        return response.status_code
+    return json.loads(response.content, parse_float=Decimal)["user_token_unit_cost"]
+
+
+@pytest.fixture
+def raw_redis() -> Iterator[redis.Redis]:
+    """Another Redis client: a change made by another host or process."""
+    client = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def generation_key() -> str:
+    from django.core.cache import cache
+
+    return str(cache.make_and_validate_key(services.GENERATION_KEY))
+
+
+@pytest.fixture
+def shared_cache_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(keys: list[str]) -> dict[str, Any]:
+        raise AssertionError("the shared cache was asked")
+
+    monkeypatch.setattr(services, "_get_many", refuse)
+
+
+def assert_in_memory(userid: int = 1) -> None:
+    local = services.local_answers()
+    assert local is not None
+    assert local.get(userid) is not None, "the answer should be served from memory"
+
+
+def _change_city_tax_silently() -> None:
+    TaxRule.objects.filter(label="City Tax").update(rate=Decimal(10))  # no signal, no bump
+
+
+def test_a_repeated_answer_is_served_from_memory(
+    client: Client, gbp_customer: Customer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert cost(client) == SEED_COST
+    monkeypatch.setattr(services, "_get_many", lambda keys: pytest.fail("asked Redis"))
+    assert cost(client) == SEED_COST
+
+
+@pytest.mark.parametrize("how", ["incr", "delete", "flushdb", "expire"])
+def test_a_generation_moved_by_another_process_is_seen_at_once(
+    client: Client, gbp_customer: Customer, raw_redis: redis.Redis, generation_key: str, how: str
+) -> None:
+    assert cost(client) == SEED_COST
+    assert_in_memory()
+    _change_city_tax_silently()
+    if how == "incr":
+        raw_redis.incr(generation_key)
+    elif how == "delete":
+        raw_redis.delete(generation_key)
+    elif how == "flushdb":
+        raw_redis.flushdb()
+    else:
+        raw_redis.pexpire(generation_key, 1)
+        time.sleep(0.01)
+        assert raw_redis.get(generation_key) is None  # expired, and deleted by this read
+    assert cost(client) == TEN_PERCENT_CITY_TAX
+
+
+def test_a_bump_in_this_process_needs_no_push(
+    client: Client, gbp_customer: Customer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert cost(client) == SEED_COST
+    assert_in_memory()
+    local = services.local_answers()
+    assert local is not None
+    # Even if Redis's push were late, this process forgets its generation when it bumps.
+    monkeypatch.setattr(local.watcher, "_drain", lambda: None)
+    _change_city_tax_silently()
+    services.bump_generation()
+    assert cost(client) == TEN_PERCENT_CITY_TAX
+
+
+def test_a_lost_tracking_connection_drops_every_answer(
+    client: Client, gbp_customer: Customer, raw_redis: redis.Redis, generation_key: str
+) -> None:
+    assert cost(client) == SEED_COST
+    assert_in_memory()
+    killed = 0
+    for info in raw_redis.client_list():
+        if "t" in info["flags"]:  # the tracking connections (this process's)
+            raw_redis.client_kill_filter(_id=info["id"])
+            killed += 1
+    assert killed >= 1
+    # The push for this bump can no longer arrive: the closed socket must be noticed.
+    _change_city_tax_silently()
+    raw_redis.incr(generation_key)
+    assert cost(client) == TEN_PERCENT_CITY_TAX
+    assert_in_memory()  # a new tracking connection confirms the generation again
+    _change_city_tax_silently_back()
+    raw_redis.incr(generation_key)
+    assert cost(client) == SEED_COST
+
+
+def _change_city_tax_silently_back() -> None:
+    TaxRule.objects.filter(label="City Tax").update(rate=Decimal(6))
+
+
+def test_unknown_customers_are_not_kept_in_memory(client: Client, gbp_customer: Customer) -> None:
+    assert cost(client, 404404) == 404
+    local = services.local_answers()
+    assert local is not None
+    assert local.get(404404) is None
+
+
+def test_memory_holds_at_most_the_configured_number_of_answers(
+    client: Client, gbp_customer: Customer
+) -> None:
+    local = services.local_answers()
+    assert local is not None
+    local.size, size = 1, local.size
+    try:
+        for i in range(2, 5):
+            Customer.objects.create(id=i, email=f"c{i}@example.com", currency=gbp_customer.currency)
+        for userid in (1, 2, 3, 4):
+            assert cost(client, userid) != 404
+        assert len(local) == 1
+        assert cost(client, 3) == Decimal("0.00079")  # still served, from the shared cache
+    finally:
+        local.size = size
+
+
+def test_a_new_process_prefills_from_the_shared_cache(
+    client: Client, gbp_customer: Customer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(2, 6):
+        Customer.objects.create(id=i, email=f"c{i}@example.com", currency=gbp_customer.currency)
+    for userid in range(1, 6):
+        cost(client, userid)
+    cost(client, 999)  # an unknown customer's answer is in Redis but is not copied
+    # A fresh process: nothing in memory yet.
+    monkeypatch.setattr(services, "_local_by_config", {})
+    monkeypatch.setattr(services, "_local_memo", type(services._local_memo)())
+    assert services.prefill_local_answers(batch=2) == 5
+    monkeypatch.setattr(services, "_get_many", lambda keys: pytest.fail("asked Redis"))
+    assert cost(client, 1) == SEED_COST
+    assert cost(client, 5) == Decimal("0.00079")
+
+
+def test_prefill_skips_answers_of_an_older_generation(
+    client: Client, gbp_customer: Customer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cost(client, 1)
+    _change_city_tax_silently()
+    services.bump_generation()
+    monkeypatch.setattr(services, "_local_by_config", {})
+    monkeypatch.setattr(services, "_local_memo", type(services._local_memo)())
+    assert services.prefill_local_answers() == 0
+    assert cost(client) == TEN_PERCENT_CITY_TAX
+
+
+def test_the_first_level_is_off_when_sized_zero(
+    client: Client, gbp_customer: Customer, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.PRICING_LOCAL_CACHE_SIZE = 0
+    monkeypatch.setattr(services, "_local_by_config", {})
+    monkeypatch.setattr(services, "_local_memo", type(services._local_memo)())
+    assert services.local_answers() is None
+    assert cost(client) == SEED_COST
+    assert services.start_prefill_local_answers() is None
+
+
+class _NoTracking:
+    """A connection to a server that does not know CLIENT TRACKING (Redis < 6, a proxy)."""
+
+    class _parser:
+        @staticmethod
+        def set_invalidation_push_handler(handler: object) -> None:
+            pass
+
+    def connect(self) -> None:
+        pass
+
+    def send_command(self, *args: object) -> None:
+        pass
+
+    def read_response(self) -> object:
+        raise redis.ResponseError("ERR unknown command 'CLIENT'")
+
+    def disconnect(self) -> None:
+        pass
+
+
+def test_a_server_without_tracking_turns_the_first_level_off(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    local = LocalAnswers(GenerationWatcher(_NoTracking, "k"), size=10)
+    local.put(1, (1, None, b"{}"))
+    assert local.get(1) is None
+    assert local.disabled
+    assert "cannot track keys" in caplog.text
+    local.put(2, (1, None, b"{}"))
+    assert len(local) == 0
+
+
+def test_a_broken_tracking_connection_is_not_trusted(
+    client: Client, gbp_customer: Customer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert cost(client) == SEED_COST
+    local = services.local_answers()
+    assert local is not None
+
+    def broken() -> None:
+        raise redis.ConnectionError("Redis went away")
+
+    monkeypatch.setattr(local.watcher, "_drain", broken)
+    assert local.get(1) is None  # an unconfirmed generation is no generation
+    assert cost(client) == SEED_COST  # through the shared cache

@@ -1,0 +1,114 @@
+"""Customer portal passwords (/account/): set by staff, or reset by the customer by e-mail.
+
+The portal signs customers in with a Django login of their own (`customer:<id>`, made by
+`services.set_customer_password`). A reset e-mail carries a link whose key (customer id and
+a Django password-reset token) sits in the URL's fragment: browsers never send a fragment to
+the server, so the token is in no access log, proxy log or Referer; the reset page's form
+posts it back in the body. A token is valid for PASSWORD_RESET_TIMEOUT seconds and only
+until the password changes or the customer signs in (both are part of its hash).
+Asking for a reset answers the same whether the address is a customer's or not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.tokens import PasswordResetTokenGenerator
+from django.core.cache import cache
+from django.core.mail import send_mail
+from django.template.loader import render_to_string
+from django.utils.encoding import force_bytes, force_str
+from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
+
+from users import services
+from users.models import Customer
+
+log = logging.getLogger(__name__)
+
+# At most one reset e-mail per address in this many seconds (no mail-bombing a customer).
+RESEND_AFTER = 60
+
+
+class PortalTokenGenerator(PasswordResetTokenGenerator):
+    """Django's reset tokens, salted apart from any other use of them."""
+
+    key_salt = "users.passwords.PortalTokenGenerator"
+
+
+token_generator = PortalTokenGenerator()
+
+
+def portal_user_for(customer: Customer) -> AbstractBaseUser:
+    """The customer's portal login, or an unsaved stand-in with its username and e-mail
+    (what password validators compare a new password with)."""
+    user_model = get_user_model()
+    if customer.user_id is not None:
+        return user_model.objects.get(pk=customer.user_id)
+    return user_model(username=services.portal_username(customer.pk), email=customer.email)
+
+
+def reset_key(customer: Customer) -> str:
+    """`<customer id, base64>.<token>`: what the e-mailed link carries after the #."""
+    user = services.ensure_portal_login(customer_id=customer.pk)
+    return f"{urlsafe_base64_encode(force_bytes(customer.pk))}.{token_generator.make_token(user)}"
+
+
+@dataclass(frozen=True)
+class ResetTarget:
+    customer: Customer
+    user: AbstractBaseUser
+
+
+def check_reset_key(key: str) -> ResetTarget | None:
+    """The customer a key is good for now, or None (malformed, unknown, used, expired)."""
+    uid, _, token = key.strip().partition(".")
+    if not uid or not token:
+        return None
+    try:
+        customer_id = int(force_str(urlsafe_base64_decode(uid)))
+    except (ValueError, TypeError, OverflowError):
+        return None
+    customer = Customer.objects.filter(pk=customer_id, user__isnull=False).first()
+    if customer is None or customer.user is None:
+        return None
+    if not customer.user.is_active or not token_generator.check_token(customer.user, token):
+        return None
+    return ResetTarget(customer=customer, user=customer.user)
+
+
+def request_reset(*, email: str, reset_url: str) -> None:
+    """E-mail a reset link to the customer with this address, if there is one.
+
+    Returns nothing either way, and never raises for a failed send (logged without the
+    link): the page answers the same for every address.
+    """
+    address = email.strip().lower()
+    throttle = "portal-reset:" + hashlib.sha256(address.encode()).hexdigest()
+    if not cache.add(throttle, 1, timeout=RESEND_AFTER):
+        return
+    customer = Customer.objects.filter(email__iexact=address).first()
+    if customer is None:
+        return
+    context = {
+        "customer": customer,
+        "link": f"{reset_url}#{reset_key(customer)}",
+        "valid_minutes": max(1, settings.PASSWORD_RESET_TIMEOUT // 60),
+    }
+    try:
+        send_mail(
+            subject=render_to_string("account/reset_email_subject.txt", context).strip(),
+            message=render_to_string("account/reset_email.txt", context),
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            recipient_list=[customer.email],
+        )
+    except Exception as exc:  # noqa: BLE001 - SMTP down: say so, never the link
+        log.warning(
+            "portal: could not send the reset e-mail to customer %s (%s)",
+            customer.pk,
+            type(exc).__name__,
+        )

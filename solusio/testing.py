@@ -91,7 +91,7 @@ class SimulatorControl:
         self._call("POST", "reset")
 
     def seed(self, **config: Any) -> dict[str, Any]:
-        """Re-seed: seed, users, servers, now (ISO), tokens_mismatch_rate."""
+        """Re-seed: seed, users, servers, now (ISO), tokens_mismatch_rate, named_users."""
         return self._call("POST", "seed", config)
 
     def add_server(self, **server: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -25,6 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser, *, default_token: str = DEFAU
     parser.add_argument("--seed-users", type=int, default=10, help="users to seed")
     parser.add_argument(
         "--seed-servers", type=int, default=None, help="server slots (default: 2 per user)"
+    )
+    parser.add_argument(
+        "--seed-customers",
+        default=None,
+        metavar="FILE",
+        help="a billing-data JSON file (the import format): its customers become the first "
+        "seeded users (their e-mail, billing_user_id = their id), owning servers and usage",
     )
     parser.add_argument("--now", default=None, help="fixed 'now' (ISO 8601); default: clock")
     parser.add_argument(
@@ -75,6 +83,7 @@ def build_simulator(options: dict[str, Any]) -> Simulator:
             rates[kind.strip()] = float(rate)
         except ValueError:
             raise SystemExit(f"--fault {item!r}: expected KIND=RATE") from None
+    named = customers_from(options["seed_customers"]) if options.get("seed_customers") else ()
     try:
         faults = FaultConfig(
             rates=rates,
@@ -91,11 +100,25 @@ def build_simulator(options: dict[str, Any]) -> Simulator:
                 servers=options["seed_servers"],
                 now=now,
                 tokens_mismatch_rate=options["tokens_mismatch_rate"],
+                named_users=named,
             ),
             faults=faults,
         )
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
+
+
+def customers_from(path: str) -> tuple[tuple[int, str], ...]:
+    """(id, e-mail) of the customers in a billing-data file, in the file's order."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        rows = data.get("customers", []) if isinstance(data, dict) else None
+        if not isinstance(rows, list):
+            raise ValueError("no list of customers")
+        return tuple((int(row["id"]), str(row["email"])) for row in rows)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"--seed-customers {path}: {exc}") from None
 
 
 def run(options: dict[str, Any], out: Any = sys.stdout) -> None:
@@ -104,7 +127,7 @@ def run(options: dict[str, Any], out: Any = sys.stdout) -> None:
     host, port = httpd.host, httpd.server_address[1]
     out.write(
         f"SolusIO simulator on http://{host}:{port}/api/v1 "
-        f"(token {sim.token!r}, seed {options['seed']}, {options['seed_users']} users)\n"
+        f"(token {sim.token!r}, seed {options['seed']}, {sim.state.config.users} users)\n"
         f"  SOLUSIO_API_URL=http://{host}:{port}/api/v1 SOLUSIO_API_TOKEN={sim.token}\n"
     )
     out.flush()

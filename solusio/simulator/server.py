@@ -8,7 +8,8 @@
 - POST /_sim/faults             {"rates": {"error": 0.1, ...}, "error_status", "retry_after",
                                  "slow_delay", "seed", "next": [{"kind", "count", "method",
                                  "path", "status", "retry_after", "delay"}]}
-- POST /_sim/seed               {"seed", "users", "servers", "now", "tokens_mismatch_rate"}
+- POST /_sim/seed               {"seed", "users", "servers", "now", "tokens_mismatch_rate",
+                                 "named_users": [[billing_user_id, email], ...]}
 - POST /_sim/reset              back to the current seed: state, faults and call log
 - POST /_sim/servers            a hand-made server: {"user_id", "plan_id", "created_at",
                                  "deleted_at", "resizes": [{"at", "plan_id"}], "additional_ip"}

@@ -54,10 +54,32 @@ class SeedConfig:
     # Share of usage rows whose reported `tokens` is off by one, to exercise the bridge's
     # "SolusIO disagrees" flag. 0 by default: SolusIO's own sums agree with DESIGN §5.
     tokens_mismatch_rate: float = 0.0
+    # (billing_user_id, e-mail) of the first seeded users, instead of customerN@example.test
+    # with billing id N: the demo seeds its customers this way, so they own the servers
+    # and their usage, and the bridge's sync links them by e-mail. Counts towards `users`.
+    named_users: tuple[tuple[int, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        named = tuple((int(bid), str(email)) for bid, email in self.named_users)
+        object.__setattr__(self, "named_users", named)
+        if len(named) > self.users:
+            object.__setattr__(self, "users", len(named))
+        ids = [bid for bid, _ in named]
+        emails = [email.lower() for _, email in named]
+        if len(set(ids)) != len(ids) or len(set(emails)) != len(emails):
+            raise ValueError("named users need distinct billing ids and e-mails")
+        if any(bid < 1 for bid in ids) or any(not _EMAIL.match(e) for e in emails):
+            raise ValueError("named users need billing ids >= 1 and valid e-mails")
 
     @property
     def slots(self) -> int:
         return self.servers if self.servers is not None else 2 * self.users
+
+    def seeded_user(self, uid: int) -> tuple[int, str]:
+        """(billing_user_id, e-mail) of seeded user `uid` (1-based)."""
+        if uid <= len(self.named_users):
+            return self.named_users[uid - 1]
+        return uid, f"customer{uid}@example.test"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -163,19 +185,19 @@ class SimState:
                 # Mostly active; a few locked or suspended, as a real customer base has.
                 roll = hash3(config.seed, uid, 0x5EED) % 20
                 status = "suspended" if roll == 0 else "locked" if roll == 1 else "active"
-                email = f"customer{uid}@example.test"
+                billing_id, email = config.seeded_user(uid)
                 self.users[uid] = {
                     "id": uid,
                     "email": email,
                     "status": status,
-                    # Seeded users are linked to billing users with the same id.
-                    "billing_user_id": uid,
+                    # Seeded users are linked to billing users (by default with their id).
+                    "billing_user_id": billing_id,
                     "limit_group_id": 1,
                     "language_id": 1,
                     "roles": [2],
                     "created_at": created,
                 }
-                self.emails[email] = uid
+                self.emails[email.lower()] = uid
             self.next_user_id = config.users + 1
 
     def now(self) -> int:

@@ -73,6 +73,8 @@ def check_reset_key(key: str) -> ResetTarget | None:
         customer_id = int(force_str(urlsafe_base64_decode(uid)))
     except (ValueError, TypeError, OverflowError):
         return None
+    if not 1 <= customer_id < 2**63:  # past a bigint the database would refuse the query
+        return None
     customer = Customer.objects.filter(pk=customer_id, user__isnull=False).first()
     if customer is None or customer.user is None:
         return None

@@ -215,7 +215,19 @@ def test_links_expire(customer: Customer, settings: Any) -> None:
     assert not signs_in("jane@example.com", GOOD)
 
 
-@pytest.mark.parametrize("key", ["", "garbage", "Mg.nonsense-token", "!!!.x", "Zm9v.x-y"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "",
+        "garbage",
+        "Mg.nonsense-token",
+        "!!!.x",
+        "Zm9v.x-y",
+        "OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5.x-y",  # 999…9: past a bigint
+        "LTE.x-y",  # -1
+        "_w.x-y",  # not UTF-8
+    ],
+)
 def test_bad_keys_get_a_clear_error(customer: Customer, key: str) -> None:
     response = Client().post(RESET, {"key": key, "new_password1": GOOD, "new_password2": GOOD})
     assert response.status_code == 200

@@ -320,6 +320,13 @@ class SolusIOClient:
 
     def iter_usage(self, date_from: datetime, date_to: datetime) -> Iterator[UsageRow]:
         """Usage rows for the half-open period [date_from, date_to), page by page."""
+        for i, item in enumerate(self.iter_usage_items(date_from, date_to)):
+            yield parse_usage_row(item, f"usage[{i}]")
+
+    def iter_usage_items(self, date_from: datetime, date_to: datetime) -> Iterator[Any]:
+        """`iter_usage`'s rows as SolusIO sent them (decoded JSON, not yet checked against
+        the assumed shape): for a caller that fetches in one thread and parses in another.
+        Parse each with `solusio.usage_schema.parse_usage_row`."""
         if date_from.tzinfo is None or date_to.tzinfo is None:
             # A naive date would be read in SolusIO's zone, not the billing zone.
             raise ValueError("usage period bounds must be timezone-aware")
@@ -329,8 +336,7 @@ class SolusIOClient:
             "filter[date_from]": date_from.isoformat(),
             "filter[date_to]": date_to.isoformat(),
         }
-        for i, item in enumerate(self._paginate("/usage", params)):
-            yield parse_usage_row(item, f"usage[{i}]")
+        return self._paginate("/usage", params)
 
     # --- Transport -----------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ def copy_supported() -> bool:
     return connection.vendor == "postgresql"
 
 
-def _columns(model: type[models.Model], fields: Sequence[str]) -> list[str]:
+def column_names(model: type[models.Model], fields: Sequence[str]) -> list[str]:
     return [model._meta.get_field(name).column for name in fields]  # type: ignore[union-attr,misc]
 
 
@@ -23,7 +23,7 @@ def copy_rows(
     model: type[models.Model], fields: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> None:
     """COPY `rows` (tuples in `fields` order, Python values) into the model's table."""
-    columns = ", ".join(connection.ops.quote_name(c) for c in _columns(model, fields))
+    columns = ", ".join(connection.ops.quote_name(c) for c in column_names(model, fields))
     table = connection.ops.quote_name(model._meta.db_table)
     # The raw psycopg cursor's errors, as Django's (IntegrityError, ...), like any query.
     with (
@@ -48,9 +48,9 @@ def copy_upsert(
         raise RuntimeError("copy_upsert needs a transaction (its stage table drops at commit)")
     table = qn(model._meta.db_table)
     stage = qn(f"stage_{model._meta.db_table}")
-    columns = _columns(model, fields)
+    columns = column_names(model, fields)
     column_list = ", ".join(qn(c) for c in columns)
-    keys = set(_columns(model, conflict))
+    keys = set(column_names(model, conflict))
     updates = ", ".join(f"{qn(c)} = EXCLUDED.{qn(c)}" for c in columns if c not in keys)
     with connection.cursor() as cursor:
         # Only the copied columns (not the id). Dropped at commit; dropped here too, for a
@@ -66,7 +66,7 @@ def copy_upsert(
         ):
             for row in rows:
                 copy.write_row(row)
-        conflict_list = ", ".join(qn(c) for c in _columns(model, conflict))
+        conflict_list = ", ".join(qn(c) for c in column_names(model, conflict))
         cursor.execute(
             f"INSERT INTO {table} ({column_list}) SELECT {column_list} FROM {stage} "  # noqa: S608
             f"ON CONFLICT ({conflict_list}) DO UPDATE SET {updates}"

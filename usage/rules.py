@@ -12,6 +12,7 @@ server run 730 h on the first plan before the resize, that segment would cost 5,
 (monthly cap) and the next segment would be billed from its first hour.
 """
 
+import functools
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from pricing.calc import format_number  # pure too: no ORM, no HTTP
@@ -44,8 +45,9 @@ def started_hours(started_at: datetime, ended_at: datetime) -> int:
     return math.ceil((ended_at - started_at) / _ONE_HOUR)
 
 
-@dataclass(frozen=True)
-class Charge:
+# Charge, UsageInput and LineDraft are NamedTuples rather than frozen dataclasses: a close
+# makes one of each per line, and a frozen dataclass's __init__ costs several times a tuple's.
+class Charge(NamedTuple):
     hours: int
     tokens_per_hour: int
     tokens_per_month: int
@@ -99,6 +101,15 @@ def line_amount(
     tokens: int, token_price: Decimal, multipliers: Sequence[Decimal], decimals: int
 ) -> Decimal:
     """round_half_up(tokens × token price × Π multipliers): discounts before taxes."""
+    return _line_amount(tokens, token_price, tuple(multipliers), decimals)
+
+
+# A close prices hundreds of thousands of lines at a handful of prices, and the same token
+# counts recur (the caps, whole months of the common plans): remembered, not recomputed.
+@functools.lru_cache(maxsize=1 << 16)
+def _line_amount(
+    tokens: int, token_price: Decimal, multipliers: tuple[Decimal, ...], decimals: int
+) -> Decimal:
     with localcontext() as ctx:
         ctx.prec = _EXACT
         amount = Decimal(tokens) * token_price
@@ -117,7 +128,8 @@ def invoice_totals(
 ) -> Totals:
     """Lines, subtotal, taxes in order (simple on the subtotal, compound on the subtotal plus
     the taxes before), each rounded half-up; total = subtotal + taxes."""
-    amounts = tuple(line_amount(t, token_price, multipliers, decimals) for t in line_tokens)
+    factors = tuple(multipliers)
+    amounts = tuple(_line_amount(t, token_price, factors, decimals) for t in line_tokens)
     subtotal = sum(amounts, Decimal(0)).quantize(Decimal(1).scaleb(-decimals))
     tax_lines: list[TaxLine] = []
     running = subtotal
@@ -250,8 +262,7 @@ class PricingSnapshot:
         return Decimal(0) if self.exempt else self.token_price
 
 
-@dataclass(frozen=True)
-class UsageInput:
+class UsageInput(NamedTuple):
     """One stored usage row, as the rules need it."""
 
     server_id: int
@@ -268,8 +279,7 @@ class UsageInput:
     reported_tokens: int | None  # what SolusIO says it charged, when it says
 
 
-@dataclass(frozen=True)
-class LineDraft:
+class LineDraft(NamedTuple):
     usage: UsageInput
     charge: Charge
     amount: Decimal
@@ -295,35 +305,65 @@ class InvoiceDraft:
     def discrepancies(self) -> int:
         return sum(1 for line in self.lines if line.discrepancy)
 
+    @functools.cached_property
+    def line_values(self) -> tuple[tuple[Any, ...], ...]:
+        """Each line's values in LINE_COLUMNS order (computed once: the close writes them
+        and fingerprints them)."""
+        return tuple(
+            (
+                position,
+                u.server_id,
+                u.server_uuid,
+                u.server_name,
+                u.plan_id,
+                u.plan_name,
+                u.item,
+                u.started_at,
+                u.ended_at,
+                c.hours,
+                c.tokens_per_hour,
+                c.tokens_per_month,
+                str(c.rule),
+                c.tokens,
+                amount,
+                u.reported_tokens,
+                u.reported_tokens is not None and u.reported_tokens != c.tokens,
+            )
+            for position, (u, c, amount) in enumerate(self.lines, start=1)
+        )
+
     def fingerprint(self) -> str:
         """A digest of everything the invoice shows: equal digests, equal invoices, so a
         re-run can tell that a stored draft is already right and leave it alone."""
         content = [repr(self.pricing.as_json())]
-        for line in self.lines:
-            u, c = line.usage, line.charge
-            content.append(
-                repr(
-                    (
-                        u.server_id,
-                        u.server_uuid,
-                        u.server_name,
-                        u.plan_id,
-                        u.plan_name,
-                        u.item,
-                        u.started_at.isoformat(),
-                        u.ended_at.isoformat() if u.ended_at else None,
-                        u.reported_tokens,
-                        c.hours,
-                        c.tokens_per_hour,
-                        c.tokens_per_month,
-                        str(c.rule),
-                        c.tokens,
-                        str(line.amount),
-                    )
-                )
-            )
-        digest = hashlib.sha256("\n".join(content).encode())
-        return digest.hexdigest()
+        for v in self.line_values:
+            ended = v[8]
+            # Times as ISO text: their repr would depend on which tzinfo object they carry.
+            when = (v[7].isoformat(), ended.isoformat() if ended else None)
+            content.append(repr((v[:7], when, v[9:])))
+        return hashlib.sha256("\n".join(content).encode()).hexdigest()
+
+
+# The values of an invoice line, in `InvoiceDraft.line_values` order.
+LINE_COLUMNS = (
+    "position",
+    "server_id",
+    "server_uuid",
+    "server_name",
+    "plan_id",
+    "plan_name",
+    "item",
+    "started_at",
+    "ended_at",
+    "hours",
+    "tokens_per_hour",
+    "tokens_per_month",
+    "rule",
+    "tokens",
+    "amount",
+    "reported_tokens",
+    "discrepancy",
+)
 
 
 def line_order(usage: UsageInput) -> tuple[int, bool, str, datetime]:

@@ -5,11 +5,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+import psycopg
 from django.db import connection
 from django.db.models import Count, QuerySet, Sum
 
 from pricing.models import Currency, Discount, PricingSettings, TaxRule
 from pricing.selectors import discounts_in_force, tax_rules_for
+from usage.bulk import column_names
 from usage.models import Invoice, InvoiceStatus, UsagePull, UsageRecord
 from usage.rules import Period, PricingSnapshot, UsageInput
 from users.models import Customer
@@ -117,9 +119,14 @@ def customers_for_pricing(ids: Iterable[int]) -> dict[int, Customer]:
     )
 
 
+def customer_ids() -> set[int]:
+    """Every customer's id (the pull tells known billing users from orphans with it)."""
+    return set(Customer.objects.values_list("id", flat=True))
+
+
 def usage_input(values: Sequence[object]) -> UsageInput:
     """A `values_list(*USAGE_FIELDS)` tuple without its customer id, as the rules read it."""
-    return UsageInput(*values[1:])  # type: ignore[arg-type]
+    return UsageInput._make(values[1:])
 
 
 def billed_customer_ids(period: Period, customer_id: int | None = None) -> list[int]:
@@ -133,8 +140,9 @@ def billed_customer_ids(period: Period, customer_id: int | None = None) -> list[
 def usage_of(period: Period, customer_ids: Sequence[int]) -> Iterable[Sequence[object]]:
     """The customers' stored rows as USAGE_FIELDS tuples, ordered by customer.
 
-    On PostgreSQL one plain query: a close reads every stored row back once, and Django's
-    per-row iterator machinery was the largest single cost of the build."""
+    On PostgreSQL one plain query with binary results: a close reads every stored row back
+    once, and Django's row machinery (its text timestamp loader most of all) was six times
+    the cost of psycopg's own binary loaders. Same values, same time zone (UTC)."""
     queryset = (
         UsageRecord.objects.filter(period=period.month, customer_id__in=list(customer_ids))
         .order_by("customer_id", "server_id", "item", "started_at")
@@ -142,9 +150,21 @@ def usage_of(period: Period, customer_ids: Sequence[int]) -> Iterable[Sequence[o
     )
     if connection.vendor != "postgresql":
         return queryset.iterator(chunk_size=5000)
-    sql, params = queryset.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(c) for c in column_names(UsageRecord, USAGE_FIELDS))
+    sql = (
+        f"SELECT {columns} FROM {qn(UsageRecord._meta.db_table)} "  # noqa: S608
+        "WHERE period = %s AND customer_id = ANY(%s) AND customer_id BETWEEN %s AND %s "
+        "ORDER BY customer_id, server_id, item, started_at"
+    )
+    # The BETWEEN is implied by the ANY, but the planner can walk the (period, customer)
+    # index with it: without it, every batch of the close scanned the whole period.
+    ids = list(customer_ids)
+    if not ids:
+        return []
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, [period.month, ids, min(ids), max(ids)], binary=True)
         return cursor.fetchall()
 
 

@@ -22,7 +22,8 @@ import hashlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,7 +35,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from solusio.client import SolusIOClient
-from solusio.usage_schema import UsageRow
+from solusio.usage_schema import UsageRow, parse_usage_row
 from usage import bulk, selectors
 from usage.models import (
     BillingSettings,
@@ -45,7 +46,9 @@ from usage.models import (
     UsagePull,
     UsageRecord,
 )
+from usage.prefetch import batched, prefetched
 from usage.rules import (
+    LINE_COLUMNS,
     InvoiceDraft,
     Period,
     PricingSnapshot,
@@ -57,6 +60,7 @@ from usage.rules import (
 log = logging.getLogger(__name__)
 
 PULL_BATCH = 2000  # rows per upsert
+PULL_AHEAD = 2  # batches fetched ahead of the one being stored (bounds memory)
 BUILD_BATCH = 500  # customers per build transaction
 ISSUE_BATCH = 1000  # invoices per numbering transaction
 COUNTER = "invoice"
@@ -134,15 +138,6 @@ _UPDATE_FIELDS = [
 ]
 
 
-def _known_customers(rows: Sequence[UsageRow]) -> set[int]:
-    ids = {r.user.billing_user_id for r in rows if r.user.billing_user_id is not None}
-    if not ids:
-        return set()
-    from users.models import Customer
-
-    return set(Customer.objects.filter(id__in=ids).values_list("id", flat=True))
-
-
 _USAGE_FIELDS = [
     "period",
     "server_id",
@@ -154,13 +149,19 @@ _USAGE_FIELDS = [
 _USAGE_KEY = ["period", "server_id", "item", "started_at"]
 
 
-def _store(period: Period, rows: Sequence[UsageRow], generation: int, fresh: bool = False) -> int:
+def _store(
+    period: Period,
+    rows: Sequence[UsageRow],
+    generation: int,
+    known: Container[int],
+    fresh: bool = False,
+) -> int:
     """Upsert a batch of raw rows (in one transaction); returns how many are orphans.
 
+    `known`: the customer ids (a row of any other billing user is an orphan).
     `fresh`: the period had no stored rows when this pull began, so plain COPY will do (a
     third cheaper than the upsert); should SolusIO repeat a row across pages, the unique
     key refuses the batch and it is upserted instead."""
-    known = _known_customers(rows)
     # One row per key: a row SolusIO repeats (pages shifting under us) counts once, and
     # the upsert must not meet the same key twice in one statement.
     unique = {(r.server.id, str(r.item), r.started_at): r for r in rows}
@@ -243,17 +244,16 @@ def pull_usage(
         )
     rows = orphans = 0
     fresh = not UsageRecord.objects.filter(period=period.month).exists()
-    batch: list[UsageRow] = []
-    rows_in = client.iter_usage(period.start, end) if end > period.start else iter(())
-    for row in rows_in:
-        batch.append(row)
-        if len(batch) >= PULL_BATCH:
-            orphans += _store(period, batch, generation, fresh)
-            rows += len(batch)
-            batch.clear()
-            progress("pull", rows)
-    if batch:
-        orphans += _store(period, batch, generation, fresh)
+    # Read once: one id a customer (a few MB at a million), not a query per batch.
+    known = selectors.customer_ids()
+    items = client.iter_usage_items(period.start, end) if end > period.start else iter(())
+    # A thread fetches the next pages (HTTP and JSON decoding, no database) while this one
+    # parses and stores the last batch, so waiting for SolusIO overlaps with the work here.
+    # Parsing stays here: the fetching thread then rarely holds the GIL, and this thread's
+    # many short PostgreSQL round trips are not kept waiting for it.
+    for raw in prefetched(batched(items, PULL_BATCH), ahead=PULL_AHEAD):
+        batch = [parse_usage_row(item, f"usage[{rows + i}]") for i, item in enumerate(raw)]
+        orphans += _store(period, batch, generation, known, fresh)
         rows += len(batch)
         progress("pull", rows)
     with transaction.atomic():
@@ -269,14 +269,28 @@ def pull_usage(
 # --- Build -------------------------------------------------------------------------------
 
 
-def _drafts(
+# A customer's draft and its fingerprint.
+Built = dict[int, tuple[InvoiceDraft, str]]
+
+
+def _build_inputs(
     period: Period, customer_ids: Sequence[int], context: selectors.PricingContext
-) -> dict[int, InvoiceDraft]:
-    snapshots = context.snapshots(customer_ids)
+) -> tuple[Sequence[Sequence[object]], dict[int, PricingSnapshot]]:
+    """What a batch's drafts are built from: its stored rows and pricing (database reads)."""
+    return list(selectors.usage_of(period, customer_ids)), context.snapshots(customer_ids)
+
+
+def _build_drafts(rows: Sequence[Sequence[object]], snapshots: dict[int, PricingSnapshot]) -> Built:
+    """Drafts and fingerprints from `_build_inputs`: pure, so it runs in the builder thread
+    while this one writes the batch before."""
     usage: dict[int, list[UsageInput]] = defaultdict(list)
-    for values in selectors.usage_of(period, customer_ids):
+    for values in rows:
         usage[values[0]].append(selectors.usage_input(values))  # type: ignore[index]
-    return {cid: build_invoice(rows, snapshots[cid]) for cid, rows in usage.items()}
+    out: Built = {}
+    for cid, items in usage.items():
+        draft = build_invoice(items, snapshots[cid])
+        out[cid] = (draft, draft.fingerprint())
+    return out
 
 
 def _invoice_values(
@@ -307,52 +321,7 @@ def _invoice_values(
     }
 
 
-_LINE_FIELDS = [
-    "invoice",
-    "position",
-    "server_id",
-    "server_uuid",
-    "server_name",
-    "plan_id",
-    "plan_name",
-    "item",
-    "started_at",
-    "ended_at",
-    "hours",
-    "tokens_per_hour",
-    "tokens_per_month",
-    "rule",
-    "tokens",
-    "amount",
-    "reported_tokens",
-    "discrepancy",
-]
-
-
-def _line_rows(invoice_id: int, draft: InvoiceDraft) -> Iterator[tuple[Any, ...]]:
-    """An invoice's lines as tuples in _LINE_FIELDS order."""
-    for position, line in enumerate(draft.lines, start=1):
-        u, c = line.usage, line.charge
-        yield (
-            invoice_id,
-            position,
-            u.server_id,
-            u.server_uuid,
-            u.server_name,
-            u.plan_id,
-            u.plan_name,
-            u.item,
-            u.started_at,
-            u.ended_at,
-            c.hours,
-            c.tokens_per_hour,
-            c.tokens_per_month,
-            str(c.rule),
-            c.tokens,
-            line.amount,
-            u.reported_tokens,
-            line.discrepancy,
-        )
+_LINE_FIELDS = ["invoice", *LINE_COLUMNS]
 
 
 _JSON = frozenset({"snapshot", "taxes"})
@@ -375,9 +344,7 @@ _INVOICE_UPDATE = [
 _after_build_batch: Callable[[int], None] | None = None
 
 
-def _write_batch(
-    period: Period, drafts: dict[int, InvoiceDraft], summary: CloseSummary, now: datetime
-) -> None:
+def _write_batch(period: Period, drafts: Built, summary: CloseSummary, now: datetime) -> None:
     with transaction.atomic():
         existing = {
             inv.customer_id: inv
@@ -386,12 +353,11 @@ def _write_batch(
             .only("id", "customer_id", "status", "fingerprint")
         }
         to_write: list[tuple[dict[str, Any], InvoiceDraft]] = []
-        for customer_id, draft in drafts.items():
+        for customer_id, (draft, fingerprint) in drafts.items():
             found = existing.get(customer_id)
             if found is not None and found.is_frozen:
                 summary.frozen += 1
                 continue
-            fingerprint = draft.fingerprint()
             if found is not None and found.fingerprint == fingerprint:
                 summary.unchanged += 1
                 continue
@@ -432,7 +398,9 @@ def _write_batch(
             id_of = {inv.customer_id: inv.pk for inv in written}
         InvoiceLine.objects.filter(invoice_id__in=list(id_of.values())).delete()
         rows = (
-            line for inv, draft in to_write for line in _line_rows(id_of[inv["customer_id"]], draft)
+            (id_of[inv["customer_id"]], *values)
+            for inv, draft in to_write
+            for values in draft.line_values
         )
         if bulk.copy_supported():
             bulk.copy_rows(InvoiceLine, _LINE_FIELDS, rows)
@@ -458,13 +426,27 @@ def build_invoices(
     context = selectors.PricingContext(selectors.pricing_instant(period))
     customer_ids = selectors.billed_customer_ids(period, customer_id)
     done = 0
-    for start in range(0, len(customer_ids), BUILD_BATCH):
-        chunk = customer_ids[start : start + BUILD_BATCH]
-        _write_batch(period, _drafts(period, chunk, context), summary, now)
+
+    def write(chunk: Sequence[int], built: Future[Built]) -> None:
+        nonlocal done
+        _write_batch(period, built.result(), summary, now)
         done += len(chunk)
         progress("build", done)
         if _after_build_batch is not None:
             _after_build_batch(done)
+
+    # A pipeline of one: while PostgreSQL stores batch N (this thread waits on it), the
+    # builder thread computes batch N+1's drafts. Only this thread touches the database.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="build") as builder:
+        pending: tuple[Sequence[int], Future[Built]] | None = None
+        for start in range(0, len(customer_ids), BUILD_BATCH):
+            chunk = customer_ids[start : start + BUILD_BATCH]
+            built = builder.submit(_build_drafts, *_build_inputs(period, chunk, context))
+            if pending is not None:
+                write(*pending)
+            pending = (chunk, built)
+        if pending is not None:
+            write(*pending)
     # Drafts of customers without usage any more (their rows turned out to be orphans, or
     # SolusIO corrected itself) have nothing to bill.
     stale = Invoice.objects.filter(period=period.month, status=InvoiceStatus.DRAFT).exclude(

@@ -143,8 +143,8 @@ def test_concurrent_issues_take_gap_free_unique_numbers(
 class RepeatsRows(SolusIOClient):
     """SolusIO repeating rows, within a page and across pages (data shifting while paged)."""
 
-    def iter_usage(self, date_from: datetime, date_to: datetime) -> Any:
-        rows = list(super().iter_usage(date_from, date_to))
+    def iter_usage_items(self, date_from: datetime, date_to: datetime) -> Any:
+        rows = list(super().iter_usage_items(date_from, date_to))
         for row in rows:
             yield row
             yield row

@@ -192,6 +192,17 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Seconds a customer's "forgot password" link stays valid (Django's setting; the portal's
 # reset is the only password reset the bridge offers).
 PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3600)
+# Seconds an SMTP connection may take (Django's default is to wait for ever, which would
+# hold an invoice e-mail task and its row lock as long as a dead server keeps the socket).
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
+# Invoice e-mails (usage.emails): attempts before a delivery is marked failed for staff,
+# the growing delay between them (seconds, jittered), how old an undelivered one must be
+# before the beat sweep re-sends it, and invoices per delivery task.
+INVOICE_EMAIL_MAX_ATTEMPTS = env.int("INVOICE_EMAIL_MAX_ATTEMPTS", default=6)
+INVOICE_EMAIL_RETRY_BASE = env.float("INVOICE_EMAIL_RETRY_BASE", default=60.0)
+INVOICE_EMAIL_RETRY_MAX = env.float("INVOICE_EMAIL_RETRY_MAX", default=3600.0)
+INVOICE_EMAIL_SWEEP_AFTER = env.float("INVOICE_EMAIL_SWEEP_AFTER", default=120.0)
+INVOICE_EMAIL_TASK_BATCH = env.int("INVOICE_EMAIL_TASK_BATCH", default=50)
 
 # --- Celery ----------------------------------------------------------------------------
 if REDIS_URL:
@@ -247,6 +258,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "usage.tasks.refresh_month_to_date",
         "schedule": crontab(minute=23),
     },
+    # Invoice e-mails whose message the broker lost, or whose retry is due.
+    "usage-invoice-email-sweep": {"task": "usage.tasks.sweep_invoice_emails", "schedule": 60.0},
 }
 
 # --- REST API --------------------------------------------------------------------------

@@ -16,18 +16,19 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from solusio.errors import SolusIOError
-from usage import services
+from usage import emails, services
 from usage.exports import invoices_csv
 from usage.models import (
     BillingSettings,
     DunningEvent,
     Invoice,
+    InvoiceEmail,
     InvoiceLine,
     InvoiceStatus,
     UsagePull,
     UsageRecord,
 )
-from usage.pdf import render_invoice_pdf
+from usage.pdf import invoice_filename, render_invoice_pdf
 from usage.rules import PricingSnapshot, format_money
 
 
@@ -98,6 +99,13 @@ class InvoiceLineInline(admin.TabularInline):
         return False
 
 
+def _email_of(invoice: Invoice) -> InvoiceEmail | None:
+    try:
+        return invoice.email
+    except InvoiceEmail.DoesNotExist:
+        return None
+
+
 def _money(invoice: Invoice, amount: Decimal) -> str:
     return format_money(amount, PricingSnapshot.from_json(invoice.snapshot))
 
@@ -106,19 +114,20 @@ def _money(invoice: Invoice, amount: Decimal) -> str:
 class InvoiceAdmin(admin.ModelAdmin):
     list_display = (
         "number_display", "customer", "period_display", "status", "currency", "tokens",
-        "total_display", "discrepancies", "issued_at", "paid_at",
+        "total_display", "discrepancies", "issued_at", "paid_at", "email_display",
     )  # fmt: skip
     list_filter = (
         PeriodFilter, "status", "currency", OverdueFilter, CustomerFilter, "discrepancies",
     )  # fmt: skip
     search_fields = ("=number", "=customer__id", "customer__email", "customer__name")
-    list_select_related = ("customer",)
+    list_select_related = ("customer", "email")
     inlines = [InvoiceLineInline]
-    actions = ["issue", "mark_paid", "void", "regenerate", "export_csv"]
+    actions = ["issue", "mark_paid", "void", "regenerate", "resend_email", "export_csv"]
     readonly_fields = (
         "customer", "period", "period_start", "period_end", "status", "number", "currency",
         "tokens", "subtotal", "tax_total", "total", "tax_table", "snapshot_table",
-        "discrepancies", "generated_at", "issued_at", "paid_at", "voided_at", "documents",
+        "discrepancies", "generated_at", "issued_at", "paid_at", "voided_at", "email_delivery",
+        "documents",
     )  # fmt: skip
     exclude = ("snapshot", "taxes", "fingerprint")
     change_list_template = "admin/usage/invoice/change_list.html"
@@ -142,6 +151,30 @@ class InvoiceAdmin(admin.ModelAdmin):
     @admin.display(description="total", ordering="total")
     def total_display(self, obj: Invoice) -> str:
         return _money(obj, obj.total)
+
+    @admin.display(description="e-mail")
+    def email_display(self, obj: Invoice) -> str:
+        record = _email_of(obj)
+        return record.get_state_display() if record else "—"
+
+    @admin.display(description="e-mail to the customer")
+    def email_delivery(self, obj: Invoice) -> SafeString:
+        record = _email_of(obj)
+        if record is None:
+            return format_html("{}", "none (drafts are not e-mailed; or e-mails were off)")
+        rows = [
+            ("state", record.get_state_display()),
+            ("attempts", str(record.attempts)),
+            ("sent", f"{record.sent_at:%Y-%m-%d %H:%M} UTC to {record.recipient}")
+            if record.sent_at
+            else ("sent", "not yet"),
+            ("next attempt", f"{record.next_attempt_at:%Y-%m-%d %H:%M} UTC")
+            if record.next_attempt_at
+            else ("next attempt", "—"),
+            ("last error", record.last_error or "—"),
+        ]
+        body = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows)
+        return format_html("<table>{}</table>", body)
 
     @admin.display(description="taxes")
     def tax_table(self, obj: Invoice) -> SafeString:
@@ -205,7 +238,7 @@ class InvoiceAdmin(admin.ModelAdmin):
             return HttpResponse(status=403)
         invoice = get_object_or_404(Invoice.objects.select_related("customer"), pk=pk)
         response = HttpResponse(render_invoice_pdf(invoice), content_type="application/pdf")
-        response["Content-Disposition"] = f'attachment; filename="{_filename(invoice)}.pdf"'
+        response["Content-Disposition"] = f'attachment; filename="{invoice_filename(invoice)}.pdf"'
         return response
 
     def preview_view(self, request: HttpRequest, customer_id: int) -> HttpResponse:
@@ -283,18 +316,21 @@ class InvoiceAdmin(admin.ModelAdmin):
             request, queryset, "Regenerated", lambda i: services.regenerate_invoice(invoice_id=i.pk)
         )
 
+    @admin.action(description="E-mail selected to their customers (again)", permissions=["change"])
+    def resend_email(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+        ids = list(queryset.values_list("id", flat=True))
+        queued = emails.resend(invoice_ids=ids)
+        self.message_user(
+            request,
+            f"Queued {queued} of {len(ids)} e-mail(s) (drafts and void invoices are not sent).",
+        )
+
     @admin.action(description="Export selected as CSV (one row per line)")
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> HttpResponse:
         rows = queryset.select_related("customer").prefetch_related("lines").order_by("id")
         response = HttpResponse(invoices_csv(rows), content_type="text/csv")
         response["Content-Disposition"] = 'attachment; filename="invoices.csv"'
         return response
-
-
-def _filename(invoice: Invoice) -> str:
-    if invoice.number:
-        return f"invoice-{invoice.number:06d}"
-    return f"draft-{invoice.customer_id}-{invoice.period:%Y-%m}"
 
 
 class OrphanFilter(admin.SimpleListFilter):
@@ -344,7 +380,7 @@ class UsagePullAdmin(admin.ModelAdmin):
 
 @admin.register(BillingSettings)
 class BillingSettingsAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "auto_issue", "dunning_days")
+    list_display = ("__str__", "auto_issue", "dunning_days", "email_invoices")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return not BillingSettings.objects.exists()

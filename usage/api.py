@@ -16,10 +16,10 @@ from rest_framework.response import Response
 from bridge.api import StaffModelPermissions
 from pricing.api import Conflict
 from solusio.errors import SolusIOError
-from usage import services
+from usage import emails, services
 from usage.exports import invoices_csv
 from usage.models import BillingSettings, DunningEvent, Invoice, InvoiceStatus, UsageRecord
-from usage.pdf import render_invoice_pdf
+from usage.pdf import invoice_filename, render_invoice_pdf
 from usage.serializers import (
     BillingSettingsSerializer,
     DunningEventSerializer,
@@ -111,13 +111,23 @@ class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
     def regenerate(self, request: Request, pk: str | None = None) -> Response:
         return self._act(lambda i: services.regenerate_invoice(invoice_id=i))
 
+    @extend_schema(
+        request=None, responses=InvoiceDetailSerializer, summary="E-mail the invoice (again)"
+    )
+    @action(detail=True, methods=["post"], url_path="resend-email")
+    def resend_email(self, request: Request, pk: str | None = None) -> Response:
+        def resend(invoice_id: int) -> None:
+            if not emails.resend(invoice_ids=[invoice_id]):
+                raise services.InvoiceStateError("only issued or paid invoices are e-mailed")
+
+        return self._act(resend)
+
     @extend_schema(responses={(200, "application/pdf"): bytes}, summary="The invoice as PDF")
     @action(detail=True, methods=["get"])
     def pdf(self, request: Request, pk: str | None = None) -> HttpResponse:
         invoice = self.get_object()
         response = HttpResponse(render_invoice_pdf(invoice), content_type="application/pdf")
-        name = f"invoice-{invoice.number:06d}" if invoice.number else f"draft-{invoice.pk}"
-        response["Content-Disposition"] = f'attachment; filename="{name}.pdf"'
+        response["Content-Disposition"] = f'attachment; filename="{invoice_filename(invoice)}.pdf"'
         return response
 
     @extend_schema(

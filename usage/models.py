@@ -23,6 +23,11 @@ class BillingSettings(models.Model):
         help_text="Suspend a customer whose issued invoice is still unpaid this many days "
         "after issue. 0 turns dunning off.",
     )
+    email_invoices = models.BooleanField(
+        default=True,
+        help_text="E-mail each invoice (PDF attached) to the customer when it is issued. "
+        "Staff can still re-send one by hand when this is off.",
+    )
 
     class Meta:
         verbose_name = "billing settings"
@@ -228,6 +233,48 @@ class InvoiceLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.server_name} {self.item} {self.hours} h → {self.tokens}"
+
+
+class InvoiceEmailState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"  # gave up after INVOICE_EMAIL_MAX_ATTEMPTS; staff may re-send
+    SKIPPED = "skipped", "Skipped"  # the invoice was voided before it went out
+
+
+class InvoiceEmail(models.Model):
+    """The delivery of an issued invoice to its customer: written in the transaction that
+    issues the invoice (one per invoice, a constraint), sent by a Celery task after commit,
+    retried with backoff, and re-sent by the sweep when the broker lost the message."""
+
+    invoice = models.OneToOneField(Invoice, on_delete=models.CASCADE, related_name="email")
+    state = models.CharField(
+        max_length=8, choices=InvoiceEmailState.choices, default=InvoiceEmailState.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    recipient = models.CharField(max_length=254, blank=True, help_text="Where it was sent.")
+    created_at = models.DateTimeField()
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "invoice e-mail"
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at", "created_at"],
+                condition=Q(state="pending"),
+                name="invoice_email_pending",
+            )
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=InvoiceEmailState.values), name="invoice_email_state_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.invoice_id} {self.state}"
 
 
 class DunningAction(models.TextChoices):

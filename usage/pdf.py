@@ -62,6 +62,13 @@ class _Doc(FPDF):
         return text.encode("latin-1", "replace").decode("latin-1")
 
 
+def invoice_filename(invoice: Invoice) -> str:
+    """The PDF's file name, without `.pdf`."""
+    if invoice.number:
+        return f"invoice-{invoice.number:06d}"
+    return f"draft-{invoice.customer_id}-{invoice.period:%Y-%m}"
+
+
 def render_invoice_pdf(invoice: Invoice) -> bytes:
     pricing = PricingSnapshot.from_json(invoice.snapshot)
     customer = invoice.customer

@@ -9,6 +9,7 @@ from usage.models import (
     BillingSettings,
     DunningEvent,
     Invoice,
+    InvoiceEmail,
     InvoiceLine,
     InvoiceStatus,
     UsageRecord,
@@ -43,11 +44,19 @@ class InvoiceSerializer(serializers.ModelSerializer):
         return f"{obj.period:%Y-%m}"
 
 
+class InvoiceEmailSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = InvoiceEmail
+        fields = ["state", "attempts", "last_error", "recipient", "sent_at", "next_attempt_at"]
+        read_only_fields = fields
+
+
 class InvoiceDetailSerializer(InvoiceSerializer):
     lines = InvoiceLineSerializer(many=True, read_only=True)
+    email = InvoiceEmailSerializer(read_only=True, allow_null=True)
 
     class Meta(InvoiceSerializer.Meta):
-        fields = [*InvoiceSerializer.Meta.fields, "taxes", "snapshot", "lines"]
+        fields = [*InvoiceSerializer.Meta.fields, "taxes", "snapshot", "lines", "email"]
         read_only_fields = fields
 
 
@@ -130,7 +139,7 @@ class UpcomingInvoiceSerializer(serializers.Serializer):
 class BillingSettingsSerializer(serializers.ModelSerializer):
     class Meta:
         model = BillingSettings
-        fields = ["auto_issue", "dunning_days"]
+        fields = ["auto_issue", "dunning_days", "email_invoices"]
 
 
 class DunningEventSerializer(serializers.ModelSerializer):

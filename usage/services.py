@@ -481,6 +481,8 @@ def issue_invoices(*, invoice_ids: Iterable[int], now: datetime | None = None) -
     queue up), numbers are taken in (period, customer) order, and the counter and the
     invoices commit together — a rolled-back issue leaves no hole.
     """
+    from usage import emails  # emails renders PDFs; keep the close's imports light
+
     now = now or timezone.now()
     ids = sorted(set(invoice_ids))
     issued = 0
@@ -497,6 +499,8 @@ def issue_invoices(*, invoice_ids: Iterable[int], now: datetime | None = None) -
             _set_numbers(order, numbers, now)
             counter.last += len(order)
             counter.save(update_fields=["last"])
+            # The customers' e-mails, recorded with the issue and sent once it commits.
+            emails.record_issued(invoice_ids=order, now=now)
             issued += len(order)
     return issued
 

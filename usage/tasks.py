@@ -67,3 +67,29 @@ def dunning_sweep() -> int:
 def refresh_month_to_date() -> int:
     """Store this month's usage so far, for the upcoming-invoice previews."""
     return services.refresh_month_to_date()
+
+
+@shared_task(
+    name="usage.tasks.send_invoice_emails",
+    acks_late=True,
+    soft_time_limit=600,
+    time_limit=660,
+    ignore_result=True,
+)
+def send_invoice_emails(invoice_ids: list[int]) -> None:
+    """Deliver these invoices' pending e-mails; a failed one is asked for again when its
+    retry is due (the beat sweep would find it too; this is only quicker)."""
+    from usage import emails
+
+    for invoice_id in invoice_ids:
+        outcome = emails.deliver(invoice_id=invoice_id)
+        if outcome.retry_in is not None:
+            emails.enqueue([invoice_id], countdown=outcome.retry_in)
+
+
+@shared_task(name="usage.tasks.sweep_invoice_emails", ignore_result=True)
+def sweep_invoice_emails() -> int:
+    """Re-send invoice e-mails the broker lost, and those whose retry is due."""
+    from usage import emails
+
+    return emails.sweep()

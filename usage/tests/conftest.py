@@ -1,7 +1,7 @@
 """Fixtures for the cycle close: a simulator with hand-made servers only, and customers."""
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -10,6 +10,9 @@ import pytest
 from pricing.models import Currency
 from solusio.client import SolusIOClient
 from solusio.testing import SimulatorInfo, fast_client, running_simulator
+from usage import services
+from usage.models import Invoice
+from usage.rules import period_of_month
 from users.models import Customer
 
 # The simulator's clock: well after every period the tests close.
@@ -63,3 +66,21 @@ def add_server(sim: SimulatorInfo) -> Callable[..., dict[str, Any]]:
 
 def money(text: str) -> Decimal:
     return Decimal(text)
+
+
+@pytest.fixture
+def drafts(
+    client: SolusIOClient, customers: list[Customer], add_server: Callable[..., dict[str, Any]]
+) -> list[Invoice]:
+    """October 2026 closed without issuing: drafts for customers 1-3, two lines each."""
+    october = datetime(2026, 10, 1, tzinfo=UTC)
+    for user in (1, 2, 3):
+        add_server(user, 1, october - timedelta(hours=24))
+        add_server(user, 2, october + timedelta(hours=24), october + timedelta(hours=100))
+    services.close_cycle(
+        period=period_of_month(2026, 10, "UTC"),
+        client=client,
+        now=datetime(2029, 1, 1, tzinfo=UTC),
+        auto_issue=False,
+    )
+    return list(Invoice.objects.order_by("customer_id"))

@@ -9,30 +9,16 @@ import pytest
 from django.test import Client
 
 from pricing.tests.api_helpers import body, staff_client
-from solusio.client import SolusIOClient
 from usage import services
 from usage.models import Invoice, InvoiceStatus
 from usage.pdf import render_invoice_pdf
-from usage.rules import PricingSnapshot, format_money, period_of_month
+from usage.rules import PricingSnapshot, format_money
 from users.models import Customer
 
 pytestmark = pytest.mark.django_db
 OCT = datetime(2026, 10, 1, tzinfo=UTC)
 H = timedelta(hours=1)
 AFTER = datetime(2029, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def drafts(
-    client: SolusIOClient, customers: list[Customer], add_server: Callable[..., Any]
-) -> list[Invoice]:
-    for user in (1, 2, 3):
-        add_server(user, 1, OCT - 24 * H)
-        add_server(user, 2, OCT + 24 * H, OCT + 100 * H)
-    services.close_cycle(
-        period=period_of_month(2026, 10, "UTC"), client=client, now=AFTER, auto_issue=False
-    )
-    return list(Invoice.objects.order_by("customer_id"))
 
 
 def test_the_invoice_life_cycle(drafts: list[Invoice]) -> None:
@@ -144,7 +130,11 @@ def test_the_api_edits_billing_settings_and_lists_dunning(customers: list[Custom
     from usage.models import BillingSettings, DunningEvent
 
     api = staff_client(BillingSettings)
-    assert body(api.get("/api/v1/billing-settings/")) == {"auto_issue": False, "dunning_days": 14}
+    assert body(api.get("/api/v1/billing-settings/")) == {
+        "auto_issue": False,
+        "dunning_days": 14,
+        "email_invoices": True,
+    }
     changed = api.patch("/api/v1/billing-settings/", {"auto_issue": True}, format="json")
     assert changed.status_code == 200
     assert BillingSettings.load().auto_issue

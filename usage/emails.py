@@ -1,0 +1,242 @@
+"""Invoice e-mails: each issued invoice reaches its customer once, with its PDF attached.
+
+- `record_issued` runs inside the transaction that issues the invoices and writes one
+  `InvoiceEmail` per invoice (a one-to-one: never two). Delivery is requested when that
+  transaction commits, so a rolled-back issue sends nothing and a committed one is never
+  lost: if the broker or the worker is down, `sweep` (beat, every minute) asks again.
+- `deliver` claims the invoice's pending record with `SELECT … FOR UPDATE SKIP LOCKED`
+  and holds the lock through the SMTP call, then records the outcome in the same
+  transaction: a duplicate task, a retry racing the sweep, or a second worker finds the row
+  locked or already sent and sends nothing. (One window remains, as with any SMTP sender:
+  a worker killed after the server accepted the message but before the commit sends it
+  again on retry.)
+- A failure (connection refused, timeout, SMTP error) is recorded with the attempt count
+  and the error; the next attempt waits a growing, jittered delay. After
+  INVOICE_EMAIL_MAX_ATTEMPTS the record is *failed*, visible to staff, who can re-send.
+- An invoice voided before its e-mail went out is not sent (*skipped*); drafts have no
+  record. **Billing settings → E-mail invoices** off: issuing records nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import smtplib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from usage.models import (
+    BillingSettings,
+    Invoice,
+    InvoiceEmail,
+    InvoiceEmailState,
+    InvoiceStatus,
+)
+from usage.pdf import invoice_filename, render_invoice_pdf
+from usage.rules import PricingSnapshot, format_money
+
+log = logging.getLogger(__name__)
+
+# What a delivery attempt may raise that is worth trying again: the server refused or
+# dropped us, timed out, or answered with an SMTP error.
+TRANSIENT = (smtplib.SMTPException, OSError)
+
+
+class Step(enum.Enum):
+    SENT = "sent"
+    RETRY = "retry"  # failed; try again in `retry_in` seconds
+    FAILED = "failed"  # failed for the last time
+    SKIPPED = "skipped"  # voided before it went out
+    NOTHING = "nothing"  # not pending, not due, or another worker has it
+
+
+@dataclass(frozen=True)
+class Outcome:
+    step: Step
+    retry_in: float | None = None
+
+
+# --- Recording (inside the issuing transaction) ------------------------------------------
+
+
+def record_issued(*, invoice_ids: Sequence[int], now: datetime) -> int:
+    """One pending e-mail per newly issued invoice, unless staff turned e-mails off.
+    Delivery is requested when the caller's transaction commits. Returns how many."""
+    if not invoice_ids or not BillingSettings.load().email_invoices:
+        return 0
+    InvoiceEmail.objects.bulk_create(
+        [InvoiceEmail(invoice_id=i, created_at=now) for i in invoice_ids],
+        ignore_conflicts=True,  # the one-to-one already holds one: keep it
+        batch_size=1000,
+    )
+    ids = list(invoice_ids)
+    transaction.on_commit(lambda: enqueue(ids), robust=True)
+    return len(ids)
+
+
+def resend(*, invoice_ids: Iterable[int], now: datetime | None = None) -> int:
+    """Staff: send these invoices' e-mails (again), whatever happened before. Drafts and
+    void invoices are left out. Returns how many were queued."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Invoice.objects.filter(
+                pk__in=list(invoice_ids), status__in=[InvoiceStatus.ISSUED, InvoiceStatus.PAID]
+            )
+            .select_for_update()
+            .values_list("id", flat=True)
+        )
+        for invoice_id in ids:
+            InvoiceEmail.objects.update_or_create(
+                invoice_id=invoice_id,
+                defaults={
+                    "state": InvoiceEmailState.PENDING,
+                    "attempts": 0,
+                    "last_error": "",
+                    "next_attempt_at": None,
+                },
+                create_defaults={"created_at": now},
+            )
+        transaction.on_commit(lambda: enqueue(ids), robust=True)
+    return len(ids)
+
+
+def enqueue(invoice_ids: Sequence[int], *, countdown: float | None = None) -> bool:
+    """Ask workers to deliver these e-mails. False when the broker is down: the records
+    are safe in the database and the sweep asks again."""
+    from usage.tasks import send_invoice_emails
+
+    size = max(1, settings.INVOICE_EMAIL_TASK_BATCH)
+    for start in range(0, len(invoice_ids), size):
+        chunk = list(invoice_ids[start : start + size])
+        try:
+            send_invoice_emails.apply_async((chunk,), countdown=countdown)
+        except Exception as exc:  # noqa: BLE001 - any broker failure: the sweep covers it
+            log.warning("invoice e-mails: broker unavailable (%s); the sweep will retry", exc)
+            return False
+    return True
+
+
+# --- Delivery ------------------------------------------------------------------------------
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds before attempt `attempts + 1`: doubling from INVOICE_EMAIL_RETRY_BASE,
+    capped at INVOICE_EMAIL_RETRY_MAX, with ±20 % jitter so failures do not align."""
+    base = settings.INVOICE_EMAIL_RETRY_BASE * 2 ** max(0, attempts - 1)
+    return min(settings.INVOICE_EMAIL_RETRY_MAX, base) * random.uniform(0.8, 1.2)
+
+
+def deliver(*, invoice_id: int, now: datetime | None = None) -> Outcome:
+    """Send one invoice's pending e-mail if it is due; record what happened."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        record = (
+            InvoiceEmail.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("invoice__customer")
+            .filter(invoice_id=invoice_id, state=InvoiceEmailState.PENDING)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+            .first()
+        )
+        if record is None:
+            return Outcome(Step.NOTHING)
+        invoice = record.invoice
+        if invoice.status not in (InvoiceStatus.ISSUED, InvoiceStatus.PAID):
+            record.state = InvoiceEmailState.SKIPPED
+            record.last_error = f"not sent: the invoice is {invoice.status}"
+            record.save(update_fields=["state", "last_error"])
+            return Outcome(Step.SKIPPED)
+        record.attempts += 1
+        record.recipient = invoice.customer.email
+        try:
+            invoice_message(invoice).send()
+        except TRANSIENT as exc:
+            return _failed(record, exc, now)
+        record.state = InvoiceEmailState.SENT
+        record.sent_at = now
+        record.last_error = ""
+        record.next_attempt_at = None
+        record.save()
+    log.info("invoice %s e-mailed (attempt %d)", invoice.display_number, record.attempts)
+    return Outcome(Step.SENT)
+
+
+def _failed(record: InvoiceEmail, exc: BaseException, now: datetime) -> Outcome:
+    # The server's words, never the URL (EMAIL_URL may carry the password).
+    record.last_error = f"{type(exc).__name__}: {exc}"[:500]
+    if record.attempts >= settings.INVOICE_EMAIL_MAX_ATTEMPTS:
+        record.state = InvoiceEmailState.FAILED
+        record.next_attempt_at = None
+        record.save()
+        log.warning(
+            "invoice %s: e-mail failed for good after %d attempts: %s",
+            record.invoice_id,
+            record.attempts,
+            record.last_error,
+        )
+        return Outcome(Step.FAILED)
+    delay = retry_delay(record.attempts)
+    record.next_attempt_at = now + timedelta(seconds=delay)
+    record.save()
+    log.info(
+        "invoice %s: e-mail attempt %d failed; retry in %.0f s",
+        record.invoice_id,
+        record.attempts,
+        delay,
+    )
+    return Outcome(Step.RETRY, retry_in=delay)
+
+
+def invoice_message(invoice: Invoice) -> EmailMessage:
+    """The customer's e-mail: a short note with the total and the PDF attached."""
+    pricing = PricingSnapshot.from_json(invoice.snapshot)
+    customer = invoice.customer
+    body = "\n".join(
+        [
+            f"Hello {customer.name or customer.email},",
+            "",
+            f"your invoice {invoice.display_number} for {invoice.period:%B %Y} is attached.",
+            f"Total: {format_money(invoice.total, pricing)}",
+            "",
+            "Thank you.",
+        ]
+    )
+    message = EmailMessage(
+        subject=f"Invoice {invoice.display_number} for {invoice.period:%B %Y}",
+        body=body,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[customer.email],
+    )
+    message.attach(
+        f"{invoice_filename(invoice)}.pdf", render_invoice_pdf(invoice), "application/pdf"
+    )
+    return message
+
+
+# --- The sweep -----------------------------------------------------------------------------
+
+
+def sweep(*, now: datetime | None = None, limit: int = 10_000) -> int:
+    """Request delivery of pending e-mails whose retry is due, or that nobody delivered
+    INVOICE_EMAIL_SWEEP_AFTER seconds after they were written (the message was lost)."""
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.INVOICE_EMAIL_SWEEP_AFTER)
+    ids = list(
+        InvoiceEmail.objects.filter(state=InvoiceEmailState.PENDING)
+        .filter(
+            Q(next_attempt_at__isnull=True, created_at__lte=stale) | Q(next_attempt_at__lte=now)
+        )
+        .order_by("id")
+        .values_list("invoice_id", flat=True)[:limit]
+    )
+    if not ids or not enqueue(ids):
+        return 0
+    return len(ids)

@@ -14,7 +14,9 @@ What it does, in order:
 3. The floor, in a child process: fetch every page of the month with the same client and
    page size, and bulk-insert the raw rows (plain INSERTs in batches of the same size).
 4. The close, in another child process: `usage.services.close_cycle` with auto-issue on —
-   pull, upsert, build every invoice from the pure rules, number and issue them.
+   pull, upsert, build every invoice from the pure rules, number and issue them (recording
+   each invoice's e-mail and queuing its delivery on a throwaway embedded broker; nothing is
+   sent).
 5. Prints for each: wall time, rows, invoices, lines, lines/s, peak RSS of the child, SQL
    queries (and per invoice for the close); then the ratio close/floor and the verdict
    against the targets (>= 2,000 lines/s, ratio <= 2.0, peak RSS <= 300 MB).
@@ -30,6 +32,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -245,7 +248,12 @@ def run_stage(args: argparse.Namespace, name: str, url: str) -> dict[str, object
         "--database-url",
         args.database_url,
     ]
-    out = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
+    # The close queues its invoice e-mails on the broker: a throwaway embedded one, so no
+    # worker of this checkout (or of a shared Redis) ever sees the bench's messages.
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    with tempfile.TemporaryDirectory(prefix="bench-invoicing-") as var_dir:
+        env["BRIDGE_VAR_DIR"] = var_dir
+        out = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

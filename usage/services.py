@@ -36,7 +36,7 @@ from django.utils import timezone
 
 from solusio.client import SolusIOClient
 from solusio.usage_schema import UsageRow, parse_usage_row
-from usage import bulk, selectors
+from usage import bulk, emails, selectors
 from usage.models import (
     BillingSettings,
     Invoice,
@@ -481,8 +481,6 @@ def issue_invoices(*, invoice_ids: Iterable[int], now: datetime | None = None) -
     queue up), numbers are taken in (period, customer) order, and the counter and the
     invoices commit together — a rolled-back issue leaves no hole.
     """
-    from usage import emails  # emails renders PDFs; keep the close's imports light
-
     now = now or timezone.now()
     ids = sorted(set(invoice_ids))
     issued = 0

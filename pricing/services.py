@@ -27,7 +27,7 @@ from django.utils.connection import ConnectionProxy
 
 from bridge import jsonnum
 from pricing.localcache import GenerationWatcher, LocalAnswers
-from pricing.selectors import token_pricing
+from pricing.selectors import ReferenceData, reference_data, token_pricing
 
 logger = logging.getLogger(__name__)
 
@@ -56,21 +56,50 @@ def current_generation() -> int:
 
 
 def bump_generation() -> None:
-    """Invalidate every cached answer. Call after the change has committed."""
+    """Invalidate every cached answer. Call after the change has committed.
+
+    Returns once every web process can see the change: other processes learn of it from
+    the invalidation Redis pushes to their tracking connections (pricing/localcache.py).
+    Redis writes those pushes in the same turn of its event loop as the reply to the bump,
+    but may write the reply first; a second round trip is answered only in a later turn,
+    after the pushes were written, so a request that starts after this returns finds its
+    process's push waiting.
+    """
     try:
         cache.incr(GENERATION_KEY)
     except ValueError:  # the key is missing: any new value invalidates everything
         cache.set(GENERATION_KEY, _new_generation(), timeout=None)
     finally:
-        # Other processes learn of it from Redis's push; this one need not wait for it.
+        # This process need not wait for its push.
         _forget_local_generation()
+    if local_answers() is not None:
+        cache.get(GENERATION_KEY)
 
 
-def _render(customer_id: int) -> tuple[bytes, float | None]:
+# The reference data (currencies, discounts, tax rules, settings) of the last generation
+# this process computed an answer under. Right after a change every customer's answer is
+# recomputed, and with this each costs one query instead of four. Loaded after the
+# generation was read, so it is at least as new as the generation it is kept for.
+_reference: tuple[int, ReferenceData] | None = None
+
+
+def _reference_for(generation: int | None) -> ReferenceData | None:
+    global _reference
+    if generation is None:  # no cache to say when it changes: read the tables each time
+        return None
+    kept = _reference
+    if kept is not None and kept[0] == generation:
+        return kept[1]
+    data = reference_data()
+    _reference = (generation, data)
+    return data
+
+
+def _render(customer_id: int, generation: int | None = None) -> tuple[bytes, float | None]:
     """The answer from the database, and the epoch second it stops being true (when one
     of the customer's discounts starts or ends), if any."""
     now = timezone.now()
-    pricing = token_pricing(customer_id, now)
+    pricing = token_pricing(customer_id, now, _reference_for(generation))
     if pricing is None:
         return NOT_FOUND, None
     deadline = pricing.changes_at.timestamp() if pricing.changes_at is not None else None
@@ -189,7 +218,7 @@ def pricing_answer(customer_id: int) -> bytes:
             if local is not None and body != NOT_FOUND:
                 local.put(customer_id, (generation, deadline, body))
             return body
-    body, deadline = _render(customer_id)
+    body, deadline = _render(customer_id, generation)
     if local is not None and body != NOT_FOUND:
         local.put(customer_id, (generation, deadline, body))
     ttl = settings.PRICING_CACHE_TTL

@@ -23,7 +23,6 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,7 +35,7 @@ from django.utils import timezone
 
 from solusio.client import SolusIOClient
 from solusio.usage_schema import UsageRow, parse_usage_row
-from usage import bulk, emails, selectors
+from usage import bulk, emails, forked, selectors
 from usage.models import (
     BillingSettings,
     Invoice,
@@ -281,8 +280,7 @@ def _build_inputs(
 
 
 def _build_drafts(rows: Sequence[Sequence[object]], snapshots: dict[int, PricingSnapshot]) -> Built:
-    """Drafts and fingerprints from `_build_inputs`: pure, so it runs in the builder thread
-    while this one writes the batch before."""
+    """Drafts and fingerprints from `_build_inputs`: pure (no database)."""
     usage: dict[int, list[UsageInput]] = defaultdict(list)
     for values in rows:
         usage[values[0]].append(selectors.usage_input(values))  # type: ignore[index]
@@ -353,6 +351,7 @@ def _write_batch(period: Period, drafts: Built, summary: CloseSummary, now: date
             .only("id", "customer_id", "status", "fingerprint")
         }
         to_write: list[tuple[dict[str, Any], InvoiceDraft]] = []
+        replaced: list[int] = []  # customers whose existing draft's lines are replaced
         for customer_id, (draft, fingerprint) in drafts.items():
             found = existing.get(customer_id)
             if found is not None and found.is_frozen:
@@ -365,6 +364,7 @@ def _write_batch(period: Period, drafts: Built, summary: CloseSummary, now: date
                 summary.created += 1
             else:
                 summary.updated += 1
+                replaced.append(customer_id)
             to_write.append((_invoice_values(customer_id, period, draft, fingerprint, now), draft))
         if not to_write:
             return
@@ -396,7 +396,8 @@ def _write_batch(period: Period, drafts: Built, summary: CloseSummary, now: date
                 update_fields=_INVOICE_UPDATE,
             )
             id_of = {inv.customer_id: inv.pk for inv in written}
-        InvoiceLine.objects.filter(invoice_id__in=list(id_of.values())).delete()
+        if replaced:  # a new invoice has no lines to delete (most of a first close)
+            InvoiceLine.objects.filter(invoice_id__in=[id_of[c] for c in replaced]).delete()
         rows = (
             (id_of[inv["customer_id"]], *values)
             for inv, draft in to_write
@@ -412,6 +413,47 @@ def _write_batch(period: Period, drafts: Built, summary: CloseSummary, now: date
             )
 
 
+def _build_processes(customers: int) -> int:
+    """How many processes build: 2 when there is enough work, the database is PostgreSQL
+    and no transaction is open (a child could not see its rows), else 1."""
+    wanted = settings.CLOSE_BUILD_PROCESSES
+    if (
+        wanted < 2
+        or customers < 2 * BUILD_BATCH
+        or connection.vendor != "postgresql"
+        or connection.in_atomic_block
+        or not forked.available()
+    ):
+        return 1
+    return 2
+
+
+_COUNTS = ("created", "updated", "unchanged", "frozen")
+
+
+def _build_range(
+    period: Period,
+    customer_ids: Sequence[int],
+    context: selectors.PricingContext,
+    now: datetime,
+    summary: CloseSummary | None = None,
+    progress: Progress = _noop,
+) -> dict[str, int]:
+    """Build and write these customers' drafts, batch by batch (each its own transaction).
+    Returns the counts it added to `summary` (a fresh one when none is given)."""
+    summary = summary or CloseSummary(period=period.label, dry_run=False)
+    before = {name: getattr(summary, name) for name in _COUNTS}
+    done = 0
+    for start in range(0, len(customer_ids), BUILD_BATCH):
+        chunk = customer_ids[start : start + BUILD_BATCH]
+        _write_batch(period, _build_drafts(*_build_inputs(period, chunk, context)), summary, now)
+        done += len(chunk)
+        progress("build", done)
+        if _after_build_batch is not None:
+            _after_build_batch(done)
+    return {name: getattr(summary, name) - before[name] for name in _COUNTS}
+
+
 def build_invoices(
     *,
     period: Period,
@@ -425,28 +467,32 @@ def build_invoices(
     now = timezone.now()
     context = selectors.PricingContext(selectors.pricing_instant(period))
     customer_ids = selectors.billed_customer_ids(period, customer_id)
-    done = 0
-
-    def write(chunk: Sequence[int], built: Future[Built]) -> None:
-        nonlocal done
-        _write_batch(period, built.result(), summary, now)
-        done += len(chunk)
-        progress("build", done)
-        if _after_build_batch is not None:
-            _after_build_batch(done)
-
-    # A pipeline of one: while PostgreSQL stores batch N (this thread waits on it), the
-    # builder thread computes batch N+1's drafts. Only this thread touches the database.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="build") as builder:
-        pending: tuple[Sequence[int], Future[Built]] | None = None
-        for start in range(0, len(customer_ids), BUILD_BATCH):
-            chunk = customer_ids[start : start + BUILD_BATCH]
-            built = builder.submit(_build_drafts, *_build_inputs(period, chunk, context))
-            if pending is not None:
-                write(*pending)
-            pending = (chunk, built)
-        if pending is not None:
-            write(*pending)
+    # Building is pure Python between round trips, so one process keeps one core busy. A
+    # forked child builds the second half of the customers on the other (threads only
+    # took turns for the GIL: measured slower than one). Same batches, same transactions,
+    # same drafts; the child's counts join this summary.
+    half = len(customer_ids) // 2 if _build_processes(len(customer_ids)) > 1 else 0
+    mine, theirs = (
+        customer_ids[: len(customer_ids) - half],
+        customer_ids[len(customer_ids) - half :],
+    )
+    child = forked.Child(_build_range, period, theirs, context, now) if theirs else None
+    try:
+        _build_range(period, mine, context, now, summary, progress)
+    except BaseException:
+        if child is not None:
+            child.kill()
+        raise
+    if child is not None:
+        try:
+            counts = child.result()
+        except forked.ChildFailed as exc:
+            raise CloseError(
+                f"{period.label}: building invoices failed; run the close again"
+            ) from exc
+        for name, value in counts.items():
+            setattr(summary, name, getattr(summary, name) + value)
+        progress("build", len(customer_ids))
     # Drafts of customers without usage any more (their rows turned out to be orphans, or
     # SolusIO corrected itself) have nothing to bill.
     stale = Invoice.objects.filter(period=period.month, status=InvoiceStatus.DRAFT).exclude(

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,10 +53,25 @@ def state() -> list[tuple[Any, ...]]:
     return [*invoices, *lines]
 
 
+def _processes_running(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("processes", [1, 2])
 def test_a_killed_close_rerun_ends_as_one_clean_run(
-    sim: SimulatorInfo, customers: list[Customer], add_server: Callable[..., Any]
+    sim: SimulatorInfo, customers: list[Customer], add_server: Callable[..., Any], processes: int
 ) -> None:
+    """With 2 processes the closing process builds customers 1-2 and its child customer 3;
+    killing the closing process kills the child too (it must not outlive the lock)."""
     for user in (1, 2, 3):
         add_server(user, 1, OCT - 24 * H)
         add_server(user, 5, OCT + user * 24 * H, OCT + user * 24 * H + 50 * H)
@@ -67,12 +83,20 @@ def test_a_killed_close_rerun_ends_as_one_clean_run(
         "SOLUSIO_API_URL": sim.url,
         "SOLUSIO_API_TOKEN": sim.token,
         "SOLUSIO_VERIFY_TLS": "0",
+        "CLOSE_BUILD_PROCESSES": str(processes),
     }
+    marker = f"# killed-close-{os.getpid()}-{processes}"
     killed = subprocess.run(
-        [sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, timeout=60
+        [sys.executable, "-c", SCRIPT + marker], cwd=ROOT, env=env, capture_output=True, timeout=60
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
-    assert Invoice.objects.count() == 2  # two batches committed, then the kill
+    for _ in range(50):  # a build process dies with the closing process
+        if not _processes_running(marker):
+            break
+        time.sleep(0.1)
+    assert _processes_running(marker) == []
+    # Two batches committed, then the kill (and the child's one batch, if it was first).
+    assert Invoice.objects.count() in ((2,) if processes == 1 else (2, 3))
     assert not Invoice.objects.exclude(number=None).exists()  # nothing issued yet
     assert UsagePull.objects.get().closed_at is None
 

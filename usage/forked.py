@@ -1,0 +1,117 @@
+"""Run a function in a forked child process with its own database connection.
+
+The cycle close's build is pure Python between two database round trips, so one process
+uses one core; a child building half of the customers uses the other. The child starts
+as a copy of the caller (its Django setup, settings and imports: nothing to pickle but
+the result), and must not touch the caller's database session: that session holds the
+close's advisory lock, and a libpq connection closed in the child would end it for both.
+So the child sets the inherited connections aside, unclosed, and opens its own; it leaves
+with os._exit, which runs no finalizer on them.
+
+If the caller dies, the child is killed too (Linux's parent-death signal), so a re-run
+never races a builder left behind. Use only outside a transaction: the child cannot see
+uncommitted rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import pickle
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from django.db import connections
+
+T = TypeVar("T")
+
+_PR_SET_PDEATHSIG = 1
+
+
+class ChildFailed(Exception):
+    """The child raised, or died, before returning a result."""
+
+
+def available() -> bool:
+    return hasattr(os, "fork") and sys.platform.startswith("linux")
+
+
+def _die_with_parent(parent: int) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+_inherited: list[Any] = []  # the parent's connections: referenced, so never finalized here
+
+
+def _forget_parent_connections() -> None:
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None:
+            _inherited.append(conn.connection)
+            conn.connection = None
+        # A fresh wrapper state: no transaction, no savepoints, autocommit as configured.
+        conn.in_atomic_block = False
+        conn.savepoint_ids = []
+        conn.needs_rollback = False
+        conn.run_on_commit = []
+
+
+class Child(Generic[T]):
+    def __init__(self, fn: Callable[..., T], *args: Any) -> None:
+        parent = os.getpid()
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child; its effects are tested
+            os.close(read_end)
+            status = 0
+            try:
+                _die_with_parent(parent)
+                _forget_parent_connections()
+                payload: tuple[bool, Any] = (True, fn(*args))
+            except BaseException:  # noqa: BLE001 - everything goes back to the parent
+                payload = (False, traceback.format_exc())
+                status = 1
+            try:
+                data = pickle.dumps(payload)
+                with os.fdopen(write_end, "wb") as out:
+                    out.write(data)
+                for conn in connections.all(initialized_only=True):
+                    conn.close()  # the child's own connections
+            finally:
+                os._exit(status)
+        os.close(write_end)
+        self.pid = pid
+        self._read_end = read_end
+
+    def result(self) -> T:
+        """Wait for the child; its return value, or ChildFailed."""
+        with os.fdopen(self._read_end, "rb") as incoming:
+            data = incoming.read()
+        _, status = os.waitpid(self.pid, 0)
+        if not data:
+            raise ChildFailed(f"build process {self.pid} died ({_describe(status)})")
+        ok, value = pickle.loads(data)  # noqa: S301 - our own child, through our own pipe
+        if not ok:
+            raise ChildFailed(f"build process {self.pid} failed:\n{value}")
+        return value  # type: ignore[no-any-return]
+
+    def kill(self) -> None:
+        """Stop the child at once (the caller failed) and reap it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.close(self._read_end)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"

@@ -1,0 +1,148 @@
+"""The build in two processes (CLOSE_BUILD_PROCESSES=2): a forked child builds half of the
+customers. Real commits (the child has its own database session), the simulator over HTTP."""
+
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from solusio.client import SolusIOClient
+from usage import forked, services
+from usage.models import Invoice, InvoiceLine, InvoiceStatus
+from usage.rules import Period, period_of_month
+from users.models import Customer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+OCT = datetime(2026, 10, 1, tzinfo=UTC)
+H = timedelta(hours=1)
+AFTER = datetime(2029, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def october(customers: list[Customer], add_server: Callable[..., Any]) -> Period:
+    for user in (1, 2, 3, 4):  # 4 has no customer: orphan usage
+        add_server(user, 1, OCT - 24 * H)
+        add_server(user, 5, OCT + user * 24 * H, OCT + user * 24 * H + 50 * H)
+        add_server(user, 2, OCT + 3 * H, resizes=[(OCT + 200 * H, 3)])
+    return period_of_month(2026, 10, "UTC")
+
+
+@pytest.fixture
+def children(monkeypatch: pytest.MonkeyPatch, settings: Any) -> list[int]:
+    """One customer per batch, so three customers are enough for two processes; the pids
+    of the build processes started."""
+    settings.CLOSE_BUILD_PROCESSES = 2
+    monkeypatch.setattr(services, "BUILD_BATCH", 1)
+    started: list[int] = []
+    real = forked.Child.__init__
+
+    def spy(self: forked.Child[Any], *args: Any) -> None:
+        real(self, *args)
+        started.append(self.pid)
+
+    monkeypatch.setattr(forked.Child, "__init__", spy)
+    return started
+
+
+def _invoices() -> dict[int, tuple[Any, ...]]:
+    return {
+        inv.customer_id: (
+            inv.total,
+            inv.tokens,
+            tuple(inv.lines.order_by("position").values_list("server_id", "rule", "amount")),
+        )
+        for inv in Invoice.objects.prefetch_related("lines")
+    }
+
+
+def test_two_processes_build_what_one_builds(
+    client: SolusIOClient, october: Period, children: list[int], settings: Any
+) -> None:
+    summary = services.close_cycle(period=october, client=client, now=AFTER)
+    assert len(children) == 1  # a child built part of the drafts
+    assert summary.created == 3
+    built_in_two = _invoices()
+    assert sorted(built_in_two) == [1, 2, 3]
+    assert all(len(lines) == 4 for _, _, lines in built_in_two.values())  # resize: 2 segments
+
+    # The same drafts built by one process are recognised as identical, line for line.
+    settings.CLOSE_BUILD_PROCESSES = 1
+    again = services.CloseSummary("2026-10", False)
+    services.build_invoices(period=october, summary=again)
+    assert (again.unchanged, again.created, again.updated) == (3, 0, 0)
+    assert len(children) == 1
+    Invoice.objects.all().delete()
+    services.build_invoices(period=october, summary=services.CloseSummary("2026-10", False))
+    assert _invoices() == built_in_two
+
+
+def test_a_failing_child_fails_the_close_and_a_rerun_completes_it(
+    client: SolusIOClient, october: Period, children: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent = os.getpid()
+
+    def crash_in_child(done: int) -> None:
+        if os.getpid() != parent:
+            raise RuntimeError("the build process crashed")
+
+    monkeypatch.setattr(services, "_after_build_batch", crash_in_child)
+    with pytest.raises(services.CloseError, match="building invoices failed") as failed:
+        services.close_cycle(period=october, client=client, now=AFTER, auto_issue=True)
+    assert "the build process crashed" in str(failed.value.__cause__)
+    assert not Invoice.objects.filter(status=InvoiceStatus.ISSUED).exists()  # nothing issued
+
+    monkeypatch.setattr(services, "_after_build_batch", None)
+    summary = services.close_cycle(period=october, client=client, now=AFTER, auto_issue=True)
+    assert summary.issued == 3
+    assert Invoice.objects.count() == 3
+    assert InvoiceLine.objects.count() == 12
+    assert sorted(n or 0 for n in Invoice.objects.values_list("number", flat=True)) == [1, 2, 3]
+
+
+def test_a_child_killed_by_a_signal_is_reported(
+    client: SolusIOClient, october: Period, children: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent = os.getpid()
+
+    def die_in_child(done: int) -> None:
+        if os.getpid() != parent:
+            os.kill(os.getpid(), 9)
+
+    monkeypatch.setattr(services, "_after_build_batch", die_in_child)
+    with pytest.raises(services.CloseError) as failed:
+        services.close_cycle(period=october, client=client, now=AFTER)
+    assert "died (signal 9)" in str(failed.value.__cause__)
+
+
+def test_when_the_parent_fails_the_child_is_stopped_and_reaped(
+    client: SolusIOClient, october: Period, children: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent = os.getpid()
+
+    def crash_in_parent(done: int) -> None:
+        if os.getpid() == parent:
+            raise RuntimeError("the closing process failed")
+
+    monkeypatch.setattr(services, "_after_build_batch", crash_in_parent)
+    with pytest.raises(RuntimeError, match="closing process failed"):
+        services.close_cycle(period=october, client=client, now=AFTER)
+    assert len(children) == 1
+    with pytest.raises(ChildProcessError):
+        os.waitpid(children[0], os.WNOHANG)  # already reaped: no zombie left behind
+    monkeypatch.setattr(services, "_after_build_batch", None)
+    services.close_cycle(period=october, client=client, now=AFTER)
+    assert Invoice.objects.count() == 3
+
+
+def test_inside_a_transaction_one_process_builds(
+    client: SolusIOClient, october: Period, children: list[int]
+) -> None:
+    from django.db import transaction
+
+    with transaction.atomic():  # a child could not see these rows
+        services.close_cycle(period=october, client=client, now=AFTER)
+    assert children == []
+    assert Invoice.objects.count() == 3

@@ -2,12 +2,13 @@
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
 from pricing import plan_sync
+from solusio.commands import SolusIOCommand
 
 
-class Command(BaseCommand):
+class Command(SolusIOCommand):
     help = (
         "Mirror SolusIO's plans and show where SolusIO and the price book disagree; "
         "--push sends the price book's tokens per hour/month (PUT /plans/{id}, Step 3)."

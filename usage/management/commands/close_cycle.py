@@ -5,15 +5,16 @@ import sys
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from bridge.jsonnum import plain_decimal
+from solusio.commands import SolusIOCommand
 from solusio.errors import SolusIOError
 from usage import services
 from usage.rules import parse_period
 
 
-class Command(BaseCommand):
+class Command(SolusIOCommand):
     help = "Close a billing period: pull SolusIO usage, build invoices, issue if auto-issue."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -2,13 +2,14 @@
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from solusio.commands import SolusIOCommand
 from users import services
 from users.models import LimitGroup, SolusioDefaults
 
 
-class Command(BaseCommand):
+class Command(SolusIOCommand):
     help = "Mirror SolusIO's limit groups (Step 5); --default ID picks the one for new customers."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -4,12 +4,13 @@ The report is stored too (Admin → SolusIO reconciliations), like beat's and st
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from solusio.commands import SolusIOCommand
 from users.reconcile import run_recorded
 
 
-class Command(BaseCommand):
+class Command(SolusIOCommand):
     help = "Report SolusIO users without a customer, missing customers and drift; --fix syncs."
 
     def add_arguments(self, parser: CommandParser) -> None:

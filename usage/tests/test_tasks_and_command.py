@@ -83,7 +83,7 @@ def test_the_command_prints_a_summary(
     assert "usage rows pulled: 2  orphans: 1" in text
     assert "customers invoiced: 1  lines: 1" in text
     assert "issued now: 1" in text
-    assert "USD: 1 invoices, 5,000 tokens, subtotal 5, taxes 0, total 5" in text
+    assert "USD: 1 invoices, 5,000 tokens, subtotal 5.00, taxes 0.00, total 5.00" in text
 
 
 def test_the_command_refuses_a_bad_period(sim_settings: SimulatorInfo) -> None:

@@ -2,12 +2,14 @@
 hand, with progress on stderr and a summary on stdout. Safe to repeat (see usage.services)."""
 
 import sys
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 
 from bridge.jsonnum import plain_decimal
+from pricing.models import Currency
 from solusio.commands import SolusIOCommand
 from solusio.errors import SolusIOError
 from usage import services
@@ -69,12 +71,20 @@ class Command(SolusIOCommand):
             states = ", ".join(f"{k} {v:,}" for k, v in sorted(f.get("by_status", {}).items()))
             out(f"  by status: {states or '-'}")
         out(f"  discrepancies with SolusIO's tokens: {f.get('discrepancies', 0):,}")
+        decimals = dict(Currency.objects.values_list("code", "decimals"))
         for code, figures in f.get("per_currency", {}).items():
+            places = decimals.get(code)
+
+            def money(value: Decimal, places: int | None = places) -> str:
+                # As the currency shows it (24.60 USD, not 24.6): amounts are rounded to
+                # its decimals already, so this adds zeros and never rounds; exact if unknown.
+                return plain_decimal(value) if places is None else f"{value:.{places}f}"
+
             out(
                 f"  {code}: {figures['invoices']:,} invoices, {figures['tokens']:,} tokens, "
-                f"subtotal {plain_decimal(figures['subtotal'])}, "
-                f"taxes {plain_decimal(figures['taxes'])}, "
-                f"total {plain_decimal(figures['total'])}"
+                f"subtotal {money(figures['subtotal'])}, "
+                f"taxes {money(figures['taxes'])}, "
+                f"total {money(figures['total'])}"
             )
 
 

@@ -4,6 +4,7 @@ validators, change permission on customers), or the customer resets it by e-mail
 import logging
 import re
 from datetime import timedelta
+from io import StringIO
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import time_machine
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import User
 from django.core import mail
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -274,3 +276,35 @@ def test_the_token_never_reaches_the_logs(
     assert response.redirect_chain[-1][0] == reverse("account-forgot-sent")
     assert f"could not send the reset e-mail to customer {customer.pk}" in caplog.text
     assert "#" not in caplog.text.split("could not send")[-1]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("password", "why"),
+    [
+        ("short1", "too short"),
+        ("password123", "too common"),
+        ("48151623429", "entirely numeric"),
+        ("jane.doe.example", "too similar"),
+    ],
+)
+def test_the_command_applies_the_password_validators(
+    usd: Currency, password: str, why: str
+) -> None:
+    Customer.objects.create(id=41, email="jane.doe@example.com", name="Jane Doe", currency=usd)
+    with pytest.raises(CommandError, match=why):
+        call_command("set_customer_password", "41", "--password", password)
+    assert Customer.objects.get(pk=41).user is None  # nothing was set
+
+
+@pytest.mark.django_db
+def test_the_command_sets_a_good_password_and_refuses_unknown_customers(usd: Currency) -> None:
+    Customer.objects.create(id=42, email="ann@example.com", currency=usd)
+    out = StringIO()
+    call_command("set_customer_password", "42", "--password", "tawny owl at dusk", stdout=out)
+    assert "can sign in" in out.getvalue()
+    user = Customer.objects.get(pk=42).user
+    assert user is not None
+    assert user.check_password("tawny owl at dusk")
+    with pytest.raises(CommandError, match="no customer 43"):
+        call_command("set_customer_password", "43", "--password", "tawny owl at dusk")

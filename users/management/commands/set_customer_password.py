@@ -3,6 +3,9 @@
 import getpass
 from typing import Any
 
+from django.contrib.auth.models import User
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from users import services
@@ -18,10 +21,18 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, customer_id: int, password: str | None, **o: Any) -> None:
         password = password or getpass.getpass("Password: ")
-        if len(password) < 8:
-            raise CommandError("use at least 8 characters")
+        customer = Customer.objects.filter(pk=customer_id).select_related("user").first()
+        if customer is None:
+            raise CommandError(f"no customer {customer_id}")
         try:
-            services.set_customer_password(customer_id=customer_id, password=password)
-        except Customer.DoesNotExist as exc:
-            raise CommandError(f"no customer {customer_id}") from exc
+            # The same rules as the admin's and the reset page's (AUTH_PASSWORD_VALIDATORS),
+            # checked against the customer's login, or their e-mail and name before it exists.
+            validate_password(
+                password,
+                customer.user
+                or User(username=customer.email, email=customer.email, first_name=customer.name),
+            )
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from exc
+        services.set_customer_password(customer_id=customer_id, password=password)
         self.stdout.write(f"customer {customer_id} can sign in at /account/")

@@ -6,6 +6,7 @@ Thin: who the customer is comes from users.selectors, the token from users.sso.
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm, SetPasswordMixin
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -134,9 +135,13 @@ class ResetPasswordForm(SetPasswordMixin, forms.Form):
 def forgot_password(request: HttpRequest) -> HttpResponse:
     form = ForgotPasswordForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        # The bridge's public address when staff set one: links never follow the Host a
+        # client sent (ALLOWED_HOSTS bounds it otherwise).
+        public = settings.BRIDGE_PUBLIC_URL.rstrip("/")
+        path = reverse("account-reset")
         passwords.request_reset(
             email=form.cleaned_data["email"],
-            reset_url=request.build_absolute_uri(reverse("account-reset")),
+            reset_url=public + path if public else request.build_absolute_uri(path),
         )
         # The same answer whether the address is a customer's or not.
         return redirect("account-forgot-sent")

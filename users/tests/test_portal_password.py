@@ -308,3 +308,14 @@ def test_the_command_sets_a_good_password_and_refuses_unknown_customers(usd: Cur
     assert user.check_password("tawny owl at dusk")
     with pytest.raises(CommandError, match="no customer 43"):
         call_command("set_customer_password", "43", "--password", "tawny owl at dusk")
+
+
+def test_reset_links_use_the_public_address_not_the_request_host(
+    customer: Customer, settings: Any
+) -> None:
+    settings.BRIDGE_PUBLIC_URL = "https://billing.example.net/"
+    settings.ALLOWED_HOSTS = ["testserver", "evil.example"]
+    Client(HTTP_HOST="evil.example").post(FORGOT, {"email": "jane@example.com"})
+    (message,) = mail.outbox
+    assert f"https://billing.example.net{RESET}#" in str(message.body)
+    assert "evil.example" not in str(message.body)

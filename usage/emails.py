@@ -169,6 +169,12 @@ def deliver(*, invoice_id: int, now: datetime | None = None) -> Outcome:
             invoice_message(invoice).send()
         except TRANSIENT as exc:
             return _failed(record, exc, now)
+        except Exception as exc:  # not the server's fault: a retry cannot help
+            # A message that cannot even be built or handed over (a rendering bug, a bad
+            # header) is parked for staff at once rather than retried for ever.
+            log.exception("invoice %s: the e-mail could not be built or sent", invoice_id)
+            record.attempts = max(record.attempts, settings.INVOICE_EMAIL_MAX_ATTEMPTS)
+            return _failed(record, exc, now)
         record.state = InvoiceEmailState.SENT
         record.sent_at = now
         record.last_error = ""

@@ -82,7 +82,13 @@ def send_invoice_emails(invoice_ids: list[int]) -> None:
     from usage import emails
 
     for invoice_id in invoice_ids:
-        outcome = emails.deliver(invoice_id=invoice_id)
+        try:
+            outcome = emails.deliver(invoice_id=invoice_id)
+        except Exception:
+            # The database failed mid-delivery: the record is still pending, and the sweep
+            # asks again; the other invoices of this task are not held up by it.
+            log.exception("invoice %s: e-mail delivery failed; the sweep will retry", invoice_id)
+            continue
         if outcome.retry_in is not None:
             emails.enqueue([invoice_id], countdown=outcome.retry_in)
 

@@ -196,3 +196,32 @@ def test_a_broker_outage_at_commit_loses_nothing(
     invoice = committed(services.issue_invoice, invoice_id=drafts[0].pk)
     assert invoice.number == 1  # the issue stands
     assert record(invoice).state == InvoiceEmailState.PENDING  # and the sweep will send it
+
+
+def test_an_email_that_cannot_be_built_is_parked_and_does_not_hold_up_the_others(
+    drafts: list[Invoice],
+    eager: None,
+    committed: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from usage import pdf
+
+    poisoned = drafts[0].pk
+    real = pdf.render_invoice_pdf
+
+    def render(invoice: Invoice) -> bytes:
+        if invoice.pk == poisoned:
+            raise ValueError("a rendering bug")
+        return real(invoice)
+
+    monkeypatch.setattr(pdf, "render_invoice_pdf", render)
+    ids = [d.pk for d in drafts]
+    committed(services.issue_invoices, invoice_ids=ids)
+    parked = record(drafts[0])
+    assert parked.state == InvoiceEmailState.FAILED  # at once: a retry cannot help
+    assert parked.last_error == "ValueError: a rendering bug"
+    # The other invoices of the same task were sent.
+    assert sorted(m.to[0] for m in mail.outbox) == [
+        f"customer{d.customer_id}@example.test" for d in drafts[1:]
+    ]
+    assert emails.sweep(now=timezone.now() + timedelta(days=1)) == 0  # not retried for ever

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import connection, transaction
@@ -167,6 +168,10 @@ def deliver(*, invoice_id: int, now: datetime | None = None) -> Outcome:
         record.recipient = invoice.customer.email
         try:
             invoice_message(invoice).send()
+        except SoftTimeLimitExceeded:
+            # The task ran out of time (a slow server, a long batch): not this e-mail's
+            # fault. Rolled back, it stays pending and the sweep sends it; the task stops.
+            raise
         except TRANSIENT as exc:
             return _failed(record, exc, now)
         except Exception as exc:  # not the server's fault: a retry cannot help

@@ -3,6 +3,7 @@
 import logging
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
@@ -84,6 +85,13 @@ def send_invoice_emails(invoice_ids: list[int]) -> None:
     for invoice_id in invoice_ids:
         try:
             outcome = emails.deliver(invoice_id=invoice_id)
+        except SoftTimeLimitExceeded:
+            # Out of time: stop before the hard limit kills a send half-way; this and the
+            # rest are still pending, and the sweep asks for them again.
+            log.warning(
+                "invoice e-mails: task out of time at invoice %s; the sweep resumes", invoice_id
+            )
+            return
         except Exception:
             # The database failed mid-delivery: the record is still pending, and the sweep
             # asks again; the other invoices of this task are not held up by it.

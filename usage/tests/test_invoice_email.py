@@ -225,3 +225,32 @@ def test_an_email_that_cannot_be_built_is_parked_and_does_not_hold_up_the_others
         f"customer{d.customer_id}@example.test" for d in drafts[1:]
     ]
     assert emails.sweep(now=timezone.now() + timedelta(days=1)) == 0  # not retried for ever
+
+
+class OutOfTimeBackend(BaseEmailBackend):
+    """A send cut short by the task's soft time limit (Celery raises it inside the call)."""
+
+    calls = 0
+
+    def send_messages(self, email_messages: Any) -> int:
+        from celery.exceptions import SoftTimeLimitExceeded
+
+        OutOfTimeBackend.calls += 1
+        raise SoftTimeLimitExceeded()
+
+
+def test_a_task_out_of_time_leaves_its_email_pending_and_stops(
+    drafts: list[Invoice], eager: None, committed: Callable[..., Any], settings: Any
+) -> None:
+    """Celery's soft time limit (a hung SMTP server, many invoices in one task) is not the
+    e-mail's fault: the one being sent stays pending for the sweep, never parked as failed,
+    and the task stops instead of starting sends the hard limit would cut off."""
+    settings.EMAIL_BACKEND = f"{__name__}.OutOfTimeBackend"
+    OutOfTimeBackend.calls = 0
+    committed(services.issue_invoices, invoice_ids=[d.pk for d in drafts])
+    assert OutOfTimeBackend.calls == 1  # the task stopped at the limit
+    states = {(r.state, r.attempts) for r in InvoiceEmail.objects.all()}
+    assert states == {(InvoiceEmailState.PENDING, 0)}  # all left to the sweep
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert emails.sweep(now=timezone.now() + timedelta(minutes=5)) == 3
+    assert len(mail.outbox) == 3

@@ -87,13 +87,20 @@ class Child(Generic[T]):
                 os._exit(status)
         os.close(write_end)
         self.pid = pid
-        self._read_end = read_end
+        self._read_end: int | None = read_end
 
     def result(self) -> T:
-        """Wait for the child; its return value, or ChildFailed."""
-        with os.fdopen(self._read_end, "rb") as incoming:
-            data = incoming.read()
-        _, status = os.waitpid(self.pid, 0)
+        """Wait for the child; its return value, or ChildFailed. Interrupted while waiting
+        (a time limit, a signal), the caller stops the child before it goes on."""
+        read_end, self._read_end = self._read_end, None
+        assert read_end is not None, "result() is called once"
+        try:
+            with os.fdopen(read_end, "rb") as incoming:
+                data = incoming.read()
+            _, status = os.waitpid(self.pid, 0)
+        except BaseException:
+            self.kill()
+            raise
         if not data:
             raise ChildFailed(f"build process {self.pid} died ({_describe(status)})")
         ok, value = pickle.loads(data)  # noqa: S301 - our own child, through our own pipe
@@ -105,8 +112,10 @@ class Child(Generic[T]):
         """Stop the child at once (the caller failed) and reap it."""
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
-        with contextlib.suppress(OSError):
-            os.close(self._read_end)
+        if self._read_end is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._read_end)
+            self._read_end = None
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
 

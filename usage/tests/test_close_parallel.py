@@ -146,3 +146,44 @@ def test_inside_a_transaction_one_process_builds(
         services.close_cycle(period=october, client=client, now=AFTER)
     assert children == []
     assert Invoice.objects.count() == 3
+
+
+class _Interrupted(BaseException):
+    """What Celery's soft time limit (or a Ctrl-C) raises in the closing process."""
+
+
+def test_a_parent_interrupted_while_waiting_stops_its_child(
+    client: SolusIOClient, october: Period, children: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+    import time
+
+    parent = os.getpid()
+
+    def slow_child_then_interrupted_parent(done: int) -> None:
+        if os.getpid() != parent:
+            time.sleep(30)  # the child is still building when the parent gives up
+        elif done == 2:  # the parent's last batch: from here it waits for the child
+            signal.setitimer(signal.ITIMER_REAL, 0.5)
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise _Interrupted
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    monkeypatch.setattr(services, "_after_build_batch", slow_child_then_interrupted_parent)
+    try:
+        with pytest.raises(_Interrupted):
+            services.close_cycle(period=october, client=client, now=AFTER)
+        assert len(children) == 1
+        # Stopped and reaped: nothing builds on once the close (and its lock) is gone.
+        with pytest.raises(ChildProcessError):
+            os.waitpid(children[0], os.WNOHANG)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass

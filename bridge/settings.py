@@ -205,6 +205,8 @@ INVOICE_EMAIL_MAX_ATTEMPTS = env.int("INVOICE_EMAIL_MAX_ATTEMPTS", default=6)
 INVOICE_EMAIL_RETRY_BASE = env.float("INVOICE_EMAIL_RETRY_BASE", default=60.0)
 INVOICE_EMAIL_RETRY_MAX = env.float("INVOICE_EMAIL_RETRY_MAX", default=3600.0)
 INVOICE_EMAIL_SWEEP_AFTER = env.float("INVOICE_EMAIL_SWEEP_AFTER", default=120.0)
+# The sweep stands back while more messages than this wait in the queue (workers behind).
+INVOICE_EMAIL_SWEEP_MAX_BACKLOG = env.int("INVOICE_EMAIL_SWEEP_MAX_BACKLOG", default=100)
 INVOICE_EMAIL_TASK_BATCH = env.int("INVOICE_EMAIL_TASK_BATCH", default=50)
 
 # --- Celery ----------------------------------------------------------------------------

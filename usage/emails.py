@@ -248,9 +248,23 @@ def invoice_message(invoice: Invoice) -> EmailMessage:
 # --- The sweep -----------------------------------------------------------------------------
 
 
+def _queue_backlog() -> int | None:
+    from bridge.queues import backlog
+
+    return backlog()
+
+
 def sweep(*, now: datetime | None = None, limit: int = 10_000) -> int:
     """Request delivery of pending e-mails whose retry is due, or that nobody delivered
-    INVOICE_EMAIL_SWEEP_AFTER seconds after they were written (the message was lost)."""
+    INVOICE_EMAIL_SWEEP_AFTER seconds after they were written (the message was lost).
+
+    Skipped while the queue holds a backlog: after a large close the e-mails are waiting,
+    not lost, and queueing them again every minute would only give the workers the same
+    deliveries to find done, over and over."""
+    waiting = _queue_backlog()
+    if waiting is not None and waiting > settings.INVOICE_EMAIL_SWEEP_MAX_BACKLOG:
+        log.info("invoice e-mails: %d messages queued; the sweep waits for the workers", waiting)
+        return 0
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.INVOICE_EMAIL_SWEEP_AFTER)
     ids = list(

@@ -460,21 +460,9 @@ def _park(record: SyncRecord, account: SolusioAccount, exc: Exception) -> None:
 
 def _queue_backlog() -> int | None:
     """Messages waiting in the sync queue; None when the broker cannot tell."""
-    from amqp.exceptions import ChannelError
+    from bridge.queues import backlog
 
-    from bridge.celery import app
-
-    try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1)
-            declared = conn.default_channel.queue_declare(
-                queue=settings.SOLUSIO_SYNC_QUEUE, passive=True
-            )
-            return int(declared.message_count)
-    except ChannelError:
-        return 0  # no such queue yet: nothing is waiting
-    except Exception:  # noqa: BLE001 - broker down or no such query: sweep as if empty
-        return None
+    return backlog(settings.SOLUSIO_SYNC_QUEUE)
 
 
 # --- Staff and beat ------------------------------------------------------------------------

@@ -254,3 +254,44 @@ def test_a_task_out_of_time_leaves_its_email_pending_and_stops(
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     assert emails.sweep(now=timezone.now() + timedelta(minutes=5)) == 3
     assert len(mail.outbox) == 3
+
+
+def test_the_sweep_stands_back_while_the_workers_have_a_backlog(
+    drafts: list[Invoice], eager: None, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    settings.INVOICE_EMAIL_SWEEP_MAX_BACKLOG = 10
+    issued_at = timezone.now()
+    services.issue_invoices(invoice_ids=[d.pk for d in drafts], now=issued_at)  # never enqueued
+    later = issued_at + timedelta(minutes=5)
+    monkeypatch.setattr(emails, "_queue_backlog", lambda: 11)  # waiting, not lost
+    assert emails.sweep(now=later) == 0
+    assert mail.outbox == []
+    monkeypatch.setattr(emails, "_queue_backlog", lambda: 10)
+    assert emails.sweep(now=later) == 3
+    assert len(mail.outbox) == 3
+
+
+def test_the_sweep_sweeps_when_the_broker_cannot_count(
+    drafts: list[Invoice], eager: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    issued_at = timezone.now()
+    services.issue_invoices(invoice_ids=[d.pk for d in drafts], now=issued_at)
+    monkeypatch.setattr(emails, "_queue_backlog", lambda: None)
+    assert emails.sweep(now=issued_at + timedelta(minutes=5)) == 3
+
+
+@pytest.mark.django_db
+def test_the_broker_counts_the_default_queue_on_redis() -> None:
+    from bridge.celery import app
+    from bridge.queues import backlog
+
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(app.conf.task_default_queue)
+    before = backlog()
+    assert before == 0
+    tasks.sweep_invoice_emails.apply_async(countdown=3600)  # waits in the queue
+    try:
+        assert backlog() == 1
+    finally:
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_purge(app.conf.task_default_queue)

@@ -347,7 +347,9 @@ class ReconcilePanelMixin(admin.ModelAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        context = {**(extra_context or {}), "last_reconcile": last_reconcile_run()}
+        # The report lists SolusIO users' e-mails: only for staff who may read reports.
+        report = last_reconcile_run() if request.user.has_perm("users.view_reconcilerun") else None
+        context = {**(extra_context or {}), "last_reconcile": report}
         return super().changelist_view(request, extra_context=context)
 
 

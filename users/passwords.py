@@ -91,8 +91,11 @@ def request_reset(*, email: str, reset_url: str) -> None:
     """
     address = email.strip().lower()
     throttle = "portal-reset:" + hashlib.sha256(address.encode()).hexdigest()
-    if not cache.add(throttle, 1, timeout=RESEND_AFTER):
-        return
+    try:
+        if not cache.add(throttle, 1, timeout=RESEND_AFTER):
+            return
+    except Exception:  # noqa: BLE001 - the cache is down: send unthrottled, never a 500
+        log.warning("portal: reset throttle unavailable (cache down); sending anyway")
     customer = Customer.objects.filter(email__iexact=address).first()
     if customer is None:
         return

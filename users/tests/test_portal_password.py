@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from pricing.models import Currency
 from pricing.tests.api_helpers import make_user
-from users import services
+from users import passwords, services
 from users.models import Customer
 
 pytestmark = pytest.mark.django_db
@@ -319,3 +319,14 @@ def test_reset_links_use_the_public_address_not_the_request_host(
     (message,) = mail.outbox
     assert f"https://billing.example.net{RESET}#" in str(message.body)
     assert "evil.example" not in str(message.body)
+
+
+def test_forgot_password_works_while_the_cache_is_down(
+    customer: Customer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.core.cache.backends.redis import RedisCache
+
+    monkeypatch.setattr(passwords, "cache", RedisCache("redis://127.0.0.1:1/0", {}))
+    response = ask_for_reset("jane@example.com")
+    assert response.status_code == 200
+    assert len(mail.outbox) == 1

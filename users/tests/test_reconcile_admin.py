@@ -173,3 +173,26 @@ def test_reconcile_now_needs_the_add_permission(sent: list[dict[str, Any]]) -> N
 
 def test_the_pages_say_so_when_nothing_has_run_yet(admin_client: Client) -> None:
     assert "No reconciliation has run yet." in admin_client.get(RECORDS).content.decode()
+
+
+def test_the_report_shows_only_to_staff_who_may_read_reports() -> None:
+    from django.utils import timezone
+
+    from users.models import SyncRecord
+
+    ReconcileRun.objects.create(
+        trigger="beat",
+        state=ReconcileRunState.DONE,
+        started_at=timezone.now(),
+        finished_at=timezone.now(),
+        counts={"unknown_users": 1},
+        details=[{"kind": "unknown_user", "email": "walkin@example.com"}],
+    )
+    outsider = Client()
+    outsider.force_login(make_user("outsider", models=[SyncRecord], actions=["view"]))
+    page = outsider.get(RECORDS).content.decode()
+    assert "reconcile-panel" not in page
+
+    reader = Client()
+    reader.force_login(make_user("reader", models=[SyncRecord, ReconcileRun], actions=["view"]))
+    assert "reconcile-panel" in reader.get(RECORDS).content.decode()

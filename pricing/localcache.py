@@ -37,6 +37,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 logger = logging.getLogger(__name__)
 
 # (generation, deadline epoch seconds or None, body)
@@ -57,6 +59,8 @@ class GenerationWatcher:
         self._conn: Any = None
         self._value: int | None = None
         self.on_change: Callable[[], None] = lambda: None
+        # Run on every new tracking connection, before the generation is read from it.
+        self.on_connect: Callable[[Any], None] = lambda conn: None
 
     def current(self) -> int | None:
         """The generation, or None when it is unknown (no key, or Redis unreachable)."""
@@ -65,7 +69,13 @@ class GenerationWatcher:
                 if self._conn is None:
                     self._connect()
                 else:
-                    self._drain()
+                    try:
+                        self._drain()
+                    except (ConnectionError, OSError, RedisConnectionError):
+                        # Closed under us (Redis restarted, the connection killed): connect
+                        # again now, so that the restart check runs before this answer.
+                        self._reset()
+                        self._connect()
                 if self._value is None:
                     self._value = self._read()
             except TrackingUnavailable:
@@ -98,6 +108,11 @@ class GenerationWatcher:
         except Exception as exc:  # a server or proxy without RESP3 tracking
             conn.disconnect()
             raise TrackingUnavailable(str(exc)) from exc
+        try:
+            self.on_connect(conn)
+        except Exception:
+            conn.disconnect()
+            raise
         self._conn = conn
         self._value = None
 

@@ -146,10 +146,58 @@ def local_answers() -> LocalAnswers | None:
         with _local_lock:
             if config not in _local_by_config:
                 watcher = GenerationWatcher(_tracking_connection_factory(backend), generation_key)
+                watcher.on_connect = _RestartCheck(
+                    generation_key, backend.make_and_validate_key(_SERVER_KEY)
+                )
                 _local_by_config[config] = LocalAnswers(watcher, settings.PRICING_LOCAL_CACHE_SIZE)
             answers = _local_by_config[config]
     memo.backend, memo.pid, memo.answers = backend, pid, answers
     return answers
+
+
+_SERVER_KEY = "pricing:redis-run-id"  # outside the generation key's tracked prefix
+
+
+class _RestartCheck:
+    """On each new tracking connection: has Redis restarted since the generation was
+    last confirmed? If so, move the generation on.
+
+    A Redis restored from its append-only file or a snapshot may have lost the last
+    second's writes, a bump among them: the change would be committed in PostgreSQL and
+    its answers still served. Redis's run id changes with every start; the id last seen
+    is kept beside the generation, and a different one means any bump may have been lost,
+    so every answer is recomputed once. Several processes reconnecting at once
+    may each bump: harmless.
+    """
+
+    def __init__(self, generation_key: str, server_key: str) -> None:
+        self.generation_key = generation_key
+        self.server_key = server_key
+
+    def __call__(self, conn: Any) -> None:
+        conn.send_command("INFO", "server")
+        info = conn.read_response()
+        text = info.decode() if isinstance(info, bytes) else str(info)
+        run_id = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in text.splitlines()
+                if line.startswith("run_id:")
+            ),
+            "",
+        )
+        conn.send_command("GET", self.server_key)
+        seen = conn.read_response()
+        if not run_id or (seen is not None and seen.decode() == run_id):
+            return
+        if seen is not None:
+            # Not when no id was kept: an empty Redis (started without its files, flushed)
+            # has no generation either, and a new one is made when it is first read.
+            logger.info("Redis restarted since the pricing generation was confirmed; moving it on")
+            conn.send_command("SET", self.generation_key, _new_generation())
+            conn.read_response()
+        conn.send_command("SET", self.server_key, run_id)
+        conn.read_response()
 
 
 def _forget_local_generation() -> None:

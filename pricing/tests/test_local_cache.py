@@ -248,5 +248,51 @@ def test_a_broken_tracking_connection_is_not_trusted(
         raise redis.ConnectionError("Redis went away")
 
     monkeypatch.setattr(local.watcher, "_drain", broken)
-    assert local.get(1) is None  # an unconfirmed generation is no generation
+    assert local.get(1) is not None  # a dead connection is replaced at once...
+    monkeypatch.setattr(local.watcher, "_connect", broken)
+    assert local.get(1) is None  # ...and when that fails, nothing is trusted
     assert cost(client) == SEED_COST  # through the shared cache
+
+
+@pytest.fixture
+def server_key() -> str:
+    from django.core.cache import cache
+
+    return str(cache.make_and_validate_key(services._SERVER_KEY))
+
+
+def _reconnect_tracking(raw_redis: redis.Redis) -> None:
+    for info in raw_redis.client_list():
+        if "t" in info["flags"]:
+            raw_redis.client_kill_filter(_id=info["id"])
+
+
+def test_a_restarted_redis_moves_the_generation_on(
+    client: Client,
+    gbp_customer: Customer,
+    raw_redis: redis.Redis,
+    generation_key: str,
+    server_key: str,
+) -> None:
+    """Redis restored from its files may have lost a bump: its new run id says so."""
+    _reconnect_tracking(raw_redis)
+    assert cost(client) == SEED_COST
+    assert raw_redis.get(server_key) == raw_redis.info("server")["run_id"].encode()
+    # Redis "restarted" from an older file: another run id was recorded, and the change
+    # below lost its bump with the rest of the last second's writes.
+    raw_redis.set(server_key, "an-earlier-redis")
+    _change_city_tax_silently()
+    _reconnect_tracking(raw_redis)
+    assert cost(client) == TEN_PERCENT_CITY_TAX
+    assert raw_redis.get(server_key) == raw_redis.info("server")["run_id"].encode()
+
+
+def test_a_reconnect_to_the_same_redis_keeps_the_generation(
+    client: Client, gbp_customer: Customer, raw_redis: redis.Redis, generation_key: str
+) -> None:
+    assert cost(client) == SEED_COST
+    before = raw_redis.get(generation_key)
+    _reconnect_tracking(raw_redis)
+    assert cost(client) == SEED_COST
+    assert_in_memory()
+    assert raw_redis.get(generation_key) == before

@@ -165,8 +165,10 @@ SOLUSIO_RETRY_BASE_DELAY = env.float("SOLUSIO_RETRY_BASE_DELAY", default=0.5)
 SOLUSIO_RETRY_MAX_DELAY = env.float("SOLUSIO_RETRY_MAX_DELAY", default=10.0)
 SOLUSIO_CONNECT_TIMEOUT = env.float("SOLUSIO_CONNECT_TIMEOUT", default=5.0)
 SOLUSIO_READ_TIMEOUT = env.float("SOLUSIO_READ_TIMEOUT", default=30.0)
-# Attempts per SolusIO call inside a user-sync delivery; after that the outbox retries.
-SOLUSIO_SYNC_CALL_ATTEMPTS = env.int("SOLUSIO_SYNC_CALL_ATTEMPTS", default=1)
+# Attempts per SolusIO call inside a user-sync delivery (a 5xx or a dropped connection is
+# tried again after SOLUSIO_RETRY_BASE_DELAY-sized backoff; a 429 goes straight back to the
+# outbox, which honours its Retry-After); after that the outbox retries.
+SOLUSIO_SYNC_CALL_ATTEMPTS = env.int("SOLUSIO_SYNC_CALL_ATTEMPTS", default=2)
 # When a delivery still fails transiently, the outbox tries again after a capped,
 # growing delay (seconds); records are never dropped for being transiently undeliverable.
 SOLUSIO_SYNC_RETRY_BASE = env.float("SOLUSIO_SYNC_RETRY_BASE", default=5.0)

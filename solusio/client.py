@@ -388,6 +388,8 @@ class SolusIOClient:
                 )
                 if not retryable or attempt >= self.retry.max_attempts:
                     raise
+                if isinstance(exc, RateLimited) and not self.retry.wait_on_rate_limit:
+                    raise
                 if isinstance(exc, RateLimited) and exc.retry_after is not None:
                     delay = self.retry.retry_after(exc.retry_after)
                 else:

@@ -17,7 +17,7 @@ from solusio.retry import RetryPolicy
 _local = threading.local()
 
 
-def _config(max_attempts: int | None) -> tuple[object, ...]:
+def _config(max_attempts: int | None, wait_on_rate_limit: bool = True) -> tuple[object, ...]:
     return (
         settings.SOLUSIO_API_URL,
         settings.SOLUSIO_API_TOKEN,
@@ -27,6 +27,7 @@ def _config(max_attempts: int | None) -> tuple[object, ...]:
         max_attempts or settings.SOLUSIO_RETRY_MAX_ATTEMPTS,
         settings.SOLUSIO_RETRY_BASE_DELAY,
         settings.SOLUSIO_RETRY_MAX_DELAY,
+        wait_on_rate_limit,
     )
 
 
@@ -34,13 +35,16 @@ def is_configured() -> bool:
     return bool(settings.SOLUSIO_API_URL and settings.SOLUSIO_API_TOKEN)
 
 
-def get_client(*, max_attempts: int | None = None) -> SolusIOClient:
+def get_client(
+    *, max_attempts: int | None = None, wait_on_rate_limit: bool = True
+) -> SolusIOClient:
     """This thread's client for the configured SolusIO (ImproperlyConfigured if none).
 
-    `max_attempts` overrides SOLUSIO_RETRY_MAX_ATTEMPTS (the user sync makes one attempt
-    per call and retries through its outbox, so a worker never sleeps on a 429).
+    `max_attempts` overrides SOLUSIO_RETRY_MAX_ATTEMPTS; `wait_on_rate_limit=False` raises
+    a 429 at once (the user sync retries through its outbox, so a worker never sleeps on
+    a 429, while a 5xx or a dropped connection is tried again at once).
     """
-    config = _config(max_attempts)
+    config = _config(max_attempts, wait_on_rate_limit)
     clients: dict[tuple[object, ...], SolusIOClient] = getattr(_local, "clients", None) or {}
     _local.clients = clients
     cached = clients.get(config)
@@ -60,6 +64,7 @@ def get_client(*, max_attempts: int | None = None) -> SolusIOClient:
             max_attempts=max_attempts or settings.SOLUSIO_RETRY_MAX_ATTEMPTS,
             base_delay=settings.SOLUSIO_RETRY_BASE_DELAY,
             max_delay=settings.SOLUSIO_RETRY_MAX_DELAY,
+            wait_on_rate_limit=wait_on_rate_limit,
             max_retry_after=max(settings.SOLUSIO_RETRY_MAX_DELAY, 1.0),
         ),
     )

@@ -23,6 +23,9 @@ class RetryPolicy:
     max_delay: float = 30.0
     max_retry_after: float = 120.0
     jitter: float = 0.5
+    # False: a 429 is raised at once instead of slept through (the caller has a queue that
+    # honours Retry-After without holding a worker thread for it).
+    wait_on_rate_limit: bool = True
 
     def backoff(self, retry_number: int, rng: random.Random | None = None) -> float:
         ceiling = min(self.max_delay, self.base_delay * 2 ** (retry_number - 1))

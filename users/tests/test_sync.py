@@ -4,6 +4,7 @@ import time
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import transaction
 
 from solusio.testing import SimulatorInfo
@@ -188,7 +189,9 @@ def test_transient_failures_retry_and_arrive_once(
     sim: SimulatorInfo, make_customer, kind: str, options: dict[str, Any]
 ) -> None:
     customer = make_customer()
-    sim.control.fail_next(kind, 1, method="POST", path="/users", **options)
+    # Enough faults to outlast the delivery's own attempts (a 429 is never retried in it).
+    count = 1 if kind == "rate_limit" else django_settings.SOLUSIO_SYNC_CALL_ATTEMPTS
+    sim.control.fail_next(kind, count, method="POST", path="/users", **options)
     result = sync.deliver_pending(customer_id=customer.pk)
     if kind in ("drop_after", "truncate"):
         # The client looked the e-mail up after the ambiguous failure and linked the user.
@@ -206,11 +209,32 @@ def test_transient_failures_retry_and_arrive_once(
     assert (account.state, account.last_error) == (SyncState.SYNCED, "")
 
 
+def test_a_passing_5xx_is_tried_again_in_the_delivery_but_a_429_goes_to_the_outbox(
+    sim: SimulatorInfo, make_customer
+) -> None:
+    first, second = make_customer(), make_customer()
+    sim.control.fail_next("error", 1, method="POST", path="/users", status=502)
+    assert sync.deliver_pending(customer_id=first.pk).delivered == 1
+
+    def posts() -> list[int]:  # faulted calls included
+        return [c["status"] for c in sim.control.calls(method="POST") if c["path"] == "/users"]
+
+    assert posts() == [502, 201]
+
+    sim.control.fail_next("rate_limit", 1, method="POST", path="/users", retry_after=30)
+    result = sync.deliver_pending(customer_id=second.pk)
+    assert (result.delivered, result.stopped) == (0, sync.Step.WAIT)
+    assert posts() == [502, 201, 429]  # not slept through: one call
+    record = SyncRecord.objects.get(customer_id=second.pk)
+    assert record.next_attempt_at is not None  # the outbox waits out the Retry-After
+
+
 def test_a_failing_update_is_retried_with_a_growing_delay(
     sim: SimulatorInfo, make_customer, settings: Any
 ) -> None:
     settings.SOLUSIO_SYNC_RETRY_BASE = 10.0
     settings.SOLUSIO_SYNC_RETRY_MAX = 60.0
+    settings.SOLUSIO_SYNC_CALL_ATTEMPTS = 1  # every failure goes back to the outbox
     customer = make_customer()
     deliver_all()
     services.change_customer_status(customer_id=customer.pk, status="locked", reason="x")
@@ -339,8 +363,9 @@ def test_delivery_is_requested_only_after_commit(
 
 
 def test_the_portable_path_delivers_the_same_way(
-    sim: SimulatorInfo, make_customer, monkeypatch: pytest.MonkeyPatch
+    sim: SimulatorInfo, make_customer, monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
+    settings.SOLUSIO_SYNC_CALL_ATTEMPTS = 1  # every failure goes back to the outbox
     # SQLite (the embedded run) has no SKIP LOCKED or data-modifying CTEs.
     monkeypatch.setattr(sync, "_postgres", lambda: False)
     customer = make_customer()
@@ -367,6 +392,7 @@ def test_a_create_that_times_out_while_succeeding_makes_one_user(
     sim: SimulatorInfo, make_customer, settings: Any
 ) -> None:
     settings.SOLUSIO_READ_TIMEOUT = 0.3
+    settings.SOLUSIO_SYNC_CALL_ATTEMPTS = 1  # the timeout goes back to the outbox
     customer = make_customer()
     sim.control.fail_next("slow", 1, method="POST", path="/users", delay=1.0)
     assert sync.deliver_pending(customer_id=customer.pk).stopped is sync.Step.WAIT

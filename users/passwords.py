@@ -84,11 +84,16 @@ def check_reset_key(key: str) -> ResetTarget | None:
 
 
 def request_reset(*, email: str, reset_url: str) -> None:
-    """E-mail a reset link to the customer with this address, if there is one.
+    """Ask a worker to e-mail a reset link to the customer with this address, if any.
 
-    Returns nothing either way, and never raises for a failed send (logged without the
-    link): the page answers the same for every address.
+    The request itself does the same work for every address — one lookup, one queued
+    message (with no customer for an unknown one) — so neither the answer nor its timing
+    tells whether an address is a customer's; the token is made and the e-mail sent by
+    the worker (`send_reset`), so the token never travels through the broker and a slow
+    SMTP server never holds up a web worker. Never raises: the page answers the same.
     """
+    from users.tasks import send_portal_reset
+
     address = email.strip().lower()
     throttle = "portal-reset:" + hashlib.sha256(address.encode()).hexdigest()
     try:
@@ -96,9 +101,21 @@ def request_reset(*, email: str, reset_url: str) -> None:
             return
     except Exception:  # noqa: BLE001 - the cache is down: send unthrottled, never a 500
         log.warning("portal: reset throttle unavailable (cache down); sending anyway")
-    customer = Customer.objects.filter(email__iexact=address).first()
+    customer_id = (
+        Customer.objects.filter(email__iexact=address).values_list("pk", flat=True).first()
+    )
+    try:
+        send_portal_reset.delay(customer_id, reset_url)
+    except Exception as exc:  # noqa: BLE001 - broker down: say so, the customer asks again
+        log.warning("portal: could not queue a reset e-mail (%s)", type(exc).__name__)
+
+
+def send_reset(*, customer_id: int | None, reset_url: str) -> bool:
+    """The worker's half of request_reset: make the key and send the e-mail. Returns
+    whether one was sent. A failed send is logged without the link."""
+    customer = Customer.objects.filter(pk=customer_id).first() if customer_id else None
     if customer is None:
-        return
+        return False
     context = {
         "customer": customer,
         "link": f"{reset_url}#{reset_key(customer)}",
@@ -117,3 +134,5 @@ def request_reset(*, email: str, reset_url: str) -> None:
             customer.pk,
             type(exc).__name__,
         )
+        return False
+    return True

@@ -55,3 +55,12 @@ def mirror_limit_groups() -> int:
         log.info("mirror limit groups: SolusIO is not configured; skipped")
         return -1
     return len(services.mirror_limit_groups())
+
+
+@shared_task(name="users.tasks.send_portal_reset", ignore_result=True)
+def send_portal_reset(customer_id: int | None, reset_url: str) -> None:
+    """A customer portal password-reset e-mail (None: an unknown address, nothing to do).
+    Not retried: the link is the customer's to ask for again."""
+    from users import passwords
+
+    passwords.send_reset(customer_id=customer_id, reset_url=reset_url)

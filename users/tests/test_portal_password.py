@@ -30,6 +30,18 @@ RESET = reverse("account-reset")
 GOOD = "correct-horse-battery-staple"
 
 
+@pytest.fixture(autouse=True)
+def worker(request: pytest.FixtureRequest) -> Any:
+    """Tasks run where they are sent, as a worker would run them (the reset e-mail is
+    sent by one); `@pytest.mark.no_worker` keeps them in the broker instead."""
+    from bridge.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = request.node.get_closest_marker("no_worker") is None
+    yield
+    app.conf.task_always_eager = previous
+
+
 @pytest.fixture
 def customer(usd: Currency) -> Customer:
     return services.create_customer(email="Jane@Example.com", name="Jane Doe", currency=usd)
@@ -330,3 +342,31 @@ def test_forgot_password_works_while_the_cache_is_down(
     response = ask_for_reset("jane@example.com")
     assert response.status_code == 200
     assert len(mail.outbox) == 1
+
+
+@pytest.mark.no_worker
+def test_the_request_only_queues_the_same_message_for_known_and_unknown_addresses(
+    customer: Customer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No token is made in the request (nor carried by the broker), no e-mail is sent by
+    it, and an unknown address costs the same lookup and message."""
+    from users import tasks
+
+    queued: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(tasks.send_portal_reset, "delay", lambda *args: queued.append(args))
+    made: list[Any] = []
+
+    def reset_key(customer: Customer) -> str:
+        made.append(customer)
+        return ""
+
+    monkeypatch.setattr(passwords, "reset_key", reset_key)
+    ask_for_reset("jane@example.com")
+    ask_for_reset("nobody@example.com")
+    assert queued == [
+        (customer.pk, "http://testserver" + RESET),
+        (None, "http://testserver" + RESET),
+    ]
+    assert made == []
+    assert mail.outbox == []
+    assert passwords.send_reset(customer_id=None, reset_url="x") is False

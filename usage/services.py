@@ -637,22 +637,42 @@ def close_cycle(
     auto_issue: bool | None = None,
     progress: Progress = _noop,
     now: datetime | None = None,
+    pull: bool = True,
 ) -> CloseSummary:
-    """Close `period`: pull, store, build, and issue when auto-issue is on."""
+    """Close `period`: pull, store, build, and issue when auto-issue is on.
+
+    `pull=False` builds from the rows the last complete pull stored, without asking
+    SolusIO (a finished month's usage does not change: re-building one customer's
+    invoice after a pricing fix need not fetch the whole month again)."""
     now = now or timezone.now()
     if period.end > now:
         raise CloseError(f"{period.label} is not over until {period.end.isoformat()}")
-    own_client = client is None
-    client = client or SolusIOClient()
+    if not pull and dry_run:
+        raise CloseError("a dry run always asks SolusIO: it stores nothing to build from")
+    own_client = client is None and pull
+    client = client or (SolusIOClient() if pull else None)
     try:
         if dry_run:
+            assert client is not None
             return _dry_run(period, client, customer_id, progress)
         summary = CloseSummary(period=period.label, dry_run=False)
         with period_lock(period):
             started = time.monotonic()
-            summary.rows, summary.orphans = pull_usage(
-                period=period, client=client, progress=progress
-            )
+            if pull:
+                assert client is not None
+                summary.rows, summary.orphans = pull_usage(
+                    period=period, client=client, progress=progress
+                )
+            else:
+                stored = selectors.completed_pull(period)
+                if stored is None:
+                    raise CloseError(
+                        f"{period.label}: no complete usage pull stored; close it with a pull"
+                    )
+                summary.rows = stored.rows
+                summary.orphans = UsageRecord.objects.filter(
+                    period=period.month, customer__isnull=True
+                ).count()
             pulled = time.monotonic()
             build_invoices(
                 period=period, summary=summary, customer_id=customer_id, progress=progress
@@ -672,7 +692,7 @@ def close_cycle(
         summary.figures = selectors.period_figures(period, customer_id)
         return summary
     finally:
-        if own_client:
+        if own_client and client is not None:
             client.close()
 
 

@@ -91,3 +91,37 @@ def test_the_command_refuses_a_bad_period(sim_settings: SimulatorInfo) -> None:
         call_command("close_cycle", "--period", "October")
     with pytest.raises(CommandError, match="not over"):
         call_command("close_cycle", "--period", "2099-01")
+
+
+def test_one_customer_is_rebuilt_from_the_stored_pull_without_asking_solusio(
+    sim_settings: SimulatorInfo, customers: list[Customer], add_server: Callable[..., Any]
+) -> None:
+    from decimal import Decimal
+
+    from pricing.models import Discount
+
+    october = datetime(2026, 10, 1, tzinfo=UTC)
+    add_server(1, 1, october - 24 * H)
+    add_server(2, 1, october - 24 * H)
+    add_server(4, 1, october - 24 * H)  # an orphan
+    with time_machine.travel(datetime(2026, 11, 2, tzinfo=UTC)):
+        with pytest.raises(CommandError, match="no complete usage pull stored"):
+            call_command("close_cycle", "--period", "2026-10", "--stored", stdout=StringIO())
+        call_command("close_cycle", "--period", "2026-10", "--issue", "no", stdout=StringIO())
+        before = dict(Invoice.objects.values_list("customer_id", "total"))
+        assert before == {1: Decimal("5.0000"), 2: Decimal("5.0000")}
+        # Staff fix customer 1's pricing, then rebuild only that draft.
+        customers[0].discounts.add(Discount.objects.create(name="Fix", multiplier=Decimal("0.5")))
+        usage_calls = len(sim_settings.control.calls(path="/usage"))
+        out = StringIO()
+        call_command(
+            "close_cycle", "--period", "2026-10", "--customer", "1", "--stored", stdout=out
+        )
+    assert len(sim_settings.control.calls(path="/usage")) == usage_calls  # not asked
+    assert dict(Invoice.objects.values_list("customer_id", "total")) == {
+        1: Decimal("2.5000"),
+        2: Decimal("5.0000"),
+    }
+    assert "usage rows stored (not pulled again): 3" in out.getvalue()
+    with pytest.raises(CommandError, match="dry run always asks SolusIO"):
+        call_command("close_cycle", "--period", "2026-10", "--stored", "--dry-run")

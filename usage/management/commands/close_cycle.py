@@ -26,6 +26,11 @@ class Command(SolusIOCommand):
         )
         parser.add_argument("--customer", type=int, help="Build only this customer's invoice.")
         parser.add_argument(
+            "--stored",
+            action="store_true",
+            help="Build from the usage the last complete pull stored; do not ask SolusIO.",
+        )
+        parser.add_argument(
             "--issue",
             choices=["auto", "yes", "no"],
             default="auto",
@@ -46,19 +51,25 @@ class Command(SolusIOCommand):
                 dry_run=options["dry_run"],
                 auto_issue=issue,
                 progress=progress,
+                pull=not options["stored"],
             )
         except (services.CloseError, SolusIOError) as exc:
             progress.done()
             raise CommandError(f"close of {period.label} failed: {exc}") from exc
         progress.done()
-        self._print(summary, period.start.isoformat(), period.end.isoformat())
+        self._print(
+            summary, period.start.isoformat(), period.end.isoformat(), stored=options["stored"]
+        )
 
-    def _print(self, summary: services.CloseSummary, start: str, end: str) -> None:
+    def _print(
+        self, summary: services.CloseSummary, start: str, end: str, stored: bool = False
+    ) -> None:
         f = summary.figures
         out = self.stdout.write
         head = "DRY RUN — nothing stored" if summary.dry_run else "closed"
         out(f"{summary.period} [{start}, {end}) {head}")
-        out(f"  usage rows pulled: {summary.rows:,}  orphans: {f.get('orphans', 0):,}")
+        rows = "usage rows stored (not pulled again)" if stored else "usage rows pulled"
+        out(f"  {rows}: {summary.rows:,}  orphans: {f.get('orphans', 0):,}")
         out(f"  customers invoiced: {f.get('customers', 0):,}  lines: {f.get('lines', 0):,}")
         if not summary.dry_run:
             out(

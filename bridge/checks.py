@@ -43,7 +43,30 @@ def check_bridge_secrets(app_configs: Any = None, **kwargs: Any) -> list[Warning
                 id="bridge.W004",
             )
         )
+    if settings.EMAIL_BACKEND.rsplit(".", 2)[-2] in _UNSENT_EMAIL_BACKENDS:
+        problems.append(
+            Warning(
+                "EMAIL_URL is not set: invoice and password-reset e-mails are printed or "
+                "dropped, not sent, yet recorded as sent.",
+                hint="Set EMAIL_URL, e.g. smtp+tls://user:password@mail.example.com:587 "
+                "(or turn Billing settings > E-mail invoices off).",
+                id="bridge.W005",
+            )
+        )
+    if not settings.BRIDGE_PUBLIC_URL:
+        problems.append(
+            Warning(
+                "BRIDGE_PUBLIC_URL is not set.",
+                hint="Set it to the bridge's public https address: the setup doctor checks "
+                "SolusIO's billing integration against it and password-reset links use it.",
+                id="bridge.W006",
+            )
+        )
     return problems
+
+
+# django.core.mail.backends.<module>.EmailBackend that deliver nothing to anyone.
+_UNSENT_EMAIL_BACKENDS = frozenset({"console", "locmem", "dummy", "filebased"})
 
 
 def _solusio_checks_requested() -> bool:

@@ -52,7 +52,22 @@ def test_check_deploy_flags_missing_production_secrets() -> None:
 
 
 @override_settings(
-    PRICING_API_TOKEN="s3cret", SECRET_KEY="x" * 60, SOLUSIO_API_URL="", SOLUSIO_API_TOKEN=""
+    EMAIL_BACKEND="django.core.mail.backends.console.EmailBackend", BRIDGE_PUBLIC_URL=""
+)
+def test_check_deploy_flags_e_mail_that_is_not_sent_and_no_public_address() -> None:
+    from bridge.checks import check_bridge_secrets
+
+    found = {w.id for w in check_bridge_secrets()}
+    assert {"bridge.W005", "bridge.W006"} <= found
+
+
+@override_settings(
+    PRICING_API_TOKEN="s3cret",
+    SECRET_KEY="x" * 60,
+    SOLUSIO_API_URL="",
+    SOLUSIO_API_TOKEN="",
+    EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+    BRIDGE_PUBLIC_URL="https://billing.example.net",
 )
 def test_check_deploy_is_quiet_about_bridge_secrets_when_set() -> None:
     from bridge.checks import check_bridge_secrets

@@ -9,11 +9,12 @@ create is reported, not touched.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -151,6 +152,12 @@ def reconcile(*, fix: bool) -> ReconcileReport:
 # --- recorded runs: what the admin shows ---------------------------------------------
 
 
+# The advisory lock request_run takes: a fixed 64-bit key of its own.
+_REQUEST_LOCK = int.from_bytes(
+    hashlib.sha256(b"users.reconcile.request_run").digest()[:8], "big"
+) - (1 << 63)
+
+
 def request_run(*, fix: bool, trigger: str) -> tuple[ReconcileRun, bool]:
     """Queue a reconciliation for a worker; (run, True), or (the open run, False) when one
     is queued or running already. A run whose message the broker refused is marked
@@ -158,17 +165,23 @@ def request_run(*, fix: bool, trigger: str) -> tuple[ReconcileRun, bool]:
     from users.tasks import reconcile as reconcile_task
 
     stale = timezone.now() - RUN_STALE_AFTER
-    open_run = (
-        ReconcileRun.objects.filter(
-            state__in=[ReconcileRunState.QUEUED, ReconcileRunState.RUNNING],
-            requested_at__gte=stale,
+    with transaction.atomic():
+        # Two requests at the same instant (a double click, beat and staff) must not both
+        # find no open run: they take turns here (SQLite serialises writers by itself).
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_REQUEST_LOCK])
+        open_run = (
+            ReconcileRun.objects.filter(
+                state__in=[ReconcileRunState.QUEUED, ReconcileRunState.RUNNING],
+                requested_at__gte=stale,
+            )
+            .order_by("-id")
+            .first()
         )
-        .order_by("-id")
-        .first()
-    )
-    if open_run is not None:
-        return open_run, False
-    run = ReconcileRun.objects.create(fix=fix, trigger=trigger[:160])
+        if open_run is not None:
+            return open_run, False
+        run = ReconcileRun.objects.create(fix=fix, trigger=trigger[:160])
 
     def send() -> None:
         try:

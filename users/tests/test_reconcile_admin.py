@@ -196,3 +196,40 @@ def test_the_report_shows_only_to_staff_who_may_read_reports() -> None:
     reader = Client()
     reader.force_login(make_user("reader", models=[SyncRecord, ReconcileRun], actions=["view"]))
     assert "reconcile-panel" in reader.get(RECORDS).content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_requests_at_the_same_instant_queue_one_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+    import threading
+
+    from django.db import connection
+
+    monkeypatch.setattr(tasks.reconcile, "apply_async", lambda **kw: None)
+    # Both requests look for an open run before either has created one: without the lock
+    # both would create theirs.
+    barrier = threading.Barrier(2, timeout=10)
+    real_filter = ReconcileRun.objects.filter
+
+    def filter_after_both_arrive(*args: Any, **kwargs: Any) -> Any:
+        # The other request holding the lock waits there, as it should: the barrier breaks.
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=1)
+        return real_filter(*args, **kwargs)
+
+    monkeypatch.setattr(ReconcileRun.objects, "filter", filter_after_both_arrive)
+    results: list[bool] = []
+
+    def request() -> None:
+        try:
+            results.append(reconcile.request_run(fix=True, trigger="click")[1])
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=request) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, True]
+    assert ReconcileRun.objects.count() == 1

@@ -150,6 +150,8 @@ BILLING_TIMEZONE = env.str("BILLING_TIMEZONE", default="UTC")
 # Processes that build a cycle close's invoices (PostgreSQL only): 2 uses a second core
 # for the pure-Python build of half the customers; 1 builds in the closing process only.
 CLOSE_BUILD_PROCESSES = env.int("CLOSE_BUILD_PROCESSES", default=2)
+# Customers per build transaction (two processes need at least two batches of customers).
+CLOSE_BUILD_BATCH = env.int("CLOSE_BUILD_BATCH", default=500)
 # The bridge's own public address, as SolusIO reaches it: the doctor checks that SolusIO's
 # billing integration points at BRIDGE_PUBLIC_URL + /api/solusio (Step 7).
 BRIDGE_PUBLIC_URL = env.str("BRIDGE_PUBLIC_URL", default="")

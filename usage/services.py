@@ -60,7 +60,6 @@ log = logging.getLogger(__name__)
 
 PULL_BATCH = 2000  # rows per upsert
 PULL_AHEAD = 2  # batches fetched ahead of the one being stored (bounds memory)
-BUILD_BATCH = 500  # customers per build transaction
 ISSUE_BATCH = 1000  # invoices per numbering transaction
 COUNTER = "invoice"
 
@@ -419,7 +418,7 @@ def _build_processes(customers: int) -> int:
     wanted = settings.CLOSE_BUILD_PROCESSES
     if (
         wanted < 2
-        or customers < 2 * BUILD_BATCH
+        or customers < 2 * settings.CLOSE_BUILD_BATCH
         or connection.vendor != "postgresql"
         or connection.in_atomic_block
         or not forked.available()
@@ -444,8 +443,9 @@ def _build_range(
     summary = summary or CloseSummary(period=period.label, dry_run=False)
     before = {name: getattr(summary, name) for name in _COUNTS}
     done = 0
-    for start in range(0, len(customer_ids), BUILD_BATCH):
-        chunk = customer_ids[start : start + BUILD_BATCH]
+    size = settings.CLOSE_BUILD_BATCH
+    for start in range(0, len(customer_ids), size):
+        chunk = customer_ids[start : start + size]
         _write_batch(period, _build_drafts(*_build_inputs(period, chunk, context)), summary, now)
         done += len(chunk)
         progress("build", done)
@@ -477,6 +477,14 @@ def build_invoices(
         customer_ids[len(customer_ids) - half :],
     )
     child = forked.Child(_build_range, period, theirs, context, now) if theirs else None
+    if child is not None:
+        log.info(
+            "%s: building %d customers here and %d in process %d",
+            period.label,
+            len(mine),
+            len(theirs),
+            child.pid,
+        )
     try:
         _build_range(period, mine, context, now, summary, progress)
     except BaseException:

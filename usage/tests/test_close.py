@@ -199,7 +199,7 @@ def test_a_rerun_changes_nothing(client: SolusIOClient, october_usage: Period) -
 
 
 def test_a_close_killed_mid_build_then_rerun_ends_as_one_clean_run(
-    client: SolusIOClient, october_usage: Period, monkeypatch: pytest.MonkeyPatch
+    client: SolusIOClient, october_usage: Period, monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
     close(client, october_usage, auto_issue=True)
     clean = _state()
@@ -214,7 +214,7 @@ def test_a_close_killed_mid_build_then_rerun_ends_as_one_clean_run(
     def die(done: int) -> None:
         raise Killed
 
-    monkeypatch.setattr(services, "BUILD_BATCH", 1)
+    settings.CLOSE_BUILD_BATCH = 1
     monkeypatch.setattr(services, "_after_build_batch", die)
     with pytest.raises(Killed):
         close(client, october_usage, auto_issue=True)

@@ -33,7 +33,6 @@ SCRIPT = textwrap.dedent(
     django.setup()
     from django.core.management import call_command
     from usage import services
-    services.BUILD_BATCH = 1
     def die(done):
         if done == 2:
             os.kill(os.getpid(), signal.SIGKILL)
@@ -84,6 +83,7 @@ def test_a_killed_close_rerun_ends_as_one_clean_run(
         "SOLUSIO_API_TOKEN": sim.token,
         "SOLUSIO_VERIFY_TLS": "0",
         "CLOSE_BUILD_PROCESSES": str(processes),
+        "CLOSE_BUILD_BATCH": "1",
     }
     marker = f"# killed-close-{os.getpid()}-{processes}"
     killed = subprocess.run(

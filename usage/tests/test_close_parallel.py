@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from solusio.client import SolusIOClient
+from solusio.testing import SimulatorInfo
 from usage import forked, services
 from usage.models import Invoice, InvoiceLine, InvoiceStatus
 from usage.rules import Period, period_of_month
@@ -35,7 +36,7 @@ def children(monkeypatch: pytest.MonkeyPatch, settings: Any) -> list[int]:
     """One customer per batch, so three customers are enough for two processes; the pids
     of the build processes started."""
     settings.CLOSE_BUILD_PROCESSES = 2
-    monkeypatch.setattr(services, "BUILD_BATCH", 1)
+    settings.CLOSE_BUILD_BATCH = 1
     started: list[int] = []
     real = forked.Child.__init__
 
@@ -187,3 +188,62 @@ def test_a_parent_interrupted_while_waiting_stops_its_child(
                 os.waitpid(pid, 0)
             except (ProcessLookupError, ChildProcessError):
                 pass
+
+
+@pytest.mark.slow
+def test_a_real_prefork_worker_closes_the_month_in_two_processes(
+    sim: SimulatorInfo, customers: list[Customer], add_server: Callable[..., Any], tmp_path: Any
+) -> None:
+    """As in production: beat's task in a prefork pool child (a daemon process), which
+    forks the build process itself."""
+    import subprocess
+    import sys
+    import time
+    import uuid
+    from pathlib import Path
+
+    from django.db import connection
+
+    from usage.models import UsagePull
+    from usage.tasks import close_previous_period
+
+    for user in (1, 2, 3):
+        add_server(user, 1, OCT - 24 * H)
+    queue = f"test-close-{uuid.uuid4().hex}"
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bridge.test_settings",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "SOLUSIO_API_URL": sim.url,
+        "SOLUSIO_API_TOKEN": sim.token,
+        "SOLUSIO_VERIFY_TLS": "0",
+        "CLOSE_BUILD_PROCESSES": "2",
+        "CLOSE_BUILD_BATCH": "1",
+        "LOG_LEVEL": "INFO",
+    }
+    log = tmp_path / "worker.log"
+    command = [
+        sys.executable, "-m", "celery", "-A", "bridge", "worker", "--pool", "prefork",
+        "--concurrency", "1", "-Q", queue, "--without-gossip", "--without-mingle",
+        "--without-heartbeat", "-l", "info",
+    ]  # fmt: skip
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(
+            command, cwd=Path(__file__).resolve().parents[2], env=env, stdout=out, stderr=out
+        )
+    try:
+        close_previous_period.apply_async(queue=queue)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if UsagePull.objects.filter(closed_at__isnull=False).exists():
+                break
+            time.sleep(0.2)
+    finally:
+        worker.terminate()
+        worker.wait(20)
+    text = log.read_text(errors="replace")
+    assert UsagePull.objects.filter(closed_at__isnull=False).exists(), text[-3000:]
+    assert "2026-10: building 2 customers here and 1 in process" in text
+    assert Invoice.objects.count() == 3
+    assert InvoiceLine.objects.count() == 3

@@ -76,10 +76,17 @@ class SeedConfig:
         return self.servers if self.servers is not None else 2 * self.users
 
     def seeded_user(self, uid: int) -> tuple[int, str]:
-        """(billing_user_id, e-mail) of seeded user `uid` (1-based)."""
-        if uid <= len(self.named_users):
+        """(billing_user_id, e-mail) of seeded user `uid` (1-based). The generated users
+        after the named ones take the billing ids the named ones left free, in order (with
+        named ids 1..n, user uid keeps billing id uid)."""
+        named = len(self.named_users)
+        if uid <= named:
             return self.named_users[uid - 1]
-        return uid, f"customer{uid}@example.test"
+        billing_id = uid - named
+        for taken in sorted(bid for bid, _ in self.named_users):
+            if taken <= billing_id:
+                billing_id += 1
+        return billing_id, f"customer{billing_id}@example.test"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -17,7 +17,7 @@ def test_named_users_come_first_with_their_e_mails_and_billing_ids() -> None:
     assert [(u["id"], u["billing_user_id"], u["email"]) for u in state.users.values()] == [
         (1, 17, "Ann@Example.test"),
         (2, 4, "b@x.test"),
-        (3, 3, "customer3@example.test"),
+        (3, 1, "customer1@example.test"),  # the first billing id the named users left free
     ]
     # Found by e-mail regardless of case, as SolusIO's search is.
     users, total = state.list_users("ann@example.test", 0, 10)
@@ -66,3 +66,19 @@ def test_customers_come_from_a_billing_data_file(tmp_path: Path) -> None:
         customers_from(str(bad))
     with pytest.raises(SystemExit, match="--seed-customers"):
         customers_from(str(tmp_path / "missing.json"))
+
+
+def test_generated_users_never_reuse_a_named_users_billing_id() -> None:
+    config = SeedConfig(users=6, named_users=((5, "five@example.com"), (2, "two@example.com")))
+    seeded = [config.seeded_user(uid) for uid in range(1, 7)]
+    assert seeded == [
+        (5, "five@example.com"),
+        (2, "two@example.com"),
+        (1, "customer1@example.test"),
+        (3, "customer3@example.test"),
+        (4, "customer4@example.test"),
+        (6, "customer6@example.test"),
+    ]
+    # Named ids 1..n (the demo): every user keeps billing id = its number.
+    demo = SeedConfig(users=4, named_users=((1, "a@example.com"), (2, "b@example.com")))
+    assert [demo.seeded_user(uid)[0] for uid in range(1, 5)] == [1, 2, 3, 4]

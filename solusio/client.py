@@ -390,6 +390,12 @@ class SolusIOClient:
                     raise
                 if isinstance(exc, RateLimited) and not self.retry.wait_on_rate_limit:
                     raise
+                if (
+                    not self.retry.retry_unfinished_writes
+                    and method != "GET"
+                    and _may_still_run(exc)
+                ):
+                    raise
                 if isinstance(exc, RateLimited) and exc.retry_after is not None:
                     delay = self.retry.retry_after(exc.retry_after)
                 else:
@@ -453,6 +459,14 @@ class SolusIOClient:
                     path=path,
                 ) from None
         raise _error_from(response, method, path)
+
+
+def _may_still_run(exc: SolusIOError) -> bool:
+    """Whether the request may still be running in SolusIO: no answer in time, or a
+    gateway that stopped waiting for it."""
+    return (isinstance(exc, TransportError) and exc.timeout) or (
+        isinstance(exc, ServerError) and exc.status == 504
+    )
 
 
 def _setting(name: str, default: Any) -> Any:

@@ -17,7 +17,9 @@ from solusio.retry import RetryPolicy
 _local = threading.local()
 
 
-def _config(max_attempts: int | None, wait_on_rate_limit: bool = True) -> tuple[object, ...]:
+def _config(
+    max_attempts: int | None, wait_on_rate_limit: bool = True, retry_unfinished_writes: bool = True
+) -> tuple[object, ...]:
     return (
         settings.SOLUSIO_API_URL,
         settings.SOLUSIO_API_TOKEN,
@@ -28,6 +30,7 @@ def _config(max_attempts: int | None, wait_on_rate_limit: bool = True) -> tuple[
         settings.SOLUSIO_RETRY_BASE_DELAY,
         settings.SOLUSIO_RETRY_MAX_DELAY,
         wait_on_rate_limit,
+        retry_unfinished_writes,
     )
 
 
@@ -36,15 +39,20 @@ def is_configured() -> bool:
 
 
 def get_client(
-    *, max_attempts: int | None = None, wait_on_rate_limit: bool = True
+    *,
+    max_attempts: int | None = None,
+    wait_on_rate_limit: bool = True,
+    retry_unfinished_writes: bool = True,
 ) -> SolusIOClient:
     """This thread's client for the configured SolusIO (ImproperlyConfigured if none).
 
     `max_attempts` overrides SOLUSIO_RETRY_MAX_ATTEMPTS; `wait_on_rate_limit=False` raises
     a 429 at once (the user sync retries through its outbox, so a worker never sleeps on
-    a 429, while a 5xx or a dropped connection is tried again at once).
+    a 429, while a 5xx or a dropped connection is tried again at once);
+    `retry_unfinished_writes=False` raises a write that may still be running in SolusIO
+    (timed out, 504) at once, so that a later write cannot overtake it.
     """
-    config = _config(max_attempts, wait_on_rate_limit)
+    config = _config(max_attempts, wait_on_rate_limit, retry_unfinished_writes)
     clients: dict[tuple[object, ...], SolusIOClient] = getattr(_local, "clients", None) or {}
     _local.clients = clients
     cached = clients.get(config)
@@ -65,6 +73,7 @@ def get_client(
             base_delay=settings.SOLUSIO_RETRY_BASE_DELAY,
             max_delay=settings.SOLUSIO_RETRY_MAX_DELAY,
             wait_on_rate_limit=wait_on_rate_limit,
+            retry_unfinished_writes=retry_unfinished_writes,
             max_retry_after=max(settings.SOLUSIO_RETRY_MAX_DELAY, 1.0),
         ),
     )

@@ -26,6 +26,10 @@ class RetryPolicy:
     # False: a 429 is raised at once instead of slept through (the caller has a queue that
     # honours Retry-After without holding a worker thread for it).
     wait_on_rate_limit: bool = True
+    # False: a write (not GET) that may still be running in SolusIO (its answer timed out,
+    # or a proxy answered 504) is raised at once instead of sent again right away, so the
+    # caller's next write cannot overtake it (the caller retries it later, in order).
+    retry_unfinished_writes: bool = True
 
     def backoff(self, retry_number: int, rng: random.Random | None = None) -> float:
         ceiling = min(self.max_delay, self.base_delay * 2 ** (retry_number - 1))

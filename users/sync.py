@@ -367,7 +367,13 @@ def _apply(record: SyncRecord, account: SolusioAccount) -> None:
     # One attempt per call: a transient failure goes back to the outbox with its delay
     # (a 429's Retry-After included), and this thread moves on to other customers instead
     # of sleeping through it.
-    client = get_client(max_attempts=settings.SOLUSIO_SYNC_CALL_ATTEMPTS, wait_on_rate_limit=False)
+    # A write that may still be running in SolusIO (timed out, 504) is not sent again at
+    # once either: the retry and this customer's next change could land before it does.
+    client = get_client(
+        max_attempts=settings.SOLUSIO_SYNC_CALL_ATTEMPTS,
+        wait_on_rate_limit=False,
+        retry_unfinished_writes=False,
+    )
     payload = record.payload
     if record.action == SyncAction.DELETE:
         user_id = account.solusio_user_id

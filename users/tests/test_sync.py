@@ -229,6 +229,23 @@ def test_a_passing_5xx_is_tried_again_in_the_delivery_but_a_429_goes_to_the_outb
     assert record.next_attempt_at is not None  # the outbox waits out the Retry-After
 
 
+def test_a_timed_out_update_is_not_sent_again_ahead_of_the_next_change(
+    sim: SimulatorInfo, make_customer, settings: Any
+) -> None:
+    """A write that timed out may still be running in SolusIO: sending it again at once
+    and then the customer's next change would let the stale first one land last."""
+    settings.SOLUSIO_READ_TIMEOUT = 0.3
+    customer = make_customer()
+    deliver_all()
+    services.change_customer_status(customer_id=customer.pk, status="locked", reason="x")
+    services.change_customer_status(customer_id=customer.pk, status="active", reason="paid")
+    sim.control.fail_next("slow", 1, method="PUT", delay=1.0)  # runs after its timeout
+    sync.deliver_pending(customer_id=customer.pk)
+    time.sleep(1.2)  # SolusIO finishes the PUT nobody waited for
+    deliver_all()
+    assert solusio_user(sim, customer.pk)["status"] == "active"  # type: ignore[index]
+
+
 def test_a_failing_update_is_retried_with_a_growing_delay(
     sim: SimulatorInfo, make_customer, settings: Any
 ) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import environ
 from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("BRIDGE_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -152,6 +153,8 @@ BILLING_TIMEZONE = env.str("BILLING_TIMEZONE", default="UTC")
 CLOSE_BUILD_PROCESSES = env.int("CLOSE_BUILD_PROCESSES", default=2)
 # Customers per build transaction (two processes need at least two batches of customers).
 CLOSE_BUILD_BATCH = env.int("CLOSE_BUILD_BATCH", default=500)
+if CLOSE_BUILD_BATCH < 1:
+    raise ImproperlyConfigured(f"CLOSE_BUILD_BATCH must be at least 1, not {CLOSE_BUILD_BATCH}")
 # The bridge's own public address, as SolusIO reaches it: the doctor checks that SolusIO's
 # billing integration points at BRIDGE_PUBLIC_URL + /api/solusio (Step 7).
 BRIDGE_PUBLIC_URL = env.str("BRIDGE_PUBLIC_URL", default="")

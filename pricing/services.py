@@ -24,6 +24,7 @@ from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.utils import timezone
 from django.utils.connection import ConnectionProxy
+from redis.exceptions import ResponseError
 
 from bridge import jsonnum
 from pricing.localcache import GenerationWatcher, LocalAnswers
@@ -173,10 +174,19 @@ class _RestartCheck:
     def __init__(self, generation_key: str, server_key: str) -> None:
         self.generation_key = generation_key
         self.server_key = server_key
+        self.warned = False
 
     def __call__(self, conn: Any) -> None:
         conn.send_command("INFO", "server")
-        info = conn.read_response()
+        try:
+            info = conn.read_response()
+        except ResponseError as exc:
+            # INFO renamed or refused (a hardened Redis, a proxy): without a run id there
+            # is nothing to compare, and failing here would reconnect on every request.
+            if not self.warned:
+                self.warned = True
+                logger.warning("pricing cache: no Redis run id (%s); restart check off", exc)
+            return
         text = info.decode() if isinstance(info, bytes) else str(info)
         run_id = next(
             (

@@ -11,6 +11,7 @@ Asking for a reset answers the same whether the address is a customer's or not.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -108,6 +109,8 @@ def request_reset(*, email: str, reset_url: str) -> None:
         send_portal_reset.delay(customer_id, reset_url)
     except Exception as exc:  # noqa: BLE001 - broker down: say so, the customer asks again
         log.warning("portal: could not queue a reset e-mail (%s)", type(exc).__name__)
+        with contextlib.suppress(Exception):
+            cache.delete(throttle)  # nothing was sent: asking again must not wait a minute
 
 
 def send_reset(*, customer_id: int | None, reset_url: str) -> bool:

@@ -296,3 +296,23 @@ def test_a_reconnect_to_the_same_redis_keeps_the_generation(
     assert cost(client) == SEED_COST
     assert_in_memory()
     assert raw_redis.get(generation_key) == before
+
+
+def test_a_redis_that_refuses_info_skips_the_restart_check(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class RefusesInfo:
+        sent: list[tuple[object, ...]] = []
+
+        def send_command(self, *args: object) -> None:
+            self.sent.append(args)
+
+        def read_response(self) -> object:
+            raise redis.ResponseError("unknown command 'INFO'")
+
+    check = services._RestartCheck("gen", "server")
+    conn = RefusesInfo()
+    check(conn)  # no exception: the tracking connection stays usable
+    check(conn)
+    assert conn.sent == [("INFO", "server"), ("INFO", "server")]  # nothing written
+    assert caplog.text.count("restart check off") == 1

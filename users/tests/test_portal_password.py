@@ -370,3 +370,20 @@ def test_the_request_only_queues_the_same_message_for_known_and_unknown_addresse
     assert made == []
     assert mail.outbox == []
     assert passwords.send_reset(customer_id=None, reset_url="x") is False
+
+
+@pytest.mark.no_worker
+def test_a_refused_message_does_not_hold_the_address_for_a_minute(
+    customer: Customer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from users import tasks
+
+    def refuse(*args: Any) -> None:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(tasks.send_portal_reset, "delay", refuse)
+    assert ask_for_reset("jane@example.com").status_code == 200  # the same answer
+    queued: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(tasks.send_portal_reset, "delay", lambda *args: queued.append(args))
+    ask_for_reset("jane@example.com")  # at once: nothing was sent the first time
+    assert [args[0] for args in queued] == [customer.pk]

@@ -17,8 +17,8 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.core.cache import cache
 from django.core.mail import send_mail
@@ -44,13 +44,12 @@ class PortalTokenGenerator(PasswordResetTokenGenerator):
 token_generator = PortalTokenGenerator()
 
 
-def portal_user_for(customer: Customer) -> AbstractBaseUser:
+def portal_user_for(customer: Customer) -> User:
     """The customer's portal login, or an unsaved stand-in with its username and e-mail
     (what password validators compare a new password with)."""
-    user_model = get_user_model()
-    if customer.user_id is not None:
-        return user_model.objects.get(pk=customer.user_id)
-    return user_model(username=services.portal_username(customer.pk), email=customer.email)
+    if customer.user is not None:
+        return customer.user
+    return User(username=services.portal_username(customer.pk), email=customer.email)
 
 
 def reset_key(customer: Customer) -> str:

@@ -3,12 +3,11 @@
 import getpass
 from typing import Any
 
-from django.contrib.auth.models import User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from users import services
+from users import passwords, services
 from users.models import Customer
 
 
@@ -21,17 +20,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, customer_id: int, password: str | None, **o: Any) -> None:
         password = password or getpass.getpass("Password: ")
-        customer = Customer.objects.filter(pk=customer_id).select_related("user").first()
+        customer = Customer.objects.filter(pk=customer_id).first()
         if customer is None:
             raise CommandError(f"no customer {customer_id}")
         try:
-            # The same rules as the admin's and the reset page's (AUTH_PASSWORD_VALIDATORS),
-            # checked against the customer's login, or their e-mail and name before it exists.
-            validate_password(
-                password,
-                customer.user
-                or User(username=customer.email, email=customer.email, first_name=customer.name),
-            )
+            # The same rules and the same login (or stand-in) as the admin's page.
+            validate_password(password, passwords.portal_user_for(customer))
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
         services.set_customer_password(customer_id=customer_id, password=password)

@@ -15,8 +15,9 @@ from pathlib import Path
 from django.conf import settings
 from fpdf import FPDF
 
+from bridge.money import format_money
 from usage.models import Invoice
-from usage.rules import PricingSnapshot, format_money
+from usage.rules import PricingSnapshot
 
 _FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",

@@ -18,12 +18,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal, localcontext
+from decimal import Decimal, localcontext
 from enum import StrEnum
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from pricing.calc import format_number  # pure too: no ORM, no HTTP
+from bridge.money import round_money  # pure too: no ORM, no HTTP
 
 _ONE_HOUR = timedelta(hours=1)
 _EXACT = 400  # Decimal precision at which products of stored values are exact
@@ -73,12 +73,7 @@ def charge(hours: int, tokens_per_hour: int, tokens_per_month: int) -> Charge:
     return made(Rule.HOURLY, hourly)
 
 
-# --- Money (DESIGN §6) -------------------------------------------------------------------
-
-
-def round_money(amount: Decimal, decimals: int) -> Decimal:
-    """Half-up to the currency's minor unit."""
-    return amount.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+# --- Money (DESIGN §6): each amount rounded half-up to the currency's decimals --------------
 
 
 @dataclass(frozen=True)
@@ -130,7 +125,8 @@ def invoice_totals(
     the taxes before), each rounded half-up; total = subtotal + taxes."""
     factors = tuple(multipliers)
     amounts = tuple(_line_amount(t, token_price, factors, decimals) for t in line_tokens)
-    subtotal = sum(amounts, Decimal(0)).quantize(Decimal(1).scaleb(-decimals))
+    # The amounts are rounded already: this only pads (a sum of none is 0.00).
+    subtotal = round_money(sum(amounts, Decimal(0)), decimals)
     tax_lines: list[TaxLine] = []
     running = subtotal
     with localcontext() as ctx:
@@ -400,13 +396,3 @@ def render_totals(line_tokens: Sequence[int], pricing: PricingSnapshot) -> Total
         pricing.compound,
         pricing.decimals,
     )
-
-
-def format_money(amount: Decimal, pricing: PricingSnapshot) -> str:
-    """As the customer's currency writes it: prefix, separators, decimals, suffix."""
-    number = format_number(
-        amount, pricing.decimals, pricing.thousands_separator, pricing.decimals_separator
-    )
-    if number.startswith("-"):
-        return f"-{pricing.display_prefix}{number[1:]}{pricing.display_suffix}"
-    return f"{pricing.display_prefix}{number}{pricing.display_suffix}"

@@ -4,7 +4,8 @@ from decimal import Decimal
 
 from django import template
 
-from usage.rules import PricingSnapshot, format_money
+from bridge.money import format_money
+from usage.rules import PricingSnapshot
 
 register = template.Library()
 

@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from bridge.money import format_money
 from pricing.tests.api_helpers import body, staff_client
 from usage import services
 from usage.models import Invoice, InvoiceStatus
 from usage.pdf import render_invoice_pdf
-from usage.rules import PricingSnapshot, format_money
+from usage.rules import PricingSnapshot
 from users.models import Customer
 
 pytestmark = pytest.mark.django_db

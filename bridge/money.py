@@ -9,12 +9,16 @@ thousands. Plain values in, so pricing, usage and users all build on it.
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Protocol
 
+from bridge.jsonnum import plain_decimal
+
 # As many digits as an IEEE double carries faithfully: SolusIO parses a unit cost into one.
 TOKEN_PRICE_SIGNIFICANT_DIGITS = 15
 # Token prices are shown with at least this many decimals (the seed's "$0.00100").
 TOKEN_PRICE_MIN_DECIMALS = 5
 # Enough digits that the products this project rounds are exact before they are rounded.
 _EXACT_PRECISION = 400
+# An amount is one word: "£3.58 GBP" never breaks onto two lines, in a page, a PDF or a mail.
+NBSP = "\u00a0"
 
 
 class CurrencyDisplay(Protocol):
@@ -87,6 +91,10 @@ def format_number(
     return sign + text
 
 
+def _unbreakable(text: str) -> str:
+    return text.replace(" ", NBSP)
+
+
 def format_money(
     amount: Decimal,
     currency: CurrencyDisplay,
@@ -94,7 +102,8 @@ def format_money(
     decimals: int | None = None,
     compact: bool = False,
 ) -> str:
-    """An amount as the currency writes it: "-£5.00 GBP", "12.345,60 €".
+    """An amount as the currency writes it: "-£5.00 GBP", "12.345,60 €", its spaces
+    non-breaking.
 
     compact: for tables whose heading already names the currency: the prefix alone
     ("$5.21"); the suffix only stands in when there is no prefix, so a bare number is never
@@ -108,20 +117,37 @@ def format_money(
     prefix, suffix = currency.display_prefix, currency.display_suffix
     if compact and prefix:
         suffix = ""
-    return f"{sign}{prefix}{number}{suffix}"
+    return _unbreakable(f"{sign}{prefix}{number}{suffix}")
 
 
-def format_tokens(tokens: int) -> str:
-    """Token counts are not money of any currency: grouped with commas, like the seed."""
-    return format_number(Decimal(tokens), 0, ",", ".")
+def format_tokens(tokens: int, currency: CurrencyDisplay | None = None) -> str:
+    """A token count grouped in thousands: with commas, like the seed, or beside a
+    currency's amounts with its thousands separator, so "5,000" never reads as five where
+    the comma is the decimal mark (a currency without one groups with a non-breaking space).
+    """
+    separator = "," if currency is None else currency.thousands_separator or NBSP
+    return _unbreakable(format_number(Decimal(tokens), 0, separator, "."))
+
+
+def format_percent(rate: Decimal) -> str:
+    """A rate in percent, exact, in plain digits: "6 %", "12.5 %" (never "1E+1 %")."""
+    return f"{plain_decimal(rate)}{NBSP}%"
+
+
+def format_discount(multiplier: Decimal) -> str:
+    """A discount multiplier as people read it: 0.95 → "5 % discount (×0.95)"."""
+    return f"{format_percent((1 - multiplier) * 100)} discount (×{plain_decimal(multiplier)})"
 
 
 __all__ = [
+    "NBSP",
     "TOKEN_PRICE_MIN_DECIMALS",
     "TOKEN_PRICE_SIGNIFICANT_DIGITS",
     "CurrencyDisplay",
+    "format_discount",
     "format_money",
     "format_number",
+    "format_percent",
     "format_tokens",
     "round_money",
     "round_significant",

@@ -34,6 +34,30 @@ class Rule(StrEnum):
     MONTHLY_CAP = "monthly_cap"  # hours × tph exceeded tpm, so tpm (R2)
     FIXED_MONTHLY = "fixed_monthly"  # tph = 0: the fixed monthly price (R4)
     FREE = "free"  # both prices 0 (R5)
+    BACKUPS = "backups"  # paid backups (R7): reserved, so its line has a label when it lands
+
+    @property
+    def label(self) -> str:
+        """What customers read: the stored code ("monthly_cap") is never shown to them."""
+        return _RULE_LABELS[self]
+
+    @classmethod
+    def label_of(cls, code: str) -> str:
+        """The label of a stored line's rule; a code this version does not know (a newer
+        rule read by an older process) reads as words rather than as a code."""
+        try:
+            return cls(code).label
+        except ValueError:
+            return code.replace("_", " ").capitalize()
+
+
+_RULE_LABELS = {
+    Rule.HOURLY: "Hourly",
+    Rule.MONTHLY_CAP: "Monthly cap",
+    Rule.FIXED_MONTHLY: "Fixed monthly",
+    Rule.FREE: "Free",
+    Rule.BACKUPS: "Backups",
+}
 
 
 def started_hours(started_at: datetime, ended_at: datetime) -> int:

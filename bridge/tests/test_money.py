@@ -19,6 +19,7 @@ class Cur:
     decimals_separator: str = "."
 
 
+NB = money.NBSP  # amounts never break across lines
 GBP = Cur()
 EURO = Cur(display_prefix="", display_suffix=" €", thousands_separator=".", decimals_separator=",")
 
@@ -34,13 +35,20 @@ def half_up(value: Fraction, decimals: int) -> Fraction:
 
 
 def test_money_is_written_as_the_currency_says() -> None:
-    assert money.format_money(Decimal("12345.6"), EURO) == "12.345,60 €"
-    assert money.format_money(Decimal("-5"), GBP) == "-£5.00 GBP"
+    assert money.format_money(Decimal("12345.6"), EURO) == f"12.345,60{NB}€"
+    assert money.format_money(Decimal("-5"), GBP) == f"-£5.00{NB}GBP"
+
+
+def test_an_amount_is_one_word_so_it_never_wraps() -> None:
+    assert money.format_money(Decimal("3.58"), GBP) == "£3.58\u00a0GBP"
+    swiss = Cur(display_prefix="CHF ", display_suffix="", thousands_separator=" ")
+    assert money.format_money(Decimal("1234.5"), swiss) == f"CHF{NB}1{NB}234.50"
+    assert " " not in money.format_tokens(1_234_567, swiss)
 
 
 def test_compact_drops_the_suffix_only_when_a_prefix_names_the_currency() -> None:
     assert money.format_money(Decimal("5.208"), GBP, compact=True) == "£5.21"
-    assert money.format_money(Decimal("5.208"), EURO, compact=True) == "5,21 €"
+    assert money.format_money(Decimal("5.208"), EURO, compact=True) == f"5,21{NB}€"
     assert money.format_money(Decimal("0.001"), GBP, decimals=5, compact=True) == "£0.00100"
 
 
@@ -55,6 +63,21 @@ def test_tokens_are_grouped_in_thousands() -> None:
     assert money.format_tokens(5208) == "5,208"
     assert money.format_tokens(1_234_567) == "1,234,567"
     assert money.format_tokens(744) == "744"
+
+
+def test_tokens_beside_a_currency_are_grouped_with_its_thousands_separator() -> None:
+    # "5,000" would read as five where the comma is the decimal mark.
+    assert money.format_tokens(5000, EURO) == "5.000"
+    assert money.format_tokens(5000, GBP) == "5,000"
+    assert money.format_tokens(5000, Cur(thousands_separator="")) == f"5{NB}000"
+
+
+def test_rates_and_discounts_read_as_people_write_them() -> None:
+    assert money.format_percent(Decimal("6.000")) == f"6{NB}%"
+    assert money.format_percent(Decimal("10")) == f"10{NB}%"  # not "1E+1"
+    assert money.format_percent(Decimal("12.50")) == f"12.5{NB}%"
+    assert money.format_discount(Decimal("0.950000")) == f"5{NB}% discount (×0.95)"
+    assert money.format_discount(Decimal("0.875")) == f"12.5{NB}% discount (×0.875)"
 
 
 def test_token_prices_are_shown_with_at_least_five_decimals_and_never_rounded() -> None:
@@ -98,7 +121,7 @@ def test_the_display_reads_back_as_the_rounded_amount(
     amount: Decimal, decimals: int, cur: Cur
 ) -> None:
     cur = replace(cur, decimals=decimals)
-    text = money.format_money(amount, cur)
+    text = money.format_money(amount, cur).replace(NB, " ")
     sign = text.startswith("-")
     body = text.removeprefix("-").removeprefix(cur.display_prefix)
     assert body.endswith(cur.display_suffix)

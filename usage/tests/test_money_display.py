@@ -57,6 +57,7 @@ def test_the_portal_draft_table_shows_labels_grouped_tokens_and_unbreakable_amou
     # 7,988 × 0.00079 × 0.95 per line, rounded per line: 3.75 + 1.13 + 1.12 + 0 = 6.00
     assert f"£6.00{NBSP}GBP" in html
     assert "£6.00 GBP" not in html  # no breakable space inside an amount
+    assert 'style="overflow-x: auto"' in html  # a phone scrolls the table, never squeezes it
 
 
 def test_tokens_beside_a_comma_decimal_currency_use_its_thousands_separator() -> None:

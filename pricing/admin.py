@@ -16,6 +16,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
+from bridge import money
 from bridge.jsonnum import plain_decimal
 from pricing import calc, plan_sync, pricebook
 from pricing.models import Currency, Discount, Plan, PricingSettings, TaxRule
@@ -102,7 +103,7 @@ class CurrencyAdmin(admin.ModelAdmin):
     def token_price_display(self, obj: Currency) -> str:
         return plain_decimal(obj.token_price)
 
-    @admin.display(description=f"{pricebook.format_tokens(PREVIEW_TOKENS)} tokens")
+    @admin.display(description=f"{money.format_tokens(PREVIEW_TOKENS)} tokens")
     def preview(self, obj: Currency) -> str:
         return pricebook.format_conversion_price(
             pricebook.conversion_price(PREVIEW_TOKENS, obj), obj
@@ -115,7 +116,7 @@ class CurrencyAdmin(admin.ModelAdmin):
             ["Tokens", obj.code],
             [
                 [
-                    pricebook.format_tokens(row.tokens),
+                    money.format_tokens(row.tokens),
                     pricebook.format_conversion_price(row.prices[0], obj),
                 ]
                 for row in scheme.rows
@@ -294,11 +295,11 @@ class PlanAdmin(admin.ModelAdmin):
     # runs no query for them.
     @admin.display(description="aggregated month (tokens)", ordering="tokens_per_hour")
     def aggregated_month(self, obj: Plan) -> str:
-        return pricebook.format_tokens(_aggregated(obj))
+        return money.format_tokens(_aggregated(obj))
 
     @admin.display(description="suggested tokens per month", ordering="tokens_per_hour")
     def suggested_monthly(self, obj: Plan) -> str:
-        return pricebook.format_tokens(_suggested(obj))
+        return money.format_tokens(_suggested(obj))
 
     @admin.display(description="tokens per month = suggestion", boolean=True)
     def matches_suggestion(self, obj: Plan) -> bool:
@@ -340,4 +341,4 @@ def _money(obj: Plan, field: str) -> str:
     row, currency = _price_row(obj)
     if row is None or currency is None:
         return "— (add a currency to see prices)"
-    return pricebook.format_money(getattr(row, field), currency)
+    return money.format_money(getattr(row, field), currency, compact=True)

@@ -1,16 +1,12 @@
 """Pure price arithmetic: no ORM, no HTTP. Decimal in, Decimal out; tokens are int.
-
-Rounding rules, each stated where it is applied:
-- user_token_unit_cost: the exact product, rounded half-up to 15 significant digits
-  (UNIT_COST_SIGNIFICANT_DIGITS) — as many as an IEEE double, which SolusIO parses it
-  into, carries faithfully.
-- money amounts (tables, invoices): half-up to the currency's decimals.
+The rounding rules (unit costs, money) are bridge.money's, applied where stated.
 """
 
 from collections.abc import Iterable, Sequence
-from decimal import ROUND_HALF_UP, Decimal, localcontext
+from decimal import Decimal, localcontext
 
-UNIT_COST_SIGNIFICANT_DIGITS = 15
+from bridge import money
+
 HOURS_IN_LONGEST_MONTH = 24 * 31  # Step 2 prices the 31-day month: 744 hours.
 CONVERSION_SCHEME_TOKENS = (1, 10, 100, 1_000, 10_000)
 # Enough digits that products of stored values (≤ 20 digits each, a handful of factors)
@@ -39,16 +35,6 @@ def discount_factor(multipliers: Iterable[Decimal]) -> Decimal:
         return factor
 
 
-def round_significant(value: Decimal, digits: int) -> Decimal:
-    """Round half-up to `digits` significant digits."""
-    if value == 0:
-        return Decimal(0)
-    with localcontext() as ctx:
-        ctx.prec = _EXACT_PRECISION
-        quantum = Decimal(1).scaleb(value.adjusted() - digits + 1)
-        return value.quantize(quantum, rounding=ROUND_HALF_UP)
-
-
 def user_token_unit_cost(
     base: Decimal,
     multipliers: Sequence[Decimal],
@@ -56,24 +42,21 @@ def user_token_unit_cost(
     compound: bool,
     exempt: bool = False,
 ) -> Decimal:
-    """DESIGN §3: base × Π(multipliers) × tax_factor, 0 for a billing-exempt customer."""
+    """DESIGN §3: base × Π(multipliers) × tax_factor, 0 for a billing-exempt customer;
+    the exact product rounded as a token price (half-up to 15 significant digits)."""
     if exempt:
         return Decimal(0)
     with localcontext() as ctx:
         ctx.prec = _EXACT_PRECISION
         exact = base * discount_factor(multipliers) * tax_factor(rates_percent, compound)
-    return round_significant(exact, UNIT_COST_SIGNIFICANT_DIGITS)
-
-
-def money(amount: Decimal, decimals: int) -> Decimal:
-    """Round half-up to the currency's minor unit."""
-    return amount.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+    return money.round_token_price(exact)
 
 
 def tokens_to_money(tokens: int, token_price: Decimal, decimals: int) -> Decimal:
+    """tokens × token price, half-up to the currency's decimals."""
     with localcontext() as ctx:
         ctx.prec = _EXACT_PRECISION
-        return money(tokens * token_price, decimals)
+        return money.round_money(tokens * token_price, decimals)
 
 
 def aggregated_month_tokens(tokens_per_hour: int) -> int:
@@ -91,40 +74,10 @@ def suggested_monthly_tokens(aggregated: int) -> int:
     return aggregated // step * step
 
 
-def format_number(
-    amount: Decimal, decimals: int, thousands_separator: str, decimals_separator: str
-) -> str:
-    """Positional notation with the currency's separators, half-up to `decimals`."""
-    rounded = amount.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
-    sign = "-" if rounded < 0 else ""
-    whole, _, fraction = format(abs(rounded), "f").partition(".")
-    groups: list[str] = []
-    while len(whole) > 3:
-        groups.insert(0, whole[-3:])
-        whole = whole[:-3]
-    groups.insert(0, whole)
-    text = thousands_separator.join(groups)
-    if decimals > 0:
-        text += decimals_separator + fraction
-    return sign + text
-
-
-def conversion_decimals(token_price: Decimal) -> int:
-    """Digits to show a token price with: at least 5 (the seed's $0.00100), more when the
-    price has them."""
-    exponent = token_price.normalize().as_tuple().exponent
-    assert isinstance(exponent, int)
-    return max(5, -exponent)
-
-
 __all__ = [
     "CONVERSION_SCHEME_TOKENS",
     "HOURS_IN_LONGEST_MONTH",
     "aggregated_month_tokens",
-    "conversion_decimals",
-    "format_number",
-    "money",
-    "round_significant",
     "suggested_monthly_tokens",
     "tax_factor",
     "tokens_to_money",

@@ -1,8 +1,8 @@
 """The price book (seed Steps 1 and 2): the token-to-currency conversion scheme and the
 plans table, read from the database and built on pricing.calc.
 
-Figures are Decimal and exact; rounding happens only where calc says (money half-up to the
-currency's decimals). Rendering for people and machines lives here too, so the
+Figures are Decimal and exact; rounding and display are bridge.money's (money half-up to the
+currency's decimals). The renderings for people and machines live here too, so the
 `pricing_scheme` command and the admin show the same numbers from the same code.
 """
 
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from bridge import money
 from pricing import calc
 from pricing.models import Currency, Plan
 
@@ -63,11 +64,11 @@ class PriceBook:
 def conversion_price(tokens: int, currency: Currency) -> Decimal:
     """tokens × token price, exact, at the scheme's display digits.
 
-    Quantizing to conversion_decimals loses nothing: tokens are integers and those digits
+    Rounding to token_price_decimals loses nothing: tokens are integers and those digits
     cover every decimal the price has. It only pads, so "0.00100" reads like the seed.
     """
     exact = tokens * currency.token_price
-    return exact.quantize(Decimal(1).scaleb(-calc.conversion_decimals(currency.token_price)))
+    return money.round_money(exact, money.token_price_decimals(currency.token_price))
 
 
 def build_conversion_scheme(currencies: Sequence[Currency]) -> ConversionScheme:
@@ -141,25 +142,10 @@ def price_book(*, currency_code: str | None = None) -> PriceBook:
 # --- formatting --------------------------------------------------------------------------
 
 
-def format_tokens(tokens: int) -> str:
-    """Token counts are not money of any currency: grouped with commas, like the seed."""
-    return calc.format_number(Decimal(tokens), 0, ",", ".")
-
-
-def format_money(amount: Decimal, currency: Currency, decimals: int | None = None) -> str:
-    """The seed's look, "$5.21": the prefix and the currency's separators. The suffix only
-    stands in when there is no prefix, so a bare number is never shown."""
-    digits = currency.decimals if decimals is None else decimals
-    number = calc.format_number(
-        amount, digits, currency.thousands_separator, currency.decimals_separator
-    )
-    if currency.display_prefix:
-        return currency.display_prefix + number
-    return number + currency.display_suffix
-
-
 def format_conversion_price(price: Decimal, currency: Currency) -> str:
-    return format_money(price, currency, calc.conversion_decimals(currency.token_price))
+    """A price in a column headed by its currency, with the token price's decimals."""
+    decimals = money.token_price_decimals(currency.token_price)
+    return money.format_money(price, currency, decimals=decimals, compact=True)
 
 
 def _aligned(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 0) -> list[str]:
@@ -181,7 +167,7 @@ def render_table(book: PriceBook) -> str:
         ["Tokens", *(c.code for c in book.conversion.currencies)],
         [
             [
-                format_tokens(row.tokens),
+                money.format_tokens(row.tokens),
                 *(
                     format_conversion_price(price, c)
                     for price, c in zip(row.prices, book.conversion.currencies, strict=True)
@@ -217,13 +203,13 @@ def render_table(book: PriceBook) -> str:
                     [
                         str(p.plan_id),
                         p.name,
-                        format_tokens(p.tokens_per_hour),
-                        format_tokens(p.aggregated_month_tokens),
-                        format_money(p.aggregated_month_price, cur),
-                        format_tokens(p.suggested_monthly_tokens),
-                        format_money(p.suggested_monthly_price, cur),
-                        format_tokens(p.tokens_per_month),
-                        format_money(p.monthly_price, cur),
+                        money.format_tokens(p.tokens_per_hour),
+                        money.format_tokens(p.aggregated_month_tokens),
+                        money.format_money(p.aggregated_month_price, cur, compact=True),
+                        money.format_tokens(p.suggested_monthly_tokens),
+                        money.format_money(p.suggested_monthly_price, cur, compact=True),
+                        money.format_tokens(p.tokens_per_month),
+                        money.format_money(p.monthly_price, cur, compact=True),
                         "yes" if p.matches_suggestion else "no",
                     ]
                     for p in book.plans
@@ -326,8 +312,6 @@ __all__ = [
     "conversion_price",
     "default_currency",
     "format_conversion_price",
-    "format_money",
-    "format_tokens",
     "plan_price_row",
     "price_book",
     "render_csv",

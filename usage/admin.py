@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from bridge.money import format_money
 from solusio.errors import SolusIOError
 from usage import emails, services
 from usage.exports import invoices_csv
@@ -29,7 +30,7 @@ from usage.models import (
     UsageRecord,
 )
 from usage.pdf import invoice_filename, render_invoice_pdf
-from usage.rules import PricingSnapshot, format_money
+from usage.rules import PricingSnapshot
 
 
 class PeriodFilter(admin.SimpleListFilter):

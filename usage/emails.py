@@ -34,6 +34,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from bridge.money import format_money
 from usage.models import (
     BillingSettings,
     Invoice,
@@ -41,7 +42,7 @@ from usage.models import (
     InvoiceEmailState,
     InvoiceStatus,
 )
-from usage.rules import PricingSnapshot, format_money
+from usage.rules import PricingSnapshot
 
 log = logging.getLogger(__name__)
 

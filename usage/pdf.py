@@ -15,20 +15,32 @@ from pathlib import Path
 from django.conf import settings
 from fpdf import FPDF
 
+from bridge.money import (
+    format_discount,
+    format_money,
+    format_percent,
+    format_tokens,
+    token_price_decimals,
+)
 from usage.models import Invoice
-from usage.rules import PricingSnapshot, format_money
+from usage.rules import PricingSnapshot, Rule
 
 _FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     "/usr/share/fonts/dejavu/DejaVuSans.ttf",
     "/usr/share/fonts/TTF/DejaVuSans.ttf",
 )
-_SPELLED = {"€": "EUR ", "₹": "INR ", "₽": "RUB ", "₩": "KRW ", "₺": "TRY ", "₴": "UAH "}
-_RULES = {
-    "hourly": "hourly",
-    "monthly_cap": "monthly cap",
-    "fixed_monthly": "fixed monthly",
-    "free": "free",
+# Non-breaking spaces, as the signs they stand for are part of the amount.
+_SPELLED = {
+    sign: f"{code}\u00a0"
+    for sign, code in {
+        "€": "EUR",
+        "₹": "INR",
+        "₽": "RUB",
+        "₩": "KRW",
+        "₺": "TRY",
+        "₴": "UAH",
+    }.items()
 }
 
 
@@ -76,6 +88,9 @@ def render_invoice_pdf(invoice: Invoice) -> bytes:
     def money(amount: Decimal) -> str:
         return doc.text_of(format_money(amount, pricing))
 
+    def tokens(count: int) -> str:
+        return format_tokens(count, pricing)
+
     doc = _Doc()
     doc.set_title(f"Invoice {invoice.display_number}")
     doc.add_page()
@@ -89,7 +104,10 @@ def render_invoice_pdf(invoice: Invoice) -> bytes:
         f"({invoice.period_start:%Y-%m-%d %H:%M} – {invoice.period_end:%Y-%m-%d %H:%M} UTC)",
         f"Issued: {invoice.issued_at:%Y-%m-%d}" if invoice.issued_at else "Not issued yet",
         f"Customer #{customer.pk}: {customer.name or ''} <{customer.email}>",
-        f"Currency: {pricing.currency}; 1 token = {pricing.token_price.normalize():f}",
+        f"Currency: {pricing.currency}; 1 token = "
+        + format_money(
+            pricing.token_price, pricing, decimals=token_price_decimals(pricing.token_price)
+        ),
     ):
         doc.cell(0, 6, doc.text_of(text), new_x="LMARGIN", new_y="NEXT")
     doc.ln(4)
@@ -105,11 +123,11 @@ def render_invoice_pdf(invoice: Invoice) -> bytes:
         item = line.server_name + (" (IP)" if line.item == "additional_ip" else "")
         cells = (
             f"{item} — {line.plan_name}"[:48],
-            f"{line.hours:,}",
-            f"{line.tokens_per_hour:,}",
-            f"{line.tokens_per_month:,}",
-            _RULES.get(line.rule, line.rule) + (" *" if line.discrepancy else ""),
-            f"{line.tokens:,}",
+            str(line.hours),
+            tokens(line.tokens_per_hour),
+            tokens(line.tokens_per_month),
+            Rule.label_of(line.rule) + (" *" if line.discrepancy else ""),
+            tokens(line.tokens),
             money(line.amount),
         )
         for width, cell in zip(widths, cells, strict=True):
@@ -127,13 +145,13 @@ def render_invoice_pdf(invoice: Invoice) -> bytes:
         doc.cell(
             0,
             5,
-            doc.text_of(f"Discount applied to every line: {name} ×{multiplier}"),
+            doc.text_of(f"Discount applied to every line: {name}, {format_discount(multiplier)}"),
             new_x="LMARGIN",
             new_y="NEXT",
         )
-    total_row(f"Subtotal ({invoice.tokens:,} tokens)", invoice.subtotal)
+    total_row(f"Subtotal ({tokens(invoice.tokens)} tokens)", invoice.subtotal)
     for tax in invoice.taxes:
-        total_row(f"{tax['label']} {Decimal(tax['rate']).normalize():f} %", Decimal(tax["amount"]))
+        total_row(f"{tax['label']} {format_percent(Decimal(tax['rate']))}", Decimal(tax["amount"]))
     total_row("Total", invoice.total, bold=True)
     if invoice.discrepancies:
         doc.ln(2)

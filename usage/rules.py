@@ -18,12 +18,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal, localcontext
+from decimal import Decimal, localcontext
 from enum import StrEnum
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from pricing.calc import format_number  # pure too: no ORM, no HTTP
+from bridge.money import round_money  # pure too: no ORM, no HTTP
 
 _ONE_HOUR = timedelta(hours=1)
 _EXACT = 400  # Decimal precision at which products of stored values are exact
@@ -34,6 +34,30 @@ class Rule(StrEnum):
     MONTHLY_CAP = "monthly_cap"  # hours × tph exceeded tpm, so tpm (R2)
     FIXED_MONTHLY = "fixed_monthly"  # tph = 0: the fixed monthly price (R4)
     FREE = "free"  # both prices 0 (R5)
+    BACKUPS = "backups"  # paid backups (R7): reserved, so its line has a label when it lands
+
+    @property
+    def label(self) -> str:
+        """What customers read: the stored code ("monthly_cap") is never shown to them."""
+        return _RULE_LABELS[self]
+
+    @classmethod
+    def label_of(cls, code: str) -> str:
+        """The label of a stored line's rule; a code this version does not know (a newer
+        rule read by an older process) reads as words rather than as a code."""
+        try:
+            return cls(code).label
+        except ValueError:
+            return code.replace("_", " ").capitalize()
+
+
+_RULE_LABELS = {
+    Rule.HOURLY: "Hourly",
+    Rule.MONTHLY_CAP: "Monthly cap",
+    Rule.FIXED_MONTHLY: "Fixed monthly",
+    Rule.FREE: "Free",
+    Rule.BACKUPS: "Backups",
+}
 
 
 def started_hours(started_at: datetime, ended_at: datetime) -> int:
@@ -73,12 +97,7 @@ def charge(hours: int, tokens_per_hour: int, tokens_per_month: int) -> Charge:
     return made(Rule.HOURLY, hourly)
 
 
-# --- Money (DESIGN §6) -------------------------------------------------------------------
-
-
-def round_money(amount: Decimal, decimals: int) -> Decimal:
-    """Half-up to the currency's minor unit."""
-    return amount.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+# --- Money (DESIGN §6): each amount rounded half-up to the currency's decimals --------------
 
 
 @dataclass(frozen=True)
@@ -130,7 +149,8 @@ def invoice_totals(
     the taxes before), each rounded half-up; total = subtotal + taxes."""
     factors = tuple(multipliers)
     amounts = tuple(_line_amount(t, token_price, factors, decimals) for t in line_tokens)
-    subtotal = sum(amounts, Decimal(0)).quantize(Decimal(1).scaleb(-decimals))
+    # The amounts are rounded already: this only pads (a sum of none is 0.00).
+    subtotal = round_money(sum(amounts, Decimal(0)), decimals)
     tax_lines: list[TaxLine] = []
     running = subtotal
     with localcontext() as ctx:
@@ -400,13 +420,3 @@ def render_totals(line_tokens: Sequence[int], pricing: PricingSnapshot) -> Total
         pricing.compound,
         pricing.decimals,
     )
-
-
-def format_money(amount: Decimal, pricing: PricingSnapshot) -> str:
-    """As the customer's currency writes it: prefix, separators, decimals, suffix."""
-    number = format_number(
-        amount, pricing.decimals, pricing.thousands_separator, pricing.decimals_separator
-    )
-    if number.startswith("-"):
-        return f"-{pricing.display_prefix}{number[1:]}{pricing.display_suffix}"
-    return f"{pricing.display_prefix}{number}{pricing.display_suffix}"

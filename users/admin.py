@@ -15,8 +15,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
+from bridge import money
 from bridge.jsonnum import plain_decimal
-from pricing import calc, pricebook
+from pricing import calc
 from pricing.admin import CountryListFilter
 from pricing.selectors import token_pricing
 from solusio.errors import SolusIOError
@@ -280,8 +281,8 @@ class CustomerAdmin(admin.ModelAdmin):
         cur = pricing.currency
 
         def cost_of(unit_cost: Any) -> str:
-            return pricebook.format_money(
-                calc.tokens_to_money(PREVIEW_TOKENS, unit_cost, cur.decimals), cur
+            return money.format_money(
+                calc.tokens_to_money(PREVIEW_TOKENS, unit_cost, cur.decimals), cur, compact=True
             )
 
         discounts = format_html_join(
@@ -313,7 +314,7 @@ class CustomerAdmin(admin.ModelAdmin):
                 + (" (billing-exempt)" if obj.billing_exempt else ""),
             ),
             (
-                f"{pricebook.format_tokens(PREVIEW_TOKENS)} tokens cost the customer",
+                f"{money.format_tokens(PREVIEW_TOKENS)} tokens cost the customer",
                 f"{cost_of(pricing.user_token_unit_cost)} "
                 f"(before discounts and taxes {cost_of(pricing.base_token_unit_cost)})",
             ),

@@ -89,7 +89,7 @@ def test_the_preview_in_the_api_and_the_admin(
     assert answer["lines"][0]["rule"] == "hourly"
     assert str(answer["total"]) == "3.4800"
     assert page.status_code == 200
-    assert b"$3.48 USD" in page.content
+    assert "$3.48\u00a0USD".encode() in page.content
     assert api.get("/api/v1/invoices/upcoming/?customer=99").status_code == 404
     assert api.get("/api/v1/invoices/upcoming/").status_code == 400
 
@@ -130,8 +130,10 @@ def test_customers_see_their_issued_invoices_and_the_month_so_far(
     assert page.status_code == 200
     text = page.content.decode()
     assert "INV-000001" in text
-    assert "$5.00 USD" in text  # October, capped
-    assert "$2.44 USD" in text  # November so far: 348 h × 7 = 2,436 tokens
+    assert "$5.00\u00a0USD" in text  # October, capped
+    assert "$2.44\u00a0USD" in text  # November so far: 348 h × 7 = 2,436 tokens
+    assert "<td>2,436</td>" in text  # tokens grouped in thousands
+    assert "<td>Hourly</td>" in text  # the rule's label, not its code
     assert ann.get(f"/account/invoices/{first.pk}/pdf/")["Content-Type"] == "application/pdf"
     assert bob.get(f"/account/invoices/{first.pk}/pdf/").status_code == 404  # not his
     assert bob.get(f"/account/invoices/{second.pk}/pdf/").status_code == 404  # a draft

@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from bridge.money import format_money
 from pricing.tests.api_helpers import body, staff_client
 from usage import services
 from usage.models import Invoice, InvoiceStatus
 from usage.pdf import render_invoice_pdf
-from usage.rules import PricingSnapshot, format_money
+from usage.rules import PricingSnapshot
 from users.models import Customer
 
 pytestmark = pytest.mark.django_db
@@ -59,7 +60,9 @@ def test_the_pdf_writes_money_as_the_currency_says(drafts: list[Invoice], eur: A
     assert pdf.startswith(b"%PDF-")
     assert invoice.snapshot["currency"]["decimals_separator"] == ","
     # 5,000 tokens × €0.00091 = 4.55, 1,064 tokens → 0.96824 → 0.97: written "€5,52 EUR"
-    assert format_money(invoice.total, PricingSnapshot.from_json(invoice.snapshot)) == ("€5,52 EUR")
+    assert (
+        format_money(invoice.total, PricingSnapshot.from_json(invoice.snapshot)) == "€5,52\u00a0EUR"
+    )
 
 
 def test_admin_lists_filters_totals_and_acts(drafts: list[Invoice], admin_client: Client) -> None:

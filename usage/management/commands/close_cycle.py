@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 
 from bridge.jsonnum import plain_decimal
+from bridge.money import round_money
 from pricing.models import Currency
 from solusio.commands import SolusIOCommand
 from solusio.errors import SolusIOError
@@ -89,7 +90,7 @@ class Command(SolusIOCommand):
             def money(value: Decimal, places: int | None = places) -> str:
                 # As the currency shows it (24.60 USD, not 24.6): amounts are rounded to
                 # its decimals already, so this adds zeros and never rounds; exact if unknown.
-                return plain_decimal(value) if places is None else f"{value:.{places}f}"
+                return plain_decimal(value) if places is None else str(round_money(value, places))
 
             out(
                 f"  {code}: {figures['invoices']:,} invoices, {figures['tokens']:,} tokens, "

@@ -1,5 +1,5 @@
 """Admin for billing staff: invoices (filters, totals, actions, PDF, CSV), usage and orphans,
-cycle settings, dunning log. State changes go through usage.services."""
+cycle settings, dunning log. State changes go through usage.invoice_states."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -17,7 +17,7 @@ from django.utils.safestring import SafeString
 
 from bridge.money import format_money
 from solusio.errors import SolusIOError
-from usage import emails, services
+from usage import emails, invoice_states, selectors
 from usage.exports import invoices_csv
 from usage.models import (
     BillingSettings,
@@ -250,7 +250,7 @@ class InvoiceAdmin(admin.ModelAdmin):
         customer = get_object_or_404(Customer, pk=customer_id)
         error = preview = None
         try:
-            preview = services.preview_invoice(
+            preview = selectors.preview_invoice(
                 customer_id=customer.pk, live=request.GET.get("live") == "1"
             )
         except SolusIOError as exc:
@@ -290,7 +290,7 @@ class InvoiceAdmin(admin.ModelAdmin):
             try:
                 change(invoice)
                 done += 1
-            except services.InvoiceStateError as exc:
+            except invoice_states.InvoiceStateError as exc:
                 failed += 1
                 self.message_user(request, str(exc), messages.WARNING)
         self.message_user(request, f"{verb}: {done} invoice(s); {failed} skipped.")
@@ -298,23 +298,30 @@ class InvoiceAdmin(admin.ModelAdmin):
     @admin.action(description="Issue selected drafts (assigns numbers)", permissions=["change"])
     def issue(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
         ids = list(queryset.values_list("id", flat=True))
-        issued = services.issue_invoices(invoice_ids=ids)
+        issued = invoice_states.issue_invoices(invoice_ids=ids)
         self.message_user(request, f"Issued {issued} of {len(ids)} (only drafts are issued).")
 
     @admin.action(description="Mark selected as paid", permissions=["change"])
     def mark_paid(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
-        self._each(request, queryset, "Marked paid", lambda i: services.mark_paid(invoice_id=i.pk))
+        self._each(
+            request, queryset, "Marked paid", lambda i: invoice_states.mark_paid(invoice_id=i.pk)
+        )
 
     @admin.action(description="Void selected (keeps the number)", permissions=["change"])
     def void(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
-        self._each(request, queryset, "Voided", lambda i: services.void_invoice(invoice_id=i.pk))
+        self._each(
+            request, queryset, "Voided", lambda i: invoice_states.void_invoice(invoice_id=i.pk)
+        )
 
     @admin.action(
         description="Regenerate selected drafts from stored usage", permissions=["change"]
     )
     def regenerate(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
         self._each(
-            request, queryset, "Regenerated", lambda i: services.regenerate_invoice(invoice_id=i.pk)
+            request,
+            queryset,
+            "Regenerated",
+            lambda i: invoice_states.regenerate_invoice(invoice_id=i.pk),
         )
 
     @admin.action(description="E-mail selected to their customers (again)", permissions=["change"])

@@ -1,5 +1,5 @@
 """Staff REST API for invoices and usage (DESIGN §8). Thin: state changes are
-usage.services; the error shape and permissions are bridge.api's."""
+usage.invoice_states; the error shape and permissions are bridge.api's."""
 
 from datetime import timedelta
 from typing import Any
@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from bridge.api import StaffModelPermissions
 from pricing.api import Conflict
 from solusio.errors import SolusIOError
-from usage import emails, services
+from usage import cycle, emails, invoice_states, selectors
 from usage.exports import invoices_csv
 from usage.models import BillingSettings, DunningEvent, Invoice, InvoiceStatus, UsageRecord
 from usage.pdf import invoice_filename, render_invoice_pdf
@@ -82,9 +82,9 @@ class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
         invoice = self.get_object()
         try:
             change(invoice.pk)
-        except services.InvoiceStateError as exc:
+        except invoice_states.InvoiceStateError as exc:
             raise Conflict(str(exc)) from exc
-        except services.CloseError as exc:
+        except cycle.CloseError as exc:
             raise Conflict(str(exc)) from exc
         fresh = Invoice.objects.filter(pk=invoice.pk).prefetch_related("lines").first()
         if fresh is None:  # regenerated away: the customer has no usage left in the period
@@ -94,22 +94,22 @@ class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=None, responses=InvoiceDetailSerializer, summary="Issue a draft")
     @action(detail=True, methods=["post"])
     def issue(self, request: Request, pk: str | None = None) -> Response:
-        return self._act(lambda i: services.issue_invoice(invoice_id=i))
+        return self._act(lambda i: invoice_states.issue_invoice(invoice_id=i))
 
     @extend_schema(request=None, responses=InvoiceDetailSerializer, summary="Void (keeps number)")
     @action(detail=True, methods=["post"])
     def void(self, request: Request, pk: str | None = None) -> Response:
-        return self._act(lambda i: services.void_invoice(invoice_id=i))
+        return self._act(lambda i: invoice_states.void_invoice(invoice_id=i))
 
     @extend_schema(request=None, responses=InvoiceDetailSerializer, summary="Mark paid")
     @action(detail=True, methods=["post"], url_path="mark-paid")
     def mark_paid(self, request: Request, pk: str | None = None) -> Response:
-        return self._act(lambda i: services.mark_paid(invoice_id=i))
+        return self._act(lambda i: invoice_states.mark_paid(invoice_id=i))
 
     @extend_schema(request=None, responses=InvoiceDetailSerializer, summary="Regenerate a draft")
     @action(detail=True, methods=["post"])
     def regenerate(self, request: Request, pk: str | None = None) -> Response:
-        return self._act(lambda i: services.regenerate_invoice(invoice_id=i))
+        return self._act(lambda i: invoice_states.regenerate_invoice(invoice_id=i))
 
     @extend_schema(
         request=None, responses=InvoiceDetailSerializer, summary="E-mail the invoice (again)"
@@ -118,7 +118,7 @@ class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
     def resend_email(self, request: Request, pk: str | None = None) -> Response:
         def resend(invoice_id: int) -> None:
             if not emails.resend(invoice_ids=[invoice_id]):
-                raise services.InvoiceStateError("only issued or paid invoices are e-mailed")
+                raise invoice_states.InvoiceStateError("only issued or paid invoices are e-mailed")
 
         return self._act(resend)
 
@@ -161,7 +161,7 @@ class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
             raise exceptions.NotFound("No such customer.")
         live = request.query_params.get("live") in ("1", "true")
         try:
-            preview = services.preview_invoice(customer_id=int(raw), live=live)
+            preview = selectors.preview_invoice(customer_id=int(raw), live=live)
         except SolusIOError as exc:
             raise SolusIOUnavailable() from exc
         data = UpcomingInvoiceSerializer.from_draft(

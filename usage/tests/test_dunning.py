@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from usage import dunning, services
+from usage import dunning, invoice_states
 from usage.models import BillingSettings, DunningEvent, Invoice, InvoiceStatus
 from usage.tasks import dunning_sweep
 from users.models import Customer, CustomerStatus
@@ -23,7 +23,7 @@ def issued_invoice(customer: Customer, month: int) -> Invoice:
         currency="USD",
         generated_at=ISSUED,
     )
-    services.issue_invoices(invoice_ids=[invoice.pk], now=ISSUED)
+    invoice_states.issue_invoices(invoice_ids=[invoice.pk], now=ISSUED)
     return Invoice.objects.get(pk=invoice.pk)
 
 
@@ -42,7 +42,7 @@ def test_unpaid_n_days_after_issue_suspends_and_paying_reactivates(
     ann, bob, _ = customers
     october = issued_invoice(ann, 10)
     paid_in_time = issued_invoice(bob, 10)
-    services.mark_paid(invoice_id=paid_in_time.pk, now=ISSUED + 5 * DAY)
+    invoice_states.mark_paid(invoice_id=paid_in_time.pk, now=ISSUED + 5 * DAY)
     assert dunning.sweep(now=ISSUED + 10 * DAY - timedelta(seconds=1)) == 0
     assert dunning.sweep(now=ISSUED + 10 * DAY) == 1
     assert status(ann) == CustomerStatus.SUSPENDED
@@ -51,7 +51,7 @@ def test_unpaid_n_days_after_issue_suspends_and_paying_reactivates(
     [event] = DunningEvent.objects.all()
     assert (event.action, event.invoice_id) == ("suspended", october.pk)
     assert "INV-000001 (2026-10) unpaid 10 days" in event.reason
-    services.mark_paid(invoice_id=october.pk, now=ISSUED + 12 * DAY)
+    invoice_states.mark_paid(invoice_id=october.pk, now=ISSUED + 12 * DAY)
     assert status(ann) == CustomerStatus.ACTIVE
     assert list(DunningEvent.objects.values_list("action", flat=True)) == [
         "reactivated",
@@ -65,9 +65,9 @@ def test_reactivation_waits_until_nothing_else_is_overdue(
     ann = customers[0]
     first, second = issued_invoice(ann, 9), issued_invoice(ann, 10)
     dunning.sweep(now=ISSUED + 20 * DAY)
-    services.mark_paid(invoice_id=first.pk, now=ISSUED + 21 * DAY)
+    invoice_states.mark_paid(invoice_id=first.pk, now=ISSUED + 21 * DAY)
     assert status(ann) == CustomerStatus.SUSPENDED
-    services.void_invoice(invoice_id=second.pk, now=ISSUED + 22 * DAY)
+    invoice_states.void_invoice(invoice_id=second.pk, now=ISSUED + 22 * DAY)
     assert status(ann) == CustomerStatus.ACTIVE
     assert Invoice.objects.get(pk=second.pk).number == 2  # void keeps the number
 
@@ -79,7 +79,7 @@ def test_a_customer_staff_suspended_stays_suspended(
     invoice = issued_invoice(ann, 10)
     Customer.objects.filter(pk=ann.pk).update(status=CustomerStatus.SUSPENDED)
     assert dunning.sweep(now=ISSUED + 30 * DAY) == 0  # only active customers are dunned
-    services.mark_paid(invoice_id=invoice.pk, now=ISSUED + 31 * DAY)
+    invoice_states.mark_paid(invoice_id=invoice.pk, now=ISSUED + 31 * DAY)
     assert status(ann) == CustomerStatus.SUSPENDED
     assert not DunningEvent.objects.exists()
 

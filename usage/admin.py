@@ -1,7 +1,6 @@
 """Admin for billing staff: invoices (filters, totals, actions, PDF, CSV), usage and orphans,
 cycle settings, dunning log. State changes go through usage.services."""
 
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from solusio.errors import SolusIOError
-from usage import emails, services
+from usage import emails, selectors, services
 from usage.exports import invoices_csv
 from usage.models import (
     BillingSettings,
@@ -24,7 +23,6 @@ from usage.models import (
     Invoice,
     InvoiceEmail,
     InvoiceLine,
-    InvoiceStatus,
     UsagePull,
     UsageRecord,
 )
@@ -59,9 +57,7 @@ class OverdueFilter(admin.SimpleListFilter):
         if self.value() != "yes":
             return queryset
         days = BillingSettings.load().dunning_days
-        return queryset.filter(
-            status=InvoiceStatus.ISSUED, issued_at__lte=timezone.now() - timedelta(days=days)
-        )
+        return selectors.overdue_invoices(timezone.now(), days, within=queryset)
 
 
 class CustomerFilter(admin.SimpleListFilter):

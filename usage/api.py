@@ -1,7 +1,6 @@
 """Staff REST API for invoices and usage (DESIGN §8). Thin: state changes are
 usage.services; the error shape and permissions are bridge.api's."""
 
-from datetime import timedelta
 from typing import Any
 
 from django.db.models import QuerySet
@@ -16,9 +15,9 @@ from rest_framework.response import Response
 from bridge.api import StaffModelPermissions
 from pricing.api import Conflict
 from solusio.errors import SolusIOError
-from usage import emails, services
+from usage import emails, selectors, services
 from usage.exports import invoices_csv
-from usage.models import BillingSettings, DunningEvent, Invoice, InvoiceStatus, UsageRecord
+from usage.models import BillingSettings, DunningEvent, Invoice, UsageRecord
 from usage.pdf import invoice_filename, render_invoice_pdf
 from usage.serializers import (
     BillingSettingsSerializer,
@@ -73,9 +72,7 @@ class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
             queryset = queryset.filter(customer_id=f["customer"])
         if f.get("overdue"):
             days = BillingSettings.load().dunning_days
-            queryset = queryset.filter(
-                status=InvoiceStatus.ISSUED, issued_at__lte=timezone.now() - timedelta(days=days)
-            )
+            queryset = selectors.overdue_invoices(timezone.now(), days, within=queryset)
         return queryset.order_by("-period", "customer_id")
 
     def _act(self, change: Any) -> Response:

@@ -51,6 +51,11 @@ def issue_invoices(*, invoice_ids: Iterable[int], now: datetime | None = None) -
                 status=InvoiceStatus.ISSUED,
                 issued_at=now,
             )
+            # Nothing to pay is settled at issue (README, Dunning): paid, so the admin, the
+            # API and the portal agree and no one is dunned over 0.00.
+            Invoice.objects.filter(pk__in=order, total__lte=0).update(
+                status=InvoiceStatus.PAID, paid_at=now
+            )
             counter.last += len(order)
             counter.save(update_fields=["last"])
             # The customers' e-mails, recorded with the issue and sent once it commits.

@@ -359,8 +359,12 @@ def period_figures(period: Period, customer_id: int | None = None) -> dict[str, 
     }
 
 
-def overdue_invoices(now: datetime, days: int) -> QuerySet[Invoice]:
-    """Issued invoices unpaid `days` after issue."""
-    return Invoice.objects.filter(
-        status=InvoiceStatus.ISSUED, issued_at__lte=now - timedelta(days=days)
+def overdue_invoices(
+    now: datetime, days: int, *, within: QuerySet[Invoice] | None = None
+) -> QuerySet[Invoice]:
+    """Issued invoices unpaid `days` after issue (of `within`, default all). One with
+    nothing to pay is never overdue: issuing settles it, and this holds even if it did not."""
+    invoices = Invoice.objects.all() if within is None else within
+    return invoices.filter(
+        status=InvoiceStatus.ISSUED, issued_at__lte=now - timedelta(days=days), total__gt=0
     )

@@ -1,8 +1,11 @@
 """Invoice e-mails: one per issued invoice with its PDF, retried, swept, visible, re-sendable."""
 
+import io
+import logging
 import smtplib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +15,7 @@ from django.test import Client
 from django.utils import timezone
 
 from bridge.celery import app as celery_app
+from bridge.console import EmailBackend
 from pricing.tests.api_helpers import body, staff_client
 from solusio.client import SolusIOClient
 from usage import close, emails, invoice_states, tasks
@@ -28,6 +32,9 @@ class RefusingBackend(BaseEmailBackend):
 
     def send_messages(self, email_messages: Any) -> int:
         raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+
+
+DEJAVU = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"  # Debian's, as bin/test installs
 
 
 @pytest.fixture
@@ -299,3 +306,22 @@ def test_the_broker_counts_the_default_queue_on_redis() -> None:
     finally:
         with app.connection_for_write() as conn:
             conn.default_channel.queue_purge(app.conf.task_default_queue)
+
+
+def test_an_invoice_email_on_the_console_logs_no_font_chatter_and_no_pdf_body(
+    drafts: list[Invoice], caplog: pytest.LogCaptureFixture
+) -> None:
+    if not Path(DEJAVU).is_file():
+        pytest.skip("no TrueType font here: fpdf2 uses Helvetica and fontTools stays idle")
+    invoice_states.issue_invoice(invoice_id=drafts[0].pk)
+    invoice = Invoice.objects.select_related("customer").get(pk=drafts[0].pk)
+    caplog.set_level(logging.DEBUG)
+    stream = io.StringIO()
+    message = emails.invoice_message(invoice)  # renders the PDF: fpdf2 subsets the font
+    EmailBackend(stream=stream).send_messages([message])
+    assert [r.name for r in caplog.records if r.name.startswith("fontTools")] == []
+    out = stream.getvalue()
+    [(name, pdf, _)] = message.attachments
+    assert f"[attachment: {name}, application/pdf, {len(pdf)} bytes]" in out
+    assert "Total: $6.06\u00a0USD" in out
+    assert len(out) < 1000 < len(pdf)

@@ -9,9 +9,9 @@ import pytest
 import requests
 
 from solusio import schemas
-from solusio.errors import InvalidResponse
+from solusio.errors import InvalidResponse, NotFound
 from solusio.records import Plan, Server, User
-from solusio.testing import SimulatorInfo, running_simulator
+from solusio.testing import SimulatorInfo, fast_client, running_simulator
 from solusio.tests.sdk_fixtures import PLAN_UPDATE, SETTINGS_PATCH
 
 NOW = 1_735_689_600 + 14 * 86_400  # 2025-01-15: churn servers are alive too
@@ -267,3 +267,34 @@ def test_record_readers_type_fields_as_the_sdk_does() -> None:
         Server.parse({**server, "backup_settings": {}})
     with pytest.raises(InvalidResponse, match=r"ips\[0\]\.ip: missing"):
         Server.parse({**server, "ips": [{"id": 1}]})
+
+
+def test_the_client_reads_single_plans_and_servers_and_filters_by_status(
+    busy: SimulatorInfo,
+) -> None:
+    with fast_client(busy) as client:
+        assert client.get_plan(3) == {p.id: p for p in client.list_plans()}[3]
+        stopped = list(client.iter_servers(status="stopped"))
+        assert stopped
+        assert {s.status for s in stopped} == {"stopped"}
+        one = client.get_server(stopped[0].id)
+        assert one == stopped[0]
+        assert one.ips
+        mine = list(client.iter_servers(user_id=one.user_id, status="stopped"))
+        assert one in mine
+        with pytest.raises(NotFound):
+            client.get_server(999_999_999)
+
+
+def test_three_demo_servers_have_paid_backups_and_usage_has_no_backup_rows() -> None:
+    # The Procfile's simulator: two customers, the nine showcase servers.
+    with running_simulator(users=2, servers=9, now=NOW) as info:
+        servers = call(info, "GET", "/servers", params={"per_page": 100}).json()["data"]
+        with_backups = {
+            (s["user"]["id"], s["id"]) for s in servers if s["backup_settings"]["enabled"]
+        }
+        assert with_backups == {(1, 1), (2, 4), (1, 9)}
+        assert all(s["plan"]["backup_price"] > 0 for s in servers if s["id"] in (1, 4, 9))
+        period = {"filter[date_from]": "2025-01-01", "filter[date_to]": "2025-01-15"}
+        usage = call(info, "GET", "/usage", params={**period, "per_page": 100}).json()["data"]
+        assert {row["item"] for row in usage} == {"server", "additional_ip"}

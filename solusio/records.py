@@ -177,6 +177,19 @@ _server_created = s.reader(s.SERVER, "created_at", default=None)
 _server_suspended = s.reader(s.SERVER, "is_suspended", default=None)
 _backups_enabled = s.reader(s.SERVER_BACKUP_SETTINGS, "enabled")
 _ip = s.reader(s.IP_ADDRESS, "ip")
+_ipv4 = s.reader(s.IP_ADDRESSES["properties"]["ipv4"]["items"], "ip")
+_is_primary = s.reader(s.IP_ADDRESSES["properties"]["ipv4"]["items"], "is_primary", default=None)
+
+
+def _addresses(value: Any, where: str) -> tuple[str, ...]:
+    """The addresses of a server's IP list, the primary one first when the list says."""
+    items = [p.obj(item, f"{where}[{i}]") for i, item in enumerate(p.array(value, where))]
+    read = _ipv4 if where.endswith("ipv4") else _ip
+    primary = [_is_primary(item, f"{where}[{i}]") is True for i, item in enumerate(items)]
+    ordered = sorted(range(len(items)), key=lambda i: not primary[i])
+    return tuple(read(items[i], f"{where}[{i}]") for i in ordered)
+
+
 _plan_id = s.reader(s.PLAN, "id")
 
 
@@ -203,12 +216,14 @@ class Server:
         if backups is not None:
             inner = f"{where}.backup_settings"
             backups = _backups_enabled(p.obj(backups, inner), inner)
-        ips = data.get("ips")
-        if ips is not None:
-            ips = tuple(
-                _ip(p.obj(ip, f"{where}.ips[{i}]"), f"{where}.ips[{i}]")
-                for i, ip in enumerate(p.array(ips, f"{where}.ips"))
-            )
+        # The SDK reads `ips`; DESIGN §4 saw `ip_addresses.ipv4`: either will do, by family
+        # first where both are sent.
+        ips: Any = None
+        by_family = data.get("ip_addresses")
+        if isinstance(by_family, dict) and "ipv4" in by_family:
+            ips = _addresses(by_family["ipv4"], f"{where}.ip_addresses.ipv4")
+        elif data.get("ips") is not None:
+            ips = _addresses(data["ips"], f"{where}.ips")
         return cls(
             id=_server_id(data, where),
             uuid=_server_uuid(data, where),

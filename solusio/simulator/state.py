@@ -659,7 +659,15 @@ class SimState:
 
     def get_settings(self) -> dict[str, Any]:
         with self.lock:
-            return copy.deepcopy(self.settings)
+            return self._settings_json(self.settings)
+
+    def _settings_json(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """The settings with their default limit group as it is now (renamed, or deleted)."""
+        out = copy.deepcopy(settings)
+        chosen = settings["limit_group"]
+        group = self.limit_groups.get(chosen["id"]) if chosen else None
+        out["limit_group"] = copy.deepcopy(group)
+        return out
 
     def patch_settings(self, body: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
@@ -681,7 +689,7 @@ class SimState:
             if errors:
                 raise Invalid(errors)
             self.settings = merged
-            return copy.deepcopy(merged)
+            return self._settings_json(merged)
 
     # --- servers ------------------------------------------------------------------------------
 

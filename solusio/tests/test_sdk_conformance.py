@@ -141,6 +141,9 @@ def test_settings_get_and_patch_keep_every_section(sim: SimulatorInfo) -> None:
     assert again["update"]["scheduled_days"] == [6, 7]
     assert again["features"]["hide_location_section"] is True
     assert again["limit_group"]["name"] == "Unlimited"
+    sim.control.simulator.state.limit_groups[2]["name"] = "Unlimited (renamed)"  # type: ignore[union-attr]
+    renamed = ok(sim, "GET", "/settings", schemas.item(schemas.SETTINGS))["data"]
+    assert renamed["limit_group"]["name"] == "Unlimited (renamed)"
     bad = call(sim, "PATCH", "/settings", json={"non_existent_vms_remover": {"interval": "x"}})
     assert bad.status_code == 422
 
@@ -298,3 +301,22 @@ def test_three_demo_servers_have_paid_backups_and_usage_has_no_backup_rows() -> 
         period = {"filter[date_from]": "2025-01-01", "filter[date_to]": "2025-01-15"}
         usage = call(info, "GET", "/usage", params={**period, "per_page": 100}).json()["data"]
         assert {row["item"] for row in usage} == {"server", "additional_ip"}
+
+
+def test_server_addresses_come_from_either_list_primary_first() -> None:
+    server = {"id": 1, "uuid": "u", "name": "s", "status": "started"}
+    by_family = {
+        "ipv4": [
+            {"id": 2, "ip": "192.0.2.7", "is_primary": False},
+            {"id": 1, "ip": "192.0.2.5", "is_primary": True},
+        ],
+        "ipv6": [],
+    }
+    sdk_list = [{"id": 3, "ip": "198.51.100.1", "ip_block": {}}]
+    assert Server.parse({**server, "ip_addresses": by_family}).ips == ("192.0.2.5", "192.0.2.7")
+    assert Server.parse({**server, "ips": sdk_list}).ips == ("198.51.100.1",)
+    both = Server.parse({**server, "ips": sdk_list, "ip_addresses": by_family})
+    assert both.ips == ("192.0.2.5", "192.0.2.7")
+    assert Server.parse(server).ips is None
+    with pytest.raises(InvalidResponse, match=r"ip_addresses\.ipv4: expected a list"):
+        Server.parse({**server, "ip_addresses": {"ipv4": "192.0.2.5"}})

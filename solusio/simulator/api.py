@@ -154,28 +154,31 @@ class Api:
     def list_servers(self, request: Request) -> Result:
         filters = _filters(request.query)
         user = filters.pop("user_id", None)
+        state = self.state
+        page, per_page = _paging(request.query)
+        shared: dict[Any, Any] = {}
         if user is not None:
             if not user.isdigit():
                 raise Invalid({"filter.user_id": ["The filter.user id must be an integer."]})
-            return 200, _slice(request, _matching(self.state.servers_of(int(user)), filters))
-        # All servers alive now: the usage machinery over the one second [now, now + 1).
-        # "Now" moves by whole minutes, so the page index is reused while a client pages.
-        now = self.state.now() // 60 * 60
-        page, per_page = _paging(request.query)
-        state = self.state
-        shared: dict[Any, Any] = {}
-        if filters.keys() & _SERVER_FILTERS:
-            # Filtered: every server alive now is looked at (not the paging fast path).
-            rows, _ = state.usage.rows(now, now + 1, 0, 2**62, state.explicit, with_ips=False)
-            status = filters.get("status")
-            segments = [seg for seg, _ in rows if status in (None, state.traits(seg)[0])]
-            found = _matching([state.server_json(s, shared) for s in segments], filters)
-            return 200, _slice(request, found)
-        rows, total = state.usage.rows(
-            now, now + 1, (page - 1) * per_page, per_page, state.explicit, with_ips=False
-        )
-        items = [state.server_json(seg, shared) for seg, _ in rows]
-        return 200, _page(request, items, total, page, per_page)
+            segments = state.servers_of(int(user))
+        elif filters.keys() & _SERVER_FILTERS:
+            found = state.filtered_servers(state.now() // 60 * 60, filters)
+            start = (page - 1) * per_page
+            items = [state.server_json(seg, shared) for seg in found[start : start + per_page]]
+            return 200, _page(request, items, len(found), page, per_page)
+        else:
+            # All servers alive now: the usage machinery over the one second [now, now + 1).
+            # "Now" moves by whole minutes, so the page index is reused while a client pages.
+            now = state.now() // 60 * 60
+            rows, total = state.usage.rows(
+                now, now + 1, (page - 1) * per_page, per_page, state.explicit, with_ips=False
+            )
+            items = [state.server_json(seg, shared) for seg, _ in rows]
+            return 200, _page(request, items, total, page, per_page)
+        found = [seg for seg in segments if state.server_matches(seg, filters)]
+        start = (page - 1) * per_page
+        items = [state.server_json(seg, shared) for seg in found[start : start + per_page]]
+        return 200, _page(request, items, len(found), page, per_page)
 
     def get_server(self, request: Request, sid: int) -> Result:
         return 200, {"data": self.state.get_server(sid)}
@@ -222,7 +225,7 @@ def _body(request: Request) -> dict[str, Any]:
     return request.body
 
 
-# The SDK's FilterVirtualServers (filter[user_id] has its own path above).
+# The SDK's FilterVirtualServers besides filter[user_id] (see SimState.server_matches).
 _SERVER_FILTERS = {"status", "virtualization_type", "compute_resource_id"}
 
 
@@ -233,18 +236,6 @@ def _filters(query: Mapping[str, str]) -> dict[str, str]:
         for key, value in query.items()
         if key.startswith("filter[") and key.endswith("]") and value != ""
     }
-
-
-def _matching(servers: list[dict[str, Any]], filters: Mapping[str, str]) -> list[dict[str, Any]]:
-    """Servers that pass the SDK's server filters; the simulator has one compute resource, 1."""
-    out = servers
-    if "status" in filters:
-        out = [s for s in out if s["status"] == filters["status"]]
-    if "virtualization_type" in filters:
-        out = [s for s in out if s["virtualization_type"] == filters["virtualization_type"]]
-    if "compute_resource_id" in filters and filters["compute_resource_id"] != "1":
-        out = []
-    return out
 
 
 def _paging(query: Mapping[str, str]) -> tuple[int, int]:

@@ -11,7 +11,7 @@ import re
 import secrets
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -317,6 +317,7 @@ class SimState:
             self.next_explicit_id = 10**12
             self.next_token_id = 1
             self.explicit_traits: dict[int, tuple[str, bool]] = {}
+            self._filtered: OrderedDict[tuple[Any, ...], list[Segment]] = OrderedDict()
             self.plans = {
                 pid: seed_plan(pid, name, vcpu, ram, tph, tpm, itph, itpm)
                 for pid, name, vcpu, ram, tph, tpm, itph, itpm in SEED_PLANS
@@ -725,6 +726,7 @@ class SimState:
             if status not in SERVER_STATUSES:
                 raise Invalid({"status": ["The selected status is invalid."]})
             self.explicit_traits[sid] = (status, bool(body.get("backups", False)))
+            self._filtered.clear()
             starts: list[tuple[int, int]] = [(created, int(pid)), *sorted(cuts)]
             for i, (start, plan_id) in enumerate(starts):
                 end = starts[i + 1][0] if i + 1 < len(starts) else deleted
@@ -848,7 +850,32 @@ class SimState:
         with self.lock:
             return self.server_json(seg)
 
-    def servers_of(self, uid: int) -> list[dict[str, Any]]:
+    def server_matches(self, seg: Segment, filters: dict[str, str]) -> bool:
+        """Whether the server passes the SDK's server filters; the simulator has one compute
+        resource, id 1. Unknown filters are ignored, as Laravel does."""
+        if "status" in filters and self.traits(seg)[0] != filters["status"]:
+            return False
+        kind = filters.get("virtualization_type")
+        if kind is not None and self.plans[seg.plan_id]["virtualization_type"] != kind:
+            return False
+        return filters.get("compute_resource_id", "1") == "1"
+
+    def filtered_servers(self, now: int, filters: dict[str, str]) -> list[Segment]:
+        """Servers alive at `now` that pass `filters`. Every server is looked at, so the
+        answer is kept for the pages that follow (a few filters, until servers are added)."""
+        key = (now, tuple(sorted(filters.items())))
+        with self.lock:
+            found = self._filtered.get(key)
+        if found is None:
+            rows, _ = self.usage.rows(now, now + 1, 0, 2**62, self.explicit, with_ips=False)
+            found = [seg for seg, _ in rows if self.server_matches(seg, filters)]
+            with self.lock:
+                self._filtered[key] = found
+                while len(self._filtered) > 8:
+                    self._filtered.popitem(last=False)
+        return found
+
+    def servers_of(self, uid: int) -> list[Segment]:
         """Servers the user has now (alive at `now`)."""
         now = self.now()
         with self.lock:
@@ -864,8 +891,7 @@ class SimState:
                 for s in self.explicit
                 if s.user_id == uid and s.start <= now and (s.end is None or s.end > now)
             )
-            shared: dict[Any, Any] = {}
-            return [self.server_json(s, shared) for s in segments]
+            return segments
 
     def billing_ids(self, user_ids: Iterable[int]) -> dict[int, int | None]:
         """Current billing links of some users (those on one usage page); deleted ones left out."""

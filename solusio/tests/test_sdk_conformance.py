@@ -211,6 +211,8 @@ def test_servers_filters(busy: SimulatorInfo) -> None:
 
 
 def test_hand_made_servers_carry_their_status_and_backups(sim: SimulatorInfo) -> None:
+    stopped = {"filter[status]": "stopped", "per_page": 100}
+    before = call(sim, "GET", "/servers", params=stopped).json()["meta"]["total"]
     made = sim.control.add_server(
         user_id=1, plan_id=2, created_at="2020-01-01", status="stopped", backups=True
     )
@@ -218,6 +220,9 @@ def test_hand_made_servers_carry_their_status_and_backups(sim: SimulatorInfo) ->
     assert (server["status"], server["backup_settings"]["enabled"]) == ("stopped", True)
     assert server["next_scheduled_backup_at"] is not None
     assert server["plan"]["backup_price"] == 10
+    after = call(sim, "GET", "/servers", params=stopped).json()
+    assert after["meta"]["total"] == before + 1
+    assert made["id"] in {s["id"] for s in after["data"]}
 
 
 def test_account_and_email_password_login(sim: SimulatorInfo) -> None:

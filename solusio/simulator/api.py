@@ -160,12 +160,10 @@ class Api:
         if user is not None:
             if not user.isdigit():
                 raise Invalid({"filter.user_id": ["The filter.user id must be an integer."]})
-            segments = state.servers_of(int(user))
+            mine = state.servers_of(int(user))
+            found = [seg for seg in mine if state.server_matches(seg, filters)]
         elif filters.keys() & _SERVER_FILTERS:
             found = state.filtered_servers(state.now() // 60 * 60, filters)
-            start = (page - 1) * per_page
-            items = [state.server_json(seg, shared) for seg in found[start : start + per_page]]
-            return 200, _page(request, items, len(found), page, per_page)
         else:
             # All servers alive now: the usage machinery over the one second [now, now + 1).
             # "Now" moves by whole minutes, so the page index is reused while a client pages.
@@ -175,7 +173,6 @@ class Api:
             )
             items = [state.server_json(seg, shared) for seg, _ in rows]
             return 200, _page(request, items, total, page, per_page)
-        found = [seg for seg in segments if state.server_matches(seg, filters)]
         start = (page - 1) * per_page
         items = [state.server_json(seg, shared) for seg in found[start : start + per_page]]
         return 200, _page(request, items, len(found), page, per_page)

@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.utils.connection import ConnectionProxy
 from redis.exceptions import ResponseError
 
-from bridge import jsonnum
+from bridge import jsonnum, metrics
 from pricing.localcache import GenerationWatcher, LocalAnswers
 from pricing.selectors import ReferenceData, reference_data, token_pricing
 
@@ -256,6 +256,7 @@ def pricing_answer(customer_id: int) -> bytes:
     if local is not None:
         body = local.get(customer_id)
         if body is not None:
+            metrics.pricing_cache("local")
             return body
     key = _answer_key(customer_id)
     try:
@@ -265,6 +266,7 @@ def pricing_answer(customer_id: int) -> bytes:
             generation = current_generation()
     except Exception:
         logger.warning("pricing cache unavailable; answering from the database", exc_info=True)
+        metrics.pricing_cache("unavailable")
         return _render(customer_id)[0]
     entry = found.get(key)
     if entry is not None:
@@ -273,9 +275,11 @@ def pricing_answer(customer_id: int) -> bytes:
         # discount starts or ends at its exact second, whatever the cache's clock says.
         if entry_generation == generation and (deadline is None or time.time() < deadline):
             body = bytes(body)
+            metrics.pricing_cache("shared")
             if local is not None and body != NOT_FOUND:
                 local.put(customer_id, (generation, deadline, body))
             return body
+    metrics.pricing_cache("miss")
     body, deadline = _render(customer_id, generation)
     if local is not None and body != NOT_FOUND:
         local.put(customer_id, (generation, deadline, body))

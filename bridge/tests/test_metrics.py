@@ -1,9 +1,13 @@
 """/metrics: who may scrape it, what it reports, and counts summed across processes."""
 
+import http.client
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,11 +16,15 @@ import pytest
 from django.test import Client
 from django.test.utils import override_settings
 from django.utils import timezone
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import REGISTRY
 
 from bridge import metrics
+from bridge.celery import app
 from bridge.tasks import heartbeat
+from bridge.testing import celery_worker_command
 from usage.cycle import CloseSummary
 from users.models import Customer, SyncRecord, SyncRecordState
 
@@ -203,6 +211,7 @@ COUNT = """
 import sys
 from prometheus_client import Gauge
 from bridge import metrics
+from bridge.celery import app
 for _ in range(int(sys.argv[1])):
     metrics.PRICING_REQUESTS.labels("200", "answered").inc()
 metrics.pricing_cache("local")
@@ -218,6 +227,7 @@ import django
 django.setup()
 from django.test import RequestFactory, override_settings
 from bridge import metrics
+from bridge.celery import app
 config = runpy.run_path("bridge/gunicorn.conf.py")
 config["child_exit"](None, SimpleNamespace(pid=int(sys.argv[1])))
 request = RequestFactory().get("/metrics", HTTP_AUTHORIZATION="Bearer t")
@@ -264,3 +274,99 @@ def test_two_processes_counts_are_summed(tmp_path: Path) -> None:
     tasks = families["bridge_celery_tasks"]
     assert tasks[("bridge_celery_tasks_total", (("outcome", "failure"), ("task", "t")))] == 2
     assert "bridge_metrics_database_up" in families
+
+
+@pytest.mark.slow
+def test_a_prefork_workers_task_outcomes_reach_the_metrics_directory(tmp_path: Path) -> None:
+    queue = f"test-{uuid.uuid4().hex}"
+    command = celery_worker_command(queue)
+    command[command.index("solo")] = "prefork"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bridge.test_settings",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+    }
+    worker = subprocess.Popen(
+        [*command, "--concurrency", "2"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        for _ in range(4):
+            app.send_task("bridge.tasks.heartbeat", queue=queue)
+
+        def successes() -> float:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=str(tmp_path))
+            labels = {"task": "bridge.tasks.heartbeat", "outcome": "success"}
+            return registry.get_sample_value("bridge_celery_tasks_total", labels) or 0.0
+
+        deadline = time.monotonic() + 60
+        while successes() < 4 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if successes() != 4:
+            worker.terminate()
+            pytest.fail(worker.communicate(timeout=10)[0].decode()[-3000:])
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
+
+
+def _request(port: int, method: str, path: str, body: str = "", **headers: str) -> tuple[int, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+@pytest.mark.slow
+def test_gunicorn_workers_counts_are_summed_by_a_scrape(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bridge.test_settings",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+        "METRICS_TOKEN": TOKEN,
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": "2",
+        "PRICING_LOCAL_CACHE_PREFILL": "0",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "bridge/gunicorn.conf.py", "bridge.wsgi"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                _request(port, "GET", "/ping")
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    server.terminate()
+                    pytest.fail(server.communicate(timeout=10)[1].decode()[-3000:])
+                time.sleep(0.2)
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        for _ in range(20):  # a new connection each: either worker may take it
+            status, _ = _request(port, "POST", "/api/solusio", "token=no&action=x&userid=1", **form)
+            assert status == 403
+        status, text = _request(port, "GET", "/metrics", Authorization=f"Bearer {TOKEN}")
+        assert status == 200
+        families = parse(text)
+        key = ("bridge_pricing_requests_total", (("outcome", "bad_token"), ("status", "403")))
+        assert families["bridge_pricing_requests"][key] == 20
+        classes = families["bridge_http_responses"]
+        assert classes[("bridge_http_responses_total", (("status_class", "4xx"),))] == 20
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from bridge.api import StaffModelPermissions
-from pricing.api import Conflict
+from bridge.api_tools import Conflict
 from solusio.errors import SolusIOError
 from usage import emails, services
 from usage.exports import invoices_csv

@@ -1,7 +1,7 @@
 """Staff REST API for customers (DESIGN §8). Thin: validation in users.serializers, writes
 in users.services, the pricing preview in pricing.services."""
 
-from django.db.models import ProtectedError, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import viewsets
@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from pricing.api import Conflict, ProtectedDestroyMixin
+from bridge.api_tools import ProtectedDestroyMixin
 from pricing.serializers import TokenPricingAnswerSerializer
 from pricing.services import NOT_FOUND, pricing_answer
 from users import services, sync
@@ -33,17 +33,9 @@ class CustomerViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     queryset = Customer.objects.select_related("currency", "solusio").prefetch_related("discounts")
     serializer_class = CustomerSerializer
 
-    def perform_destroy(self, instance: Customer) -> None:  # type: ignore[override]
-        # Through the service, so the SolusIO user is deleted too (outbox); rows that still
-        # point at the customer make it a 409, as for every other delete.
-        try:
-            services.delete_customer(customer=instance, reason="deleted through the API")
-        except ProtectedError as exc:
-            holders = sorted({str(obj._meta.verbose_name_plural) for obj in exc.protected_objects})
-            raise Conflict(
-                f"{instance} is still used by {len(exc.protected_objects)} "
-                f"{' and '.join(holders)}; reassign them first."
-            ) from exc
+    def delete_instance(self, instance: Customer) -> None:  # type: ignore[override]
+        # Through the service, so the SolusIO user is deleted too (outbox).
+        services.delete_customer(customer=instance, reason="deleted through the API")
 
     def get_queryset(self) -> QuerySet[Customer]:
         queryset = super().get_queryset()

@@ -316,7 +316,7 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             f"Queued {queued} of {len(ids)} e-mail(s) (drafts and void invoices are not sent).",
         )
 
-    @admin.action(description="Export selected as CSV (one row per line)")
+    @admin.action(description="Export selected as CSV (one row per line)", permissions=["view"])
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> HttpResponse:
         rows = queryset.select_related("customer").prefetch_related("lines").order_by("id")
         response = HttpResponse(invoices_csv(rows), content_type="text/csv")

@@ -32,7 +32,7 @@ from users.models import (
     SyncRecord,
     SyncRecordState,
 )
-from users.selectors import can_retry_sync, last_reconcile_run
+from users.selectors import LOG_IN_AS_CUSTOMER_PERMISSION, can_retry_sync, last_reconcile_run
 
 PREVIEW_TOKENS = 1_000
 
@@ -147,7 +147,10 @@ class CustomerAdmin(admin.ModelAdmin):
 
     # --- actions ---------------------------------------------------------------------
 
-    @admin.action(description="Log in as customer (SolusIO control panel)")
+    @admin.action(
+        description="Log in as customer (SolusIO control panel)",
+        permissions=["log_in_as_customer"],
+    )
     def log_in_as_customer(
         self, request: HttpRequest, queryset: QuerySet[Customer]
     ) -> HttpResponse | None:
@@ -166,7 +169,7 @@ class CustomerAdmin(admin.ModelAdmin):
             return None
         return HttpResponseRedirect(url)
 
-    @admin.action(description="Sync to SolusIO again")
+    @admin.action(description="Sync to SolusIO again", permissions=["change"])
     def resync(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
         for pk in queryset.values_list("pk", flat=True):
             services.resync_customer(customer_id=pk, reason=f"resync by {request.user}")
@@ -179,6 +182,9 @@ class CustomerAdmin(admin.ModelAdmin):
 
     def has_retry_sync_permission(self, request: HttpRequest) -> bool:
         return can_retry_sync(request.user)
+
+    def has_log_in_as_customer_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(LOG_IN_AS_CUSTOMER_PERMISSION)
 
     def get_fieldsets(self, request: Any, obj: Customer | None = None) -> Any:
         if obj is None:
@@ -369,8 +375,9 @@ class LimitGroupAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return [path("mirror/", view, name="users_limitgroup_mirror"), *super().get_urls()]
 
     def mirror_view(self, request: HttpRequest) -> HttpResponse:
-        if not request.user.has_perm("users.view_limitgroup"):
-            return HttpResponse(status=403)
+        # Refreshing writes the mirrored rows: "change", although staff edit none by hand.
+        if not request.user.has_perm("users.change_limitgroup"):
+            return HttpResponse("Refreshing limit groups needs permission.", status=403)
         try:
             groups = services.mirror_limit_groups()
         except SolusIOError as exc:

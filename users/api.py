@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from bridge.api import model_permission
 from bridge.api_tools import ProtectedDestroyMixin
 from pricing.serializers import TokenPricingAnswerSerializer
 from pricing.services import NOT_FOUND, pricing_answer
@@ -62,7 +63,7 @@ class CustomerViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
         request=None,
         responses={202: CountSerializer},
     )
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], permission_classes=[model_permission("change")])
     def resync(self, request: Request, pk: str | None = None) -> Response:
         customer = self.get_object()
         services.resync_customer(customer_id=customer.pk, reason=f"resync by {request.user}")
@@ -76,7 +77,12 @@ class CustomerViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
         ),
         responses={200: TokenPricingAnswerSerializer},
     )
-    @action(detail=True, methods=["get"], url_path="token-pricing")
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path="token-pricing",
+        permission_classes=[model_permission("view")],
+    )
     def token_pricing(self, request: Request, pk: str | None = None) -> HttpResponse:
         customer = self.get_object()
         # The same bytes (and cache entry) GetTokenPricing serves: a DRF Response would

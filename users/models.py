@@ -59,6 +59,9 @@ class Customer(models.Model):
                 condition=models.Q(status__in=CustomerStatus.values), name="customer_status_valid"
             ),
         ]
+        # A one-time login into the customer's SolusIO panel: its own grant, never implied
+        # by viewing or changing customers.
+        permissions = [("log_in_as_customer", "Can log in as the customer (SolusIO control panel)")]
 
     def __str__(self) -> str:
         return f"#{self.id} {self.email}"

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.text import capfirst
 
 # How many of a key's first characters are kept in clear, to tell keys apart.
 PREFIX_LENGTH = 8
@@ -24,6 +25,9 @@ class SingletonModel(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(pk=1), name="%(class)s_singleton"),
         ]
+
+    def __str__(self) -> str:
+        return capfirst(str(self._meta.verbose_name))
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.pk = self.SINGLETON_PK

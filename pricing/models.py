@@ -154,9 +154,6 @@ class PricingSettings(SingletonModel):
         verbose_name = "pricing settings"
         verbose_name_plural = "pricing settings"
 
-    def __str__(self) -> str:
-        return "Pricing settings"
-
 
 class Plan(models.Model):
     """A SolusIO plan and its prices in tokens (Steps 2 and 3)."""

@@ -34,9 +34,6 @@ class BillingSettings(SingletonModel):
         verbose_name = "billing settings"
         verbose_name_plural = "billing settings"
 
-    def __str__(self) -> str:
-        return "Billing settings"
-
 
 class UsagePull(models.Model):
     """One complete or attempted pull of a period's usage. Invoices are built only from a

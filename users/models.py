@@ -106,9 +106,6 @@ class SolusioDefaults(SingletonModel):
         verbose_name = "SolusIO defaults"
         verbose_name_plural = "SolusIO defaults"
 
-    def __str__(self) -> str:
-        return "SolusIO defaults"
-
 
 class SyncState(models.TextChoices):
     SYNCED = "synced", "In sync"

@@ -24,8 +24,8 @@ INVOICES = reverse("admin:usage_invoice_changelist")
 
 @dataclass
 class Cast:
-    """`nobody` is staff with no permissions; `viewer` may view every model of the API's
-    apps; `granted(...)` makes a viewer who also holds the named permissions."""
+    """`nobody` is staff with no permissions; `viewer` may view every model (the API's
+    apps and API keys); `granted(...)` makes a viewer who also holds the named permissions."""
 
     nobody: User
     viewer: User
@@ -35,7 +35,7 @@ class Cast:
 def _view_everything() -> list[Permission]:
     return list(
         Permission.objects.filter(
-            content_type__app_label__in=API_APPS, codename__startswith="view_"
+            content_type__app_label__in=(*API_APPS, "bridge"), codename__startswith="view_"
         )
     )
 
@@ -115,6 +115,25 @@ def test_invoice_actions_need_change_and_the_export_needs_view(cast: Cast) -> No
         "export_csv",
         *changes,
     }
+
+
+@pytest.mark.parametrize(
+    ("changelist", "action", "needed"),
+    [
+        ("admin:pricing_plan_changelist", "push_prices", "pricing.change_plan"),
+        ("admin:users_customer_changelist", "retry_parked", "users.retry_syncrecord"),
+        ("admin:users_syncrecord_changelist", "retry", "users.retry_syncrecord"),
+        ("admin:bridge_apikey_changelist", "revoke", "bridge.change_apikey"),
+    ],
+)
+def test_other_admin_actions_are_offered_only_with_their_permission(
+    cast: Cast, changelist: str, action: str, needed: str
+) -> None:
+    url = reverse(changelist)
+    for user in (cast.nobody, cast.viewer):
+        assert action not in offered_actions(user, url)
+    allowed = cast.granted(needed)
+    assert action in offered_actions(allowed, url)
 
 
 @pytest.mark.parametrize(

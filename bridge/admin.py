@@ -19,6 +19,7 @@ class NewApiKeyForm(forms.ModelForm):
     class Meta:
         model = ApiKey
         fields = ("name", "expires_at")
+        widgets = {"expires_at": forms.DateTimeInput(attrs={"placeholder": "YYYY-MM-DD HH:MM"})}
 
     def clean_expires_at(self) -> Any:
         expires_at = self.cleaned_data["expires_at"]

@@ -190,3 +190,7 @@ def test_the_migration_hashes_drf_tokens_and_erases_the_plain_keys() -> None:
     row = ApiKey.objects.get()
     assert (row.user, row.prefix) == (user, plain[:8])
     assert api(plain).get(CURRENCIES).status_code == 200
+
+
+def test_drf_plain_token_pages_are_gone(admin_client: Client) -> None:
+    assert admin_client.get("/admin/authtoken/tokenproxy/").status_code == 404

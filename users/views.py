@@ -5,6 +5,7 @@ Thin: who the customer is comes from users.selectors, the token from users.sso.
 
 from typing import Any
 
+from axes.utils import reset as axes_reset
 from django import forms
 from django.conf import settings
 from django.contrib.auth import views as auth_views
@@ -164,5 +165,7 @@ def reset_password(request: HttpRequest) -> HttpResponse:
         services.set_customer_password(
             customer_id=form.target.customer.pk, password=form.cleaned_data["new_password1"]
         )
+        # Proven by the e-mail: failed guesses at the old password no longer lock the account.
+        axes_reset(username=services.portal_username(form.target.customer.pk))
         return redirect(f"{reverse('account-login')}?reset=done")
     return render(request, "account/reset.html", {"form": form})

@@ -27,6 +27,10 @@ class CustomerLoginForm(AuthenticationForm):
     """E-mail and password; the login behind it is the customer's own (`customer:<id>`)."""
 
     username = forms.EmailField(label="E-mail", widget=forms.EmailInput(attrs={"autofocus": True}))
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": "Please enter a correct e-mail and password.",
+    }
 
     def clean(self) -> dict[str, Any]:
         email = self.cleaned_data.get("username")

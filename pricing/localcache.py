@@ -42,7 +42,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 logger = logging.getLogger(__name__)
 
 # (generation, deadline epoch seconds or None, body)
-Entry = tuple[int, float | None, bytes]
+Entry = tuple[bytes, float | None, bytes]
 
 
 class TrackingUnavailable(Exception):
@@ -57,12 +57,12 @@ class GenerationWatcher:
         self._key = key
         self._lock = threading.Lock()
         self._conn: Any = None
-        self._value: int | None = None
+        self._value: bytes | None = None
         self.on_change: Callable[[], None] = lambda: None
         # Run on every new tracking connection, before the generation is read from it.
         self.on_connect: Callable[[Any], None] = lambda conn: None
 
-    def current(self) -> int | None:
+    def current(self) -> bytes | None:
         """The generation, or None when it is unknown (no key, or Redis unreachable)."""
         with self._lock:
             try:
@@ -128,12 +128,12 @@ class GenerationWatcher:
                 self._value = None
                 self.on_change()
 
-    def _read(self) -> int | None:
+    def _read(self) -> bytes | None:
         # A push that arrives before this reply was caused by a write executed before
         # this GET, whose effect the reply already shows: redis-py drops it, correctly.
         self._conn.send_command("GET", self._key)
-        raw = self._conn.read_response()
-        return None if raw is None else int(raw)
+        raw: bytes | None = self._conn.read_response()
+        return raw
 
     def _reset(self) -> None:
         if self._conn is not None:

@@ -15,9 +15,12 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.core.cache import caches
+from django.db import DatabaseError, connection, connections, transaction
+from django.db.models import F
 from redis.exceptions import ResponseError
 
 from pricing.localcache import Entry, GenerationWatcher, LocalAnswers
+from pricing.models import PricingGeneration
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +32,80 @@ NOT_FOUND = b""
 Render = Callable[[int, bytes | None], tuple[bytes, float | None]]
 
 
-def _new_generation() -> bytes:
-    # Time-based, so that after the generation key is evicted or Redis is flushed a fresh
-    # generation never equals one that surviving answers were stored under.
-    return str(time.time_ns()).encode()
+class PricingCacheRefused(Exception):
+    """Redis answers but refused to drop the pricing generation: a change made now could
+    not be made visible, so it is not made (the transaction rolls back)."""
+
+
+# PostgreSQL: the generation is a sequence (migration pricing 0003), and a change under
+# way holds a shared advisory lock until its transaction ends. Shared, so changes never
+# wait for one another (nor deadlock with the rows they lock in another order, as a locked
+# counter row would make them); a publisher's exclusive try fails while any is held.
+_SEQUENCE = "pricing_generation_seq"
+_CHANGE_LOCK = 0x7072696369_6E67  # "pricing"
+
+
+class _ChangeUnderWay(Exception):
+    pass
+
+
+def committed_generation() -> int:
+    """The pricing generation in the database (changes under way included)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT last_value FROM {_SEQUENCE}")  # noqa: S608 - a constant
+            return int(cursor.fetchone()[0])
+    value = PricingGeneration.objects.filter(pk=1).values_list("value", flat=True).first()
+    return value or 0
+
+
+def bump_committed_generation() -> None:
+    """Move the database's generation on, and mark a change under way until the caller's
+    transaction ends."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock_shared(%s), nextval(%s)", [_CHANGE_LOCK, _SEQUENCE]
+            )
+        return
+    if not PricingGeneration.objects.filter(pk=1).update(value=F("value") + 1):
+        PricingGeneration.objects.get_or_create(pk=1)
+        PricingGeneration.objects.filter(pk=1).update(value=F("value") + 1)
+
+
+def _locked_generation() -> int:
+    """The database's generation, with no change under way until the caller's transaction
+    ends; _ChangeUnderWay at once if one is."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_CHANGE_LOCK])
+            if not cursor.fetchone()[0]:
+                raise _ChangeUnderWay
+    # SQLite: one writer at a time; a change's bump and rows commit together.
+    return committed_generation()
+
+
+def _token(value: int) -> bytes:
+    # The database's generation, and the moment it was published: after Redis lost the
+    # key (evicted, flushed, restarted, restored) the same generation gets a new token, so
+    # answers stored before are not trusted again.
+    return b"%d.%d" % (value, time.time_ns())
+
+
+def _token_generation(token: bytes) -> int:
+    return int(token.split(b".", 1)[0])
+
+
+class _RateLimitedLog:
+    def __init__(self, every: float = 10.0) -> None:
+        self.every = every
+        self.last = -every
+
+    def warning(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            logger.warning(message, *args)
 
 
 def _encode(entry: Entry) -> bytes:
@@ -53,7 +126,8 @@ class RedisShared:
         self.generation_key = f"{prefix}pricing:generation"
         self.server_key = f"{prefix}pricing:redis-run-id"  # outside the tracked prefix
         self.answer_prefix = f"{prefix}pricing:answer:"
-        self.pool = redis.ConnectionPool.from_url(url)
+        self.check = RestartCheck(self.generation_key, self.server_key)
+        self.pool = redis.ConnectionPool.from_url(url, redis_connect_func=self._on_connect)
         # redis.Redis checks a connection out of the pool and back for every command (a
         # lock and an extra non-blocking read): each thread keeps one connection instead.
         self._threads = threading.local()
@@ -65,9 +139,15 @@ class RedisShared:
             self._threads.client = client
         return client
 
+    def _on_connect(self, conn: Any) -> None:
+        conn.on_connect()
+        self.check(conn)
+
     def tracking_connection(self) -> Any:
         """A new RESP3 connection to the same server (not from the pool)."""
-        pool = redis.ConnectionPool.from_url(self.url, protocol=3)
+        pool = redis.ConnectionPool.from_url(
+            self.url, protocol=3, redis_connect_func=self._on_connect
+        )
         return pool.connection_class(**pool.connection_kwargs)
 
     def answer_key(self, customer_id: int) -> str:
@@ -77,14 +157,14 @@ class RedisShared:
         generation, raw = self.client().mget([self.generation_key, self.answer_key(customer_id)])
         return generation, None if raw is None else _decode(raw)
 
-    def generation(self) -> bytes:
+    def publish(self, token: bytes) -> bytes:
+        """Set the generation unless someone did first; the one in force."""
         client = self.client()
-        client.set(self.generation_key, _new_generation(), nx=True)
-        value: bytes = client.get(self.generation_key)
-        return value
-
-    def bump(self) -> None:
-        self.client().set(self.generation_key, _new_generation())
+        if client.set(self.generation_key, token, nx=True):
+            return token
+        # SET NX GET would save this round trip, but only from Redis 7 (tracking: 6).
+        current: bytes | None = client.get(self.generation_key)
+        return token if current is None else current
 
     def forget_generation(self) -> None:
         self.client().delete(self.generation_key)
@@ -127,20 +207,13 @@ class DjangoShared:
         self.cache = caches["default"]
 
     def read(self, customer_id: int) -> tuple[bytes | None, Entry | None]:
-        key = f"pricing:answer:{customer_id}"
-        found = self.cache.get_many([self.generation_key, key])
-        return found.get(self.generation_key), found.get(key)
-
-    def generation(self) -> bytes:
-        self.cache.add(self.generation_key, _new_generation(), timeout=None)
-        value: bytes = self.cache.get(self.generation_key)
-        return value
-
-    def bump(self) -> None:
-        self.cache.set(self.generation_key, _new_generation(), timeout=None)
+        # No mirror to trust: the generation is read from the database each time (one
+        # small query; the embedded run is not where speed matters).
+        entry = self.cache.get(f"pricing:answer:{customer_id}")
+        return b"%d" % committed_generation(), entry
 
     def forget_generation(self) -> None:
-        self.cache.delete(self.generation_key)
+        pass
 
     def write(self, customer_id: int, entry: Entry, ttl: int) -> None:
         self.cache.set(f"pricing:answer:{customer_id}", entry, timeout=ttl)
@@ -150,15 +223,14 @@ class DjangoShared:
 
 
 class RestartCheck:
-    """On each new tracking connection: has Redis restarted since the generation was
-    last confirmed? If so, move the generation on.
+    """On every new connection to Redis: is the generation it holds still to be trusted?
 
-    A Redis restored from its append-only file or a snapshot may have lost the last
-    second's writes, a bump among them: the change would be committed in PostgreSQL and
-    its answers still served. Redis's run id changes with every start; the id last seen
-    is kept beside the generation, and a different one means any bump may have been lost,
-    so every answer is recomputed once. Several processes reconnecting at once
-    may each bump: harmless.
+    Not if Redis restarted since it was published (a server restored from its files or an
+    older snapshot holds answers and a generation from before changes it never saw), nor
+    if the database's generation moved past it (a change made while Redis was down). Then
+    the generation is dropped before the connection is used, so nothing cached before is
+    served: the next request publishes a new one. Redis's run id changes with every start;
+    the id last seen is kept beside the generation.
     """
 
     def __init__(self, generation_key: str, server_key: str) -> None:
@@ -171,12 +243,12 @@ class RestartCheck:
         try:
             info = conn.read_response()
         except ResponseError as exc:
-            # INFO renamed or refused (a hardened Redis, a proxy): without a run id there
-            # is nothing to compare, and failing here would reconnect on every request.
+            # INFO renamed or refused (a hardened Redis, a proxy): the database's
+            # generation is still compared.
             if not self.warned:
                 self.warned = True
                 logger.warning("pricing cache: no Redis run id (%s); restart check off", exc)
-            return
+            info = b""
         text = info.decode() if isinstance(info, bytes) else str(info)
         run_id = next(
             (
@@ -186,18 +258,18 @@ class RestartCheck:
             ),
             "",
         )
-        conn.send_command("GET", self.server_key)
-        seen = conn.read_response()
-        if not run_id or (seen is not None and seen.decode() == run_id):
-            return
-        if seen is not None:
-            # Not when no id was kept: an empty Redis (started without its files, flushed)
-            # has no generation either, and a new one is made when it is first read.
-            logger.info("Redis restarted since the pricing generation was confirmed; moving it on")
-            conn.send_command("SET", self.generation_key, _new_generation())
+        conn.send_command("MGET", self.server_key, self.generation_key)
+        seen, token = conn.read_response()
+        seen = seen.decode() if seen is not None else None
+        restarted = bool(run_id) and seen != run_id
+        if token is not None and (restarted or _token_generation(token) != committed_generation()):
+            logger.info("pricing cache: Redis restarted or missed a change; generation dropped")
+            conn.send_command("DEL", self.generation_key)
             conn.read_response()
-        conn.send_command("SET", self.server_key, run_id)
-        conn.read_response()
+        if restarted:
+            conn.send_command("SET", self.server_key, run_id)
+            with contextlib.suppress(ResponseError):  # full: checked again next connection
+                conn.read_response()
 
 
 class AnswerCache:
@@ -223,6 +295,7 @@ class AnswerCache:
     ) -> None:
         self.render = render
         self.ttl = ttl
+        self._log = _RateLimitedLog()
         self.pid = os.getpid()
         self.local: LocalAnswers | None = None
         self.shared: RedisShared | DjangoShared
@@ -231,9 +304,6 @@ class AnswerCache:
             if local_size > 0:
                 watcher = GenerationWatcher(
                     self.shared.tracking_connection, self.shared.generation_key
-                )
-                watcher.on_connect = RestartCheck(
-                    self.shared.generation_key, self.shared.server_key
                 )
                 self.local = LocalAnswers(watcher, local_size)
         else:
@@ -267,9 +337,11 @@ class AnswerCache:
         try:
             generation, entry = self.shared.read(customer_id)
             if generation is None:
-                generation = self.shared.generation()
-        except Exception:
-            logger.warning("pricing cache unavailable; answering from the database", exc_info=True)
+                generation = self._publish()
+        except Exception as exc:  # noqa: BLE001 - any cache failure: answer from the database
+            self._log.warning("pricing cache unavailable (%r); answering from the database", exc)
+            return self.render(customer_id, None)[0]
+        if generation is None:  # a change is not confirmed yet: nothing cached is trusted
             return self.render(customer_id, None)[0]
         if entry is not None:
             entry_generation, deadline, body = entry
@@ -288,27 +360,76 @@ class AnswerCache:
             ttl = max(1, min(ttl, int(deadline - time.time()) + 1))
         try:
             self.shared.write(customer_id, entry, ttl)
-        except Exception:
-            logger.warning("pricing cache unavailable; answer not cached", exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - the answer is served all the same
+            self._log.warning("pricing cache unavailable (%r); answer not cached", exc)
         return body
 
-    def bump_generation(self) -> None:
-        """Invalidate every cached answer. Call after the change has committed.
+    def _publish(self) -> bytes | None:
+        """Mirror the database's generation into Redis, if no change is under way.
 
+        Holding the change lock exclusively, so that no change can begin between reading
+        the generation and publishing it: a change holds it (shared) from its bump to its
+        commit, and then this fails at once and the request bypasses the cache. Never inside a
+        transaction, whose view of the row may be its own uncommitted change.
+        """
+        if connection.in_atomic_block or not isinstance(self.shared, RedisShared):
+            return None
+        try:
+            with transaction.atomic():
+                token = _token(_locked_generation())
+                return self.shared.publish(token)
+        except _ChangeUnderWay:
+            return None  # bypass until the change is confirmed
+        except DatabaseError as exc:
+            self._log.warning("pricing cache: generation not published (%r); bypassed", exc)
+            return None
+        except redis.RedisError as exc:
+            self._log.warning("pricing cache: generation not published (%s); bypassed", exc)
+            return None
+
+    def begin_change(self) -> None:
+        """A change to what feeds pricing is being made, in the caller's transaction.
+
+        Bumps the database's generation (marking a change under way until the transaction
+        ends) and drops the generation in Redis, so that until the change is confirmed nothing
+        cached is served. If Redis answers but refuses, the change must not happen:
+        PricingCacheRefused (it rolls the transaction back). If Redis cannot be reached,
+        nothing is served from it either, and once it is back every connection compares
+        its generation with the database's (RestartCheck).
+        """
+        bump_committed_generation()
+        if self.local is not None:
+            self.local.watcher.forget()
+        try:
+            self.shared.forget_generation()
+        except ResponseError as exc:
+            raise PricingCacheRefused(f"the pricing cache refused the change: {exc}") from exc
+        except redis.RedisError as exc:
+            logger.warning("pricing cache unreachable during a change (%s)", exc)
+
+    def bump_generation(self) -> None:
+        """Confirm the changes of a committed transaction (begin_change was called in it).
+
+        Drops the generation again (another request may have published one while the
+        change was being written, outside a transaction) and publishes the new one.
         Returns once every web process can see the change: other processes learn of it
         from the invalidation Redis pushes to their tracking connections. Redis writes
-        those pushes in the same turn of its event loop as the reply to the bump, but may
-        write the reply first; a second round trip is answered only in a later turn,
-        after the pushes were written, so a request that starts after this returns finds
-        its process's push waiting.
+        those pushes in the same turn of its event loop as the reply to the write, but may
+        write the reply first; a second round trip is answered only in a later turn, after
+        the pushes were written, so a request that starts after this returns finds its
+        process's push waiting. A failure leaves the generation absent: bypassed.
         """
+        if self.local is not None:  # this process need not wait for its push
+            self.local.watcher.forget()
         try:
-            self.shared.bump()
-        finally:
-            if self.local is not None:  # this process need not wait for its push
-                self.local.watcher.forget()
+            self.shared.forget_generation()
+        except redis.RedisError as exc:
+            logger.warning("pricing cache: generation not dropped after a change (%s)", exc)
+            return
+        self._publish()
         if self.local is not None and isinstance(self.shared, RedisShared):
-            self.shared.client().ping()
+            with contextlib.suppress(redis.RedisError):
+                self.shared.client().ping()
 
     def prefill(self, batch: int = 1000) -> int:
         """Copy the shared cache's current answers into this process's copy.
@@ -349,6 +470,8 @@ class AnswerCache:
             except Exception:
                 logger.warning("prefilling the per-process pricing cache failed", exc_info=True)
                 return
+            finally:
+                connections.close_all()  # this thread's (the restart check reads the database)
             logger.info(
                 "pricing cache: prefilled %d answers in %.1fs", copied, time.monotonic() - started
             )

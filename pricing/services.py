@@ -3,6 +3,7 @@ process's answer cache (pricing/answercache.py)."""
 
 import threading
 
+from django.db import transaction
 from django.utils import timezone
 
 from bridge import jsonnum
@@ -53,8 +54,11 @@ def pricing_answer(customer_id: int) -> bytes:
 
 
 def bump_generation() -> None:
-    """Invalidate every cached answer. Call after the change has committed."""
-    answer_cache().bump_generation()
+    """Invalidate every cached answer, for a change that sent no signal (QuerySet.update):
+    begun now, in the caller's transaction if any, and confirmed once it commits."""
+    cache = answer_cache()
+    cache.begin_change()
+    transaction.on_commit(cache.bump_generation, robust=True)
 
 
 def start_prefill_local_answers() -> threading.Thread | None:

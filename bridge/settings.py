@@ -92,12 +92,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# Prefix of the bridge's keys in Redis (Django's cache and the pricing answer cache).
+CACHE_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="bridge")
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="bridge"),
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
         }
     }
 else:

@@ -13,7 +13,8 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 # A fixed uid: docker-compose.yml's in-memory metrics volume is mounted for this uid.
 RUN mkdir -p /var/lib/bridge /var/lib/bridge-metrics \
- && env -u PROMETHEUS_MULTIPROC_DIR DJANGO_SECRET_KEY=build-only python manage.py collectstatic --noinput \
+ && env -u PROMETHEUS_MULTIPROC_DIR DJANGO_SECRET_KEY=build-only PRICING_API_TOKEN=build-only \
+    python manage.py collectstatic --noinput \
  && groupadd --system --gid 10001 bridge \
  && useradd --system --uid 10001 --gid bridge --home /app bridge \
  && chown -R bridge:bridge /var/lib/bridge /var/lib/bridge-metrics

@@ -74,7 +74,8 @@ PRICING_SECONDS = Histogram(
 PRICING_CACHE = Counter(
     "bridge_pricing_cache_lookups",
     "Where GetTokenPricing answers came from: local (the process's own memory), shared "
-    "(Redis), miss (rendered from the database), unavailable (Redis failed: database).",
+    "(Redis), miss (rendered from the database), unavailable (Redis failed: database), "
+    "unconfirmed (a price change not yet confirmed: database).",
     ["result"],
 )
 HTTP_RESPONSES = Counter(
@@ -109,7 +110,7 @@ _STATUS_OUTCOMES = {
     429: "throttled",
     503: "unavailable",
 }
-_CACHE_RESULTS = ("local", "shared", "miss", "unavailable")
+_CACHE_RESULTS = ("local", "shared", "miss", "unavailable", "unconfirmed")
 _cache_counters = {result: PRICING_CACHE.labels(result) for result in _CACHE_RESULTS}
 _status_classes = {n: HTTP_RESPONSES.labels(f"{n}xx") for n in range(1, 6)}
 # `labels()` costs several times an `inc()` (about 6 µs in multi-process mode): look the

@@ -106,7 +106,7 @@ def test_check_deploy_warns_when_metrics_have_no_protection(
 
     with override_settings(METRICS_TOKEN=token, METRICS_INTERNAL_ONLY=internal):
         found = {w.id for w in check_bridge_secrets()}
-    assert ("bridge.W007" in found) is warned
+    assert ("bridge.W008" in found) is warned
 
 
 @override_settings(METRICS_TOKEN="", METRICS_INTERNAL_ONLY=True)

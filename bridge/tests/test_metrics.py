@@ -337,6 +337,8 @@ def test_gunicorn_workers_counts_are_summed_by_a_scrape(tmp_path: Path) -> None:
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         "GUNICORN_WORKERS": "2",
         "PRICING_LOCAL_CACHE_PREFILL": "0",
+        # Wrong tokens are what is counted here, not what the throttle turns into 429s.
+        "PRICING_TOKEN_FAILURE_LIMIT": "1000",
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "bridge/gunicorn.conf.py", "bridge.wsgi"],

@@ -30,6 +30,7 @@ def user_calls(info: SimulatorInfo, method: str | None = None) -> list[dict[str,
     ]
 
 
+@pytest.mark.both_databases
 def test_creating_a_customer_creates_its_solusio_user(sim: SimulatorInfo, make_customer) -> None:
     services.mirror_limit_groups()
     services.set_default_limit_group(limit_group=LimitGroup.objects.get(name="Trial"))
@@ -66,6 +67,7 @@ def test_role_and_language_come_from_settings(
     assert (user["roles"], user["language_id"]) == ([2], 2)
 
 
+@pytest.mark.both_databases
 def test_edits_lock_suspend_unsuspend_and_delete_arrive_in_order(
     sim: SimulatorInfo, make_customer
 ) -> None:
@@ -246,6 +248,7 @@ def test_a_timed_out_update_is_not_sent_again_ahead_of_the_next_change(
     assert solusio_user(sim, customer.pk)["status"] == "active"  # type: ignore[index]
 
 
+@pytest.mark.both_databases
 def test_a_failing_update_is_retried_with_a_growing_delay(
     sim: SimulatorInfo, make_customer, settings: Any
 ) -> None:
@@ -270,6 +273,7 @@ def test_a_failing_update_is_retried_with_a_growing_delay(
     assert len(sim.control.calls()) == calls_before
 
 
+@pytest.mark.both_databases
 def test_a_permanent_failure_parks_the_record_and_holds_back_later_ones(
     sim: SimulatorInfo, make_customer
 ) -> None:
@@ -331,16 +335,17 @@ def test_deleting_never_touches_a_user_linked_to_someone_else(
     assert not user_calls(sim, "DELETE")
 
 
+@pytest.mark.both_databases
 def test_sweep_requests_delivery_of_stale_and_due_records(
     sim: SimulatorInfo, make_customer, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     asked: list[int] = []
 
-    def enqueue_many(ids: list[int]) -> bool:
+    def enqueue(ids: list[int], **options: Any) -> bool:
         asked.extend(ids)
         return True
 
-    monkeypatch.setattr(sync, "enqueue_many", enqueue_many)
+    monkeypatch.setattr(sync.outbox, "enqueue", enqueue)
     settings.SOLUSIO_SYNC_SWEEP_AFTER = 3600.0
     fresh = make_customer()
     assert sync.sweep() == 0  # just written: its on_commit message is on its way
@@ -360,16 +365,17 @@ def test_the_outbox_write_rolls_back_with_the_change(sim: SimulatorInfo, usd) ->
     assert not SyncRecord.objects.exists()
 
 
+@pytest.mark.both_databases
 def test_delivery_is_requested_only_after_commit(
     sim: SimulatorInfo, usd, django_capture_on_commit_callbacks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     asked: list[list[int]] = []
 
-    def enqueue_many(ids: list[int]) -> bool:
+    def enqueue(ids: list[int], **options: Any) -> bool:
         asked.append(ids)
         return True
 
-    monkeypatch.setattr(sync, "enqueue_many", enqueue_many)
+    monkeypatch.setattr(sync.outbox, "enqueue", enqueue)
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
         first = services.create_customer(email="ida@example.com", currency=usd)
         services.change_customer_status(customer_id=first.pk, status="locked", reason="x")
@@ -379,12 +385,11 @@ def test_delivery_is_requested_only_after_commit(
     assert asked == [[first.pk, second.pk]]
 
 
-def test_the_portable_path_delivers_the_same_way(
-    sim: SimulatorInfo, make_customer, monkeypatch: pytest.MonkeyPatch, settings: Any
+@pytest.mark.both_databases
+def test_a_retry_and_the_next_change_are_delivered_in_order(
+    sim: SimulatorInfo, make_customer, settings: Any
 ) -> None:
     settings.SOLUSIO_SYNC_CALL_ATTEMPTS = 1  # every failure goes back to the outbox
-    # SQLite (the embedded run) has no SKIP LOCKED or data-modifying CTEs.
-    monkeypatch.setattr(sync, "_postgres", lambda: False)
     customer = make_customer()
     services.change_customer_status(customer_id=customer.pk, status="locked", reason="x")
     sim.control.fail_next("error", 1, method="PUT")
@@ -457,22 +462,23 @@ def test_a_429_is_retried_after_its_retry_after_without_holding_the_worker(
     assert len(sim.control.calls(method="POST")) == 1
 
 
+@pytest.mark.both_databases
 def test_the_sweep_stands_back_while_the_queue_has_a_backlog(
     sim: SimulatorInfo, make_customer, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     asked: list[int] = []
 
-    def enqueue_many(ids: list[int]) -> bool:
+    def enqueue(ids: list[int], **options: Any) -> bool:
         asked.extend(ids)
         return True
 
-    monkeypatch.setattr(sync, "enqueue_many", enqueue_many)
+    monkeypatch.setattr(sync.outbox, "enqueue", enqueue)
     settings.SOLUSIO_SYNC_SWEEP_AFTER = 0.0
     settings.SOLUSIO_SYNC_SWEEP_MAX_BACKLOG = 10
     make_customer()
-    monkeypatch.setattr(sync, "_queue_backlog", lambda: 11)
+    monkeypatch.setattr(sync.outbox, "backlog", lambda: 11)
     assert sync.sweep() == 0
-    monkeypatch.setattr(sync, "_queue_backlog", lambda: 10)
+    monkeypatch.setattr(sync.outbox, "backlog", lambda: 10)
     assert sync.sweep() == 1
-    monkeypatch.setattr(sync, "_queue_backlog", lambda: None)  # the broker cannot tell
+    monkeypatch.setattr(sync.outbox, "backlog", lambda: None)  # the broker cannot tell
     assert sync.sweep() == 1

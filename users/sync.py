@@ -19,17 +19,19 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, QuerySet, Subquery
 from django.utils import timezone
 
 from bridge.outbox import Outbox, Outcome, Step
+from bridge.sql import render
 from solusio.connect import get_client, is_configured
 from solusio.errors import NotFound, RateLimited, SolusIOError
 from solusio.records import User
@@ -132,9 +134,68 @@ def _open_records(customer_id: int) -> QuerySet[SyncRecord]:
     return SyncRecord.objects.filter(customer_id=customer_id).exclude(state=SyncRecordState.DONE)
 
 
+# PostgreSQL runs the claim and the delivered step as two statements of SQL: measured with
+# 1,000 records on the 2-core machine, claim + done took 7 ms a record that way and 18 ms
+# as the ORM's four statements (query building is most of it), and the sync is CPU-bound
+# there (docs/performance.md). SQLite (the embedded run) takes the ORM path; the tests
+# marked `both_databases` run both.
+_CLAIM = """
+SELECT r.{r.id}, r.{r.action}, r.{r.payload}, r.{r.attempts}, a.{a.customer} IS NOT NULL,
+       a.{a.solusio_user_id}
+FROM {r} r
+LEFT JOIN {a} a ON a.{a.customer} = r.{r.customer_id}
+WHERE r.{r.id} = (
+    SELECT min(o.{r.id}) FROM {r} o
+    WHERE o.{r.customer_id} = %(customer)s AND o.{r.state} <> %(done)s
+)
+  AND r.{r.state} = %(pending)s
+  AND (r.{r.next_attempt_at} IS NULL OR r.{r.next_attempt_at} <= %(now)s)
+FOR UPDATE OF r SKIP LOCKED
+"""
+# Mark the record delivered and settle the account in one statement; returns whether the
+# customer has more open records.
+_DONE = """
+WITH done AS (
+    UPDATE {r}
+    SET {r.state} = %(done)s, {r.delivered_at} = %(now)s, {r.attempts} = {r.attempts} + 1,
+        {r.last_error} = ''
+    WHERE {r.id} = %(record)s
+    RETURNING {r.id}
+), more AS (
+    SELECT EXISTS (
+        SELECT 1 FROM {r}
+        WHERE {r.customer_id} = %(customer)s AND {r.state} <> %(done)s AND {r.id} <> %(record)s
+    ) AS more
+)
+UPDATE {a}
+SET {a.solusio_user_id} = %(user)s, {a.last_error} = '', {a.last_synced_at} = %(now)s,
+    {a.state} = CASE WHEN (SELECT more FROM more) THEN %(account_pending)s ELSE %(synced)s END
+WHERE {a.customer} = %(customer)s
+RETURNING (SELECT more FROM more), (SELECT count(*) FROM done)
+"""
+_STATES: dict[str, str] = {
+    "done": SyncRecordState.DONE.value,
+    "pending": SyncRecordState.PENDING.value,
+    "account_pending": SyncState.PENDING.value,
+    "synced": SyncState.SYNCED.value,
+}
+
+
+def _sql(template: str) -> str:
+    return render(template, r=SyncRecord, a=SolusioAccount)
+
+
+def _postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
 def _claim(customer_id: int, now: datetime) -> tuple[Any, ...] | None:
     """The customer's oldest open record if it is pending, due and nobody holds it, with
-    the account's link: one statement."""
+    the account's link."""
+    if _postgres():
+        with connection.cursor() as cursor:
+            cursor.execute(_sql(_CLAIM), {"customer": customer_id, "now": now, **_STATES})
+            return cursor.fetchone()
     head = _open_records(customer_id).order_by("id").values("id")[:1]
     account = SolusioAccount.objects.filter(pk=customer_id)
     return (
@@ -151,6 +212,11 @@ def _claim(customer_id: int, now: datetime) -> tuple[Any, ...] | None:
 def _done(*, now: datetime, record: int, customer: int, user: int | None) -> bool:
     """Mark the record delivered and settle the account; returns whether the customer has
     more open records."""
+    if _postgres():
+        params: dict[str, Any] = {"now": now, "record": record, "customer": customer, "user": user}
+        with connection.cursor() as cursor:
+            cursor.execute(_sql(_DONE), {**params, **_STATES})
+            return bool(cursor.fetchone()[0])
     SyncRecord.objects.filter(pk=record).update(
         state=SyncRecordState.DONE, delivered_at=now, attempts=F("attempts") + 1, last_error=""
     )
@@ -190,7 +256,7 @@ def deliver_next(*, customer_id: int) -> Outcome:
                 id=record_id,
                 customer_id=customer_id,
                 action=action,
-                payload=payload,
+                payload=json.loads(payload) if isinstance(payload, str) else payload,
                 attempts=attempts,
                 state=SyncRecordState.PENDING,
             )

@@ -5,7 +5,8 @@ from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from solusio.testing import SimulatorInfo
 from users import services, sync
@@ -482,3 +483,19 @@ def test_the_sweep_stands_back_while_the_queue_has_a_backlog(
     assert sync.sweep() == 1
     monkeypatch.setattr(sync.outbox, "backlog", lambda: None)  # the broker cannot tell
     assert sync.sweep() == 1
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the SQL path is PostgreSQL's")
+def test_the_postgresql_claim_finds_the_head_record_through_the_open_records_index(
+    make_customer, sim: SimulatorInfo
+) -> None:
+    customer = make_customer()
+    params = {"customer": customer.pk, "now": timezone.now(), **sync._STATES}
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # usable, not just chosen
+        cursor.execute("EXPLAIN " + sync._sql(sync._CLAIM), params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "syncrecord_open_idx" in plan, plan
+    assert sync._claim(customer.pk, timezone.now())[0] == (  # type: ignore[index]
+        SyncRecord.objects.get(customer_id=customer.pk).pk
+    )

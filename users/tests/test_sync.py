@@ -23,6 +23,19 @@ from users.tests.conftest import deliver_all, solusio_user
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture
+def requested(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """The deliveries asked of the broker, one list of customers per message batch."""
+    asked: list[list[int]] = []
+
+    def enqueue(ids: list[int], **options: Any) -> bool:
+        asked.append(list(ids))
+        return True
+
+    monkeypatch.setattr(sync.outbox, "enqueue", enqueue)
+    return asked
+
+
 def user_calls(info: SimulatorInfo, method: str | None = None) -> list[dict[str, Any]]:
     return [
         c
@@ -338,21 +351,14 @@ def test_deleting_never_touches_a_user_linked_to_someone_else(
 
 @pytest.mark.both_databases
 def test_sweep_requests_delivery_of_stale_and_due_records(
-    sim: SimulatorInfo, make_customer, settings: Any, monkeypatch: pytest.MonkeyPatch
+    sim: SimulatorInfo, make_customer, settings: Any, requested: list[list[int]]
 ) -> None:
-    asked: list[int] = []
-
-    def enqueue(ids: list[int], **options: Any) -> bool:
-        asked.extend(ids)
-        return True
-
-    monkeypatch.setattr(sync.outbox, "enqueue", enqueue)
     settings.SOLUSIO_SYNC_SWEEP_AFTER = 3600.0
     fresh = make_customer()
     assert sync.sweep() == 0  # just written: its on_commit message is on its way
     settings.SOLUSIO_SYNC_SWEEP_AFTER = 0.0
     assert sync.sweep() == 1
-    assert asked == [fresh.pk]
+    assert requested == [[fresh.pk]]
 
 
 def test_the_outbox_write_rolls_back_with_the_change(sim: SimulatorInfo, usd) -> None:
@@ -368,22 +374,15 @@ def test_the_outbox_write_rolls_back_with_the_change(sim: SimulatorInfo, usd) ->
 
 @pytest.mark.both_databases
 def test_delivery_is_requested_only_after_commit(
-    sim: SimulatorInfo, usd, django_capture_on_commit_callbacks, monkeypatch: pytest.MonkeyPatch
+    sim: SimulatorInfo, usd, django_capture_on_commit_callbacks, requested: list[list[int]]
 ) -> None:
-    asked: list[list[int]] = []
-
-    def enqueue(ids: list[int], **options: Any) -> bool:
-        asked.append(ids)
-        return True
-
-    monkeypatch.setattr(sync.outbox, "enqueue", enqueue)
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
         first = services.create_customer(email="ida@example.com", currency=usd)
         services.change_customer_status(customer_id=first.pk, status="locked", reason="x")
         second = services.create_customer(email="joe@example.com", currency=usd)
-        assert asked == []
+        assert requested == []
     # One request per transaction, each customer once, in the order they were changed.
-    assert asked == [[first.pk, second.pk]]
+    assert requested == [[first.pk, second.pk]]
 
 
 @pytest.mark.both_databases
@@ -465,15 +464,12 @@ def test_a_429_is_retried_after_its_retry_after_without_holding_the_worker(
 
 @pytest.mark.both_databases
 def test_the_sweep_stands_back_while_the_queue_has_a_backlog(
-    sim: SimulatorInfo, make_customer, settings: Any, monkeypatch: pytest.MonkeyPatch
+    sim: SimulatorInfo,
+    make_customer,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    requested: list[list[int]],
 ) -> None:
-    asked: list[int] = []
-
-    def enqueue(ids: list[int], **options: Any) -> bool:
-        asked.extend(ids)
-        return True
-
-    monkeypatch.setattr(sync.outbox, "enqueue", enqueue)
     settings.SOLUSIO_SYNC_SWEEP_AFTER = 0.0
     settings.SOLUSIO_SYNC_SWEEP_MAX_BACKLOG = 10
     make_customer()

@@ -36,6 +36,7 @@ from solusio.errors import (
 from solusio.records import LimitGroup, LinkResult, Plan, Server, Settings, User, UserStatus
 from solusio.redact import redact
 from solusio.retry import RetryPolicy, parse_retry_after
+from solusio.schemas import plan_update_request
 from solusio.usage_schema import UsageRow, parse_usage_row
 
 log = logging.getLogger("solusio.client")
@@ -285,19 +286,24 @@ class SolusIOClient:
         ip_tokens_per_hour: int | None = None,
         ip_tokens_per_month: int | None = None,
     ) -> Plan:
+        """Change a plan's token prices as the official SDK and Terraform provider do: read
+        the plan, change the token fields, `PUT` the whole PlanUpdateRequest back (a partial
+        body may be refused, or reset the fields it leaves out)."""
         given = {
             "tokens_per_hour": tokens_per_hour,
             "tokens_per_month": tokens_per_month,
             "ip_tokens_per_hour": ip_tokens_per_hour,
             "ip_tokens_per_month": ip_tokens_per_month,
         }
-        body = {k: v for k, v in given.items() if v is not None}
-        if not body:
+        changes = {k: v for k, v in given.items() if v is not None}
+        if not changes:
             raise ValueError("update_plan_prices needs at least one price")
-        for key, value in body.items():
+        for key, value in changes.items():
             # Tokens can only be integers (seed, Step 1).
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{key} must be a non-negative integer, got {value!r}")
+        current = self.get_plan(plan_id)
+        body = {**plan_update_request(current.raw), **changes}
         return Plan.parse(self._data("PUT", f"/plans/{int(plan_id)}", json=body))
 
     def iter_limit_groups(self) -> Iterator[LimitGroup]:

@@ -88,11 +88,13 @@ class Plan:
     backup_price: Decimal | None = None
     is_backup_available: bool | None = None
     is_visible: bool | None = None
+    # The whole answer: a price change sends it back whole (`update_plan_prices`).
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def parse(cls, value: Any, where: str = "plan") -> Plan:
         data = p.obj(value, where)
-        return cls(**{name: read(data, where) for name, read in _PLAN_FIELDS})
+        return cls(**{name: read(data, where) for name, read in _PLAN_FIELDS}, raw=dict(data))
 
 
 _limit = s.reader(s.LIMIT, "limit")

@@ -103,10 +103,15 @@ def _check_billing(remote: Settings) -> Finding:
     problems = []
     if remote.billing_integration_type != settings.SOLUSIO_BILLING_INTEGRATION_TYPE:
         problems.append(f"type is {remote.billing_integration_type!r}")
-    if remote.billing_url != wanted:
-        problems.append(f"URL is {remote.billing_url!r}, not {wanted!r}")
+    driver = settings.SOLUSIO_BILLING_DRIVER
+    found = remote.driver(driver)
+    url, token = found or ("", "")
+    if found is None:
+        problems.append(f"there is no driver {driver!r}")
+    elif url != wanted:
+        problems.append(f"URL is {url!r}, not {wanted!r}")
     # Compared in constant time and never printed: it is the GetTokenPricing secret.
-    if not hmac.compare_digest(remote.billing_token.encode(), settings.PRICING_API_TOKEN.encode()):
+    if not hmac.compare_digest(token.encode(), settings.PRICING_API_TOKEN.encode()):
         problems.append("token differs from PRICING_API_TOKEN")
     if problems:
         return Finding(
@@ -114,10 +119,54 @@ def _check_billing(remote: Settings) -> Finding:
             False,
             "; ".join(problems),
             "Settings > Billing Integration: Custom billing, this URL, PRICING_API_TOKEN "
-            "(or run with --fix)",
+            "(or run with --fix; SOLUSIO_BILLING_INTEGRATION_TYPE and SOLUSIO_BILLING_DRIVER "
+            "say what is written)",
             fixable=True,
         )
     return Finding(step, True, f"custom billing points at {wanted} with the bridge's token")
+
+
+def billing_written() -> dict[str, object]:
+    """What `--fix` writes to `billing_integration`, from the settings."""
+    return {
+        "type": settings.SOLUSIO_BILLING_INTEGRATION_TYPE,
+        "drivers": {
+            settings.SOLUSIO_BILLING_DRIVER: {
+                "url": endpoint_url(),
+                "token": settings.PRICING_API_TOKEN,
+            }
+        },
+    }
+
+
+def billing_kept(kept: Settings) -> Finding:
+    """What SolusIO kept of `billing_written()`, read back after the write: a real SolusIO
+    may refuse, drop or rename a type or driver it does not know, without an error."""
+    step = "billing integration written (--fix)"
+    wanted_type, driver = settings.SOLUSIO_BILLING_INTEGRATION_TYPE, settings.SOLUSIO_BILLING_DRIVER
+    differences = []
+    if kept.billing_integration_type != wanted_type:
+        what = repr(kept.billing_integration_type) if kept.billing_integration_type else "none"
+        differences.append(f"wrote type {wanted_type!r}, SolusIO kept {what}")
+    found = kept.driver(driver)
+    if found is None:
+        differences.append(f"wrote driver {driver!r}, SolusIO kept no such driver")
+    else:
+        if found[0] != endpoint_url():
+            differences.append(f"wrote URL {endpoint_url()!r}, SolusIO kept {found[0]!r}")
+        if not hmac.compare_digest(found[1].encode(), settings.PRICING_API_TOKEN.encode()):
+            differences.append("wrote PRICING_API_TOKEN, SolusIO kept another token")
+    if differences:
+        return Finding(
+            step,
+            False,
+            "; ".join(differences),
+            "see what SolusIO's UI offers under Settings > Billing Integration and set "
+            "SOLUSIO_BILLING_INTEGRATION_TYPE / SOLUSIO_BILLING_DRIVER to match",
+        )
+    return Finding(
+        step, True, f"SolusIO kept type {wanted_type!r} and driver {driver!r} as written"
+    )
 
 
 def _check_limit_group() -> Finding:
@@ -180,8 +229,8 @@ def _check_plans() -> Finding:
 def run(*, fix: bool = False) -> list[Finding]:
     findings = _run_once()
     if fix and any(not f.ok and f.fixable for f in findings):
-        _fix(findings)
-        findings = _run_once()
+        written = _fix(findings)
+        findings = [*_run_once(), *written]
     return findings
 
 
@@ -198,19 +247,20 @@ def _run_once() -> list[Finding]:
     return [api, *(check() for check in checks)]
 
 
-def _fix(findings: list[Finding]) -> None:
+def _fix(findings: list[Finding]) -> list[Finding]:
+    """Apply the fixable findings; returns what the writes left, as read back."""
     failing = {f.step for f in findings if not f.ok and f.fixable}
+    reports: list[Finding] = []
     patch: dict[str, object] = {}
     if "registration disabled (Step 4)" in failing:
         patch["features"] = {"allow_registration": False}
     if "billing integration (Step 7)" in failing:
-        patch["billing_integration"] = {
-            "type": settings.SOLUSIO_BILLING_INTEGRATION_TYPE,
-            "drivers": {"whmcs": {"url": endpoint_url(), "token": settings.PRICING_API_TOKEN}},
-        }
+        patch["billing_integration"] = billing_written()
     if patch:
         with solusio_client() as client:
             client.patch_settings(patch)
+            if "billing_integration" in patch:
+                reports.append(billing_kept(client.get_settings()))
     if "default limit group (Step 5)" in failing:
         groups = user_services.mirror_limit_groups()
         default = next((g for g in groups if g.name.lower() == "default"), None)
@@ -219,3 +269,4 @@ def _fix(findings: list[Finding]) -> None:
     if "plan prices (Step 3)" in failing:
         plan_sync.mirror_plans()
         plan_sync.push_plan_prices()
+    return reports

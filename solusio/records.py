@@ -170,6 +170,18 @@ class Settings:
             raw=dict(data),
         )
 
+    def driver(self, key: str) -> tuple[str, str] | None:
+        """(url, token) of billing driver `key` as SolusIO has it; None when it has no
+        such driver. Read leniently: the bridge writes these itself, and reports what it
+        finds rather than failing on it."""
+        billing = self.raw.get("billing_integration")
+        drivers = billing.get("drivers") if isinstance(billing, dict) else None
+        found = drivers.get(key) if isinstance(drivers, dict) else None
+        if not isinstance(found, dict):
+            return None
+        url, token = found.get("url"), found.get("token")
+        return (url if isinstance(url, str) else "", token if isinstance(token, str) else "")
+
 
 _server_id = s.reader(s.SERVER, "id")
 _server_uuid = s.reader(s.SERVER, "uuid")

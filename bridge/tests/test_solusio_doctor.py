@@ -63,7 +63,11 @@ def test_doctor_fails_on_a_fresh_solusio_then_passes_after_fix(
     ok, out = doctor("--fix")
 
     assert ok, out
-    assert out.count("[PASS]") == 5
+    assert out.count("[PASS]") == 6
+    assert (
+        "[PASS] billing integration written (--fix): SolusIO kept type 'custom' and driver "
+        "'whmcs' as written" in out
+    )
     remote = fresh.control.simulator.state.settings  # type: ignore[union-attr]
     assert remote["features"]["allow_registration"] is False
     assert remote["billing_integration"]["type"] == "custom"
@@ -76,6 +80,55 @@ def test_doctor_fails_on_a_fresh_solusio_then_passes_after_fix(
     assert (plans[1]["tokens_per_hour"], plans[1]["tokens_per_month"]) == (8, 5500)
     assert Plan.objects.count() == 7
     call_command("check", "--tag", "solusio", stdout=StringIO(), stderr=StringIO())
+
+
+def test_fix_writes_the_type_and_driver_the_settings_name(
+    fresh: SimulatorInfo, settings: Any
+) -> None:
+    settings.SOLUSIO_BILLING_INTEGRATION_TYPE = "whmcs"
+    ok, out = doctor("--fix")
+    assert ok, out
+    assert "SolusIO kept type 'whmcs' and driver 'whmcs' as written" in out
+    remote = fresh.control.simulator.state.settings  # type: ignore[union-attr]
+    assert remote["billing_integration"]["type"] == "whmcs"
+
+
+def test_fix_reports_a_driver_solusio_did_not_keep(fresh: SimulatorInfo, settings: Any) -> None:
+    # SolusIO (and the simulator) ignore a settings key they do not know.
+    settings.SOLUSIO_BILLING_DRIVER = "custom"
+    ok, out = doctor("--fix")
+    assert not ok
+    assert (
+        "[FAIL] billing integration written (--fix): wrote driver 'custom', SolusIO kept no "
+        "such driver — see what SolusIO's UI offers" in out
+    )
+    assert "[FAIL] billing integration (Step 7): there is no driver 'custom'" in out
+    assert "shared-secret" not in out
+
+
+@pytest.mark.parametrize(("kept", "said"), [("whmcs", "'whmcs'"), (None, "none")])
+def test_fix_reports_a_type_solusio_renamed_or_dropped(
+    fresh: SimulatorInfo, kept: str | None, said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SolusIO that knows no "custom" type: keeps another instead, or none at all."""
+    state = fresh.control.simulator.state  # type: ignore[union-attr]
+    patch_settings = state.patch_settings
+
+    def strict(body: dict[str, Any]) -> dict[str, Any]:
+        patch_settings(body)
+        billing = state.settings["billing_integration"]
+        if kept is None:
+            billing.pop("type", None)
+        else:
+            billing["type"] = kept
+        return state.get_settings()
+
+    monkeypatch.setattr(state, "patch_settings", strict)
+    ok, out = doctor("--fix")
+    assert not ok
+    assert f"wrote type 'custom', SolusIO kept {said}" in out
+    assert "wrote URL" not in out  # the driver was kept as written
+    assert "Traceback" not in out
 
 
 def test_doctor_reports_a_wrong_token_and_an_unreachable_solusio(

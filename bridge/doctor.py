@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from pricing import plan_sync
+from solusio import probe
 from solusio.connect import is_configured, solusio_client
 from solusio.errors import SolusIOError, Unauthorized
 from solusio.records import Settings
@@ -27,6 +28,7 @@ STEPS = (
     "billing integration (Step 7)",
     "default limit group (Step 5)",
     "plan prices (Step 3)",
+    "API shapes (probe)",
 )
 
 
@@ -226,6 +228,53 @@ def _check_plans() -> Finding:
     return Finding(step, True, f"all {len(remote)} plans priced as in the price book")
 
 
+def run_probe(
+    date_from: str = "",
+    date_to: str = "",
+    *,
+    sso_email: str | None = None,
+    cheap_only: bool = False,
+) -> list[probe.EndpointReport]:
+    """The first-day probe with the bridge's settings (the usage settings when they are set);
+    `cheap_only` skips servers, usage and the login token (no period needed then)."""
+    options = probe.ProbeOptions(
+        date_from=date_from,
+        date_to=date_to,
+        usage_path=getattr(settings, probe.USAGE_PATH_SETTING, "") or "/usage",
+        usage_from_param=getattr(settings, probe.USAGE_FROM_SETTING, "") or "filter[date_from]",
+        usage_to_param=getattr(settings, probe.USAGE_TO_SETTING, "") or "filter[date_to]",
+        billing_type=settings.SOLUSIO_BILLING_INTEGRATION_TYPE,
+        billing_driver=settings.SOLUSIO_BILLING_DRIVER,
+        sso_email=sso_email,
+        login_url_template=settings.SOLUSIO_LOGIN_URL_TEMPLATE,
+    )
+    with solusio_client(max_attempts=1) as client:
+        return probe.probe(client, options, cheap_only=cheap_only)
+
+
+def _check_shapes() -> Finding:
+    """The probe's cheap part: do settings, users, plans and limit groups carry what the
+    bridge reads?"""
+    step = "API shapes (probe)"
+    reports = run_probe(cheap_only=True)
+    bad = [r for r in reports if not r.ok or r.needed_missing]
+    if bad:
+        return Finding(
+            step,
+            False,
+            "; ".join(f"{r.endpoint.name}: {_shape_problem(r)}" for r in bad),
+            "run `manage.py solusio_probe` for field-by-field detail and the settings to change",
+        )
+    names = ", ".join(r.endpoint.name for r in reports)
+    return Finding(step, True, f"{names} carry every field the bridge reads")
+
+
+def _shape_problem(report: probe.EndpointReport) -> str:
+    if report.error or report.parse_error:
+        return report.error or report.parse_error
+    return "missing " + ", ".join(report.needed_missing)
+
+
 def run(*, fix: bool = False) -> list[Finding]:
     findings = _run_once()
     if fix and any(not f.ok and f.fixable for f in findings):
@@ -243,6 +292,7 @@ def _run_once() -> list[Finding]:
         lambda: _check_billing(remote),
         _check_limit_group,
         _check_plans,
+        _check_shapes,
     ]
     return [api, *(check() for check in checks)]
 

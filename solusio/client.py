@@ -431,7 +431,41 @@ class SolusIOClient:
                 )
                 self._sleep(delay)
 
+    def call_once(
+        self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None
+    ) -> tuple[int, Any]:
+        """One request, no retries, any HTTP status: (status, decoded JSON, or the text when
+        the body is not JSON, or None when empty). For the first-day probe, which reports
+        what SolusIO answers instead of acting on it; TransportError when nothing answers."""
+        response = self._exchange(method, path, params, json)
+        if not response.content.strip():
+            return response.status_code, None
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            return response.status_code, response.text
+
     def _send(self, method: str, path: str, params: Mapping[str, Any] | None, json: Any) -> Any:
+        response = self._exchange(method, path, params, json)
+        body = response.content
+        if 200 <= response.status_code < 300:
+            if response.status_code == 204 or not body.strip():
+                return None
+            try:
+                return response.json()
+            except ValueError:
+                raise InvalidResponse(
+                    f"response is not valid JSON ({len(body)} bytes; truncated?)",
+                    status=response.status_code,
+                    method=method,
+                    path=path,
+                ) from None
+        raise _error_from(response, method, path)
+
+    def _exchange(
+        self, method: str, path: str, params: Mapping[str, Any] | None, json: Any
+    ) -> requests.Response:
+        """Send one request and read the whole answer; TransportError when none came."""
         url = self.base_url + path
         if json is not None and log.isEnabledFor(logging.DEBUG):
             log.debug("SolusIO %s %s body %s", method, path, redact(json))
@@ -445,7 +479,7 @@ class SolusIOClient:
                 timeout=self.timeout,
                 verify=self.verify_tls,
             )
-            body = response.content
+            response.content  # noqa: B018 - read the body here, where its errors are caught
         except requests.Timeout as exc:
             raise TransportError(
                 f"timed out: {type(exc).__name__}", timeout=True, method=method, path=path
@@ -466,19 +500,7 @@ class SolusIOClient:
             response.status_code,
             elapsed_ms,
         )
-        if 200 <= response.status_code < 300:
-            if response.status_code == 204 or not body.strip():
-                return None
-            try:
-                return response.json()
-            except ValueError:
-                raise InvalidResponse(
-                    f"response is not valid JSON ({len(body)} bytes; truncated?)",
-                    status=response.status_code,
-                    method=method,
-                    path=path,
-                ) from None
-        raise _error_from(response, method, path)
+        return response
 
 
 def _may_still_run(exc: SolusIOError) -> bool:

@@ -5,9 +5,10 @@ from io import StringIO
 from typing import Any
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
+from bridge.testing import run_command
 from pricing.models import Plan
 from solusio.testing import SimulatorInfo, running_simulator
 from users.models import SolusioDefaults
@@ -29,12 +30,7 @@ def fresh(settings: Any) -> Any:
 
 
 def doctor(*args: str) -> tuple[bool, str]:
-    out = StringIO()
-    try:
-        call_command("solusio_doctor", *args, stdout=out)
-    except CommandError:
-        return False, out.getvalue()
-    return True, out.getvalue()
+    return run_command("solusio_doctor", *args)
 
 
 def test_doctor_fails_on_a_fresh_solusio_then_passes_after_fix(
@@ -47,13 +43,18 @@ def test_doctor_fails_on_a_fresh_solusio_then_passes_after_fix(
 
     assert not ok
     lines = out.strip().splitlines()
-    assert len(lines) == 5
+    assert len(lines) == 8
+    assert lines[-1] == "CommandError: 4 of 6 checks failed"
     assert lines[0].startswith("[PASS] API (Step 8)")
     assert lines[1].startswith("[FAIL] registration disabled (Step 4)")
     assert lines[2].startswith("[FAIL] billing integration (Step 7)")
     assert lines[3].startswith("[FAIL] default limit group (Step 5)")
     assert lines[4].startswith("[FAIL] plan prices (Step 3)")
     assert "plan 1: SolusIO 7/5000, price book 8/5500" in lines[4]
+    assert lines[5] == (
+        "[PASS] API shapes (probe): settings, users, plans, limit groups carry every field "
+        "the bridge reads"
+    )
     assert "shared-secret" not in out
     settings.SOLUSIO_CHECKS_ALWAYS = True
     with pytest.raises(SystemCheckError) as failed:
@@ -63,7 +64,7 @@ def test_doctor_fails_on_a_fresh_solusio_then_passes_after_fix(
     ok, out = doctor("--fix")
 
     assert ok, out
-    assert out.count("[PASS]") == 6
+    assert out.count("[PASS]") == 7
     assert (
         "[PASS] billing integration written (--fix): SolusIO kept type 'custom' and driver "
         "'whmcs' as written" in out

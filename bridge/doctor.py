@@ -307,16 +307,31 @@ def _fix(findings: list[Finding]) -> list[Finding]:
     if "billing integration (Step 7)" in failing:
         patch["billing_integration"] = billing_written()
     if patch:
-        with solusio_client() as client:
-            client.patch_settings(patch)
-            if "billing_integration" in patch:
-                reports.append(billing_kept(client.get_settings()))
+        try:
+            with solusio_client() as client:
+                client.patch_settings(patch)
+                if "billing_integration" in patch:
+                    reports.append(billing_kept(client.get_settings()))
+        except SolusIOError as exc:
+            # A SolusIO that refuses a type it does not know may answer 422: say so, plainly.
+            reports.append(
+                Finding(
+                    "settings written (--fix)",
+                    False,
+                    f"SolusIO refused the settings change: {exc}",
+                    "check SOLUSIO_BILLING_INTEGRATION_TYPE / SOLUSIO_BILLING_DRIVER against "
+                    "what SolusIO's UI offers",
+                )
+            )
     if "default limit group (Step 5)" in failing:
         groups = user_services.mirror_limit_groups()
         default = next((g for g in groups if g.name.lower() == "default"), None)
         if default is not None:
             user_services.set_default_limit_group(limit_group=LimitGroup.objects.get(pk=default.pk))
     if "plan prices (Step 3)" in failing:
-        plan_sync.mirror_plans()
-        plan_sync.push_plan_prices()
+        try:
+            plan_sync.mirror_plans()
+            plan_sync.push_plan_prices()
+        except SolusIOError as exc:
+            reports.append(Finding("plan prices pushed (--fix)", False, str(exc)))
     return reports

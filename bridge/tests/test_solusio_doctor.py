@@ -132,6 +132,20 @@ def test_fix_reports_a_type_solusio_renamed_or_dropped(
     assert "Traceback" not in out
 
 
+def test_fix_reports_writes_solusio_refuses(fresh: SimulatorInfo) -> None:
+    Plan.objects.create(id=1, name="1 Core, 1 GB RAM", tokens_per_hour=8, tokens_per_month=5500)
+    fresh.control.fail_next("error", method="PATCH", path="/settings", status=422)
+    fresh.control.fail_next("error", method="PUT", path="/plans/1", status=422)
+    ok, out = doctor("--fix")
+    assert not ok
+    assert (
+        "[FAIL] settings written (--fix): SolusIO refused the settings change: PATCH "
+        "/settings: HTTP 422: Server Error — check SOLUSIO_BILLING_INTEGRATION_TYPE" in out
+    )
+    assert "[FAIL] plan prices pushed (--fix): PUT /plans/1: HTTP 422" in out
+    assert "Traceback" not in out
+
+
 def test_doctor_reports_a_wrong_token_and_an_unreachable_solusio(
     fresh: SimulatorInfo, settings: Any
 ) -> None:

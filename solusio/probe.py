@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -463,17 +464,53 @@ def _advise_usage(report: EndpointReport, options: ProbeOptions) -> None:
             f"{USAGE_SOURCE_SETTING}=observed to bill from the servers API"
         )
         return
-    if report.status == 422 or (report.status == 400):
-        report.fixes.append(
-            f"{USAGE_FROM_SETTING} / {USAGE_TO_SETTING} (the bridge sent "
-            f"{options.usage_from_param}, {options.usage_to_param})"
-        )
+    filters = (
+        f"{USAGE_FROM_SETTING} / {USAGE_TO_SETTING} (the bridge sent "
+        f"{options.usage_from_param}, {options.usage_to_param})"
+    )
+    if report.status in (400, 422):
+        report.fixes.append(filters)
         return
-    if report.status == 200 and (report.parse_error or not (report.fields and report.fields.clean)):
+    if report.status != 200:
+        return
+    if report.parse_error or not (report.fields and report.fields.clean):
         report.fixes.append(
             f"{USAGE_SOURCE_SETTING}=observed until the row shape is supported "
             "(send the --save answers to support)"
         )
+    outside = rows_outside(report.answer, options.date_from, options.date_to)
+    if outside:
+        report.notes.append(
+            f"{outside} rows lie outside the period asked for: the date filters were ignored?"
+        )
+        report.fixes.append(filters)
+
+
+def rows_outside(answer: Any, date_from: str, date_to: str) -> int:
+    """How many usage rows of a page lie wholly outside [date_from, date_to): a SolusIO that
+    ignores the filter names the bridge sends answers with other months' rows."""
+    data = answer.get("data") if isinstance(answer, Mapping) else None
+    start, end = _instant(date_from), _instant(date_to)
+    if not isinstance(data, list) or start is None or end is None:
+        return 0
+    count = 0
+    for row in data:
+        if not isinstance(row, Mapping):
+            continue
+        began, ended = _instant(row.get("started_at")), _instant(row.get("ended_at"))
+        if (began is not None and began >= end) or (ended is not None and ended <= start):
+            count += 1
+    return count
+
+
+def _instant(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
 
 
 def _advise_settings(report: EndpointReport, options: ProbeOptions) -> None:

@@ -76,6 +76,19 @@ def test_compare_names_an_object_that_is_not_one() -> None:
     )
 
 
+def test_rows_outside_the_period_are_counted() -> None:
+    page = {
+        "data": [
+            {"started_at": "2025-01-03T00:00:00Z", "ended_at": None},
+            {"started_at": "2024-12-01T00:00:00Z", "ended_at": "2025-01-01T00:00:00Z"},
+            {"started_at": "2025-02-01T00:00:00+00:00", "ended_at": None},
+            {"started_at": "not a time"},
+        ]
+    }
+    assert probe.rows_outside(page, *JAN) == 2
+    assert probe.rows_outside({"data": "x"}, *JAN) == 0
+
+
 @pytest.fixture
 def sim() -> Iterator[SimulatorInfo]:
     with running_simulator(users=5, servers=6) as info:
@@ -180,6 +193,23 @@ def test_missing_and_mistyped_usage_fields_point_at_the_usage_source(
     assert usage.fields.mistyped == ("data[].server.id: expected an integer, got a string",)
     assert sorted(usage.needed_missing) == ["server.id", "started_at"]
     assert any("USAGE_SOURCE=observed" in fix for fix in usage.fixes)
+
+
+def test_a_solusio_that_ignores_the_date_filters_is_told_apart(
+    client: SolusIOClient, sim: SimulatorInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def december(row: dict[str, Any]) -> None:
+        row["started_at"], row["ended_at"] = "2024-12-01T00:00:00Z", "2024-12-02T00:00:00Z"
+
+    rewrite(sim, monkeypatch, "/usage", december)
+    usage = by_name(probe.probe(client, OPTIONS))["usage"]
+    assert usage.notes == [
+        "6 rows lie outside the period asked for: the date filters were ignored?"
+    ]
+    assert usage.fixes == [
+        "SOLUSIO_USAGE_FILTER_FROM / SOLUSIO_USAGE_FILTER_TO (the bridge sent "
+        "filter[date_from], filter[date_to])"
+    ]
 
 
 def test_a_settings_answer_without_the_bridges_driver_names_the_setting(

@@ -99,3 +99,12 @@ def test_production_mode_fails_without_a_single_sign_on_url() -> None:
     with pytest.raises(SystemCheckError, match=r"bridge\.E010"):
         call_command("check", "--deploy", stdout=StringIO(), stderr=StringIO())
     call_command("check", stdout=StringIO(), stderr=StringIO())  # development is not held up
+
+
+@override_settings(PUBLIC_URL_IS_HTTPS=True, TRUSTED_PROXY_COUNT=0)
+def test_check_deploy_flags_https_without_a_trusted_proxy() -> None:
+    from bridge.checks import check_bridge_secrets
+
+    assert "bridge.W007" in {w.id for w in check_bridge_secrets()}
+    with override_settings(TRUSTED_PROXY_COUNT=1):
+        assert "bridge.W007" not in {w.id for w in check_bridge_secrets()}

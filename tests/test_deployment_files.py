@@ -20,6 +20,7 @@ REQUIRED = {
     "METRICS_TOKEN": "metrics-token",
     "SOLUSIO_API_URL": "https://solusio.example.net/api/v1",
     "SOLUSIO_API_TOKEN": "solusio-token",
+    "SOLUSIO_LOGIN_URL_TEMPLATE": "https://solusio.example.net/auth/by_token?token={token}",
     "EMAIL_URL": "smtp+tls://bridge:mail-secret@mail.example.net:587",
     "DEFAULT_FROM_EMAIL": "billing@example.net",
     "DJANGO_SUPERUSER_USERNAME": "admin",

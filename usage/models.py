@@ -4,10 +4,23 @@ Invariants the database can hold are constraints: one stored row per usage item 
 one invoice per (customer, period), unique invoice numbers, one settings row.
 """
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
 from users.models import Customer
+
+PAYMENT_LINK_FIELDS = ("number", "total", "currency", "customer")
+
+
+def validate_payment_link_template(value: str) -> None:
+    try:
+        value.format(**dict.fromkeys(PAYMENT_LINK_FIELDS, "x"))
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValidationError(
+            "Use only {number}, {total}, {currency} and {customer} in braces (%(error)s).",
+            params={"error": exc},
+        ) from exc
 
 
 class BillingSettings(models.Model):
@@ -28,6 +41,39 @@ class BillingSettings(models.Model):
         help_text="E-mail each invoice (PDF attached) to the customer when it is issued. "
         "Staff can still re-send one by hand when this is off.",
     )
+    # The seller, as every invoice must name it (DESIGN §6). Copied onto an invoice when it
+    # is issued (Invoice.legal): editing these never changes an issued invoice.
+    seller_name = models.CharField("seller legal name", max_length=255, blank=True)
+    seller_address = models.TextField(blank=True, help_text="Postal address, one line per row.")
+    seller_vat_id = models.CharField("seller VAT / tax id", max_length=64, blank=True)
+    seller_registration = models.CharField(
+        "company registration",
+        max_length=255,
+        blank=True,
+        help_text="e.g. 'Registered in England and Wales, no. 01234567'.",
+    )
+    support_email = models.EmailField(blank=True)
+    payment_instructions = models.TextField(
+        blank=True,
+        help_text="How to pay: bank account, IBAN and BIC. Shown on every invoice.",
+    )
+    payment_link_template = models.CharField(
+        max_length=500,
+        blank=True,
+        validators=[validate_payment_link_template],
+        help_text="A link to pay online, with {number}, {total}, {currency} and {customer} "
+        "filled in, e.g. https://pay.example.com/?invoice={number}&amount={total}",
+    )
+    payment_terms_days = models.PositiveIntegerField(
+        default=14, help_text="The due date is the issue date plus this many days."
+    )
+    logo_path = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="A PNG or JPEG on this server drawn on the invoice: an absolute path, or "
+        "one relative to the project's directory.",
+    )
+    invoice_footer = models.TextField(blank=True, help_text="Printed at the foot of each page.")
 
     class Meta:
         verbose_name = "billing settings"
@@ -167,6 +213,9 @@ class Invoice(models.Model):
     # computed, so the invoice can be re-rendered and audited exactly later.
     snapshot = models.JSONField(default=dict)
     taxes = models.JSONField(default=list)
+    # Seller, customer, issue and due date as they were when the invoice was issued
+    # (usage.legal); empty on a draft, which shows the current ones.
+    legal = models.JSONField(default=dict, db_default={}, blank=True)
     discrepancies = models.PositiveIntegerField(
         default=0, help_text="Lines where SolusIO reported a different charge."
     )

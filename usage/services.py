@@ -19,6 +19,7 @@ once, or a re-run after a crash ends in the state one clean run leaves.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections import defaultdict
@@ -35,7 +36,7 @@ from django.utils import timezone
 
 from solusio.client import SolusIOClient
 from solusio.usage_schema import UsageRow, parse_usage_row
-from usage import bulk, emails, forked, selectors
+from usage import bulk, emails, forked, legal, selectors
 from usage.models import (
     BillingSettings,
     Invoice,
@@ -541,14 +542,17 @@ def issue_invoices(*, invoice_ids: Iterable[int], now: datetime | None = None) -
     for start in range(0, len(ids), ISSUE_BATCH):
         with transaction.atomic():
             counter = InvoiceCounter.objects.select_for_update().get_or_create(name=COUNTER)[0]
-            order = list(
+            rows = list(
                 Invoice.objects.select_for_update()
                 .filter(pk__in=ids[start : start + ISSUE_BATCH], status=InvoiceStatus.DRAFT)
                 .order_by("period", "customer_id", "id")
-                .values_list("id", flat=True)
+                .values_list("id", "customer_id")
             )
+            order = [invoice_id for invoice_id, _ in rows]
             numbers = range(counter.last + 1, counter.last + 1 + len(order))
-            _set_numbers(order, numbers, now)
+            # Seller and customer as they are now: later edits never change this invoice.
+            details = legal.details_on_issue(customer_ids=[c for _, c in rows], now=now)
+            _set_numbers(order, numbers, [details[c] for _, c in rows], now)
             counter.last += len(order)
             counter.save(update_fields=["last"])
             # The customers' e-mails, recorded with the issue and sent once it commits.
@@ -557,22 +561,32 @@ def issue_invoices(*, invoice_ids: Iterable[int], now: datetime | None = None) -
     return issued
 
 
-def _set_numbers(ids: Sequence[int], numbers: Sequence[int], now: datetime) -> None:
-    """Issue `ids` with `numbers`, pairwise: one UPDATE on PostgreSQL."""
+def _set_numbers(
+    ids: Sequence[int], numbers: Sequence[int], details: Sequence[dict[str, Any]], now: datetime
+) -> None:
+    """Issue `ids` with `numbers` and legal `details`, pairwise: one UPDATE on PostgreSQL."""
     if not ids:
         return
     if connection.vendor == "postgresql":
         table = connection.ops.quote_name(Invoice._meta.db_table)
         with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {table} AS i SET number = n.number, status = %s, issued_at = %s "  # noqa: S608
-                "FROM unnest(%s::bigint[], %s::bigint[]) AS n(id, number) WHERE i.id = n.id",
-                [InvoiceStatus.ISSUED.value, now, list(ids), list(numbers)],
+                f"UPDATE {table} AS i SET number = n.number, legal = n.legal::jsonb, "  # noqa: S608
+                "status = %s, issued_at = %s "
+                "FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS n(id, number, legal) "
+                "WHERE i.id = n.id",
+                [
+                    InvoiceStatus.ISSUED.value,
+                    now,
+                    list(ids),
+                    list(numbers),
+                    [json.dumps(d) for d in details],
+                ],
             )
         return
-    for invoice_id, number in zip(ids, numbers, strict=True):
+    for invoice_id, number, legal_details in zip(ids, numbers, details, strict=True):
         Invoice.objects.filter(pk=invoice_id).update(
-            number=number, status=InvoiceStatus.ISSUED, issued_at=now
+            number=number, legal=legal_details, status=InvoiceStatus.ISSUED, issued_at=now
         )
 
 

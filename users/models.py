@@ -26,6 +26,16 @@ class Customer(models.Model):
         max_length=2, blank=True, validators=[country_validator], help_text="ISO 3166-1 alpha-2."
     )
     region = models.CharField(max_length=100, blank=True)
+    # What an invoice names the customer by (DESIGN §6); copied onto each invoice on issue.
+    company_name = models.CharField(max_length=255, blank=True)
+    billing_address = models.TextField(blank=True, help_text="Postal address, one line per row.")
+    vat_id = models.CharField("VAT id", max_length=64, blank=True)
+    tax_exemption_reason = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="Printed where no tax is charged, e.g. 'Reverse charge: VAT to be accounted "
+        "for by the recipient (Art. 196 Directive 2006/112/EC)'.",
+    )
     billing_exempt = models.BooleanField(
         default=False, help_text="Exempt customers are never charged: token cost 0."
     )

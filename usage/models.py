@@ -4,6 +4,9 @@ Invariants the database can hold are constraints: one stored row per usage item 
 one invoice per (customer, period), unique invoice numbers, one settings row.
 """
 
+from pathlib import Path
+
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
@@ -11,6 +14,37 @@ from django.db.models import Q
 from users.models import Customer
 
 PAYMENT_LINK_FIELDS = ("number", "total", "currency", "customer")
+LOGO_SUFFIXES = (".png", ".jpg", ".jpeg")
+# The seller as every invoice names it (DESIGN §6).
+SELLER_FIELDS = (
+    "seller_name",
+    "seller_address",
+    "seller_vat_id",
+    "seller_registration",
+    "support_email",
+    "payment_instructions",
+    "payment_link_template",
+    "payment_terms_days",
+    "logo_path",
+    "invoice_footer",
+)
+
+
+def logo_file(path: str) -> Path | None:
+    """The logo's file: `path` as given if absolute, else under the project's directory."""
+    if not path:
+        return None
+    candidate = Path(path)
+    if not candidate.is_absolute():
+        candidate = Path(settings.BASE_DIR) / candidate
+    return candidate if candidate.is_file() else None
+
+
+def validate_logo_path(value: str) -> None:
+    if not value.lower().endswith(LOGO_SUFFIXES):
+        raise ValidationError("The logo must be a PNG or JPEG file (.png, .jpg, .jpeg).")
+    if logo_file(value) is None:
+        raise ValidationError("No file at %(path)s on this server.", params={"path": value})
 
 
 def validate_payment_link_template(value: str) -> None:
@@ -41,8 +75,8 @@ class BillingSettings(models.Model):
         help_text="E-mail each invoice (PDF attached) to the customer when it is issued. "
         "Staff can still re-send one by hand when this is off.",
     )
-    # The seller, as every invoice must name it (DESIGN §6). Copied onto an invoice when it
-    # is issued (Invoice.legal): editing these never changes an issued invoice.
+    # SELLER_FIELDS: copied onto an invoice when it is issued (Invoice.legal), so editing
+    # them never changes an issued invoice.
     seller_name = models.CharField("seller legal name", max_length=255, blank=True)
     seller_address = models.TextField(blank=True, help_text="Postal address, one line per row.")
     seller_vat_id = models.CharField("seller VAT / tax id", max_length=64, blank=True)
@@ -70,6 +104,7 @@ class BillingSettings(models.Model):
     logo_path = models.CharField(
         max_length=500,
         blank=True,
+        validators=[validate_logo_path],
         help_text="A PNG or JPEG on this server drawn on the invoice: an absolute path, or "
         "one relative to the project's directory.",
     )

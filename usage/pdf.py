@@ -10,6 +10,7 @@ signs outside Latin-1 are spelled out (€ → EUR).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from decimal import Decimal
@@ -29,8 +30,10 @@ from bridge.money import (
     token_price_decimals,
 )
 from usage.legal import LegalDetails, details_of, payment_link
-from usage.models import Invoice
+from usage.models import Invoice, logo_file
 from usage.rules import PricingSnapshot, Rule
+
+logger = logging.getLogger(__name__)
 
 _FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -146,15 +149,6 @@ def invoice_filename(invoice: Invoice) -> str:
     return f"draft-{invoice.customer_id}-{invoice.period:%Y-%m}"
 
 
-def _logo(path: str) -> Path | None:
-    if not path:
-        return None
-    candidate = Path(path)
-    if not candidate.is_absolute():
-        candidate = Path(settings.BASE_DIR) / candidate
-    return candidate if candidate.is_file() else None
-
-
 def render_invoice_pdf(invoice: Invoice) -> bytes:
     pricing = PricingSnapshot.from_json(invoice.snapshot)
     legal = details_of(invoice)
@@ -186,9 +180,7 @@ def render_invoice_pdf(invoice: Invoice) -> bytes:
     doc.set_title(title)
     doc.add_page()
 
-    logo = _logo(seller.logo_path)
-    if logo:
-        doc.image(str(logo), x=150, y=doc.get_y(), h=16, keep_aspect_ratio=True)
+    _logo(doc, seller.logo_path)
     doc.set_font(doc.family, "B", 18)
     doc.cell(130, 10, doc.text_of(title), new_x="LMARGIN", new_y="NEXT")
     doc.ln(2)
@@ -205,6 +197,18 @@ def render_invoice_pdf(invoice: Invoice) -> bytes:
         doc.set_font(doc.family, "", 8)
         doc.multi_cell(0, 4, "* SolusIO reported a different charge for this line.")
     return bytes(doc.output())
+
+
+def _logo(doc: _Doc, path: str) -> None:
+    """Top right of page 1, at most 50 × 16 mm; a logo that cannot be drawn is left out (the
+    invoice matters more than its decoration)."""
+    found = logo_file(path)
+    if found is None:
+        return
+    try:
+        doc.image(str(found), x=150, y=doc.get_y(), w=50, h=16, keep_aspect_ratio=True)
+    except (OSError, ValueError, RuntimeError):
+        logger.warning("invoice logo %s cannot be drawn", found, exc_info=True)
 
 
 def _block(doc: _Doc, x: float, y: float, width: float, heading: str, text: str) -> float:

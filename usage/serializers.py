@@ -6,6 +6,7 @@ from typing import Any
 from rest_framework import serializers
 
 from usage.models import (
+    SELLER_FIELDS,
     BillingSettings,
     DunningEvent,
     Invoice,
@@ -139,7 +140,7 @@ class UpcomingInvoiceSerializer(serializers.Serializer):
 class BillingSettingsSerializer(serializers.ModelSerializer):
     class Meta:
         model = BillingSettings
-        fields = ["auto_issue", "dunning_days", "email_invoices"]
+        fields = ["auto_issue", "dunning_days", "email_invoices", *SELLER_FIELDS]
 
 
 class DunningEventSerializer(serializers.ModelSerializer):

@@ -15,6 +15,10 @@ class CustomerStatus(models.TextChoices):
     SUSPENDED = "suspended", "Suspended"
 
 
+# What an invoice names the customer by (DESIGN §6); copied onto each invoice on issue.
+INVOICE_DETAIL_FIELDS = ("company_name", "billing_address", "vat_id", "tax_exemption_reason")
+
+
 class Customer(models.Model):
     # The billing user id SolusIO sends as `userid` and stores as `billing_user_id`.
     # Explicit ids are allowed (imports keep the old billing system's ids).
@@ -26,7 +30,6 @@ class Customer(models.Model):
         max_length=2, blank=True, validators=[country_validator], help_text="ISO 3166-1 alpha-2."
     )
     region = models.CharField(max_length=100, blank=True)
-    # What an invoice names the customer by (DESIGN §6); copied onto each invoice on issue.
     company_name = models.CharField(max_length=255, blank=True)
     billing_address = models.TextField(blank=True, help_text="Postal address, one line per row.")
     vat_id = models.CharField("VAT id", max_length=64, blank=True)

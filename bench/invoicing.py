@@ -5,15 +5,16 @@
 
 What it does, in order:
 
-1. Creates the PostgreSQL database `bench_invoicing` (dropped and re-created), migrates it
-   and loads --customers customers: USD and EUR, a discount on every tenth, compound taxes
-   for GB. Every hundredth SolusIO user has no customer, so ~1 % of usage is orphan.
+1. Creates the PostgreSQL database `bench_invoicing` (or $BENCH_INVOICING_DB; dropped and
+   re-created), migrates it and loads --customers customers: USD and EUR, a discount on
+   every tenth, compound taxes for GB. Every hundredth SolusIO user has no customer, so
+   ~1 % of usage is orphan.
 2. Starts the simulator as its own process (`python -m solusio.simulator`) with --customers
    users and --servers server slots and a fixed clock after the month, and asks for the
    month's first page once (it builds the simulator's page index, which both runs share).
 3. The floor, in a child process: fetch every page of the month with the same client and
    page size, and bulk-insert the raw rows (COPY in batches of the same size).
-4. The close, in another child process: `usage.services.close_cycle` with auto-issue on —
+4. The close, in another child process: `usage.close.close_cycle` with auto-issue on —
    pull, upsert, build every invoice from the pure rules, number and issue them (recording
    each invoice's e-mail and queuing its delivery on a throwaway embedded broker; nothing is
    sent).
@@ -44,7 +45,8 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-DB_NAME = "bench_invoicing"
+# Its own database (BENCH_INVOICING_DB), so benches of several checkouts can share a server.
+DB_NAME = os.environ.get("BENCH_INVOICING_DB", "bench_invoicing")
 TOKEN = "bench-token"
 TARGET_LINES_PER_S = 2000
 TARGET_RATIO = 2.0
@@ -164,7 +166,7 @@ def stage(args: argparse.Namespace) -> dict[str, object]:
     from django.db import connection, transaction
 
     from solusio.client import SolusIOClient
-    from usage import bulk, services
+    from usage import close, db, pull
     from usage.models import InvoiceLine, UsageRecord
     from usage.rules import parse_period
 
@@ -178,12 +180,12 @@ def stage(args: argparse.Namespace) -> dict[str, object]:
             # The same pages and client, the same rows as COPY writes them: no customer
             # lookup, no upsert, no invoices.
             rows = 0
-            fields = [f for f in services._USAGE_FIELDS if f != "customer"]
+            fields = [f for f in pull.USAGE_FIELDS if f != "customer"]
             batch: list[tuple[object, ...]] = []
 
             def flush() -> None:
                 with transaction.atomic():
-                    bulk.copy_rows(UsageRecord, fields, batch)
+                    db.insert(UsageRecord, fields, batch)
 
             for r in client.iter_usage(period.start, period.end):
                 batch.append(
@@ -206,7 +208,7 @@ def stage(args: argparse.Namespace) -> dict[str, object]:
                         0,
                     )
                 )
-                if len(batch) >= services.PULL_BATCH:
+                if len(batch) >= pull.PULL_BATCH:
                     flush()
                     rows += len(batch)
                     batch.clear()
@@ -214,7 +216,7 @@ def stage(args: argparse.Namespace) -> dict[str, object]:
             rows += len(batch)
             result.update(rows=rows, invoices=0, lines=rows)
         else:
-            summary = services.close_cycle(
+            summary = close.close_cycle(
                 period=period,
                 client=client,
                 auto_issue=True,

@@ -10,6 +10,8 @@ from rest_framework import exceptions, permissions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from bridge.outage import database_unavailable
+
 if TYPE_CHECKING:  # importing rest_framework.views here would be circular at start-up
     from rest_framework.views import APIView
 
@@ -56,7 +58,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, IntegrityError):
         exc = exceptions.ValidationError({"non_field_errors": ["Conflicts with existing data."]})
     elif isinstance(exc, DatabaseError):
-        logger.exception("staff API: database error")
+        database_unavailable.failed("staff API", exc)
         return Response(
             {"message": "The database is temporarily unavailable.", "errors": {}},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,

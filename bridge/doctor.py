@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from pricing import plan_sync
-from solusio.connect import get_client, is_configured
+from solusio.connect import is_configured, solusio_client
 from solusio.errors import SolusIOError, Unauthorized
 from solusio.records import Settings
 from users import services as user_services
@@ -64,7 +64,8 @@ def _check_api() -> tuple[Finding, Settings | None]:
             "set them to SolusIO's https://HOST/api/v1 and an admin user's API token",
         ), None
     try:
-        remote = get_client().get_settings()
+        with solusio_client() as client:
+            remote = client.get_settings()
     except Unauthorized as exc:
         return Finding(
             step, False, f"SolusIO refuses the token ({exc.status})", "use an admin's API token"
@@ -122,7 +123,8 @@ def _check_billing(remote: Settings) -> Finding:
 def _check_limit_group() -> Finding:
     step = "default limit group (Step 5)"
     try:
-        groups = {g.id: g for g in get_client().iter_limit_groups()}
+        with solusio_client() as client:
+            groups = {g.id: g for g in client.iter_limit_groups()}
     except SolusIOError as exc:
         return Finding(step, False, f"cannot list limit groups: {exc}")
     default = SolusioDefaults.load().default_limit_group
@@ -144,7 +146,8 @@ def _check_limit_group() -> Finding:
 def _check_plans() -> Finding:
     step = "plan prices (Step 3)"
     try:
-        remote = get_client().list_plans()
+        with solusio_client() as client:
+            remote = client.list_plans()
     except SolusIOError as exc:
         return Finding(step, False, f"cannot list plans: {exc}")
     from pricing.models import Plan
@@ -196,7 +199,6 @@ def _run_once() -> list[Finding]:
 
 
 def _fix(findings: list[Finding]) -> None:
-    client = get_client()
     failing = {f.step for f in findings if not f.ok and f.fixable}
     patch: dict[str, object] = {}
     if "registration disabled (Step 4)" in failing:
@@ -207,7 +209,8 @@ def _fix(findings: list[Finding]) -> None:
             "drivers": {"whmcs": {"url": endpoint_url(), "token": settings.PRICING_API_TOKEN}},
         }
     if patch:
-        client.patch_settings(patch)
+        with solusio_client() as client:
+            client.patch_settings(patch)
     if "default limit group (Step 5)" in failing:
         groups = user_services.mirror_limit_groups()
         default = next((g for g in groups if g.name.lower() == "default"), None)

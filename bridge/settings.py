@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "django_filters",
     "bridge",
     "pricing",
     "users",
@@ -196,6 +197,10 @@ SOLUSIO_CHECKS_ALWAYS = env.bool("SOLUSIO_CHECKS_ALWAYS", default=False)
 # smtp+ssl://…:465; consolemail:// (the default, development only) prints each e-mail to
 # the web process's output instead of sending it.
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+if EMAIL_CONFIG["EMAIL_BACKEND"] == "django.core.mail.backends.console.EmailBackend":
+    # Ours prints attachments by name and size: Django's put each invoice PDF, in base64,
+    # into the worker's log.
+    EMAIL_CONFIG["EMAIL_BACKEND"] = "bridge.console.EmailBackend"
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
@@ -282,6 +287,13 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["bridge.api.StaffModelPermissions"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PARSER_CLASSES": [
+        "bridge.parsers.JSONParser",  # DRF's, with too deeply nested JSON a 400
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    # Lists declare a `filterset_class`; a bad query value is a 400 naming the parameter.
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "bridge.api.exception_handler",
@@ -303,8 +315,15 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"skip_unavailable": {"()": "bridge.outage.SkipUnavailable"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        # 503s are logged once, by bridge.outage (one line each, a summary per minute).
+        "django.request": {"filters": ["skip_unavailable"]},
+        # fpdf2 subsets the invoice font through fontTools, which logs each step at INFO.
+        "fontTools": {"level": "WARNING"},
+    },
 }
 
 if not DEBUG:

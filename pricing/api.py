@@ -2,10 +2,10 @@
 pricing settings. Thin: validation is in pricing.serializers, cache invalidation in
 pricing.signals."""
 
-from django.db.models import Model, ProtectedError, QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from django.db.models import Model, ProtectedError
 from rest_framework import exceptions, generics, status, viewsets
 
+from pricing.filters import TaxRuleFilter
 from pricing.models import Currency, Discount, Plan, PricingSettings, TaxRule
 from pricing.serializers import (
     CurrencySerializer,
@@ -56,27 +56,12 @@ class DiscountViewSet(viewsets.ModelViewSet):
     serializer_class = DiscountSerializer
 
 
-@extend_schema_view(
-    list=extend_schema(
-        parameters=[
-            OpenApiParameter(
-                "country", str, description="Only rules for this ISO country code ('' = global)."
-            )
-        ]
-    )
-)
 class TaxRuleViewSet(viewsets.ModelViewSet):
     """Tax rules by country and region, applied in `order`."""
 
     queryset = TaxRule.objects.all()
     serializer_class = TaxRuleSerializer
-
-    def get_queryset(self) -> QuerySet[TaxRule]:
-        queryset = super().get_queryset()
-        country = self.request.query_params.get("country")
-        if self.action == "list" and country is not None:
-            queryset = queryset.filter(country=country.strip().upper())
-        return queryset
+    filterset_class = TaxRuleFilter
 
 
 class PlanViewSet(viewsets.ModelViewSet):

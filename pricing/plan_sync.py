@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from pricing.models import Plan
-from solusio.connect import get_client
+from solusio.connect import solusio_client
 
 
 @dataclass(frozen=True)
@@ -40,21 +40,22 @@ def mirror_plans() -> list[Plan]:
     """Fetch SolusIO's plans into the bridge; returns the plans SolusIO has."""
     now = timezone.now()
     mirrored: list[Plan] = []
-    for remote in get_client().iter_plans():
-        plan = Plan.objects.select_for_update().filter(pk=remote.id).first()
-        if plan is None:
-            plan = Plan(
-                id=remote.id,
-                tokens_per_hour=remote.tokens_per_hour,
-                tokens_per_month=remote.tokens_per_month,
-            )
-        plan.name = remote.name
-        plan.solusio_tokens_per_hour = remote.tokens_per_hour
-        plan.solusio_tokens_per_month = remote.tokens_per_month
-        plan.in_solusio = True
-        plan.mirrored_at = now
-        plan.save()
-        mirrored.append(plan)
+    with solusio_client() as client:
+        for remote in client.iter_plans():
+            plan = Plan.objects.select_for_update().filter(pk=remote.id).first()
+            if plan is None:
+                plan = Plan(
+                    id=remote.id,
+                    tokens_per_hour=remote.tokens_per_hour,
+                    tokens_per_month=remote.tokens_per_month,
+                )
+            plan.name = remote.name
+            plan.solusio_tokens_per_hour = remote.tokens_per_hour
+            plan.solusio_tokens_per_month = remote.tokens_per_month
+            plan.in_solusio = True
+            plan.mirrored_at = now
+            plan.save()
+            mirrored.append(plan)
     Plan.objects.exclude(pk__in=[p.pk for p in mirrored]).update(in_solusio=False, mirrored_at=now)
     return mirrored
 
@@ -83,17 +84,19 @@ def push_plan_prices(*, plan_ids: list[int] | None = None) -> list[Plan]:
     plans = Plan.objects.filter(in_solusio=True).order_by("id")
     if plan_ids is not None:
         plans = plans.filter(pk__in=plan_ids)
-    client = get_client()
-    pushed = []
-    for plan in plans:
-        remote = client.update_plan_prices(
-            plan.id, tokens_per_hour=plan.tokens_per_hour, tokens_per_month=plan.tokens_per_month
-        )
-        Plan.objects.filter(pk=plan.pk).update(
-            solusio_tokens_per_hour=remote.tokens_per_hour,
-            solusio_tokens_per_month=remote.tokens_per_month,
-            mirrored_at=timezone.now(),
-        )
-        plan.refresh_from_db()
-        pushed.append(plan)
+    with solusio_client() as client:
+        pushed = []
+        for plan in plans:
+            remote = client.update_plan_prices(
+                plan.id,
+                tokens_per_hour=plan.tokens_per_hour,
+                tokens_per_month=plan.tokens_per_month,
+            )
+            Plan.objects.filter(pk=plan.pk).update(
+                solusio_tokens_per_hour=remote.tokens_per_hour,
+                solusio_tokens_per_month=remote.tokens_per_month,
+                mirrored_at=timezone.now(),
+            )
+            plan.refresh_from_db()
+            pushed.append(plan)
     return pushed

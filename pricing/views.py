@@ -6,7 +6,6 @@ and its error shape {"result": "error", "message": ...} is fixed by the contract
 
 import hmac
 import json
-import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -15,9 +14,8 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from bridge.outage import database_unavailable
 from pricing.services import NOT_FOUND, pricing_answer
-
-logger = logging.getLogger(__name__)
 
 ACTION = "GetTokenPricing"
 MAX_USER_ID = 2**63 - 1  # the largest id the customers table can hold
@@ -59,7 +57,7 @@ def _read_fields(request: HttpRequest) -> dict[str, Any]:
     if request.content_type == "application/json":
         try:
             fields = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # the last: nested too deep
             raise BadRequest(400, "Malformed JSON body.") from None
         if not isinstance(fields, dict):
             raise BadRequest(400, "The JSON body must be an object.")
@@ -127,8 +125,8 @@ def get_token_pricing(request: HttpRequest) -> HttpResponse:
         body = pricing_answer(user_id)
     except BadRequest as exc:
         return error(exc.status, exc.message)
-    except DatabaseError:
-        logger.exception("GetTokenPricing: database unavailable")
+    except DatabaseError as exc:
+        database_unavailable.failed("GetTokenPricing", exc)
         return error(503, "Pricing is temporarily unavailable.", **{"Retry-After": "5"})
     if body == NOT_FOUND:
         return error(404, f"No customer with userid {user_id}.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from solusio.errors import InvalidResponse
@@ -65,8 +66,10 @@ def string(
     return value
 
 
-def boolean(data: Mapping[str, Any], key: str, where: str, *, default: Any = _MISSING) -> bool:
+def boolean(data: Mapping[str, Any], key: str, where: str, *, default: Any = _MISSING) -> Any:
     value = _get(data, key, where, default)
+    if value is None and default is None:
+        return None
     if not isinstance(value, bool):
         raise InvalidResponse(f"{where}.{key}: expected true or false, got {value!r}")
     return value
@@ -91,3 +94,20 @@ def timestamp(
 ) -> datetime | None:
     value = string(data, key, where, nullable=nullable, default=default)
     return None if value is None else parse_datetime(value, f"{where}.{key}")
+
+
+def number(data: Mapping[str, Any], key: str, where: str, **options: Any) -> Any:
+    """A JSON number (Go float64) as a Decimal, through its shortest repr, so 20.1 stays 20.1.
+    Options as for `integer`: nullable, default."""
+    value = _get(data, key, where, options.get("default", _MISSING))
+    if value is None and (options.get("nullable") or options.get("default", 0) is None):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidResponse(f"{where}.{key}: expected a number, got {value!r}")
+    return Decimal(str(value))
+
+
+def array(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise InvalidResponse(f"{where}: expected a list, got {type(value).__name__}")
+    return value

@@ -273,6 +273,9 @@ class SolusIOClient:
     def list_plans(self) -> list[Plan]:
         return list(self.iter_plans())
 
+    def get_plan(self, plan_id: int) -> Plan:
+        return Plan.parse(self._data("GET", f"/plans/{int(plan_id)}"))
+
     def update_plan_prices(
         self,
         plan_id: int,
@@ -311,10 +314,21 @@ class SolusIOClient:
         """PATCH a nested subset, e.g. `{"features": {"allow_registration": False}}`."""
         return Settings.parse(self._data("PATCH", "/settings", json=dict(changes)))
 
-    def iter_servers(self, *, user_id: int | None = None) -> Iterator[Server]:
-        params = {"filter[user_id]": int(user_id)} if user_id is not None else None
-        for i, item in enumerate(self._paginate("/servers", params)):
+    def iter_servers(
+        self, *, user_id: int | None = None, status: str | None = None
+    ) -> Iterator[Server]:
+        """Servers (alive now), optionally one user's and/or in one of SolusIO's statuses
+        (`started`, `stopped`, `processing`, `paused`, `unavailable`, `not exists`)."""
+        params: dict[str, Any] = {}
+        if user_id is not None:
+            params["filter[user_id]"] = int(user_id)
+        if status is not None:
+            params["filter[status]"] = status
+        for i, item in enumerate(self._paginate("/servers", params or None)):
             yield Server.parse(item, f"servers[{i}]")
+
+    def get_server(self, server_id: int) -> Server:
+        return Server.parse(self._data("GET", f"/servers/{int(server_id)}"))
 
     # --- Usage -------------------------------------------------------------------------------
 

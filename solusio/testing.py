@@ -95,7 +95,8 @@ class SimulatorControl:
         return self._call("POST", "seed", config)
 
     def add_server(self, **server: Any) -> dict[str, Any]:
-        """A hand-made server: user_id, plan_id, created_at, deleted_at, resizes, additional_ip."""
+        """A hand-made server: user_id, plan_id, created_at, deleted_at, resizes, additional_ip,
+        status (default started), backups (paid backups enabled, default false)."""
         return self._call("POST", "servers", server)
 
 

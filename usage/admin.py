@@ -1,11 +1,11 @@
 """Admin for billing staff: invoices (filters, totals, actions, PDF, CSV), usage and orphans,
-cycle settings, dunning log. State changes go through usage.services."""
+cycle settings, dunning log. State changes go through usage.invoice_states."""
 
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.db.models import QuerySet, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -15,17 +15,18 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from bridge.filters import MAX_ID
 from bridge.money import format_money
 from solusio.errors import SolusIOError
-from usage import emails, services
+from usage import emails, invoice_states, selectors
 from usage.exports import invoices_csv
+from usage.filters import month_of
 from usage.models import (
     BillingSettings,
     DunningEvent,
     Invoice,
     InvoiceEmail,
     InvoiceLine,
-    InvoiceStatus,
     UsagePull,
     UsageRecord,
 )
@@ -33,7 +34,15 @@ from usage.pdf import invoice_filename, render_invoice_pdf
 from usage.rules import PricingSnapshot
 
 
-class PeriodFilter(admin.SimpleListFilter):
+class CheckedListFilter(admin.SimpleListFilter):
+    """A filter that is applied (so a bad value is refused) even when it offers no choice:
+    the admin drops a filter without choices, and its value with it, silently."""
+
+    def has_output(self) -> bool:
+        return self.value() is not None or super().has_output()
+
+
+class PeriodFilter(CheckedListFilter):
     title = "period"
     parameter_name = "period"
 
@@ -45,8 +54,11 @@ class PeriodFilter(admin.SimpleListFilter):
         value = self.value()
         if not value:
             return queryset
-        year, month = value.split("-")
-        return queryset.filter(period__year=int(year), period__month=int(month))
+        try:
+            return queryset.filter(period=month_of(value))
+        except ValueError:
+            # The admin's own answer to a bad filter: back to the list with "?e=1".
+            raise IncorrectLookupParameters(f"period must look like 2026-10: {value!r}") from None
 
 
 class OverdueFilter(admin.SimpleListFilter):
@@ -57,15 +69,16 @@ class OverdueFilter(admin.SimpleListFilter):
         return [("yes", "Overdue (unpaid past the dunning days)")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() != "yes":
+        value = self.value()
+        if value in (None, ""):
             return queryset
+        if value != "yes":
+            raise IncorrectLookupParameters(f"overdue must be yes: {value!r}")
         days = BillingSettings.load().dunning_days
-        return queryset.filter(
-            status=InvoiceStatus.ISSUED, issued_at__lte=timezone.now() - timedelta(days=days)
-        )
+        return selectors.overdue_invoices(timezone.now(), days, within=queryset)
 
 
-class CustomerFilter(admin.SimpleListFilter):
+class CustomerFilter(CheckedListFilter):
     """?customer=<id> (linked from elsewhere); not a list of every customer, which at
     tens of thousands would make the page unusable. Search finds customers by e-mail."""
 
@@ -78,9 +91,11 @@ class CustomerFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
-        if value and value.isdigit():
-            return queryset.filter(customer_id=int(value))
-        return queryset
+        if not value:
+            return queryset
+        if not value.isdigit() or int(value) > MAX_ID:
+            raise IncorrectLookupParameters(f"customer must be an id: {value!r}")
+        return queryset.filter(customer_id=int(value))
 
 
 class InvoiceLineInline(admin.TabularInline):
@@ -250,7 +265,7 @@ class InvoiceAdmin(admin.ModelAdmin):
         customer = get_object_or_404(Customer, pk=customer_id)
         error = preview = None
         try:
-            preview = services.preview_invoice(
+            preview = selectors.preview_invoice(
                 customer_id=customer.pk, live=request.GET.get("live") == "1"
             )
         except SolusIOError as exc:
@@ -290,7 +305,7 @@ class InvoiceAdmin(admin.ModelAdmin):
             try:
                 change(invoice)
                 done += 1
-            except services.InvoiceStateError as exc:
+            except invoice_states.InvoiceStateError as exc:
                 failed += 1
                 self.message_user(request, str(exc), messages.WARNING)
         self.message_user(request, f"{verb}: {done} invoice(s); {failed} skipped.")
@@ -298,23 +313,30 @@ class InvoiceAdmin(admin.ModelAdmin):
     @admin.action(description="Issue selected drafts (assigns numbers)", permissions=["change"])
     def issue(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
         ids = list(queryset.values_list("id", flat=True))
-        issued = services.issue_invoices(invoice_ids=ids)
+        issued = invoice_states.issue_invoices(invoice_ids=ids)
         self.message_user(request, f"Issued {issued} of {len(ids)} (only drafts are issued).")
 
     @admin.action(description="Mark selected as paid", permissions=["change"])
     def mark_paid(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
-        self._each(request, queryset, "Marked paid", lambda i: services.mark_paid(invoice_id=i.pk))
+        self._each(
+            request, queryset, "Marked paid", lambda i: invoice_states.mark_paid(invoice_id=i.pk)
+        )
 
     @admin.action(description="Void selected (keeps the number)", permissions=["change"])
     def void(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
-        self._each(request, queryset, "Voided", lambda i: services.void_invoice(invoice_id=i.pk))
+        self._each(
+            request, queryset, "Voided", lambda i: invoice_states.void_invoice(invoice_id=i.pk)
+        )
 
     @admin.action(
         description="Regenerate selected drafts from stored usage", permissions=["change"]
     )
     def regenerate(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
         self._each(
-            request, queryset, "Regenerated", lambda i: services.regenerate_invoice(invoice_id=i.pk)
+            request,
+            queryset,
+            "Regenerated",
+            lambda i: invoice_states.regenerate_invoice(invoice_id=i.pk),
         )
 
     @admin.action(description="E-mail selected to their customers (again)", permissions=["change"])
@@ -342,11 +364,12 @@ class OrphanFilter(admin.SimpleListFilter):
         return [("yes", "Orphans (unknown billing user)"), ("no", "Known customers")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() == "yes":
-            return queryset.filter(customer__isnull=True)
-        if self.value() == "no":
-            return queryset.filter(customer__isnull=False)
-        return queryset
+        value = self.value()
+        if value in (None, ""):
+            return queryset
+        if value not in ("yes", "no"):
+            raise IncorrectLookupParameters(f"orphan must be yes or no: {value!r}")
+        return queryset.filter(customer__isnull=value == "yes")
 
 
 @admin.register(UsageRecord)

@@ -4,18 +4,20 @@ suspends its customer; settling the last overdue invoice reactivates them.
 Status changes go through users.services.change_customer_status, which also syncs the
 status to SolusIO (the user-sync outbox). Every step is a DunningEvent, shown to staff.
 Only dunning's own suspensions are lifted here: a customer staff suspended or locked for
-another reason stays as staff left them.
+another reason stays as staff left them. A status change the user sync cannot deliver
+(parked, or held behind a parked record) is logged as a `failed` step for staff.
 """
 
 import logging
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from usage import selectors
 from usage.models import BillingSettings, DunningAction, DunningEvent, Invoice
-from users.models import Customer, CustomerStatus
+from users.models import Customer, CustomerStatus, SyncRecord, SyncRecordState, SyncState
 from users.services import change_customer_status
 
 log = logging.getLogger(__name__)
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 def sweep(*, now: datetime | None = None) -> int:
     """Suspend every active customer with an overdue invoice. Returns how many."""
     now = now or timezone.now()
+    note_undelivered(now=now)
     days = BillingSettings.load().dunning_days
     if days <= 0:
         return 0
@@ -53,6 +56,7 @@ def sweep(*, now: datetime | None = None) -> int:
                 action=DunningAction.SUSPENDED,
                 reason=reason,
                 at=now,
+                sync_record=_newest_sync_record(customer_id),
             )
         log.info("dunning suspended customer %s: %s", customer_id, reason)
         suspended += 1
@@ -67,7 +71,11 @@ def reactivate_if_settled(*, customer_id: int, now: datetime | None = None) -> b
         customer = Customer.objects.select_for_update().get(pk=customer_id)
         if customer.status != CustomerStatus.SUSPENDED:
             return False
-        last = DunningEvent.objects.filter(customer_id=customer_id).first()  # newest first
+        last = (  # newest first; a failed delivery does not make the suspension staff's
+            DunningEvent.objects.filter(customer_id=customer_id)
+            .exclude(action=DunningAction.FAILED)
+            .first()
+        )
         if last is None or last.action != DunningAction.SUSPENDED:
             return False  # suspended by staff, not by dunning
         if (
@@ -78,7 +86,58 @@ def reactivate_if_settled(*, customer_id: int, now: datetime | None = None) -> b
         reason = "overdue invoices settled"
         change_customer_status(customer_id=customer_id, status=CustomerStatus.ACTIVE, reason=reason)
         DunningEvent.objects.create(
-            customer_id=customer_id, action=DunningAction.REACTIVATED, reason=reason, at=now
+            customer_id=customer_id,
+            action=DunningAction.REACTIVATED,
+            reason=reason,
+            at=now,
+            sync_record=_newest_sync_record(customer_id),
         )
     log.info("dunning reactivated customer %s", customer_id)
     return True
+
+
+def _newest_sync_record(customer_id: int) -> SyncRecord | None:
+    # The status change's own record: called under the customer's row lock, right after
+    # change_customer_status wrote it, so no other change of this customer came between.
+    return SyncRecord.objects.filter(customer_id=customer_id).order_by("-id").first()
+
+
+def note_undelivered(*, now: datetime | None = None) -> int:
+    """Log a `failed` step for each dunning status change that cannot reach SolusIO: its
+    sync record is parked, or waits behind a parked one (both need staff). Once per step.
+    Returns how many were logged."""
+    now = now or timezone.now()
+    failed = DunningEvent.objects.filter(
+        action=DunningAction.FAILED, sync_record=OuterRef("sync_record")
+    )
+    stuck = (
+        DunningEvent.objects.filter(action__in=[DunningAction.SUSPENDED, DunningAction.REACTIVATED])
+        .filter(
+            Q(sync_record__state=SyncRecordState.PARKED)
+            | Q(
+                sync_record__state=SyncRecordState.PENDING,
+                customer__solusio__state=SyncState.PARKED,
+            )
+        )
+        .exclude(Exists(failed))
+        .select_related("sync_record")
+        .order_by("id")
+    )
+    logged = 0
+    for event in stuck:
+        record = event.sync_record
+        assert record is not None  # the filter above
+        why = record.last_error if record.state == SyncRecordState.PARKED else "behind a parked one"
+        step = "suspension" if event.action == DunningAction.SUSPENDED else "reactivation"
+        reason = f"the {step} did not reach SolusIO (user sync parked): {why}"
+        DunningEvent.objects.create(
+            customer_id=event.customer_id,
+            invoice_id=event.invoice_id,
+            action=DunningAction.FAILED,
+            reason=reason[:255],
+            at=now,
+            sync_record=record,
+        )
+        log.warning("dunning: customer %s: %s", event.customer_id, reason)
+        logged += 1
+    return logged

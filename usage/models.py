@@ -364,7 +364,7 @@ class InvoiceEmail(models.Model):
 class DunningAction(models.TextChoices):
     SUSPENDED = "suspended", "Suspended"
     REACTIVATED = "reactivated", "Reactivated"
-    FAILED = "failed", "Failed"
+    FAILED = "failed", "Failed"  # the step above could not reach SolusIO (sync parked)
 
 
 class DunningEvent(models.Model):
@@ -377,6 +377,10 @@ class DunningEvent(models.Model):
     action = models.CharField(max_length=16, choices=DunningAction.choices)
     reason = models.CharField(max_length=255)
     at = models.DateTimeField()
+    # The status change's outbox record: a `failed` step names the record that is stuck.
+    sync_record = models.ForeignKey(
+        "users.SyncRecord", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-at", "-id"]

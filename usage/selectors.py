@@ -1,20 +1,36 @@
-"""Reads for invoicing: customers' pricing snapshots, stored usage as rule inputs, overdue."""
+"""Reads for invoicing: customers' pricing snapshots, stored usage as rule inputs, the
+previews (month to date, dry run), overdue invoices."""
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-import psycopg
-from django.db import connection
+from django.conf import settings
 from django.db.models import Count, QuerySet, Sum
+from django.utils import timezone
 
 from pricing.models import Currency, Discount, PricingSettings, TaxRule
 from pricing.selectors import discounts_in_force, tax_rules_for
-from usage.bulk import column_names
+from solusio.client import SolusIOClient
+from solusio.connect import given_or_own
+from solusio.usage_schema import UsageRow
+from usage import db
+from usage.cycle import CloseSummary, Progress, no_progress
 from usage.models import Invoice, InvoiceStatus, UsagePull, UsageRecord
-from usage.rules import Period, PricingSnapshot, UsageInput
+from usage.rules import (
+    InvoiceDraft,
+    Period,
+    PricingSnapshot,
+    UsageInput,
+    build_invoice,
+    period_containing,
+)
 from users.models import Customer
+
+PREVIEW_PROGRESS_EVERY = 2000  # rows between progress reports of a dry run
 
 USAGE_FIELDS = (
     "customer_id",
@@ -138,34 +154,16 @@ def billed_customer_ids(period: Period, customer_id: int | None = None) -> list[
 
 
 def usage_of(period: Period, customer_ids: Sequence[int]) -> Iterable[Sequence[object]]:
-    """The customers' stored rows as USAGE_FIELDS tuples, ordered by customer.
-
-    On PostgreSQL one plain query with binary results: a close reads every stored row back
-    once, and Django's row machinery (its text timestamp loader most of all) was six times
-    the cost of psycopg's own binary loaders. Same values, same time zone (UTC)."""
+    """The customers' stored rows as USAGE_FIELDS tuples, ordered by customer (on
+    PostgreSQL read with psycopg's binary loaders: see `db.usage_rows`)."""
     queryset = (
         UsageRecord.objects.filter(period=period.month, customer_id__in=list(customer_ids))
         .order_by("customer_id", "server_id", "item", "started_at")
         .values_list(*USAGE_FIELDS)
     )
-    if connection.vendor != "postgresql":
+    if not db.is_postgresql():
         return queryset.iterator(chunk_size=5000)
-    qn = connection.ops.quote_name
-    columns = ", ".join(qn(c) for c in column_names(UsageRecord, USAGE_FIELDS))
-    sql = (
-        f"SELECT {columns} FROM {qn(UsageRecord._meta.db_table)} "  # noqa: S608
-        "WHERE period = %s AND customer_id = ANY(%s) AND customer_id BETWEEN %s AND %s "
-        "ORDER BY customer_id, server_id, item, started_at"
-    )
-    # The BETWEEN is implied by the ANY, but the planner can walk the (period, customer)
-    # index with it: without it, every batch of the close scanned the whole period.
-    ids = list(customer_ids)
-    if not ids:
-        return []
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, [period.month, ids, min(ids), max(ids)], binary=True)
-        return cursor.fetchall()
+    return db.usage_rows(USAGE_FIELDS, period.month, customer_ids)
 
 
 def completed_pull(period: Period) -> UsagePull | None:
@@ -182,6 +180,142 @@ def month_to_date_pull(period: Period) -> UsagePull | None:
 
 def period_closed(period: Period) -> bool:
     return UsagePull.objects.filter(period=period.month, closed_at__isnull=False).exists()
+
+
+# --- Previews: invoices built from SolusIO's answer or the month so far, nothing stored -----
+
+
+def _usage_input(row: UsageRow) -> UsageInput:
+    return UsageInput(
+        server_id=row.server.id,
+        server_uuid=row.server.uuid,
+        server_name=row.server.name,
+        plan_id=row.plan.id,
+        plan_name=row.plan.name,
+        item=str(row.item),
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        hours=row.hours,
+        tokens_per_hour=row.tph,
+        tokens_per_month=row.tpm,
+        reported_tokens=row.tokens,
+    )
+
+
+def drafts_from_solusio(
+    *,
+    period: Period,
+    client: SolusIOClient,
+    upto: datetime | None = None,
+    customer_id: int | None = None,
+    progress: Progress = no_progress,
+    at: datetime | None = None,
+) -> tuple[dict[int, InvoiceDraft], int, int]:
+    """Invoices straight from SolusIO's answer, nothing stored: (drafts, rows, orphans).
+    For the dry run and the month-to-date preview."""
+    end = min(period.end, upto) if upto else period.end
+    usage: dict[int | None, list[UsageInput]] = defaultdict(list)
+    rows = 0
+    if end > period.start:
+        for row in client.iter_usage(period.start, end):
+            rows += 1
+            billing_id = row.user.billing_user_id
+            if customer_id is not None and billing_id != customer_id:
+                continue
+            usage[billing_id].append(_usage_input(row))
+            if rows % PREVIEW_PROGRESS_EVERY == 0:
+                progress("pull", rows)
+    ids = [cid for cid in usage if cid is not None]
+    customers = customers_for_pricing(ids)
+    # Prices in force at `at` (a preview: now), else at the period's end (a dry run).
+    context = PricingContext(at or pricing_instant(period))
+    drafts: dict[int, InvoiceDraft] = {}
+    orphans = len(usage.pop(None, []))
+    for cid, items in usage.items():
+        customer = customers.get(cid)  # type: ignore[arg-type]
+        if customer is None:
+            orphans += len(items)
+            continue
+        drafts[cid] = build_invoice(items, context.snapshot(customer))  # type: ignore[index]
+    return drafts, rows, orphans
+
+
+def dry_run(
+    *,
+    period: Period,
+    client: SolusIOClient,
+    customer_id: int | None = None,
+    progress: Progress = no_progress,
+) -> CloseSummary:
+    """What closing `period` would bill, from SolusIO's answer, storing nothing."""
+    drafts, rows, orphans = drafts_from_solusio(
+        period=period, client=client, customer_id=customer_id, progress=progress
+    )
+    summary = CloseSummary(period=period.label, dry_run=True, rows=rows, orphans=orphans)
+    per_currency: dict[str, dict[str, Any]] = {}
+    for draft in drafts.values():
+        figures = per_currency.setdefault(
+            draft.pricing.currency,
+            {
+                "invoices": 0,
+                "tokens": 0,
+                "subtotal": Decimal(0),
+                "taxes": Decimal(0),
+                "total": Decimal(0),
+            },
+        )
+        figures["invoices"] += 1
+        figures["tokens"] += draft.tokens
+        figures["subtotal"] += draft.totals.subtotal
+        figures["taxes"] += draft.totals.total - draft.totals.subtotal
+        figures["total"] += draft.totals.total
+    summary.figures = {
+        "customers": len(drafts),
+        "lines": sum(len(d.lines) for d in drafts.values()),
+        "discrepancies": sum(d.discrepancies for d in drafts.values()),
+        "orphans": orphans,
+        "by_status": {},
+        "per_currency": dict(sorted(per_currency.items())),
+    }
+    return summary
+
+
+@dataclass(frozen=True)
+class Preview:
+    period: Period
+    draft: InvoiceDraft | None  # None: no usage so far
+    as_of: datetime  # usage up to this instant
+    live: bool  # read from SolusIO now, rather than from the last month-to-date pull
+
+
+def preview_invoice(
+    *,
+    customer_id: int,
+    client: SolusIOClient | None = None,
+    now: datetime | None = None,
+    live: bool = False,
+) -> Preview:
+    """What the current month costs the customer so far, through the same rules.
+
+    From the last month-to-date pull when there is one (one indexed query; the hourly
+    beat keeps it fresh), else — or with `live` — from SolusIO itself. SolusIO's usage
+    list has no per-user filter, so a live preview reads the whole month's pages
+    (streamed) and keeps the customer's rows: fine for a click, not for every page view.
+    """
+    now = now or timezone.now()
+    period = period_containing(now, settings.BILLING_TIMEZONE)
+    context = PricingContext(now)
+    stored = None if live else month_to_date_pull(period)
+    if stored is not None and stored.upto is not None:
+        items = [usage_input(v) for v in usage_of(period, [customer_id])]
+        snapshot = context.snapshots([customer_id]).get(customer_id)
+        draft = build_invoice(items, snapshot) if items and snapshot else None
+        return Preview(period, draft, stored.upto, live=False)
+    with given_or_own(client) as solusio:
+        drafts, _, _ = drafts_from_solusio(
+            period=period, client=solusio, upto=now, customer_id=customer_id, at=now
+        )
+    return Preview(period, drafts.get(customer_id), now, live=True)
 
 
 def period_figures(period: Period, customer_id: int | None = None) -> dict[str, object]:
@@ -225,8 +359,12 @@ def period_figures(period: Period, customer_id: int | None = None) -> dict[str, 
     }
 
 
-def overdue_invoices(now: datetime, days: int) -> QuerySet[Invoice]:
-    """Issued invoices unpaid `days` after issue."""
-    return Invoice.objects.filter(
-        status=InvoiceStatus.ISSUED, issued_at__lte=now - timedelta(days=days)
+def overdue_invoices(
+    now: datetime, days: int, *, within: QuerySet[Invoice] | None = None
+) -> QuerySet[Invoice]:
+    """Issued invoices unpaid `days` after issue (of `within`, default all). One with
+    nothing to pay is never overdue: issuing settles it, and this holds even if it did not."""
+    invoices = Invoice.objects.all() if within is None else within
+    return invoices.filter(
+        status=InvoiceStatus.ISSUED, issued_at__lte=now - timedelta(days=days), total__gt=0
     )

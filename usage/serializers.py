@@ -12,7 +12,6 @@ from usage.models import (
     Invoice,
     InvoiceEmail,
     InvoiceLine,
-    InvoiceStatus,
     UsageRecord,
 )
 from usage.rules import InvoiceDraft
@@ -59,14 +58,6 @@ class InvoiceDetailSerializer(InvoiceSerializer):
     class Meta(InvoiceSerializer.Meta):
         fields = [*InvoiceSerializer.Meta.fields, "taxes", "snapshot", "lines", "email"]
         read_only_fields = fields
-
-
-class InvoiceFilterSerializer(serializers.Serializer):
-    period = serializers.RegexField(r"^\d{4}-\d{2}$", required=False, help_text="e.g. 2026-10")
-    status = serializers.ChoiceField(choices=InvoiceStatus.choices, required=False)
-    currency = serializers.CharField(max_length=3, required=False)
-    customer = serializers.IntegerField(required=False)
-    overdue = serializers.BooleanField(required=False, default=None, allow_null=True)
 
 
 class UsageRecordSerializer(serializers.ModelSerializer):

@@ -1,4 +1,4 @@
-"""Celery tasks of the cycle: thin wrappers that call usage.services."""
+"""Celery tasks of the cycle: thin wrappers that call usage.close and usage.pull."""
 
 import logging
 
@@ -8,7 +8,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from solusio.errors import SolusIOError
-from usage import selectors, services
+from usage import close, pull, selectors
 from usage.rules import previous_period
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def close_previous_period() -> str:
     period = previous_period(timezone.now(), settings.BILLING_TIMEZONE)
     if selectors.period_closed(period):
         return f"{period.label}: already closed"
-    summary = services.close_cycle(period=period)
+    summary = close.close_cycle(period=period)
     log.info(
         "closed %s: %d rows, %d orphans, %d invoices created, %d issued, %d held",
         period.label,
@@ -67,7 +67,7 @@ def dunning_sweep() -> int:
 )
 def refresh_month_to_date() -> int:
     """Store this month's usage so far, for the upcoming-invoice previews."""
-    return services.refresh_month_to_date()
+    return pull.refresh_month_to_date()
 
 
 @shared_task(

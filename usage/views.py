@@ -8,7 +8,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from solusio.errors import SolusIOError
-from usage import services
+from usage import selectors
 from usage.models import Invoice, InvoiceStatus
 from usage.pdf import render_invoice_pdf
 from users.models import Customer
@@ -36,7 +36,7 @@ def invoices(request: HttpRequest) -> HttpResponse:
     rows = Invoice.objects.filter(customer=found, status__in=VISIBLE).order_by("-period")
     preview_error = preview = None
     try:
-        preview = services.preview_invoice(customer_id=found.pk)
+        preview = selectors.preview_invoice(customer_id=found.pk)
     except SolusIOError:
         preview_error = "The current month's usage is not available right now."
     return render(

@@ -1,9 +1,9 @@
 """Staff REST API for customers (DESIGN §8). Thin: validation in users.serializers, writes
 in users.services, the pricing preview in pricing.services."""
 
-from django.db.models import ProtectedError, Q, QuerySet
+from django.db.models import ProtectedError
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
@@ -16,22 +16,22 @@ from pricing.api import Conflict, ProtectedDestroyMixin
 from pricing.serializers import TokenPricingAnswerSerializer
 from pricing.services import NOT_FOUND, pricing_answer
 from users import services, sync
-from users.models import Customer, SyncRecord, SyncRecordState
+from users.filters import CustomerFilter, SyncRecordFilter
+from users.models import Customer, SyncRecord
 from users.selectors import can_retry_sync
 from users.serializers import (
     CountSerializer,
-    CustomerFilterSerializer,
     CustomerSerializer,
     SyncRecordSerializer,
 )
 
 
-@extend_schema_view(list=extend_schema(parameters=[CustomerFilterSerializer]))
 class CustomerViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     """Customers: the billing system's users; the id is SolusIO's billing_user_id."""
 
     queryset = Customer.objects.select_related("currency", "solusio").prefetch_related("discounts")
     serializer_class = CustomerSerializer
+    filterset_class = CustomerFilter
 
     def perform_destroy(self, instance: Customer) -> None:  # type: ignore[override]
         # Through the service, so the SolusIO user is deleted too (outbox); rows that still
@@ -44,26 +44,6 @@ class CustomerViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
                 f"{instance} is still used by {len(exc.protected_objects)} "
                 f"{' and '.join(holders)}; reassign them first."
             ) from exc
-
-    def get_queryset(self) -> QuerySet[Customer]:
-        queryset = super().get_queryset()
-        if self.action != "list":
-            return queryset
-        params = CustomerFilterSerializer(data=self.request.query_params.dict())
-        params.is_valid(raise_exception=True)
-        filters = params.validated_data
-        if "status" in filters:
-            queryset = queryset.filter(status=filters["status"])
-        if "currency" in filters:
-            queryset = queryset.filter(currency_id=filters["currency"])
-        if "country" in filters:
-            queryset = queryset.filter(country=filters["country"])
-        if "billing_exempt" in filters:
-            queryset = queryset.filter(billing_exempt=filters["billing_exempt"])
-        if filters.get("search"):
-            term = filters["search"]
-            queryset = queryset.filter(Q(email__icontains=term) | Q(name__icontains=term))
-        return queryset
 
     @extend_schema(
         summary="Queue the customer's whole state for SolusIO again",
@@ -104,29 +84,12 @@ class CanRetrySync(BasePermission):
         return can_retry_sync(request.user)
 
 
-@extend_schema_view(
-    list=extend_schema(
-        parameters=[
-            OpenApiParameter("state", str, enum=SyncRecordState.values),
-            OpenApiParameter("customer", int),
-        ]
-    )
-)
 class SyncRecordViewSet(viewsets.ReadOnlyModelViewSet):
     """The SolusIO sync outbox: each customer change and whether it reached SolusIO."""
 
     queryset = SyncRecord.objects.order_by("-id")
     serializer_class = SyncRecordSerializer
-
-    def get_queryset(self) -> QuerySet[SyncRecord]:
-        queryset = super().get_queryset()
-        state = self.request.query_params.get("state")
-        if state:
-            queryset = queryset.filter(state=state)
-        customer = self.request.query_params.get("customer")
-        if customer and customer.isdigit():
-            queryset = queryset.filter(customer_id=int(customer))
-        return queryset
+    filterset_class = SyncRecordFilter
 
     @extend_schema(
         summary="Retry a parked record (after fixing what SolusIO refused)",

@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from solusio.connect import get_client
+from solusio.connect import solusio_client
 from solusio.records import User
 from users import services
 from users.models import (
@@ -97,14 +97,15 @@ class ReconcileReport:
 def reconcile(*, fix: bool) -> ReconcileReport:
     report = ReconcileReport()
     by_billing_id: dict[int, User] = {}
-    for user in get_client().iter_users():
-        report.solusio_users += 1
-        if user.billing_user_id is None:
-            report.unknown_users.append(user)
-        elif user.billing_user_id in by_billing_id:
-            report.duplicates.append(user.billing_user_id)
-        else:
-            by_billing_id[user.billing_user_id] = user
+    with solusio_client() as client:
+        for user in client.iter_users():
+            report.solusio_users += 1
+            if user.billing_user_id is None:
+                report.unknown_users.append(user)
+            elif user.billing_user_id in by_billing_id:
+                report.duplicates.append(user.billing_user_id)
+            else:
+                by_billing_id[user.billing_user_id] = user
     open_records = SyncRecord.objects.filter(customer_id=OuterRef("pk")).exclude(
         state=SyncRecordState.DONE
     )

@@ -14,14 +14,7 @@ from pricing.serializers import (
     country_field,
 )
 from users import services
-from users.models import (
-    INVOICE_DETAIL_FIELDS,
-    Customer,
-    CustomerStatus,
-    LimitGroup,
-    SolusioAccount,
-    SyncRecord,
-)
+from users.models import INVOICE_DETAIL_FIELDS, Customer, LimitGroup, SolusioAccount, SyncRecord
 
 
 class CustomerSerializer(ImmutableKeyMixin, ModelCleanMixin):
@@ -122,24 +115,6 @@ class CustomerSerializer(ImmutableKeyMixin, ModelCleanMixin):
         return services.update_customer(
             customer=instance, changes=validated_data, discounts=discounts
         )
-
-
-class CustomerFilterSerializer(serializers.Serializer):
-    """Query parameters of the customer list; every one optional."""
-
-    status = serializers.ChoiceField(choices=CustomerStatus.choices, required=False)
-    currency = serializers.CharField(required=False, help_text="ISO 4217 code.")
-    country = serializers.CharField(required=False, help_text="ISO 3166-1 alpha-2 code.")
-    billing_exempt = serializers.BooleanField(required=False)
-    search = serializers.CharField(
-        required=False, help_text="Part of the e-mail address or name, any case."
-    )
-
-    def validate_currency(self, value: str) -> str:
-        return value.upper()
-
-    def validate_country(self, value: str) -> str:
-        return value.upper()
 
 
 class SyncRecordSerializer(serializers.ModelSerializer):

@@ -199,25 +199,26 @@ def mirror_limit_groups() -> list[LimitGroup]:
     """
     from django.utils import timezone
 
-    from solusio.connect import get_client
+    from solusio.connect import solusio_client
 
     now = timezone.now()
     seen: list[LimitGroup] = []
-    for group in get_client().iter_limit_groups():
-        row, _ = LimitGroup.objects.update_or_create(
-            id=group.id,
-            defaults={
-                "name": group.name,
-                "vms_limit": group.vms.limit,
-                "vms_enabled": group.vms.is_enabled,
-                "running_vms_limit": group.running_vms.limit,
-                "running_vms_enabled": group.running_vms.is_enabled,
-                "additional_ips_limit": group.additional_ips.limit,
-                "additional_ips_enabled": group.additional_ips.is_enabled,
-                "in_solusio": True,
-                "mirrored_at": now,
-            },
-        )
-        seen.append(row)
+    with solusio_client() as client:
+        for group in client.iter_limit_groups():
+            row, _ = LimitGroup.objects.update_or_create(
+                id=group.id,
+                defaults={
+                    "name": group.name,
+                    "vms_limit": group.vms.limit,
+                    "vms_enabled": group.vms.is_enabled,
+                    "running_vms_limit": group.running_vms.limit,
+                    "running_vms_enabled": group.running_vms.is_enabled,
+                    "additional_ips_limit": group.additional_ips.limit,
+                    "additional_ips_enabled": group.additional_ips.is_enabled,
+                    "in_solusio": True,
+                    "mirrored_at": now,
+                },
+            )
+            seen.append(row)
     LimitGroup.objects.exclude(pk__in=[g.pk for g in seen]).update(in_solusio=False)
     return seen

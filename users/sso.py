@@ -13,7 +13,7 @@ from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 
-from solusio.connect import get_client
+from solusio.connect import solusio_client
 from solusio.errors import NotFound, SolusIOError
 from users.models import Customer, CustomerStatus, LoginAudit, SolusioAccount
 
@@ -74,7 +74,8 @@ def _login_url(customer: Customer) -> str:
             "not_synced", "Your control panel account is still being set up; try again shortly."
         )
     try:
-        token = get_client().create_login_token(account.solusio_user_id)
+        with solusio_client() as client:
+            token = client.create_login_token(account.solusio_user_id)
     except NotFound:
         raise LoginRefused(
             "not_found", "Your control panel account is being repaired; try again shortly."

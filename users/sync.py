@@ -33,7 +33,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Min, Q
 from django.utils import timezone
 
-from solusio.connect import get_client, is_configured
+from solusio.connect import is_configured, thread_client
 from solusio.errors import NotFound, RateLimited, SolusIOError
 from solusio.records import User
 from users.models import (
@@ -369,7 +369,7 @@ def _apply(record: SyncRecord, account: SolusioAccount) -> None:
     # of sleeping through it.
     # A write that may still be running in SolusIO (timed out, 504) is not sent again at
     # once either: the retry and this customer's next change could land before it does.
-    client = get_client(
+    client = thread_client(
         max_attempts=settings.SOLUSIO_SYNC_CALL_ATTEMPTS,
         wait_on_rate_limit=False,
         retry_unfinished_writes=False,

@@ -51,13 +51,15 @@ def test_check_deploy_flags_missing_production_secrets() -> None:
         assert check_id in str(failure.value)
 
 
-@override_settings(
-    EMAIL_BACKEND="django.core.mail.backends.console.EmailBackend", BRIDGE_PUBLIC_URL=""
+@pytest.mark.parametrize(
+    "backend",
+    ["django.core.mail.backends.console.EmailBackend", "bridge.console.EmailBackend"],
 )
-def test_check_deploy_flags_e_mail_that_is_not_sent_and_no_public_address() -> None:
+def test_check_deploy_flags_e_mail_that_is_not_sent_and_no_public_address(backend: str) -> None:
     from bridge.checks import check_bridge_secrets
 
-    found = {w.id for w in check_bridge_secrets()}
+    with override_settings(EMAIL_BACKEND=backend, BRIDGE_PUBLIC_URL=""):
+        found = {w.id for w in check_bridge_secrets()}
     assert {"bridge.W005", "bridge.W006"} <= found
 
 

@@ -269,6 +269,9 @@ def test_discount_validity_is_checked_against_the_stored_start(api: APIClient) -
 # --- Tax rules -----------------------------------------------------------------------
 
 
+COUNTRY_CODE = "Use a 2-letter ISO code."
+
+
 def test_tax_rule_crud_and_country_filter(api: APIClient) -> None:
     created = api.post(
         "/api/v1/tax-rules/",
@@ -287,6 +290,8 @@ def test_tax_rule_crud_and_country_filter(api: APIClient) -> None:
     assert sorted(labels("")) == ["City Tax", "Global", "VAT"]
     assert labels("?country=gb") == ["City Tax"]
     assert labels("?country=") == ["Global"]
+    assert_field_error(api.get("/api/v1/tax-rules/?country=gbr"), "country", COUNTRY_CODE)
+    assert_field_error(api.get("/api/v1/tax-rules/?country=g1"), "country", COUNTRY_CODE)
 
     url = f"/api/v1/tax-rules/{data['id']}/"
     assert api.patch(url, {"rate": "6.5"}).status_code == 200

@@ -281,8 +281,12 @@ def test_json_with_wrong_types_gets_a_stable_json_error(
     assert ask_json(client, payload) == (status, {"result": "error", "message": message})
 
 
-def test_malformed_json_is_a_400(client: Client, gbp_customer: Customer) -> None:
-    response = client.post(URL, data=b'{"userid": 1', content_type="application/json")
+@pytest.mark.parametrize(
+    "data",
+    [b'{"userid": 1', b"[" * 2000, b'{"":' * 1000],  # cut short; nested past json's limit
+)
+def test_malformed_json_is_a_400(client: Client, gbp_customer: Customer, data: bytes) -> None:
+    response = client.post(URL, data=data, content_type="application/json")
     assert (response.status_code, decode(response)) == (
         400,
         {"result": "error", "message": "Malformed JSON body."},

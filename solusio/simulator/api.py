@@ -44,18 +44,25 @@ class Api:
             ("DELETE", re.compile(r"/users/(\d+)"), self.delete_user),
             ("POST", re.compile(r"/users/(\d+)/tokens"), self.create_token),
             ("GET", re.compile(r"/plans"), self.list_plans),
+            ("GET", re.compile(r"/plans/(\d+)"), self.get_plan),
             ("PUT", re.compile(r"/plans/(\d+)"), self.update_plan),
+            ("GET", re.compile(r"/roles"), self.list_roles),
+            ("GET", re.compile(r"/roles/(\d+)"), self.get_role),
+            ("GET", re.compile(r"/account"), self.get_account),
+            ("POST", re.compile(r"/auth/login"), self.login),
             ("GET", re.compile(r"/limit_groups"), self.list_limit_groups),
             ("GET", re.compile(r"/settings"), self.get_settings),
             ("PATCH", re.compile(r"/settings"), self.patch_settings),
             ("GET", re.compile(r"/servers"), self.list_servers),
+            ("GET", re.compile(r"/servers/(\d+)"), self.get_server),
             ("GET", re.compile(r"/usage"), self.list_usage),
         ]
 
     def handle(self, request: Request) -> Result:
-        if not self._authorized(request.authorization):
-            return 401, {"message": "Unauthenticated."}
         path = request.path.rstrip("/") or "/"
+        # Logging in is how a client without a token gets one.
+        if path != "/auth/login" and not self._authorized(request.authorization):
+            return 401, {"message": "Unauthenticated."}
         allowed = False
         for method, pattern, handler in self.routes:
             match = pattern.fullmatch(path)
@@ -87,7 +94,10 @@ class Api:
         # a client relying on them would get every user back (DESIGN §4 assumes no support).
         page, per_page = _paging(request.query)
         items, total = self.state.list_users(
-            request.query.get("filter[search]") or None, (page - 1) * per_page, per_page
+            request.query.get("filter[search]") or None,
+            (page - 1) * per_page,
+            per_page,
+            request.query.get("filter[status]") or None,
         )
         return 200, _page(request, items, total, page, per_page)
 
@@ -110,13 +120,28 @@ class Api:
     # --- plans, limit groups, settings -----------------------------------------------------
 
     def list_plans(self, request: Request) -> Result:
-        return 200, _slice(request, self.state.list_plans())
+        return 200, _slice(request, self.state.list_plans(_filters(request.query)))
+
+    def get_plan(self, request: Request, pid: int) -> Result:
+        return 200, {"data": self.state.get_plan(pid)}
 
     def update_plan(self, request: Request, pid: int) -> Result:
         return 200, {"data": self.state.update_plan(pid, _body(request))}
 
     def list_limit_groups(self, request: Request) -> Result:
         return 200, _slice(request, self.state.list_limit_groups())
+
+    def list_roles(self, request: Request) -> Result:
+        return 200, _slice(request, self.state.list_roles())
+
+    def get_role(self, request: Request, rid: int) -> Result:
+        return 200, {"data": self.state.get_role(rid)}
+
+    def get_account(self, request: Request) -> Result:
+        return 200, {"data": self.state.account_json()}
+
+    def login(self, request: Request) -> Result:
+        return 200, {"data": self.state.login(_body(request), self.token)}
 
     def get_settings(self, request: Request) -> Result:
         return 200, {"data": self.state.get_settings()}
@@ -127,21 +152,33 @@ class Api:
     # --- servers and usage ---------------------------------------------------------------------
 
     def list_servers(self, request: Request) -> Result:
-        user = request.query.get("filter[user_id]")
+        filters = _filters(request.query)
+        user = filters.pop("user_id", None)
+        state = self.state
+        page, per_page = _paging(request.query)
+        shared: dict[Any, Any] = {}
         if user is not None:
             if not user.isdigit():
                 raise Invalid({"filter.user_id": ["The filter.user id must be an integer."]})
-            return 200, _slice(request, self.state.servers_of(int(user)))
-        # All servers alive now: the usage machinery over the one second [now, now + 1).
-        # "Now" moves by whole minutes, so the page index is reused while a client pages.
-        now = self.state.now() // 60 * 60
-        page, per_page = _paging(request.query)
-        state = self.state
-        rows, total = state.usage.rows(
-            now, now + 1, (page - 1) * per_page, per_page, state.explicit, with_ips=False
-        )
-        items = [state.server_json(seg) for seg, _ in rows]
-        return 200, _page(request, items, total, page, per_page)
+            mine = state.servers_of(int(user))
+            found = [seg for seg in mine if state.server_matches(seg, filters)]
+        elif filters.keys() & _SERVER_FILTERS:
+            found = state.filtered_servers(state.now() // 60 * 60, filters)
+        else:
+            # All servers alive now: the usage machinery over the one second [now, now + 1).
+            # "Now" moves by whole minutes, so the page index is reused while a client pages.
+            now = state.now() // 60 * 60
+            rows, total = state.usage.rows(
+                now, now + 1, (page - 1) * per_page, per_page, state.explicit, with_ips=False
+            )
+            items = [state.server_json(seg, shared) for seg, _ in rows]
+            return 200, _page(request, items, total, page, per_page)
+        start = (page - 1) * per_page
+        items = [state.server_json(seg, shared) for seg in found[start : start + per_page]]
+        return 200, _page(request, items, len(found), page, per_page)
+
+    def get_server(self, request: Request, sid: int) -> Result:
+        return 200, {"data": self.state.get_server(sid)}
 
     def list_usage(self, request: Request) -> Result:
         errors: dict[str, list[str]] = {}
@@ -165,7 +202,7 @@ class Api:
             rows, total = state.usage.rows(
                 lo, upto, (page - 1) * per_page, per_page, state.explicit
             )
-            plans = {p["id"]: p for p in state.list_plans()}
+            plans = state.plan_prices()
             billing_ids = state.billing_ids(seg.user_id for seg, _ in rows)
             rate = state.config.tokens_mismatch_rate
             period_open = upto < hi
@@ -183,6 +220,19 @@ def _body(request: Request) -> dict[str, Any]:
     if not isinstance(request.body, dict):
         raise Invalid({"body": ["The request body must be a JSON object."]})
     return request.body
+
+
+# The SDK's FilterVirtualServers besides filter[user_id] (see SimState.server_matches).
+_SERVER_FILTERS = {"status", "virtualization_type", "compute_resource_id"}
+
+
+def _filters(query: Mapping[str, str]) -> dict[str, str]:
+    """filter[name]=value pairs of a query, by name; empty values are no filter."""
+    return {
+        key[7:-1]: value
+        for key, value in query.items()
+        if key.startswith("filter[") and key.endswith("]") and value != ""
+    }
 
 
 def _paging(query: Mapping[str, str]) -> tuple[int, int]:

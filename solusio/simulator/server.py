@@ -12,7 +12,8 @@
                                  "named_users": [[billing_user_id, email], ...]}
 - POST /_sim/reset              back to the current seed: state, faults and call log
 - POST /_sim/servers            a hand-made server: {"user_id", "plan_id", "created_at",
-                                 "deleted_at", "resizes": [{"at", "plan_id"}], "additional_ip"}
+                                 "deleted_at", "resizes": [{"at", "plan_id"}], "additional_ip",
+                                 "status", "backups"}
 """
 
 from __future__ import annotations

@@ -11,12 +11,16 @@ import re
 import secrets
 import threading
 import time
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from solusio.simulator.timeline import EPOCH, Segment, Timeline, hash3
+from solusio import schemas
+from solusio.schemas import NOTIFICATIONS
+from solusio.simulator.timeline import DAY, EPOCH, Segment, Timeline, hash3
 from solusio.simulator.usage import UsageFeed
 
 STATUSES = ("active", "locked", "suspended")
@@ -120,24 +124,175 @@ SEED_LIMIT_GROUPS = (
     (2, "Unlimited", (0, False), (0, False), (0, False)),
     (3, "Trial", (1, True), (1, True), (0, True)),
 )
-ROLES = {1: "admin", 2: "client"}
+ROLES = {1: ("admin", False), 2: ("client", True)}  # id: (name, is_default)
 LANGUAGES = {1: ("English", "en_US"), 2: ("Deutsch", "de_DE")}
+# backup_price is a percentage of the server's price (SolusVM 2 "paid backups").
+SEED_BACKUP_PRICES = {1: 10, 2: 10, 3: 20, 4: 20, 5: 15, 6: 10, 7: 0}
+# The API token's owner (GET /account, POST /auth/login). Not one of the listed users, so
+# that /users holds only customers, as the seeds and the tests count them.
+ADMIN_ID = 1_000_000_000
+ADMIN_EMAIL = "admin@solusio.example.test"
+LOCATION = {"id": 1, "name": "Frankfurt"}
+OS_IMAGE_VERSIONS = {1: "Ubuntu 24.04", 2: "Debian 12", 3: "AlmaLinux 9"}
+APPLICATIONS = {1: "WordPress", 2: "Docker"}
+# A nominal price per token, only for the display strings of a plan's `price` (SolusIO
+# renders them from the billing side's pricing, which the simulator does not have).
+DISPLAY_TOKEN_PRICE = Decimal("0.01")
+SERVER_STATUSES = ("started", "stopped", "processing", "paused", "unavailable", "not exists")
 
 
-def fresh_settings() -> dict[str, Any]:
+def fresh_settings(limit_group: dict[str, Any] | None = None) -> dict[str, Any]:
     """Settings as a fresh SolusIO has them: registration on, no billing integration."""
+    template = {
+        "enabled": True,
+        "subject_templates": {"en_US": ""},
+        "body_templated": {"en_US": ""},
+    }
     return {
         "hostname": "solusio.example.test",
+        "mail": {
+            "host": "",
+            "username": "",
+            "password": "",
+            "from_email": "noreply@solusio.example.test",
+            "from_name": "SolusIO",
+            "encryption": False,
+        },
         "send_statistics": False,
+        "limit_group": copy.deepcopy(limit_group),
         "registration": {"role": "client"},
+        "theme": {
+            "primary_color": "#28aade",
+            "secondary_color": "#737373",
+            "brand_name": "SolusIO",
+            "logo": "",
+            "favicon": "",
+            "terms_and_conditions_url": "",
+        },
+        "network_rules": {
+            "arp": True,
+            "dhcp": True,
+            "cloud_init": True,
+            "smtp": True,
+            "icmp": True,
+            "icmp_reply": True,
+        },
+        "notifications": {name: copy.deepcopy(template) for name in NOTIFICATIONS},
+        "compute_resource": {"rescue_iso_url": "", "balance_strategy": "round-robin"},
+        "non_existent_vms_remover": {"enabled": False, "interval": 24},
+        "billing_integration": {"type": "none", "drivers": {"whmcs": {"url": "", "token": ""}}},
+        "dns": {
+            "type": "none",
+            "server_hostname_template": "{{uuid}}.example.test",
+            "register_fqdn_on_server_create": False,
+            "reverse_dns_domain_template": "",
+            "drivers": {"power_dns": {"host": "", "api_key": ""}},
+        },
+        "update": {
+            "method": "auto",
+            "channel": "stable",
+            "scheduled_days": [1, 2, 3, 4, 5, 6, 7],
+            "scheduled_time": "03:00",
+        },
         "features": {
             "hide_plan_name": False,
             "hide_user_data": False,
             "hide_plan_section": False,
+            "hide_location_section": False,
             "allow_registration": True,
+            "allow_password_recovery": True,
+            "hide_api_documentation_link": False,
         },
-        "billing_integration": {"type": "none", "drivers": {"whmcs": {"url": "", "token": ""}}},
     }
+
+
+def _limit(unit: str) -> dict[str, Any]:
+    return {"is_enabled": False, "limit": 0, "unit": unit}
+
+
+def seed_plan(
+    pid: int, name: str, vcpu: int, ram_mib: int, tph: int, tpm: int, itph: int, itpm: int
+) -> dict[str, Any]:
+    """A plan as SolusIO stores it; `price` is rendered per answer (`plan_json`)."""
+    backup_price = SEED_BACKUP_PRICES.get(pid, 0)
+    return {
+        "id": pid,
+        "name": name,
+        "virtualization_type": "kvm",
+        "params": {
+            "disk": 20,
+            "ram": ram_mib * 1024 * 1024,
+            "vcpu": vcpu,
+            "vcpu_units": 1000,
+            "vcpu_limit": 100,
+            "io_priority": 4,
+            "swap": 0,
+        },
+        "storage_type": "fb",
+        "image_format": "qcow2",
+        "is_default": pid == 1,
+        "is_snapshot_available": True,
+        "is_snapshots_enabled": False,
+        "is_backup_available": backup_price > 0,
+        "is_additional_ips_available": itph > 0 or itpm > 0,
+        "backup_settings": {"is_incremental_backup_enabled": False, "incremental_backups_limit": 3},
+        "backup_price": backup_price,
+        "is_visible": True,
+        "limits": {
+            "disk_bandwidth": _limit("Bps"),
+            "disk_iops": _limit("iops"),
+            "network_incoming_bandwidth": _limit("Kbps"),
+            "network_outgoing_bandwidth": _limit("Kbps"),
+            "network_incoming_traffic": _limit("KiB"),
+            "network_outgoing_traffic": _limit("KiB"),
+            "network_total_traffic": _limit("KiB"),
+            "network_reduce_bandwidth": _limit("Kbps"),
+            "backups_number": {"is_enabled": True, "limit": 7, "unit": "units"},
+        },
+        "tokens_per_hour": tph,
+        "tokens_per_month": tpm,
+        "ip_tokens_per_hour": itph,
+        "ip_tokens_per_month": itpm,
+        "position": pid,
+        "reset_limit_policy": "never",
+        "network_traffic_limit_type": "separate",
+        "available_locations": [dict(LOCATION)],
+        "available_os_image_versions": [{"id": i, "name": n} for i, n in OS_IMAGE_VERSIONS.items()],
+        "available_applications": [{"id": i, "name": n} for i, n in APPLICATIONS.items()],
+        "netfilter": {"value": "full", "is_editable": True},
+        "ppp": {"value": False, "is_editable": True},
+        "tun_tap": {"value": False, "is_editable": True},
+    }
+
+
+def plan_price(plan: dict[str, Any]) -> dict[str, Any]:
+    """The display prices of a plan (two decimals, half-up, as a shop shows them)."""
+
+    def money(tokens: Any) -> Decimal:
+        return (Decimal(tokens) * DISPLAY_TOKEN_PRICE).quantize(Decimal("0.01"), ROUND_HALF_UP)
+
+    per_month = money(plan["tokens_per_month"])
+    backup = (per_month * Decimal(str(plan["backup_price"])) / 100).quantize(
+        Decimal("0.01"), ROUND_HALF_UP
+    )
+    return {
+        "additional_ips_per_hour": str(money(plan["ip_tokens_per_hour"])),
+        "additional_ips_per_month": str(money(plan["ip_tokens_per_month"])),
+        "per_hour": str(money(plan["tokens_per_hour"])),
+        "per_month": str(per_month),
+        "currency_code": "USD",
+        "taxes_inclusive": False,
+        "taxes": [],
+        "total_price_without_backups": str(per_month),
+        "total_price": str(per_month + backup),
+        "backup_price": str(backup),
+    }
+
+
+def plan_json(plan: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(plan)
+    out["price"] = plan_price(plan)
+    return out
 
 
 @dataclass
@@ -161,19 +316,10 @@ class SimState:
             self.explicit: list[Segment] = []
             self.next_explicit_id = 10**12
             self.next_token_id = 1
+            self.explicit_traits: dict[int, tuple[str, bool]] = {}
+            self._filtered: OrderedDict[tuple[Any, ...], list[Segment]] = OrderedDict()
             self.plans = {
-                pid: {
-                    "id": pid,
-                    "name": name,
-                    "params": {"vcpu": vcpu, "ram": ram * 1024 * 1024, "disk": 20},
-                    "tokens_per_hour": tph,
-                    "tokens_per_month": tpm,
-                    "ip_tokens_per_hour": itph,
-                    "ip_tokens_per_month": itpm,
-                    "is_default": pid == 1,
-                    "is_visible": True,
-                    "position": pid,
-                }
+                pid: seed_plan(pid, name, vcpu, ram, tph, tpm, itph, itpm)
                 for pid, name, vcpu, ram, tph, tpm, itph, itpm in SEED_PLANS
             }
             self.limit_groups = {
@@ -183,10 +329,13 @@ class SimState:
                     "vms": {"limit": vms[0], "is_enabled": vms[1]},
                     "running_vms": {"limit": running[0], "is_enabled": running[1]},
                     "additional_ips": {"limit": ips[0], "is_enabled": ips[1]},
+                    "created_at": iso(EPOCH),
+                    "updated_at": iso(EPOCH),
                 }
                 for gid, name, vms, running, ips in SEED_LIMIT_GROUPS
             }
-            self.settings = fresh_settings()
+            self.settings = fresh_settings(self.limit_groups[1])
+            self.role_counts: Counter[int] = Counter()
             created = iso(EPOCH)
             for uid in range(1, config.users + 1):
                 # Mostly active; a few locked or suspended, as a real customer base has.
@@ -205,6 +354,7 @@ class SimState:
                     "created_at": created,
                 }
                 self.emails[email.lower()] = uid
+            self.role_counts[2] = config.users
             self.next_user_id = config.users + 1
 
     def now(self) -> int:
@@ -226,8 +376,58 @@ class SimState:
                 if language
                 else None
             ),
-            "roles": [{"id": r, "name": ROLES[r]} for r in user["roles"]],
+            "roles": [self.role_json(r) for r in user["roles"]],
             "created_at": user["created_at"],
+        }
+
+    def role_json(self, rid: int) -> dict[str, Any]:
+        name, is_default = ROLES[rid]
+        count = self.role_counts[rid] + (1 if rid == 1 else 0)  # the admin account
+        return {"id": rid, "name": name, "is_default": is_default, "users_count": count}
+
+    def list_roles(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [self.role_json(r) for r in ROLES]
+
+    def get_role(self, rid: int) -> dict[str, Any]:
+        with self.lock:
+            if rid not in ROLES:
+                raise Missing
+            return self.role_json(rid)
+
+    def account_json(self) -> dict[str, Any]:
+        """The API token's owner, as GET /account answers it."""
+        return {
+            "id": ADMIN_ID,
+            "email": ADMIN_EMAIL,
+            "status": "active",
+            "billing_user_id": None,
+            "limit_group": None,
+            "language": {"id": 1, "name": LANGUAGES[1][0], "locale": LANGUAGES[1][1]},
+            "roles": [self.role_json(1)],
+            "created_at": iso(EPOCH),
+        }
+
+    def login(self, body: dict[str, Any], token: str) -> dict[str, Any]:
+        """E-mail and password login (the SDK's EmailAndPasswordAuthenticator): the admin
+        account signs in with the simulator's API token as its password and gets that token."""
+        errors: dict[str, list[str]] = {}
+        for key in ("email", "password"):
+            if not isinstance(body.get(key), str) or not body[key]:
+                errors[key] = [f"The {key} field is required."]
+        if errors:
+            raise Invalid(errors)
+        known = body["email"].lower() == ADMIN_EMAIL and secrets.compare_digest(
+            body["password"].encode(), token.encode()
+        )
+        if not known:
+            raise Invalid({"email": ["These credentials do not match our records."]})
+        return {
+            "credentials": {
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_at": iso(self.now() + DAY),
+            }
         }
 
     def get_user(self, uid: int) -> dict[str, Any]:
@@ -237,11 +437,17 @@ class SimState:
                 raise Missing
             return self.user_json(user)
 
-    def list_users(self, search: str | None, start: int, count: int) -> tuple[list[Any], int]:
+    def list_users(
+        self, search: str | None, start: int, count: int, status: str | None = None
+    ) -> tuple[list[Any], int]:
         with self.lock:
-            if search:
-                needle = search.lower()
-                hits = [u for u in self.users.values() if needle in u["email"].lower()]
+            if search or status is not None:
+                needle = (search or "").lower()
+                hits = [
+                    u
+                    for u in self.users.values()
+                    if needle in u["email"].lower() and status in (None, u["status"])
+                ]
                 return [self.user_json(u) for u in hits[start : start + count]], len(hits)
             values = list(self.users.values())
             return [self.user_json(u) for u in values[start : start + count]], len(values)
@@ -263,6 +469,7 @@ class SimState:
             }
             self.users[uid] = user
             self.emails[user["email"].lower()] = uid
+            self.role_counts.update(user["roles"])
             return self.user_json(user)
 
     def update_user(self, uid: int, body: dict[str, Any]) -> dict[str, Any]:
@@ -275,6 +482,9 @@ class SimState:
                 del self.emails[user["email"].lower()]
                 self.emails[clean["email"].lower()] = uid
             clean.pop("password", None)
+            if "roles" in clean:
+                self.role_counts.subtract(user["roles"])
+                self.role_counts.update(clean["roles"])
             user.update(clean)
             return self.user_json(user)
 
@@ -284,6 +494,7 @@ class SimState:
             if user is None:
                 raise Missing
             del self.emails[user["email"].lower()]
+            self.role_counts.subtract(user["roles"])
 
     def create_token(self, uid: int, body: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
@@ -360,23 +571,45 @@ class SimState:
 
     # --- plans, limit groups, settings ---------------------------------------------------
 
-    def list_plans(self) -> list[dict[str, Any]]:
+    def list_plans(self, filters: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Plans, filtered as the SDK's FilterPlans asks (search in the name, storage type,
+        image format, disk size); unknown filters are ignored."""
         with self.lock:
-            return [copy.deepcopy(p) for p in self.plans.values()]
+            plans = list(self.plans.values())
+        for key, value in (filters or {}).items():
+            if key == "search":
+                plans = [p for p in plans if value.lower() in p["name"].lower()]
+            elif key in ("storage_type", "image_format"):
+                plans = [p for p in plans if p[key] == value]
+            elif key == "disk":
+                plans = [p for p in plans if str(p["params"]["disk"]) == value]
+        with self.lock:
+            return [plan_json(p) for p in plans]
+
+    def get_plan(self, pid: int) -> dict[str, Any]:
+        with self.lock:
+            plan = self.plans.get(pid)
+            if plan is None:
+                raise Missing
+            return plan_json(plan)
+
+    def plan_prices(self) -> dict[int, dict[str, Any]]:
+        """id, name and token prices of every plan: what a usage row repeats, without copying
+        whole plans for every page."""
+        keys = ("id", "name", *_TOKEN_FIELDS)
+        with self.lock:
+            return {pid: {k: plan[k] for k in keys} for pid, plan in self.plans.items()}
 
     def update_plan(self, pid: int, body: dict[str, Any]) -> dict[str, Any]:
+        """PUT /plans/{id}: every PlanUpdateRequest field sent is validated and kept; fields
+        not sent keep their values (the bridge sends the token fields alone today)."""
         with self.lock:
             plan = self.plans.get(pid)
             if plan is None:
                 raise Missing
             errors: dict[str, list[str]] = {}
             clean: dict[str, Any] = {}
-            for key in (
-                "tokens_per_hour",
-                "tokens_per_month",
-                "ip_tokens_per_hour",
-                "ip_tokens_per_month",
-            ):
+            for key in _TOKEN_FIELDS:
                 if key not in body:
                     continue
                 value = body[key]
@@ -394,10 +627,32 @@ class SimState:
                     errors["name"] = ["The name field is required."]
                 else:
                     clean["name"] = body["name"]
+            for key, schema in schemas.PLAN_UPDATE_FIELDS.items():
+                if key in clean or key in errors or key not in body:
+                    continue
+                label = key.replace("_", " ")
+                value = body[key]
+                if schemas.problems(schema, value):
+                    errors[key] = [f"The {label} field is invalid."]
+                elif key in _PLAN_LISTS:
+                    known = _PLAN_LISTS[key]
+                    if any(i not in known for i in value):
+                        errors[key] = [f"The selected {label} is invalid."]
+                    else:
+                        clean[key] = [{"id": i, "name": known[i]} for i in value]
+                elif key == "backup_price" and value < 0:
+                    errors[key] = [f"The {label} must be at least 0."]
+                elif key == "limits":
+                    clean[key] = {**plan["limits"], **copy.deepcopy(value)}
+                else:
+                    clean[key] = copy.deepcopy(value)
             if errors:
                 raise Invalid(errors)
+            if clean.get("is_default"):
+                for other in self.plans.values():
+                    other["is_default"] = False
             plan.update(clean)
-            return copy.deepcopy(plan)
+            return plan_json(plan)
 
     def list_limit_groups(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -405,17 +660,37 @@ class SimState:
 
     def get_settings(self) -> dict[str, Any]:
         with self.lock:
-            return copy.deepcopy(self.settings)
+            return self._settings_json(self.settings)
+
+    def _settings_json(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """The settings with their default limit group as it is now (renamed, or deleted)."""
+        out = copy.deepcopy(settings)
+        chosen = settings["limit_group"]
+        group = self.limit_groups.get(chosen["id"]) if chosen else None
+        out["limit_group"] = copy.deepcopy(group)
+        return out
 
     def patch_settings(self, body: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
             errors: dict[str, list[str]] = {}
             merged = copy.deepcopy(self.settings)
+            body = dict(body) if isinstance(body, dict) else body
+            if isinstance(body, dict) and "limit_group" in body:
+                # The default limit group of new users: kept as the group its id names (the
+                # SDK sends the whole group object, a plain id is read the same way).
+                chosen = body.pop("limit_group")
+                gid = chosen.get("id") if isinstance(chosen, dict) else chosen
+                if gid is None:
+                    merged["limit_group"] = None
+                elif isinstance(gid, bool) or gid not in self.limit_groups:
+                    errors["limit_group"] = ["The selected limit group is invalid."]
+                else:
+                    merged["limit_group"] = copy.deepcopy(self.limit_groups[gid])
             _merge(merged, body, "", errors)
             if errors:
                 raise Invalid(errors)
             self.settings = merged
-            return copy.deepcopy(merged)
+            return self._settings_json(merged)
 
     # --- servers ------------------------------------------------------------------------------
 
@@ -447,6 +722,11 @@ class SimState:
             sid = self.next_explicit_id
             self.next_explicit_id += 1
             has_ip = bool(body.get("additional_ip", False))
+            status = body.get("status", "started")
+            if status not in SERVER_STATUSES:
+                raise Invalid({"status": ["The selected status is invalid."]})
+            self.explicit_traits[sid] = (status, bool(body.get("backups", False)))
+            self._filtered.clear()
             starts: list[tuple[int, int]] = [(created, int(pid)), *sorted(cuts)]
             for i, (start, plan_id) in enumerate(starts):
                 end = starts[i + 1][0] if i + 1 < len(starts) else deleted
@@ -455,20 +735,147 @@ class SimState:
                 )
             return {"id": sid, "uuid": self.timeline.server_uuid(sid)}
 
-    def server_json(self, seg: Segment) -> dict[str, Any]:
-        plan = self.plans[seg.plan_id]
-        user = self.users.get(seg.user_id)
+    def traits(self, seg: Segment) -> tuple[str, bool]:
+        """(status, backups enabled) of the server of `seg`."""
+        if seg.slot < 0:
+            return self.explicit_traits.get(seg.server_id, ("started", False))
+        return self.timeline.traits(seg.server_id, seg.slot)
+
+    def server_json(self, seg: Segment, shared: dict[Any, Any] | None = None) -> dict[str, Any]:
+        """A virtual server as the SDK reads it. `shared` holds the plan, user and location
+        objects already rendered for one page, so a page renders each only once."""
+        if shared is None:
+            shared = {}
+        sid = seg.server_id
+        tl = self.timeline
+        plan = shared.get(("plan", seg.plan_id))
+        if plan is None:
+            plan = shared[("plan", seg.plan_id)] = plan_json(self.plans[seg.plan_id])
+        user = shared.get(("user", seg.user_id))
+        if user is None:
+            stored = self.users.get(seg.user_id)
+            user = self.user_json(stored) if stored else _gone_user(seg.user_id)
+            shared[("user", seg.user_id)] = user
+        location = shared.get("location")
+        if location is None:
+            location = shared["location"] = self.location_json()
+        status, backups = self.traits(seg)
+        primary = _ip(sid * 2, f"10.{(sid >> 16) & 255}.{(sid >> 8) & 255}.{sid & 255}", 1)
+        ips = [primary]
+        if seg.has_ip:
+            ips.append(_ip(sid * 2 + 1, f"172.16.{(sid >> 8) & 255}.{sid & 255}", 2))
+        hour = sid % 6
+        now = self.now()
+        next_backup = now - now % DAY + hour * 3600
+        if next_backup <= now:
+            next_backup += DAY
+        params = plan["params"]
+        cpu = (hash3(tl.seed, sid, 0xC9) % 1000) / 10 if status == "started" else 0.0
         return {
-            "id": seg.server_id,
-            "uuid": self.timeline.server_uuid(seg.server_id),
-            "name": self.timeline.server_name(seg.server_id),
-            "status": "running",
-            "plan": {"id": plan["id"], "name": plan["name"]},
-            "user": {"id": seg.user_id, "email": user["email"] if user else None},
+            "id": sid,
+            "name": tl.server_name(sid),
+            "description": "",
+            "virtualization_type": plan["virtualization_type"],
+            "uuid": tl.server_uuid(sid),
+            "specifications": {k: params[k] for k in ("disk", "ram", "vcpu")},
+            "status": status,
+            "ips": ips,
+            "ip_addresses": {
+                "ipv4": [
+                    {"id": ip["id"], "ip": ip["ip"], "is_primary": i == 0}
+                    for i, ip in enumerate(ips)
+                ],
+                "ipv6": [],
+            },
+            "location": location,
+            "plan": plan,
+            "fqdns": [tl.server_name(sid)],
+            "boot_mode": "disk",
+            "is_suspended": user["status"] == "suspended",
+            "is_processing": status == "processing",
+            "user": user,
+            "project": {
+                "id": seg.user_id,
+                "name": "Default Project",
+                "description": "",
+                "members": 1,
+                "is_owner": True,
+                "is_default": True,
+                "owner": user,
+                "servers": len(range(seg.user_id - 1, tl.slots, tl.users)) if tl.users else 0,
+            },
+            "usage": {"cpu": cpu},
+            "backup_settings": {
+                "enabled": backups,
+                "schedule": {"type": "daily", "time": {"hour": hour, "minutes": 0}, "days": []},
+                "limit": {"is_enabled": True, "limit": 7, "unit": "units"},
+            },
+            "next_scheduled_backup_at": iso(next_backup) if backups else None,
+            "ssh_keys": [],
             "created_at": iso(seg.created),
         }
 
-    def servers_of(self, uid: int) -> list[dict[str, Any]]:
+    def location_json(self) -> dict[str, Any]:
+        return {
+            **LOCATION,
+            "icon": {"id": 1, "name": "Germany", "url": "", "type": "flags"},
+            "description": "The simulator's only location",
+            "is_default": True,
+            "is_visible": True,
+            "compute_resources": [],
+            "available_plans": [{"id": p["id"], "name": p["name"]} for p in self.plans.values()],
+        }
+
+    def find_server(self, sid: int) -> Segment:
+        """The current segment of server `sid` if it is alive now."""
+        now = self.now()
+        with self.lock:
+            tl = self.timeline
+            candidates: list[Segment] = [
+                s for s in self.explicit if s.server_id == sid and s.start <= now
+            ]
+            if 1 <= sid <= tl.slots:
+                candidates.extend(tl.segments(sid - 1, now, now + 1))
+            elif sid > tl.slots and tl.slots:
+                # A churn server: its id names its slot, month and number (Timeline._churn_id).
+                slot = (sid - tl.slots - 1) // 4 % tl.slots
+                candidates.extend(s for s in tl.segments(slot, now, now + 1) if s.server_id == sid)
+            for seg in candidates:
+                if seg.server_id == sid and seg.start <= now and (seg.end is None or seg.end > now):
+                    return seg
+        raise Missing
+
+    def get_server(self, sid: int) -> dict[str, Any]:
+        seg = self.find_server(sid)
+        with self.lock:
+            return self.server_json(seg)
+
+    def server_matches(self, seg: Segment, filters: dict[str, str]) -> bool:
+        """Whether the server passes the SDK's server filters; the simulator has one compute
+        resource, id 1. Unknown filters are ignored, as Laravel does."""
+        if "status" in filters and self.traits(seg)[0] != filters["status"]:
+            return False
+        kind = filters.get("virtualization_type")
+        if kind is not None and self.plans[seg.plan_id]["virtualization_type"] != kind:
+            return False
+        return filters.get("compute_resource_id", "1") == "1"
+
+    def filtered_servers(self, now: int, filters: dict[str, str]) -> list[Segment]:
+        """Servers alive at `now` that pass `filters`. Every server is looked at, so the
+        answer is kept for the pages that follow (a few filters, until servers are added)."""
+        key = (now, tuple(sorted(filters.items())))
+        with self.lock:
+            found = self._filtered.get(key)
+        if found is None:
+            rows, _ = self.usage.rows(now, now + 1, 0, 2**62, self.explicit, with_ips=False)
+            found = [seg for seg, _ in rows if self.server_matches(seg, filters)]
+            with self.lock:
+                self._filtered[key] = found
+                while len(self._filtered) > 8:
+                    self._filtered.popitem(last=False)
+        return found
+
+    def servers_of(self, uid: int) -> list[Segment]:
         """Servers the user has now (alive at `now`)."""
         now = self.now()
         with self.lock:
@@ -484,7 +891,7 @@ class SimState:
                 for s in self.explicit
                 if s.user_id == uid and s.start <= now and (s.end is None or s.end > now)
             )
-            return [self.server_json(s) for s in segments]
+            return segments
 
     def billing_ids(self, user_ids: Iterable[int]) -> dict[int, int | None]:
         """Current billing links of some users (those on one usage page); deleted ones left out."""
@@ -493,15 +900,69 @@ class SimState:
             return {uid: users[uid]["billing_user_id"] for uid in set(user_ids) if uid in users}
 
 
+def _ip(ip_id: int, address: str, block: int) -> dict[str, Any]:
+    network = address.rsplit(".", 1)[0]
+    return {
+        "id": ip_id,
+        "ip": address,
+        "ip_block": {
+            "id": block,
+            "name": "Primary IPv4" if block == 1 else "Additional IPv4",
+            "type": "IPv4",
+            "list_type": "range",
+            "gateway": f"{network}.1",
+            "netmask": "255.255.255.0",
+            "ns_1": "192.0.2.53",
+            "ns_2": "198.51.100.53",
+            "from": f"{network}.2",
+            "to": f"{network}.254",
+            "subnet": 24,
+            "range": f"{network}.0/24",
+            "reverse_dns": {"zone": "", "enabled": False},
+        },
+    }
+
+
+def _gone_user(uid: int) -> dict[str, Any]:
+    """The owner of a server whose user was deleted (SolusIO deletes such servers; the
+    simulator keeps the timeline, so it shows an empty user)."""
+    return {
+        "id": uid,
+        "email": "",
+        "status": "active",
+        "billing_user_id": None,
+        "limit_group": None,
+        "language": None,
+        "roles": [],
+        "created_at": iso(EPOCH),
+    }
+
+
+_TOKEN_FIELDS = ("tokens_per_hour", "tokens_per_month", "ip_tokens_per_hour", "ip_tokens_per_month")
+_PLAN_LISTS: dict[str, dict[int, str]] = {
+    "available_locations": {1: "Frankfurt"},
+    "available_os_image_versions": OS_IMAGE_VERSIONS,
+    "available_applications": APPLICATIONS,
+}
+# Settings maps whose keys are free (a locale each), not a fixed set of fields.
+_FREE_MAPS = ("subject_templates", "body_templated")
+
+
 def _merge(target: dict[str, Any], patch: Any, prefix: str, errors: dict[str, list[str]]) -> None:
     """PATCH semantics: known keys only, each keeping its JSON type; unknown keys ignored."""
     if not isinstance(patch, dict):
         errors[prefix.rstrip(".") or "settings"] = ["The settings must be an object."]
         return
     for key, value in patch.items():
+        name = f"{prefix}{key}"
+        if prefix.rstrip(".").rpartition(".")[2] in _FREE_MAPS:
+            if not isinstance(value, str):
+                errors[name] = [f"The {name} must be a string."]
+            else:
+                target[key] = value
+            continue
         if key not in target:
             continue
-        name = f"{prefix}{key}"
         current = target[key]
         if isinstance(current, dict):
             _merge(current, value, f"{name}.", errors)
@@ -515,5 +976,17 @@ def _merge(target: dict[str, Any], patch: Any, prefix: str, errors: dict[str, li
                 errors[name] = [f"The {name} must be a string."]
             else:
                 target[key] = value or ""
+        elif isinstance(current, int):
+            if isinstance(value, bool) or not isinstance(value, int):
+                errors[name] = [f"The {name} must be an integer."]
+            else:
+                target[key] = value
+        elif isinstance(current, list):
+            if not isinstance(value, list) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value
+            ):
+                errors[name] = [f"The {name} must be a list of integers."]
+            else:
+                target[key] = list(value)
         else:
             target[key] = value

@@ -51,6 +51,15 @@ SHOWCASE: dict[int, tuple[int, int, int, bool, tuple[tuple[int, int, int], ...]]
     8: (STEADY, 4, 4, True, ()),  # with an additional IP
 }
 SHOWCASE_RESIZE_AT = 10 * DAY
+# (status, paid backups enabled) of showcase servers other than ("started", False): one
+# stopped free server, and backups on three whole-month servers of both demo customers.
+# Neither changes usage: /usage has no backup rows (see `Timeline.traits`).
+SHOWCASE_TRAITS = {
+    0: ("started", True),
+    3: ("started", True),
+    5: ("stopped", False),
+    8: ("started", True),
+}
 
 _M64 = (1 << 64) - 1
 
@@ -111,6 +120,29 @@ class Timeline:
     @staticmethod
     def server_name(server_id: int) -> str:
         return f"srv{server_id}.example.test"
+
+    def traits(self, server_id: int, slot: int) -> tuple[str, bool]:
+        """(status, paid backups enabled) of a server: fixed for showcase slots, drawn from
+        the seed for the others (mostly started, a few of SolusIO's other statuses; a
+        quarter with backups). A separate hash, so kinds, plans and usage stay as they were."""
+        if slot in SHOWCASE:
+            return SHOWCASE_TRAITS.get(slot, ("started", False))
+        h = hash3(self.seed, server_id, 0x57A7)
+        roll = h % 100
+        status = (
+            "started"
+            if roll < 80
+            else "stopped"
+            if roll < 92
+            else "paused"
+            if roll < 95
+            else "processing"
+            if roll < 97
+            else "unavailable"
+            if roll < 99
+            else "not exists"
+        )
+        return status, (h >> 8) % 4 == 0
 
     def _churn_id(self, slot: int, month: int, q: int) -> int:
         return self.slots + 1 + ((month * self.slots + slot) * 4 + q)

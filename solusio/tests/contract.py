@@ -48,7 +48,7 @@ SERVER = {
     "id": int,
     "uuid": str,
     "name": str,
-    "status": str,
+    "status": OneOf("started", "stopped", "processing", "paused", "unavailable", "not exists"),
     "user": {"id": int},
     "plan": {"id": int},
 }

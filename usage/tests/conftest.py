@@ -10,9 +10,9 @@ import pytest
 from pricing.models import Currency
 from solusio.client import SolusIOClient
 from solusio.testing import SimulatorInfo, fast_client, running_simulator
-from usage import services
+from usage import build, close
 from usage.models import Invoice
-from usage.rules import period_of_month
+from usage.rules import Period, period_of_month
 from users.models import Customer
 
 # The simulator's clock: well after every period the tests close.
@@ -77,10 +77,37 @@ def drafts(
     for user in (1, 2, 3):
         add_server(user, 1, october - timedelta(hours=24))
         add_server(user, 2, october + timedelta(hours=24), october + timedelta(hours=100))
-    services.close_cycle(
+    close.close_cycle(
         period=period_of_month(2026, 10, "UTC"),
         client=client,
         now=datetime(2029, 1, 1, tzinfo=UTC),
         auto_issue=False,
     )
     return list(Invoice.objects.order_by("customer_id"))
+
+
+class BuildBatchHook:
+    """Calls a function after each committed build batch with how many customers this
+    process has built so far (crash-and-rerun tests raise or kill there)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.hook: Callable[[int], None] | None = None
+        self.done = 0
+        write = build._write_batch
+
+        def writing(period: Period, drafts: build.Built, summary: Any, now: datetime) -> None:
+            write(period, drafts, summary, now)
+            self.done += len(drafts)
+            if self.hook is not None:
+                self.hook(self.done)
+
+        monkeypatch.setattr(build, "_write_batch", writing)
+
+    def __call__(self, hook: Callable[[int], None] | None) -> None:
+        """Call `hook` from now on (None: stop), counting from zero again."""
+        self.hook, self.done = hook, 0
+
+
+@pytest.fixture
+def after_build_batch(monkeypatch: pytest.MonkeyPatch) -> BuildBatchHook:
+    return BuildBatchHook(monkeypatch)

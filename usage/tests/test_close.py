@@ -8,12 +8,15 @@ from typing import Any
 import pytest
 
 from solusio.client import SolusIOClient
-from usage import services
+from usage import cycle
+from usage.close import close_cycle
 from usage.models import Invoice, InvoiceCounter, InvoiceLine, InvoiceStatus, UsagePull, UsageRecord
 from usage.rules import Period, parse_period, period_of_month
+from usage.tests.conftest import BuildBatchHook
 from users.models import Customer
 
-pytestmark = pytest.mark.django_db
+# The close writes through COPY on PostgreSQL and bulk_create elsewhere (usage.db).
+pytestmark = [pytest.mark.django_db, pytest.mark.both_databases]
 
 OCT = datetime(2026, 10, 1, tzinfo=UTC)
 NOV = datetime(2026, 11, 1, tzinfo=UTC)
@@ -21,9 +24,9 @@ H = timedelta(hours=1)
 AFTER = datetime(2029, 1, 1, tzinfo=UTC)  # "now" for closes: every tested period is over
 
 
-def close(client: SolusIOClient, period: Period, **kw: Any) -> services.CloseSummary:
+def close(client: SolusIOClient, period: Period, **kw: Any) -> cycle.CloseSummary:
     kw.setdefault("now", AFTER)
-    return services.close_cycle(period=period, client=client, **kw)
+    return close_cycle(period=period, client=client, **kw)
 
 
 def lines_of(customer_id: int, period: Period) -> list[tuple[Any, ...]]:
@@ -199,7 +202,7 @@ def test_a_rerun_changes_nothing(client: SolusIOClient, october_usage: Period) -
 
 
 def test_a_close_killed_mid_build_then_rerun_ends_as_one_clean_run(
-    client: SolusIOClient, october_usage: Period, monkeypatch: pytest.MonkeyPatch, settings: Any
+    client: SolusIOClient, october_usage: Period, after_build_batch: BuildBatchHook, settings: Any
 ) -> None:
     close(client, october_usage, auto_issue=True)
     clean = _state()
@@ -215,11 +218,11 @@ def test_a_close_killed_mid_build_then_rerun_ends_as_one_clean_run(
         raise Killed
 
     settings.CLOSE_BUILD_BATCH = 1
-    monkeypatch.setattr(services, "_after_build_batch", die)
+    after_build_batch(die)
     with pytest.raises(Killed):
         close(client, october_usage, auto_issue=True)
     assert Invoice.objects.count() == 1  # one batch committed, then the "kill"
-    monkeypatch.setattr(services, "_after_build_batch", None)
+    after_build_batch(None)
     close(client, october_usage, auto_issue=True)
     assert _state() == clean
 
@@ -272,7 +275,7 @@ def test_a_dry_run_stores_nothing_and_reports_the_same_figures(
 
 
 def test_a_period_that_is_not_over_is_refused(client: SolusIOClient, customers: Any) -> None:
-    with pytest.raises(services.CloseError, match="not over"):
+    with pytest.raises(cycle.CloseError, match="not over"):
         close(client, period_of_month(2026, 10, "UTC"), now=datetime(2026, 10, 31, tzinfo=UTC))
 
 

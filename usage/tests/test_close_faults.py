@@ -11,7 +11,7 @@ from django.db import connection
 from solusio.client import SolusIOClient
 from solusio.errors import ServerError
 from solusio.testing import SimulatorInfo, fast_client
-from usage import services
+from usage import build, close, cycle, invoice_states, pull
 from usage.models import Invoice, InvoiceStatus, UsagePull, UsageRecord
 from usage.rules import Period, period_of_month
 from users.models import Customer
@@ -53,7 +53,7 @@ def test_a_transient_failure_mid_pull_is_retried_and_the_close_completes(
     sim: SimulatorInfo, usage_for_three: Period
 ) -> None:
     with FailsMidPull(sim, at=3, count=2) as client:
-        summary = services.close_cycle(period=usage_for_three, client=client, now=AFTER)
+        summary = close.close_cycle(period=usage_for_three, client=client, now=AFTER)
     assert summary.rows == 9
     assert Invoice.objects.count() == 3
     failed = [c for c in sim.control.calls(path="/usage") if c["status"] == 503]
@@ -61,23 +61,22 @@ def test_a_transient_failure_mid_pull_is_retried_and_the_close_completes(
 
 
 @pytest.mark.django_db
+@pytest.mark.both_databases
 def test_solusio_failing_for_good_mid_pull_builds_and_issues_nothing(
     sim: SimulatorInfo, usage_for_three: Period, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(services, "PULL_BATCH", 2)  # store page by page
+    monkeypatch.setattr(pull, "PULL_BATCH", 2)  # store page by page
     with FailsMidPull(sim, at=3, count=50) as client, pytest.raises(ServerError):
-        services.close_cycle(period=usage_for_three, client=client, now=AFTER, auto_issue=True)
+        close.close_cycle(period=usage_for_three, client=client, now=AFTER, auto_issue=True)
     assert not Invoice.objects.exists()
     assert UsageRecord.objects.count() == 4  # two pages were stored before the failure
     assert UsagePull.objects.get().completed_at is None
     # Nor can a build run by itself from the partial pull.
-    with pytest.raises(services.CloseError, match="no complete usage pull"):
-        services.build_invoices(
-            period=usage_for_three, summary=services.CloseSummary("2026-10", False)
-        )
+    with pytest.raises(cycle.CloseError, match="no complete usage pull"):
+        build.build_invoices(period=usage_for_three, summary=cycle.CloseSummary("2026-10", False))
     sim.control.clear_faults()
     with fast_client(sim) as client:
-        services.close_cycle(period=usage_for_three, client=client, now=AFTER, auto_issue=True)
+        close.close_cycle(period=usage_for_three, client=client, now=AFTER, auto_issue=True)
     assert Invoice.objects.filter(status=InvoiceStatus.ISSUED).count() == 3
     assert UsageRecord.objects.count() == 9
 
@@ -91,9 +90,7 @@ def test_two_closes_started_at_once_end_as_one(sim: SimulatorInfo, usage_for_thr
         try:
             barrier.wait()
             with fast_client(sim) as client:
-                services.close_cycle(
-                    period=usage_for_three, client=client, now=AFTER, auto_issue=True
-                )
+                close.close_cycle(period=usage_for_three, client=client, now=AFTER, auto_issue=True)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
         finally:
@@ -117,13 +114,13 @@ def test_concurrent_issues_take_gap_free_unique_numbers(
     for i in range(4, 24):
         Customer.objects.create(id=i, email=f"c{i}@example.test", currency=usd)
     with fast_client(sim) as client:
-        services.close_cycle(period=usage_for_three, client=client, now=AFTER, auto_issue=False)
+        close.close_cycle(period=usage_for_three, client=client, now=AFTER, auto_issue=False)
     ids = list(Invoice.objects.values_list("id", flat=True))
     errors: list[BaseException] = []
 
     def issue(invoice_id: int) -> None:
         try:
-            services.issue_invoices(invoice_ids=[invoice_id])
+            invoice_states.issue_invoices(invoice_ids=[invoice_id])
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
         finally:
@@ -152,18 +149,19 @@ class RepeatsRows(SolusIOClient):
 
 
 @pytest.mark.django_db
+@pytest.mark.both_databases
 def test_rows_solusio_repeats_are_stored_once(
     sim: SimulatorInfo, usage_for_three: Period, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with fast_client(sim) as client:
-        services.close_cycle(period=usage_for_three, client=client, now=AFTER)
+        close.close_cycle(period=usage_for_three, client=client, now=AFTER)
     clean = list(Invoice.objects.order_by("customer_id").values_list("customer_id", "total"))
     Invoice.objects.all().delete()
     UsageRecord.objects.all().delete()
     UsagePull.objects.all().delete()
-    monkeypatch.setattr(services, "PULL_BATCH", 4)  # the repeat of row 1 lands in a later batch
+    monkeypatch.setattr(pull, "PULL_BATCH", 4)  # the repeat of row 1 lands in a later batch
     with RepeatsRows(sim.url, sim.token, verify_tls=False) as client:
-        services.close_cycle(period=usage_for_three, client=client, now=AFTER)
+        close.close_cycle(period=usage_for_three, client=client, now=AFTER)
     assert UsageRecord.objects.count() == 9
     assert list(Invoice.objects.order_by("customer_id").values_list("customer_id", "total")) == (
         clean

@@ -10,9 +10,10 @@ import pytest
 
 from solusio.client import SolusIOClient
 from solusio.testing import SimulatorInfo
-from usage import forked, services
+from usage import build, close, cycle, forked
 from usage.models import Invoice, InvoiceLine, InvoiceStatus
 from usage.rules import Period, period_of_month
+from usage.tests.conftest import BuildBatchHook
 from users.models import Customer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -62,7 +63,7 @@ def _invoices() -> dict[int, tuple[Any, ...]]:
 def test_two_processes_build_what_one_builds(
     client: SolusIOClient, october: Period, children: list[int], settings: Any
 ) -> None:
-    summary = services.close_cycle(period=october, client=client, now=AFTER)
+    summary = close.close_cycle(period=october, client=client, now=AFTER)
     assert len(children) == 1  # a child built part of the drafts
     assert summary.created == 3
     built_in_two = _invoices()
@@ -71,17 +72,17 @@ def test_two_processes_build_what_one_builds(
 
     # The same drafts built by one process are recognised as identical, line for line.
     settings.CLOSE_BUILD_PROCESSES = 1
-    again = services.CloseSummary("2026-10", False)
-    services.build_invoices(period=october, summary=again)
+    again = cycle.CloseSummary("2026-10", False)
+    build.build_invoices(period=october, summary=again)
     assert (again.unchanged, again.created, again.updated) == (3, 0, 0)
     assert len(children) == 1
     Invoice.objects.all().delete()
-    services.build_invoices(period=october, summary=services.CloseSummary("2026-10", False))
+    build.build_invoices(period=october, summary=cycle.CloseSummary("2026-10", False))
     assert _invoices() == built_in_two
 
 
 def test_a_failing_child_fails_the_close_and_a_rerun_completes_it(
-    client: SolusIOClient, october: Period, children: list[int], monkeypatch: pytest.MonkeyPatch
+    client: SolusIOClient, october: Period, children: list[int], after_build_batch: BuildBatchHook
 ) -> None:
     parent = os.getpid()
 
@@ -89,14 +90,14 @@ def test_a_failing_child_fails_the_close_and_a_rerun_completes_it(
         if os.getpid() != parent:
             raise RuntimeError("the build process crashed")
 
-    monkeypatch.setattr(services, "_after_build_batch", crash_in_child)
-    with pytest.raises(services.CloseError, match="building invoices failed") as failed:
-        services.close_cycle(period=october, client=client, now=AFTER, auto_issue=True)
+    after_build_batch(crash_in_child)
+    with pytest.raises(cycle.CloseError, match="building invoices failed") as failed:
+        close.close_cycle(period=october, client=client, now=AFTER, auto_issue=True)
     assert "the build process crashed" in str(failed.value.__cause__)
     assert not Invoice.objects.filter(status=InvoiceStatus.ISSUED).exists()  # nothing issued
 
-    monkeypatch.setattr(services, "_after_build_batch", None)
-    summary = services.close_cycle(period=october, client=client, now=AFTER, auto_issue=True)
+    after_build_batch(None)
+    summary = close.close_cycle(period=october, client=client, now=AFTER, auto_issue=True)
     assert summary.issued == 3
     assert Invoice.objects.count() == 3
     assert InvoiceLine.objects.count() == 12
@@ -104,7 +105,7 @@ def test_a_failing_child_fails_the_close_and_a_rerun_completes_it(
 
 
 def test_a_child_killed_by_a_signal_is_reported(
-    client: SolusIOClient, october: Period, children: list[int], monkeypatch: pytest.MonkeyPatch
+    client: SolusIOClient, october: Period, children: list[int], after_build_batch: BuildBatchHook
 ) -> None:
     parent = os.getpid()
 
@@ -112,14 +113,14 @@ def test_a_child_killed_by_a_signal_is_reported(
         if os.getpid() != parent:
             os.kill(os.getpid(), 9)
 
-    monkeypatch.setattr(services, "_after_build_batch", die_in_child)
-    with pytest.raises(services.CloseError) as failed:
-        services.close_cycle(period=october, client=client, now=AFTER)
+    after_build_batch(die_in_child)
+    with pytest.raises(cycle.CloseError) as failed:
+        close.close_cycle(period=october, client=client, now=AFTER)
     assert "died (signal 9)" in str(failed.value.__cause__)
 
 
 def test_when_the_parent_fails_the_child_is_stopped_and_reaped(
-    client: SolusIOClient, october: Period, children: list[int], monkeypatch: pytest.MonkeyPatch
+    client: SolusIOClient, october: Period, children: list[int], after_build_batch: BuildBatchHook
 ) -> None:
     parent = os.getpid()
 
@@ -127,14 +128,14 @@ def test_when_the_parent_fails_the_child_is_stopped_and_reaped(
         if os.getpid() == parent:
             raise RuntimeError("the closing process failed")
 
-    monkeypatch.setattr(services, "_after_build_batch", crash_in_parent)
+    after_build_batch(crash_in_parent)
     with pytest.raises(RuntimeError, match="closing process failed"):
-        services.close_cycle(period=october, client=client, now=AFTER)
+        close.close_cycle(period=october, client=client, now=AFTER)
     assert len(children) == 1
     with pytest.raises(ChildProcessError):
         os.waitpid(children[0], os.WNOHANG)  # already reaped: no zombie left behind
-    monkeypatch.setattr(services, "_after_build_batch", None)
-    services.close_cycle(period=october, client=client, now=AFTER)
+    after_build_batch(None)
+    close.close_cycle(period=october, client=client, now=AFTER)
     assert Invoice.objects.count() == 3
 
 
@@ -144,7 +145,7 @@ def test_inside_a_transaction_one_process_builds(
     from django.db import transaction
 
     with transaction.atomic():  # a child could not see these rows
-        services.close_cycle(period=october, client=client, now=AFTER)
+        close.close_cycle(period=october, client=client, now=AFTER)
     assert children == []
     assert Invoice.objects.count() == 3
 
@@ -154,7 +155,7 @@ class _Interrupted(BaseException):
 
 
 def test_a_parent_interrupted_while_waiting_stops_its_child(
-    client: SolusIOClient, october: Period, children: list[int], monkeypatch: pytest.MonkeyPatch
+    client: SolusIOClient, october: Period, children: list[int], after_build_batch: BuildBatchHook
 ) -> None:
     import signal
     import time
@@ -171,10 +172,10 @@ def test_a_parent_interrupted_while_waiting_stops_its_child(
         raise _Interrupted
 
     previous = signal.signal(signal.SIGALRM, interrupt)
-    monkeypatch.setattr(services, "_after_build_batch", slow_child_then_interrupted_parent)
+    after_build_batch(slow_child_then_interrupted_parent)
     try:
         with pytest.raises(_Interrupted):
-            services.close_cycle(period=october, client=client, now=AFTER)
+            close.close_cycle(period=october, client=client, now=AFTER)
         assert len(children) == 1
         # Stopped and reaped: nothing builds on once the close (and its lock) is gone.
         with pytest.raises(ChildProcessError):

@@ -1,8 +1,11 @@
 """Invoice e-mails: one per issued invoice with its PDF, retried, swept, visible, re-sendable."""
 
+import io
+import logging
 import smtplib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,9 +15,10 @@ from django.test import Client
 from django.utils import timezone
 
 from bridge.celery import app as celery_app
+from bridge.console import EmailBackend
 from pricing.tests.api_helpers import body, staff_client
 from solusio.client import SolusIOClient
-from usage import emails, services, tasks
+from usage import close, emails, invoice_states, tasks
 from usage.models import BillingSettings, Invoice, InvoiceEmail, InvoiceEmailState
 from usage.rules import period_of_month
 from users.models import Customer
@@ -28,6 +32,9 @@ class RefusingBackend(BaseEmailBackend):
 
     def send_messages(self, email_messages: Any) -> int:
         raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+
+
+DEJAVU = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"  # Debian's, as bin/test installs
 
 
 @pytest.fixture
@@ -58,7 +65,7 @@ def record(invoice: Invoice) -> InvoiceEmail:
 def test_issuing_emails_the_invoice_once_with_its_pdf(
     drafts: list[Invoice], eager: None, committed: Callable[..., Any]
 ) -> None:
-    invoice = committed(services.issue_invoice, invoice_id=drafts[1].pk)
+    invoice = committed(invoice_states.issue_invoice, invoice_id=drafts[1].pk)
     assert len(mail.outbox) == 1
     message = mail.outbox[0]
     assert message.to == ["customer2@example.test"]
@@ -74,8 +81,8 @@ def test_issuing_emails_the_invoice_once_with_its_pdf(
     # second issue: nothing more is sent.
     tasks.send_invoice_emails([invoice.pk])
     assert emails.sweep(now=timezone.now() + timedelta(days=1)) == 0
-    with pytest.raises(services.InvoiceStateError):
-        committed(services.issue_invoice, invoice_id=invoice.pk)
+    with pytest.raises(invoice_states.InvoiceStateError):
+        committed(invoice_states.issue_invoice, invoice_id=invoice.pk)
     assert len(mail.outbox) == 1
     assert InvoiceEmail.objects.count() == 1
 
@@ -90,9 +97,9 @@ def test_a_close_that_issues_emails_each_invoice_once(
     for user in (1, 2, 4):  # user 4 has no customer: orphan usage, no invoice, no e-mail
         add_server(user, 1, OCTOBER.start - timedelta(hours=5))
     after = datetime(2029, 1, 1, tzinfo=UTC)
-    close = services.close_cycle
-    committed(close, period=OCTOBER, client=client, now=after, auto_issue=True)
-    committed(close, period=OCTOBER, client=client, now=after, auto_issue=True)  # a re-run
+    close_cycle = close.close_cycle
+    committed(close_cycle, period=OCTOBER, client=client, now=after, auto_issue=True)
+    committed(close_cycle, period=OCTOBER, client=client, now=after, auto_issue=True)  # a re-run
     assert sorted(m.to[0] for m in mail.outbox) == [
         "customer1@example.test",
         "customer2@example.test",
@@ -109,7 +116,7 @@ def test_a_failing_smtp_server_is_retried_then_shown_as_failed(
 ) -> None:
     settings.EMAIL_BACKEND = f"{__name__}.RefusingBackend"
     settings.INVOICE_EMAIL_MAX_ATTEMPTS = 3
-    invoice = committed(services.issue_invoice, invoice_id=drafts[0].pk)
+    invoice = committed(invoice_states.issue_invoice, invoice_id=drafts[0].pk)
     first = record(invoice)
     assert (first.state, first.attempts) == ("pending", 1)
     assert first.last_error == "SMTPServerDisconnected: Connection unexpectedly closed"
@@ -149,8 +156,8 @@ def test_drafts_and_void_invoices_are_not_emailed(
 ) -> None:
     a, b, _ = drafts
     assert not InvoiceEmail.objects.exists()  # drafts have no e-mail
-    services.issue_invoice(invoice_id=a.pk)  # its on-commit message is lost
-    committed(services.void_invoice, invoice_id=a.pk)
+    invoice_states.issue_invoice(invoice_id=a.pk)  # its on-commit message is lost
+    committed(invoice_states.void_invoice, invoice_id=a.pk)
     assert emails.deliver(invoice_id=a.pk).step is emails.Step.SKIPPED
     assert record(a).state == "skipped"
     assert emails.resend(invoice_ids=[a.pk, b.pk]) == 0  # void and draft
@@ -165,7 +172,7 @@ def test_turning_invoice_emails_off_sends_nothing(
     settings_row = BillingSettings.load()
     settings_row.email_invoices = False
     settings_row.save()
-    committed(services.issue_invoices, invoice_ids=[d.pk for d in drafts])
+    committed(invoice_states.issue_invoices, invoice_ids=[d.pk for d in drafts])
     assert not InvoiceEmail.objects.exists()
     assert mail.outbox == []
     # Staff can still send one by hand, through the API too.
@@ -177,7 +184,9 @@ def test_turning_invoice_emails_off_sends_nothing(
 
 def test_the_sweep_sends_what_the_broker_lost(drafts: list[Invoice], eager: None) -> None:
     issued_at = timezone.now()
-    services.issue_invoices(invoice_ids=[d.pk for d in drafts], now=issued_at)  # never enqueued
+    invoice_states.issue_invoices(
+        invoice_ids=[d.pk for d in drafts], now=issued_at
+    )  # never enqueued
     assert InvoiceEmail.objects.filter(state="pending").count() == 3
     assert emails.sweep(now=issued_at) == 0  # too young: its message may be on its way
     assert emails.sweep(now=issued_at + timedelta(minutes=5)) == 3
@@ -193,7 +202,7 @@ def test_a_broker_outage_at_commit_loses_nothing(
         raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     monkeypatch.setattr(tasks.send_invoice_emails, "apply_async", broker_down)
-    invoice = committed(services.issue_invoice, invoice_id=drafts[0].pk)
+    invoice = committed(invoice_states.issue_invoice, invoice_id=drafts[0].pk)
     assert invoice.number == 1  # the issue stands
     assert record(invoice).state == InvoiceEmailState.PENDING  # and the sweep will send it
 
@@ -216,7 +225,7 @@ def test_an_email_that_cannot_be_built_is_parked_and_does_not_hold_up_the_others
 
     monkeypatch.setattr(pdf, "render_invoice_pdf", render)
     ids = [d.pk for d in drafts]
-    committed(services.issue_invoices, invoice_ids=ids)
+    committed(invoice_states.issue_invoices, invoice_ids=ids)
     parked = record(drafts[0])
     assert parked.state == InvoiceEmailState.FAILED  # at once: a retry cannot help
     assert parked.last_error == "ValueError: a rendering bug"
@@ -247,7 +256,7 @@ def test_a_task_out_of_time_leaves_its_email_pending_and_stops(
     and the task stops instead of starting sends the hard limit would cut off."""
     settings.EMAIL_BACKEND = f"{__name__}.OutOfTimeBackend"
     OutOfTimeBackend.calls = 0
-    committed(services.issue_invoices, invoice_ids=[d.pk for d in drafts])
+    committed(invoice_states.issue_invoices, invoice_ids=[d.pk for d in drafts])
     assert OutOfTimeBackend.calls == 1  # the task stopped at the limit
     states = {(r.state, r.attempts) for r in InvoiceEmail.objects.all()}
     assert states == {(InvoiceEmailState.PENDING, 0)}  # all left to the sweep
@@ -261,7 +270,9 @@ def test_the_sweep_stands_back_while_the_workers_have_a_backlog(
 ) -> None:
     settings.INVOICE_EMAIL_SWEEP_MAX_BACKLOG = 10
     issued_at = timezone.now()
-    services.issue_invoices(invoice_ids=[d.pk for d in drafts], now=issued_at)  # never enqueued
+    invoice_states.issue_invoices(
+        invoice_ids=[d.pk for d in drafts], now=issued_at
+    )  # never enqueued
     later = issued_at + timedelta(minutes=5)
     monkeypatch.setattr(emails, "_queue_backlog", lambda: 11)  # waiting, not lost
     assert emails.sweep(now=later) == 0
@@ -275,7 +286,7 @@ def test_the_sweep_sweeps_when_the_broker_cannot_count(
     drafts: list[Invoice], eager: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     issued_at = timezone.now()
-    services.issue_invoices(invoice_ids=[d.pk for d in drafts], now=issued_at)
+    invoice_states.issue_invoices(invoice_ids=[d.pk for d in drafts], now=issued_at)
     monkeypatch.setattr(emails, "_queue_backlog", lambda: None)
     assert emails.sweep(now=issued_at + timedelta(minutes=5)) == 3
 
@@ -295,3 +306,22 @@ def test_the_broker_counts_the_default_queue_on_redis() -> None:
     finally:
         with app.connection_for_write() as conn:
             conn.default_channel.queue_purge(app.conf.task_default_queue)
+
+
+def test_an_invoice_email_on_the_console_logs_no_font_chatter_and_no_pdf_body(
+    drafts: list[Invoice], caplog: pytest.LogCaptureFixture
+) -> None:
+    if not Path(DEJAVU).is_file():
+        pytest.skip("no TrueType font here: fpdf2 uses Helvetica and fontTools stays idle")
+    invoice_states.issue_invoice(invoice_id=drafts[0].pk)
+    invoice = Invoice.objects.select_related("customer").get(pk=drafts[0].pk)
+    caplog.set_level(logging.DEBUG)
+    stream = io.StringIO()
+    message = emails.invoice_message(invoice)  # renders the PDF: fpdf2 subsets the font
+    EmailBackend(stream=stream).send_messages([message])
+    assert [r.name for r in caplog.records if r.name.startswith("fontTools")] == []
+    out = stream.getvalue()
+    [(name, pdf, _)] = message.attachments
+    assert f"[attachment: {name}, application/pdf, {len(pdf)} bytes]" in out
+    assert "Total: $6.06\u00a0USD" in out
+    assert len(out) < 1000 < len(pdf)

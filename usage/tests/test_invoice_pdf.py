@@ -13,7 +13,7 @@ import pytest
 
 from bridge.money import NBSP
 from pricing.models import Currency
-from usage import services
+from usage import invoice_states
 from usage.models import BillingSettings, Invoice, InvoiceLine
 from usage.pdf import LINE_WIDTHS, render_invoice_pdf
 from usage.rules import LINE_COLUMNS, PricingSnapshot, UsageInput, build_invoice
@@ -103,7 +103,7 @@ def make_invoice(customer: Customer, pricing: PricingSnapshot, lines: int) -> In
 
 
 def issue(invoice: Invoice, now: datetime = ISSUED_AT) -> Invoice:
-    services.issue_invoices(invoice_ids=[invoice.pk], now=now)
+    invoice_states.issue_invoices(invoice_ids=[invoice.pk], now=now)
     return Invoice.objects.select_related("customer").get(pk=invoice.pk)
 
 

@@ -12,7 +12,7 @@ from django.template.loader import render_to_string
 
 from bridge.money import NBSP
 from pricing.models import Currency, Discount, TaxRule
-from usage import services
+from usage import invoice_states
 from usage.emails import invoice_message
 from usage.models import Invoice
 from usage.pdf import render_invoice_pdf
@@ -78,7 +78,7 @@ def gbp_draft(
     customer = Customer.objects.get(pk=1)
     Customer.objects.filter(pk=1).update(currency=gbp, country="GB", region="London")
     customer.discounts.add(loyalty)
-    invoice = services.regenerate_invoice(invoice_id=drafts[0].pk)
+    invoice = invoice_states.regenerate_invoice(invoice_id=drafts[0].pk)
     assert invoice is not None
     return Invoice.objects.select_related("customer").get(pk=invoice.pk)
 

@@ -12,8 +12,8 @@ from django.test import Client
 
 from pricing.tests.api_helpers import body, staff_client
 from solusio.client import SolusIOClient
-from solusio.testing import FAST_RETRY, SimulatorInfo
-from usage import services
+from solusio.testing import SimulatorInfo
+from usage import build, close, cycle, invoice_states, pull, selectors
 from usage.models import Invoice, InvoiceStatus
 from usage.rules import period_of_month
 from users.models import Customer
@@ -39,7 +39,7 @@ def running(customers: list[Customer], add_server: Callable[..., Any]) -> None:
 
 
 def test_the_live_preview_bills_the_month_so_far(client: SolusIOClient, running: None) -> None:
-    preview = services.preview_invoice(customer_id=1, client=client, now=MID_NOV)
+    preview = selectors.preview_invoice(customer_id=1, client=client, now=MID_NOV)
     assert preview.live  # no month-to-date pull yet: SolusIO is asked
     assert preview.period.label == "2026-11"
     draft = preview.draft
@@ -48,29 +48,26 @@ def test_the_live_preview_bills_the_month_so_far(client: SolusIOClient, running:
     assert (line.charge.hours, line.charge.tokens) == (348, 348 * 7)  # under the cap so far
     assert draft.totals.total == Decimal("2.44")  # 2,436 tokens × $0.001
     assert not Invoice.objects.exists()  # nothing stored
-    assert services.preview_invoice(customer_id=3, client=client, now=MID_NOV).draft is None
+    assert selectors.preview_invoice(customer_id=3, client=client, now=MID_NOV).draft is None
 
 
+@pytest.mark.both_databases
 def test_the_preview_reads_the_hourly_month_to_date_pull(
     sim: SimulatorInfo, client: SolusIOClient, running: None
 ) -> None:
-    assert services.refresh_month_to_date(client=client, now=MID_NOV) == 2
+    assert pull.refresh_month_to_date(client=client, now=MID_NOV) == 2
     before = len(sim.control.calls(path="/usage"))
     later = MID_NOV + 2 * H
-    preview = services.preview_invoice(customer_id=1, client=client, now=later)
+    preview = selectors.preview_invoice(customer_id=1, client=client, now=later)
     assert len(sim.control.calls(path="/usage")) == before  # from the database
     assert (preview.live, preview.as_of) == (False, MID_NOV)
     assert preview.draft is not None
     assert preview.draft.tokens == 348 * 7
     # The month-to-date rows are never an invoice: the close needs the whole month.
-    with pytest.raises(services.CloseError, match="no complete usage pull"):
-        services.build_invoices(
-            period=preview.period, summary=services.CloseSummary("2026-11", False)
-        )
+    with pytest.raises(cycle.CloseError, match="no complete usage pull"):
+        build.build_invoices(period=preview.period, summary=cycle.CloseSummary("2026-11", False))
     # And the close of the month replaces them with the whole month's.
-    services.close_cycle(
-        period=preview.period, client=client, now=datetime(2026, 12, 2, tzinfo=UTC)
-    )
+    close.close_cycle(period=preview.period, client=client, now=datetime(2026, 12, 2, tzinfo=UTC))
     assert Invoice.objects.get(customer_id=1).tokens == 5000  # 720 h: capped
 
 
@@ -81,7 +78,7 @@ def test_the_preview_in_the_api_and_the_admin(
     with time_machine.travel(MID_NOV, tick=False):
         answer = body(api.get("/api/v1/invoices/upcoming/?customer=2"))
         page = admin_client.get("/admin/usage/invoice/preview/2/")
-        services.refresh_month_to_date()
+        pull.refresh_month_to_date()
         stored = body(api.get("/api/v1/invoices/upcoming/?customer=2"))
     assert stored == answer
     assert answer["period"] == "2026-11"
@@ -95,10 +92,10 @@ def test_the_preview_in_the_api_and_the_admin(
 
 
 def test_the_preview_says_so_when_solusio_is_down(
-    sim_settings: SimulatorInfo, running: None, settings: Any, monkeypatch: pytest.MonkeyPatch
+    sim_settings: SimulatorInfo, running: None, settings: Any
 ) -> None:
     settings.SOLUSIO_API_URL = "http://127.0.0.1:9/api/v1"  # nothing listens there
-    monkeypatch.setattr(services, "SolusIOClient", lambda: SolusIOClient(retry=FAST_RETRY))
+    settings.SOLUSIO_RETRY_BASE_DELAY = settings.SOLUSIO_RETRY_MAX_DELAY = 0.01
     api = staff_client(Invoice)
     response = api.get("/api/v1/invoices/upcoming/?customer=2")
     assert response.status_code == 503
@@ -116,14 +113,14 @@ def _login(customer: Customer) -> Client:
 def test_customers_see_their_issued_invoices_and_the_month_so_far(
     sim_settings: SimulatorInfo, client: SolusIOClient, running: None, customers: list[Customer]
 ) -> None:
-    services.close_cycle(
+    close.close_cycle(
         period=period_of_month(2026, 10, "UTC"),
         client=client,
         now=MID_NOV,
         auto_issue=False,
     )
     first, second = Invoice.objects.order_by("customer_id")
-    services.issue_invoice(invoice_id=first.pk)
+    invoice_states.issue_invoice(invoice_id=first.pk)
     ann, bob = _login(customers[0]), _login(customers[1])
     with time_machine.travel(MID_NOV, tick=False):
         page = ann.get("/account/invoices/")

@@ -10,7 +10,7 @@ from django.test import Client
 
 from bridge.money import format_money
 from pricing.tests.api_helpers import body, staff_client
-from usage import services
+from usage import invoice_states
 from usage.models import Invoice, InvoiceStatus
 from usage.pdf import render_invoice_pdf
 from usage.rules import PricingSnapshot
@@ -22,30 +22,32 @@ H = timedelta(hours=1)
 AFTER = datetime(2029, 1, 1, tzinfo=UTC)
 
 
+@pytest.mark.both_databases
 def test_the_invoice_life_cycle(drafts: list[Invoice]) -> None:
     a, b, c = drafts
-    with pytest.raises(services.InvoiceStateError):
-        services.mark_paid(invoice_id=a.pk)  # a draft is not payable
-    assert services.issue_invoice(invoice_id=b.pk).number == 1
-    assert services.issue_invoice(invoice_id=a.pk).number == 2
-    with pytest.raises(services.InvoiceStateError):
-        services.issue_invoice(invoice_id=a.pk)
-    with pytest.raises(services.InvoiceStateError, match="only drafts"):
-        services.regenerate_invoice(invoice_id=a.pk)
-    voided = services.void_invoice(invoice_id=a.pk)
+    with pytest.raises(invoice_states.InvoiceStateError):
+        invoice_states.mark_paid(invoice_id=a.pk)  # a draft is not payable
+    assert invoice_states.issue_invoice(invoice_id=b.pk).number == 1
+    assert invoice_states.issue_invoice(invoice_id=a.pk).number == 2
+    with pytest.raises(invoice_states.InvoiceStateError):
+        invoice_states.issue_invoice(invoice_id=a.pk)
+    with pytest.raises(invoice_states.InvoiceStateError, match="only drafts"):
+        invoice_states.regenerate_invoice(invoice_id=a.pk)
+    voided = invoice_states.void_invoice(invoice_id=a.pk)
     assert (voided.status, voided.number) == (InvoiceStatus.VOID, 2)  # void keeps the number
-    paid = services.mark_paid(invoice_id=b.pk)
+    paid = invoice_states.mark_paid(invoice_id=b.pk)
     assert paid.status == InvoiceStatus.PAID
     assert paid.paid_at is not None
-    with pytest.raises(services.InvoiceStateError):
-        services.void_invoice(invoice_id=b.pk)
-    assert services.issue_invoice(invoice_id=c.pk).number == 3
+    with pytest.raises(invoice_states.InvoiceStateError):
+        invoice_states.void_invoice(invoice_id=b.pk)
+    assert invoice_states.issue_invoice(invoice_id=c.pk).number == 3
 
 
+@pytest.mark.both_databases
 def test_regenerating_a_draft_picks_up_new_prices(drafts: list[Invoice], usd: Any) -> None:
     usd.token_price = Decimal("0.002")
     usd.save()
-    fresh = services.regenerate_invoice(invoice_id=drafts[0].pk)
+    fresh = invoice_states.regenerate_invoice(invoice_id=drafts[0].pk)
     assert fresh is not None
     assert fresh.pk == drafts[0].pk
     assert (drafts[0].total, fresh.total) == (Decimal("6.06"), Decimal("12.13"))  # 10 + 2.128
@@ -54,7 +56,7 @@ def test_regenerating_a_draft_picks_up_new_prices(drafts: list[Invoice], usd: An
 
 def test_the_pdf_writes_money_as_the_currency_says(drafts: list[Invoice], eur: Any) -> None:
     Customer.objects.filter(pk=1).update(currency=eur)
-    invoice = services.regenerate_invoice(invoice_id=drafts[0].pk)
+    invoice = invoice_states.regenerate_invoice(invoice_id=drafts[0].pk)
     assert invoice is not None
     pdf = render_invoice_pdf(Invoice.objects.select_related("customer").get(pk=invoice.pk))
     assert pdf.startswith(b"%PDF-")

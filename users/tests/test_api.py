@@ -18,7 +18,7 @@ from pricing.tests.api_helpers import (
     token_client,
     unit_cost,
 )
-from users.models import Customer
+from users.models import Customer, SyncRecord
 
 pytestmark = pytest.mark.django_db
 
@@ -176,6 +176,25 @@ def test_list_filters(api: APIClient, usd: Currency, gbp_customer: Customer) -> 
     bad = api.get("/api/v1/customers/?status=gone")
     assert bad.status_code == 400
     assert list(body(bad)["errors"]) == ["status"]
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "message"),
+    [
+        ("/api/v1/customers/?billing_exempt=maybe", "billing_exempt", "Use true or false."),
+        ("/api/v1/customers/?currency=dollar", "currency", "Use a 3-letter ISO code."),
+        ("/api/v1/customers/?country=gbr", "country", "Use a 2-letter ISO code."),
+        ("/api/v1/sync-records/?customer=abc", "customer", "Enter a whole number."),
+        (
+            "/api/v1/sync-records/?state=lost",
+            "state",
+            "Select a valid choice. lost is not one of the available choices.",
+        ),
+    ],
+)
+def test_a_bad_list_filter_is_a_400_naming_it(query: str, field: str, message: str) -> None:
+    api = staff_client(Customer, SyncRecord, actions=["view"])
+    assert_field_error(api.get(query), field, message)
 
 
 @pytest.mark.parametrize(

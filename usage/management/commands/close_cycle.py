@@ -1,5 +1,5 @@
 """`manage.py close_cycle --period 2026-10 [--dry-run] [--customer ID]`: the cycle close by
-hand, with progress on stderr and a summary on stdout. Safe to repeat (see usage.services)."""
+hand, with progress on stderr and a summary on stdout. Safe to repeat (see usage.close)."""
 
 import sys
 from decimal import Decimal
@@ -13,7 +13,7 @@ from bridge.money import round_money
 from pricing.models import Currency
 from solusio.commands import SolusIOCommand
 from solusio.errors import SolusIOError
-from usage import services
+from usage import close, cycle
 from usage.rules import parse_period
 
 
@@ -46,7 +46,7 @@ class Command(SolusIOCommand):
         issue = {"auto": None, "yes": True, "no": False}[options["issue"]]
         progress = _Progress(self.stderr.isatty() if hasattr(self.stderr, "isatty") else False)
         try:
-            summary = services.close_cycle(
+            summary = close.close_cycle(
                 period=period,
                 customer_id=options["customer"],
                 dry_run=options["dry_run"],
@@ -54,7 +54,7 @@ class Command(SolusIOCommand):
                 progress=progress,
                 pull=not options["stored"],
             )
-        except (services.CloseError, SolusIOError) as exc:
+        except (cycle.CloseError, SolusIOError) as exc:
             progress.done()
             raise CommandError(f"close of {period.label} failed: {exc}") from exc
         progress.done()
@@ -63,7 +63,7 @@ class Command(SolusIOCommand):
         )
 
     def _print(
-        self, summary: services.CloseSummary, start: str, end: str, stored: bool = False
+        self, summary: cycle.CloseSummary, start: str, end: str, stored: bool = False
     ) -> None:
         f = summary.figures
         out = self.stdout.write

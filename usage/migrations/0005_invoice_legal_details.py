@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('usage', '0003_invoice_email'),
+        ('usage', '0004_dunning_sync_record'),
     ]
 
     operations = [

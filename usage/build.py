@@ -1,0 +1,253 @@
+"""Build: the period's drafts from its stored usage, written as differences.
+
+Per batch of customers, "what should be billed" comes from the pure
+`usage.rules.build_invoice`; its fingerprint is compared with the stored draft's and only
+the difference is written (Kill Bill's split). Issued, paid and void invoices are frozen.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from usage import db, forked, selectors
+from usage.cycle import CloseError, CloseSummary, Progress, no_progress
+from usage.models import Invoice, InvoiceLine, InvoiceStatus
+from usage.rules import (
+    LINE_COLUMNS,
+    InvoiceDraft,
+    Period,
+    PricingSnapshot,
+    UsageInput,
+    build_invoice,
+)
+
+log = logging.getLogger(__name__)
+
+# A customer's draft and its fingerprint.
+Built = dict[int, tuple[InvoiceDraft, str]]
+
+LINE_FIELDS = ["invoice", *LINE_COLUMNS]
+# The fields a rebuilt draft overwrites (its customer, period and status stay).
+_INVOICE_UPDATE = [
+    "period_start",
+    "period_end",
+    "currency",
+    "tokens",
+    "subtotal",
+    "tax_total",
+    "total",
+    "snapshot",
+    "taxes",
+    "discrepancies",
+    "fingerprint",
+    "generated_at",
+]
+_INVOICE_KEY = ["customer", "period"]
+_INVOICE_FIELDS = [*_INVOICE_KEY, "status", *_INVOICE_UPDATE]
+_COUNTS = ("created", "updated", "unchanged", "frozen")
+
+
+def _build_inputs(
+    period: Period, customer_ids: Sequence[int], context: selectors.PricingContext
+) -> tuple[Sequence[Sequence[object]], dict[int, PricingSnapshot]]:
+    """What a batch's drafts are built from: its stored rows and pricing (database reads)."""
+    return list(selectors.usage_of(period, customer_ids)), context.snapshots(customer_ids)
+
+
+def _build_drafts(rows: Sequence[Sequence[object]], snapshots: dict[int, PricingSnapshot]) -> Built:
+    """Drafts and fingerprints from `_build_inputs`: pure (no database)."""
+    usage: dict[int, list[UsageInput]] = defaultdict(list)
+    for values in rows:
+        usage[values[0]].append(selectors.usage_input(values))  # type: ignore[index]
+    out: Built = {}
+    for cid, items in usage.items():
+        draft = build_invoice(items, snapshots[cid])
+        out[cid] = (draft, draft.fingerprint())
+    return out
+
+
+def _invoice_values(
+    customer_id: int, period: Period, draft: InvoiceDraft, fingerprint: str, now: datetime
+) -> tuple[Any, ...]:
+    """An invoice row's values in `_INVOICE_FIELDS` order (a tuple, not a model instance:
+    a close makes tens of thousands, and Model.__init__ would be a tenth of the build)."""
+    totals = draft.totals
+    return (
+        customer_id,
+        period.month,
+        InvoiceStatus.DRAFT.value,
+        period.start,
+        period.end,
+        draft.pricing.currency,
+        draft.tokens,
+        totals.subtotal,
+        totals.total - totals.subtotal,
+        totals.total,
+        draft.pricing.as_json(),
+        [
+            {"label": t.label, "rate": str(t.rate), "base": str(t.base), "amount": str(t.amount)}
+            for t in totals.taxes
+        ],
+        draft.discrepancies,
+        fingerprint,
+        now,
+    )
+
+
+def _write_batch(period: Period, drafts: Built, summary: CloseSummary, now: datetime) -> None:
+    with transaction.atomic():
+        existing = {
+            inv.customer_id: inv
+            for inv in Invoice.objects.select_for_update()
+            .filter(period=period.month, customer_id__in=list(drafts))
+            .only("id", "customer_id", "status", "fingerprint")
+        }
+        to_write: list[tuple[int, tuple[Any, ...], InvoiceDraft]] = []
+        replaced: list[int] = []  # customers whose existing draft's lines are replaced
+        for customer_id, (draft, fingerprint) in drafts.items():
+            found = existing.get(customer_id)
+            if found is not None and found.is_frozen:
+                summary.frozen += 1
+                continue
+            if found is not None and found.fingerprint == fingerprint:
+                summary.unchanged += 1
+                continue
+            if found is None:
+                summary.created += 1
+            else:
+                summary.updated += 1
+                replaced.append(customer_id)
+            values = _invoice_values(customer_id, period, draft, fingerprint, now)
+            to_write.append((customer_id, values, draft))
+        if not to_write:
+            return
+        db.upsert(Invoice, _INVOICE_FIELDS, (v for _, v, _ in to_write), _INVOICE_KEY)
+        id_of = dict(
+            Invoice.objects.filter(
+                period=period.month, customer_id__in=[c for c, _, _ in to_write]
+            ).values_list("customer_id", "id")
+        )
+        if replaced:  # a new invoice has no lines to delete (most of a first close)
+            InvoiceLine.objects.filter(invoice_id__in=[id_of[c] for c in replaced]).delete()
+        db.insert(
+            InvoiceLine,
+            LINE_FIELDS,
+            ((id_of[c], *values) for c, _, draft in to_write for values in draft.line_values),
+        )
+
+
+def _build_range(
+    period: Period,
+    customer_ids: Sequence[int],
+    context: selectors.PricingContext,
+    now: datetime,
+    summary: CloseSummary | None = None,
+    progress: Progress = no_progress,
+) -> dict[str, int]:
+    """Build and write these customers' drafts, batch by batch (each its own transaction).
+    Returns the counts it added to `summary` (a fresh one when none is given)."""
+    summary = summary or CloseSummary(period=period.label, dry_run=False)
+    before = {name: getattr(summary, name) for name in _COUNTS}
+    done = 0
+    size = settings.CLOSE_BUILD_BATCH
+    for start in range(0, len(customer_ids), size):
+        chunk = customer_ids[start : start + size]
+        _write_batch(period, _build_drafts(*_build_inputs(period, chunk, context)), summary, now)
+        done += len(chunk)
+        progress("build", done)
+    return {name: getattr(summary, name) - before[name] for name in _COUNTS}
+
+
+# --- Two processes ------------------------------------------------------------------------
+
+
+def _build_processes(customers: int) -> int:
+    """How many processes build: 2 when there is enough work, the database is PostgreSQL
+    and no transaction is open (a child could not see its rows), else 1."""
+    wanted = settings.CLOSE_BUILD_PROCESSES
+    if (
+        wanted < 2
+        or customers < 2 * settings.CLOSE_BUILD_BATCH
+        or connection.vendor != "postgresql"
+        or connection.in_atomic_block
+        or not forked.available()
+    ):
+        return 1
+    return 2
+
+
+def _build_split(
+    period: Period,
+    customer_ids: Sequence[int],
+    context: selectors.PricingContext,
+    now: datetime,
+    summary: CloseSummary,
+    progress: Progress,
+) -> None:
+    """`_build_range` over `customer_ids`, the second half in a forked child when
+    `_build_processes` allows it. Building is pure Python between round trips, so one
+    process keeps one core busy; the child keeps the other (threads only took turns for
+    the GIL: measured slower than one). Same batches, same transactions, same drafts; the
+    child's counts join `summary`."""
+    half = len(customer_ids) // 2 if _build_processes(len(customer_ids)) > 1 else 0
+    mine, theirs = (
+        customer_ids[: len(customer_ids) - half],
+        customer_ids[len(customer_ids) - half :],
+    )
+    child = forked.Child(_build_range, period, theirs, context, now) if theirs else None
+    if child is not None:
+        log.info(
+            "%s: building %d customers here and %d in process %d",
+            period.label,
+            len(mine),
+            len(theirs),
+            child.pid,
+        )
+    try:
+        _build_range(period, mine, context, now, summary, progress)
+    except BaseException:
+        if child is not None:
+            child.kill()
+        raise
+    if child is None:
+        return
+    try:
+        counts = child.result()
+    except forked.ChildFailed as exc:
+        raise CloseError(f"{period.label}: building invoices failed; run the close again") from exc
+    for name, value in counts.items():
+        setattr(summary, name, getattr(summary, name) + value)
+    progress("build", len(customer_ids))
+
+
+def build_invoices(
+    *,
+    period: Period,
+    summary: CloseSummary,
+    customer_id: int | None = None,
+    progress: Progress = no_progress,
+) -> None:
+    """Drafts from the period's stored usage; call under `db.period_lock`."""
+    if selectors.completed_pull(period) is None:
+        raise CloseError(f"{period.label}: no complete usage pull; nothing is built")
+    now = timezone.now()
+    context = selectors.PricingContext(selectors.pricing_instant(period))
+    customer_ids = selectors.billed_customer_ids(period, customer_id)
+    _build_split(period, customer_ids, context, now, summary, progress)
+    # Drafts of customers without usage any more (their rows turned out to be orphans, or
+    # SolusIO corrected itself) have nothing to bill.
+    stale = Invoice.objects.filter(period=period.month, status=InvoiceStatus.DRAFT).exclude(
+        customer_id__in=customer_ids
+    )
+    if customer_id is not None:
+        stale = stale.filter(customer_id=customer_id)
+    _, deleted = stale.delete()
+    summary.removed = deleted.get(Invoice._meta.label, 0)  # not counting their lines

@@ -1,0 +1,165 @@
+"""Pull and store: every page of SolusIO's `/usage` for a period, stored in batches.
+
+One upsert per batch keyed (period, server, item, start), so a row pulled twice is one
+row. A pull that SolusIO cuts short (after the client's own retries) raises and leaves the
+period's pull incomplete: nothing is built from it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Container, Sequence
+from datetime import datetime
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from solusio.client import SolusIOClient
+from solusio.connect import given_or_own
+from solusio.usage_schema import UsageRow, parse_usage_row
+from usage import db, selectors
+from usage.cycle import Progress, no_progress
+from usage.models import UsagePull, UsageRecord
+from usage.prefetch import batched, prefetched
+from usage.rules import Period, period_containing
+
+log = logging.getLogger(__name__)
+
+PULL_BATCH = 2000  # rows per upsert
+PULL_AHEAD = 2  # batches fetched ahead of the one being stored (bounds memory)
+
+USAGE_KEY = ["period", "server_id", "item", "started_at"]
+# A stored row's fields, in the order `_store` builds its tuples.
+USAGE_FIELDS = [
+    *USAGE_KEY,
+    "ended_at",
+    "billing_user_id",
+    "solusio_user_id",
+    "server_uuid",
+    "server_name",
+    "plan_id",
+    "plan_name",
+    "hours",
+    "tokens_per_hour",
+    "tokens_per_month",
+    "reported_tokens",
+    "generation",
+    "customer",
+]
+
+
+def _store(
+    period: Period,
+    rows: Sequence[UsageRow],
+    generation: int,
+    known: Container[int],
+    fresh: bool = False,
+) -> int:
+    """Upsert a batch of raw rows (in one transaction); returns how many are orphans.
+
+    `known`: the customer ids (a row of any other billing user is an orphan).
+    `fresh`: the period had no stored rows when this pull began, so a plain insert will do
+    (a third cheaper than the upsert); should SolusIO repeat a row across pages, the
+    unique key refuses the batch and it is upserted instead."""
+    # One row per key: a row SolusIO repeats (pages shifting under us) counts once, and
+    # the upsert must not meet the same key twice in one statement.
+    unique = {(r.server.id, str(r.item), r.started_at): r for r in rows}
+    values = []
+    orphans = 0
+    for r in unique.values():
+        billing_id = r.user.billing_user_id
+        customer_id = billing_id if billing_id in known else None
+        orphans += customer_id is None
+        values.append(
+            (
+                period.month,
+                r.server.id,
+                str(r.item),
+                r.started_at,
+                r.ended_at,
+                billing_id,
+                r.user.id,
+                r.server.uuid,
+                r.server.name,
+                r.plan.id,
+                r.plan.name,
+                r.hours,
+                r.tph,
+                r.tpm,
+                r.tokens,
+                generation,
+                customer_id,
+            )
+        )
+    if fresh:
+        try:
+            with transaction.atomic():
+                db.insert(UsageRecord, USAGE_FIELDS, values)
+            return orphans
+        except IntegrityError:
+            log.info("usage rows repeated across pages; upserting the batch")
+    with transaction.atomic():
+        db.upsert(UsageRecord, USAGE_FIELDS, values, USAGE_KEY)
+    return orphans
+
+
+def pull_usage(
+    *,
+    period: Period,
+    client: SolusIOClient,
+    progress: Progress = no_progress,
+    upto: datetime | None = None,
+) -> tuple[int, int]:
+    """Every usage row of the period (up to `upto`, for a month-to-date pull), stored.
+    Returns (rows, orphans). Call under `db.period_lock`. Raises the client's SolusIOError
+    when SolusIO fails for good; the period's pull then stays incomplete."""
+    now = timezone.now()
+    end = period.end if upto is None else min(period.end, upto)
+    with transaction.atomic():
+        pull, _ = UsagePull.objects.select_for_update().get_or_create(
+            period=period.month,
+            defaults={
+                "period_start": period.start,
+                "period_end": period.end,
+                "started_at": now,
+            },
+        )
+        generation = pull.generation + 1
+        UsagePull.objects.filter(pk=pull.pk).update(
+            generation=generation, started_at=now, completed_at=None, rows=0
+        )
+    rows = orphans = 0
+    fresh = not UsageRecord.objects.filter(period=period.month).exists()
+    # Read once: one id a customer (a few MB at a million), not a query per batch.
+    known = selectors.customer_ids()
+    items = client.iter_usage_items(period.start, end) if end > period.start else iter(())
+    # A thread fetches the next pages (HTTP and JSON decoding, no database) while this one
+    # parses and stores the last batch, so waiting for SolusIO overlaps with the work here.
+    # Parsing stays here: the fetching thread then rarely holds the GIL, and this thread's
+    # many short PostgreSQL round trips are not kept waiting for it.
+    for raw in prefetched(batched(items, PULL_BATCH), ahead=PULL_AHEAD):
+        batch = [parse_usage_row(item, f"usage[{rows + i}]") for i, item in enumerate(raw)]
+        orphans += _store(period, batch, generation, known, fresh)
+        rows += len(batch)
+        progress("pull", rows)
+    with transaction.atomic():
+        # Rows an earlier pull stored and this one did not see are gone from SolusIO's
+        # answer: drop them, so the table is exactly the latest complete pull.
+        UsageRecord.objects.filter(period=period.month).exclude(generation=generation).delete()
+        UsagePull.objects.filter(pk=pull.pk, generation=generation).update(
+            completed_at=timezone.now(), rows=rows, upto=end
+        )
+    return rows, orphans
+
+
+def refresh_month_to_date(
+    *, client: SolusIOClient | None = None, now: datetime | None = None
+) -> int:
+    """Pull the current month's usage so far into storage (rows keep updating until the
+    close re-pulls the whole month), so previews read it from the database."""
+    now = now or timezone.now()
+    period = period_containing(now, settings.BILLING_TIMEZONE)
+    with given_or_own(client) as client, db.period_lock(period):
+        rows, _ = pull_usage(period=period, client=client, upto=now)
+    return rows

@@ -292,14 +292,17 @@ def _line_table(
         table.row(LINE_HEADINGS)
         for line in invoice.lines.all():
             item = line.server_name + (" (additional IP)" if line.item == "additional_ip" else "")
-            unit = price * line.tokens_per_hour
+            # A fixed monthly line is priced by the month (its tokens per hour are 0).
+            monthly = line.rule == Rule.FIXED_MONTHLY
+            unit = price * (line.tokens_per_month if monthly else line.tokens_per_hour)
+            unit_text = money(unit, token_price_decimals(unit)) + (" per month" if monthly else "")
             table.row(
                 (
                     doc.text_of(f"{item} — {line.plan_name}"),
                     str(line.hours),
                     tokens(line.tokens_per_hour),
                     tokens(line.tokens_per_month) if line.tokens_per_month else "—",
-                    money(unit, token_price_decimals(unit)),
+                    unit_text,
                     Rule.label_of(line.rule) + (" *" if line.discrepancy else ""),
                     tokens(line.tokens),
                     money(line.amount),
@@ -399,13 +402,6 @@ def _payment(doc: _Doc, invoice: Invoice, legal: LegalDetails, money: Money) -> 
         doc.multi_cell(0, 4.5, doc.text_of(f"No tax charged: {reason}"), align="L")
         doc.set_x(doc.l_margin)
     doc.ln(2)
-    # The payment block stays on one page: a page holding only its last line reads as lost.
-    lines = 4 + seller.payment_instructions.count("\n") + (2 if seller.payment_link_template else 0)
-    if doc.will_page_break(6 + 4.5 * lines):
-        doc.add_page()
-    doc.set_font(doc.family, "B", 10)
-    doc.cell(0, 6, "How to pay", new_x="LMARGIN", new_y="NEXT")
-    doc.set_font(doc.family, "", 9)
     if legal.due_date:
         ask = (
             f"Please pay {money(Decimal(invoice.total))} by {_day(legal.due_date)}, "
@@ -413,12 +409,28 @@ def _payment(doc: _Doc, invoice: Invoice, legal: LegalDetails, money: Money) -> 
         )
     else:
         ask = f"Payment is due {seller.payment_terms_days} days after the invoice is issued."
-    text = _lines(ask, seller.payment_instructions)
-    doc.multi_cell(0, 4.5, doc.text_of(text), align="L", new_x="LMARGIN", new_y="NEXT")
     link = payment_link(legal, invoice)
-    if link:
-        doc.multi_cell(
-            0, 4.5, doc.text_of(f"Pay online: {link}"), align="L", link=link, new_x="LMARGIN"
-        )
-    if seller.support_email:
-        doc.multi_cell(0, 4.5, f"Questions about this invoice: {seller.support_email}", align="L")
+    paragraphs = [
+        (doc.text_of(_lines(ask, seller.payment_instructions)), ""),
+        (doc.text_of(f"Pay online: {link}") if link else "", link),
+        (
+            doc.text_of(f"Questions about this invoice: {seller.support_email}")
+            if seller.support_email
+            else "",
+            "",
+        ),
+    ]
+    paragraphs = [(text, target) for text, target in paragraphs if text]
+    # The payment block stays on one page: a page holding only its last line reads as lost.
+    height = 6.0
+    for text, _ in paragraphs:
+        measured = doc.multi_cell(0, 4.5, text, dry_run=True, output="HEIGHT")
+        assert isinstance(measured, float | int)
+        height += measured
+    if doc.will_page_break(height):
+        doc.add_page()
+    doc.set_font(doc.family, "B", 10)
+    doc.cell(0, 6, "How to pay", new_x="LMARGIN", new_y="NEXT")
+    doc.set_font(doc.family, "", 9)
+    for text, target in paragraphs:
+        doc.multi_cell(0, 4.5, text, align="L", link=target or None, new_x="LMARGIN")

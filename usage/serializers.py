@@ -134,6 +134,14 @@ class BillingSettingsSerializer(serializers.ModelSerializer):
         fields = ["auto_issue", "dunning_days", "email_invoices", *SELLER_FIELDS]
 
 
+class SellerSerializer(serializers.ModelSerializer):
+    """The seller's invoice details alone (the importer's `seller` section)."""
+
+    class Meta:
+        model = BillingSettings
+        fields = list(SELLER_FIELDS)
+
+
 class DunningEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = DunningEvent

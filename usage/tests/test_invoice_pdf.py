@@ -2,6 +2,7 @@
 overlap, a running head and "page x of y" on every page, details frozen on issue."""
 
 import io
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -73,10 +74,12 @@ def buyer(gbp: Currency) -> Customer:
     )
 
 
-def make_invoice(customer: Customer, pricing: PricingSnapshot, lines: int) -> Invoice:
+def make_invoice(
+    customer: Customer, pricing: PricingSnapshot, lines: int, extra: Sequence[UsageInput] = ()
+) -> Invoice:
     """A draft of `lines` lines priced by the rules, the first one with a very long name."""
     rows = [usage_row(n, LONG_NAME if n == 1 else f"web-{n:03d}") for n in range(1, lines + 1)]
-    draft = build_invoice(rows, pricing)
+    draft = build_invoice([*rows, *extra], pricing)
     totals = draft.totals
     invoice = Invoice.objects.create(
         customer=customer,
@@ -117,13 +120,15 @@ def text_of(pdf: bytes) -> str:
         return "\n".join(page.extract_text() or "" for page in doc.pages).replace(NBSP, " ")
 
 
-def description_column(pdf: bytes) -> str:
-    """Page 1's text left of the Hours column, with the wrapping undone."""
+def column_text(pdf: bytes, column: int) -> str:
+    """The text of page 1 inside one column of the line table, with the wrapping undone."""
     mm = 72 / 25.4
+    left = 10 + sum(LINE_WIDTHS[:column])
     with pdfplumber.open(io.BytesIO(pdf)) as doc:
         page = doc.pages[0]
-        text = page.crop((0, 0, (10 + LINE_WIDTHS[0]) * mm, page.height)).extract_text()
-    return text.replace("\n", "")
+        box = (left * mm, 0, (left + LINE_WIDTHS[column]) * mm, page.height)
+        text = page.crop(box).extract_text()
+    return text.replace("\n", "").replace(NBSP, " ")
 
 
 def overlaps(words: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -157,7 +162,7 @@ def test_a_500_line_invoice_has_every_field_no_overlapping_words_and_a_head_per_
             assert {"Description", "Hours", "Amount"} <= set(page.split())  # the heading, again
         assert f"Page {number} of {len(pages)}" in page
 
-    assert LONG_NAME in description_column(pdf)  # wrapped, never cut
+    assert LONG_NAME in column_text(pdf, 0)  # wrapped, never cut
     text = text_of(pdf)
     assert "web-500" in text  # the last line too
     assert InvoiceLine.objects.filter(invoice=invoice).count() == 500
@@ -212,6 +217,16 @@ def test_each_line_shows_description_hours_unit_price_and_amount(
     assert f"£{unit} GBP" in row
     assert row.endswith(f"£{line.amount:,.2f} GBP")
     assert any("Discount applied to every line: Loyal" in text for text in lines)
+
+
+@pytest.mark.django_db
+def test_a_fixed_monthly_line_states_its_price_per_month(
+    seller: BillingSettings, buyer: Customer
+) -> None:
+    fixed = usage_row(9, "mail-1")._replace(tokens_per_hour=0, tokens_per_month=3000)
+    invoice = issue(make_invoice(buyer, SEED, 0, extra=[fixed]))
+    # 3,000 tokens × £0.00079 a month, before the discount.
+    assert "£2.37000 GBPper month" in column_text(render_invoice_pdf(invoice), 4)
 
 
 @pytest.mark.django_db

@@ -139,10 +139,44 @@ def test_the_api_edits_billing_settings_and_lists_dunning(customers: list[Custom
         "auto_issue": False,
         "dunning_days": 14,
         "email_invoices": True,
+        "seller_name": "",
+        "seller_address": "",
+        "seller_vat_id": "",
+        "seller_registration": "",
+        "support_email": "",
+        "payment_instructions": "",
+        "payment_link_template": "",
+        "payment_terms_days": 14,
+        "logo_path": "",
+        "invoice_footer": "",
     }
-    changed = api.patch("/api/v1/billing-settings/", {"auto_issue": True}, format="json")
-    assert changed.status_code == 200
-    assert BillingSettings.load().auto_issue
+    seller = {
+        "auto_issue": True,
+        "seller_name": "Example Hosting Ltd",
+        "seller_address": "1 Server Street\nLondon",
+        "seller_vat_id": "GB123456789",
+        "payment_link_template": "https://pay.example.test/{number}?amount={total}",
+        "payment_terms_days": 30,
+        "logo_path": "examples/demo-logo.png",
+    }
+    changed = api.patch("/api/v1/billing-settings/", seller, format="json")
+    assert changed.status_code == 200, changed.content
+    row = BillingSettings.load()
+    assert row.auto_issue
+    assert (row.seller_name, row.seller_vat_id, row.payment_terms_days) == (
+        "Example Hosting Ltd",
+        "GB123456789",
+        30,
+    )
+    for field, bad in (
+        ("payment_link_template", "https://pay.example.test/{invoice_id}"),
+        ("logo_path", "examples/no-such-logo.png"),
+        ("logo_path", "README.md"),
+        ("support_email", "not an address"),
+    ):
+        refused = api.patch("/api/v1/billing-settings/", {field: bad}, format="json")
+        assert refused.status_code == 400, (field, bad)
+        assert set(body(refused)["errors"]) == {field}
     DunningEvent.objects.create(customer=customers[0], action="suspended", reason="x", at=AFTER)
     events = staff_client(DunningEvent, actions=("view",))
     assert body(events.get("/api/v1/dunning-events/?customer=1"))["count"] == 1

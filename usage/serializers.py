@@ -56,7 +56,7 @@ class InvoiceDetailSerializer(InvoiceSerializer):
     email = InvoiceEmailSerializer(read_only=True, allow_null=True)
 
     class Meta(InvoiceSerializer.Meta):
-        fields = [*InvoiceSerializer.Meta.fields, "taxes", "snapshot", "lines", "email"]
+        fields = [*InvoiceSerializer.Meta.fields, "taxes", "snapshot", "legal", "lines", "email"]
         read_only_fields = fields
 
 

@@ -11,7 +11,7 @@ from django.test import Client
 from bridge.money import format_money
 from pricing.tests.api_helpers import body, staff_client
 from usage import invoice_states
-from usage.models import Invoice, InvoiceStatus
+from usage.models import SELLER_FIELDS, Invoice, InvoiceStatus
 from usage.pdf import render_invoice_pdf
 from usage.rules import PricingSnapshot
 from users.models import Customer
@@ -94,6 +94,9 @@ def test_admin_lists_filters_totals_and_acts(drafts: list[Invoice], admin_client
     orphans = admin_client.get("/admin/usage/usagerecord/?orphan=yes")
     assert orphans.status_code == 200
     assert admin_client.get("/admin/usage/billingsettings/").status_code == 302
+    settings_page = admin_client.get("/admin/usage/billingsettings/1/change/").content.decode()
+    for name in SELLER_FIELDS:
+        assert f'name="{name}"' in settings_page
 
 
 def test_the_staff_api_lists_and_acts(drafts: list[Invoice]) -> None:
@@ -112,6 +115,10 @@ def test_the_staff_api_lists_and_acts(drafts: list[Invoice]) -> None:
     assert set(body(again)) == {"message", "errors"}
     assert api.post(f"/api/v1/invoices/{one}/mark-paid/").status_code == 200
     assert api.get(f"/api/v1/invoices/{one}/pdf/")["Content-Type"] == "application/pdf"
+    assert detail["legal"] == {}  # a draft has no frozen details
+    frozen = body(api.get(f"/api/v1/invoices/{one}/"))["legal"]
+    assert frozen["customer"]["email"] == "customer1@example.test"
+    assert frozen["seller"]["payment_terms_days"] == 14
     assert api.get("/api/v1/invoices/export/?status=paid").content.decode().count("\n") == 3
     assert body(api.get("/api/v1/invoices/?status=paid"))["count"] == 1
 

@@ -33,7 +33,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "django_filters",
     "bridge",
@@ -282,7 +281,7 @@ CELERY_BEAT_SCHEDULE = {
 # --- REST API --------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "bridge.api_keys.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["bridge.api.StaffModelPermissions"],
@@ -304,8 +303,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Prices, customers and plans of the SolusIO custom-billing bridge.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
-    # The schema documents the staff API: staff (session or token) only.
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
+    # The schema documents the staff API: staff holding at least one of its permissions.
+    "SERVE_PERMISSIONS": ["bridge.api.SchemaReaders"],
     "SCHEMA_PATH_PREFIX": "/api/v1",
     # Invoices and customers both have a `status` with its own choices.
     "ENUM_NAME_OVERRIDES": {"InvoiceStatusEnum": "usage.models.InvoiceStatus"},

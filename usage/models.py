@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
+from bridge.models import SingletonModel
 from users.models import Customer
 
 PAYMENT_LINK_FIELDS = ("number", "total", "currency", "customer")
@@ -57,7 +58,7 @@ def validate_payment_link_template(value: str) -> None:
         ) from exc
 
 
-class BillingSettings(models.Model):
+class BillingSettings(SingletonModel):
     """The one row of staff-editable cycle settings."""
 
     auto_issue = models.BooleanField(
@@ -110,22 +111,9 @@ class BillingSettings(models.Model):
     )
     invoice_footer = models.TextField(blank=True, help_text="Printed at the foot of each page.")
 
-    class Meta:
+    class Meta(SingletonModel.Meta):
         verbose_name = "billing settings"
         verbose_name_plural = "billing settings"
-        constraints = [models.CheckConstraint(condition=Q(pk=1), name="billingsettings_singleton")]
-
-    def __str__(self) -> str:
-        return "Billing settings"
-
-    def save(self, *args: object, **kwargs: object) -> None:
-        self.pk = 1
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
-
-    @classmethod
-    def load(cls) -> "BillingSettings":
-        obj, _ = cls.objects.get_or_create(pk=1)
-        return obj
 
 
 class UsagePull(models.Model):

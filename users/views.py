@@ -18,8 +18,8 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from users import passwords, services, sso
+from users.decorators import customer_required
 from users.models import Customer
-from users.selectors import customer_for_request
 
 
 class CustomerLoginForm(AuthenticationForm):
@@ -49,38 +49,24 @@ class AccountLogoutView(auth_views.LogoutView):
     next_page = reverse_lazy("account-login")  # type: ignore[assignment]
 
 
-def _need_customer(request: HttpRequest) -> Customer | HttpResponse:
-    customer = customer_for_request(request)
-    if customer is not None:
-        return customer
-    if request.user.is_authenticated:
-        # A staff login is not a customer: staff use "log in as customer" in the admin.
-        return render(request, "account/not_a_customer.html", status=403)
-    return redirect(f"{reverse_lazy('account-login')}?next={request.path}")
-
-
 @never_cache
 @require_safe
-def account_home(request: HttpRequest) -> HttpResponse:
-    found = _need_customer(request)
-    if isinstance(found, HttpResponse):
-        return found
-    return render(request, "account/home.html", {"customer": found})
+@customer_required
+def account_home(request: HttpRequest, customer: Customer) -> HttpResponse:
+    return render(request, "account/home.html", {"customer": customer})
 
 
 @never_cache
 @require_POST
-def open_control_panel(request: HttpRequest) -> HttpResponse:
-    found = _need_customer(request)
-    if isinstance(found, HttpResponse):
-        return found
+@customer_required
+def open_control_panel(request: HttpRequest, customer: Customer) -> HttpResponse:
     try:
-        url = sso.login_url(customer=found, remote_addr=request.META.get("REMOTE_ADDR"))
+        url = sso.login_url(customer=customer, remote_addr=request.META.get("REMOTE_ADDR"))
     except sso.LoginRefused as refused:
         return render(
             request,
             "account/refused.html",
-            {"customer": found, "message": refused.message},
+            {"customer": customer, "message": refused.message},
             status=403 if refused.outcome in ("suspended", "locked") else 503,
         )
     return HttpResponseRedirect(url)

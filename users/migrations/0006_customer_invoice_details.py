@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('users', '0004_reconcilerun'),
+        ('users', '0005_customer_log_in_permission'),
     ]
 
     operations = [

@@ -53,6 +53,9 @@ _SPELLED = {
     }.items()
 }
 
+# The core font has no dashes: a hyphen reads the same in "1 October – 31 October".
+_LATIN1_DASHES = str.maketrans({"—": "-", "–": "-"})
+
 
 def _font_path() -> str | None:
     configured = getattr(settings, "INVOICE_PDF_FONT", "")
@@ -116,6 +119,7 @@ class _Doc(FPDF):
             return text
         for sign, spelled in _SPELLED.items():
             text = text.replace(sign, spelled)
+        text = text.translate(_LATIN1_DASHES)
         return text.encode("latin-1", "replace").decode("latin-1")
 
     def header(self) -> None:
@@ -296,18 +300,17 @@ def _line_table(
             monthly = line.rule == Rule.FIXED_MONTHLY
             unit = price * (line.tokens_per_month if monthly else line.tokens_per_hour)
             unit_text = money(unit, token_price_decimals(unit)) + (" per month" if monthly else "")
-            table.row(
-                (
-                    doc.text_of(f"{item} — {line.plan_name}"),
-                    str(line.hours),
-                    tokens(line.tokens_per_hour),
-                    tokens(line.tokens_per_month) if line.tokens_per_month else "—",
-                    unit_text,
-                    Rule.label_of(line.rule) + (" *" if line.discrepancy else ""),
-                    tokens(line.tokens),
-                    money(line.amount),
-                )
+            cells = (
+                f"{item} — {line.plan_name}",
+                str(line.hours),
+                tokens(line.tokens_per_hour),
+                tokens(line.tokens_per_month) if line.tokens_per_month else "—",
+                unit_text,
+                Rule.label_of(line.rule) + (" *" if line.discrepancy else ""),
+                tokens(line.tokens),
+                money(line.amount),
             )
+            table.row([doc.text_of(cell) for cell in cells])
 
 
 def _totals(

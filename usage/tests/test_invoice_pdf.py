@@ -14,7 +14,7 @@ import pytest
 
 from bridge.money import NBSP
 from pricing.models import Currency
-from usage import invoice_states
+from usage import invoice_states, pdf
 from usage.models import BillingSettings, Invoice, InvoiceLine
 from usage.pdf import LINE_WIDTHS, render_invoice_pdf
 from usage.rules import LINE_COLUMNS, PricingSnapshot, UsageInput, build_invoice
@@ -288,3 +288,20 @@ def test_the_due_date_is_the_issue_date_in_the_billing_zone_plus_the_terms(
     settings.BILLING_TIMEZONE = "Pacific/Auckland"  # UTC+13 in November
     invoice = issue(make_invoice(buyer, SEED, 1), now=datetime(2026, 11, 2, 11, 30, tzinfo=UTC))
     assert (invoice.legal["issue_date"], invoice.legal["due_date"]) == ("2026-11-03", "2026-12-03")
+
+
+@pytest.mark.django_db
+def test_without_a_unicode_font_the_pdf_still_has_every_field_and_no_overlaps(
+    seller: BillingSettings, buyer: Customer, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.INVOICE_PDF_FONT = ""
+    monkeypatch.setattr(pdf, "_FONT_CANDIDATES", ())  # as on a system without DejaVu
+    invoice = issue(make_invoice(buyer, SEED, 40))
+    rendered = render_invoice_pdf(invoice)
+    for number, words in enumerate(words_of(rendered), start=1):
+        assert overlaps(words) == [], f"page {number}"
+    text = text_of(rendered)
+    assert "Period of supply 1 October 2026 - 31 October 2026" in text
+    assert "Hauptstraße 5" in text  # Latin-1 has it
+    assert "web-040 - VPS" in text
+    assert "?" not in text.replace("?invoice=", "")

@@ -89,6 +89,10 @@ def test_admin_lists_filters_totals_and_acts(drafts: list[Invoice], admin_client
     assert detail.status_code == 200
     assert b"Pricing snapshot" in detail.content
     assert b'name="status"' not in detail.content  # read-only
+    assert b'name="legal"' not in detail.content
+    assert b"<th>details</th><td>as issued</td>" in detail.content  # issued above
+    draft = admin_client.get(f"/admin/usage/invoice/{drafts[2].pk}/change/")
+    assert b"<th>details</th><td>current (frozen when issued)</td>" in draft.content
     pdf = admin_client.get(f"/admin/usage/invoice/{drafts[0].pk}/pdf/")
     assert pdf["Content-Type"] == "application/pdf"
     orphans = admin_client.get("/admin/usage/usagerecord/?orphan=yes")

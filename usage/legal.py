@@ -126,6 +126,11 @@ def details_of(invoice: Invoice) -> LegalDetails:
     return LegalDetails(seller, buyer_of(invoice.customer), issued, due)
 
 
+def long_date(value: date) -> str:
+    """2 November 2026: no leading zero, the month in words (never mistaken for 11/2)."""
+    return f"{value.day} {value:%B %Y}"
+
+
 def payment_link(details: LegalDetails, invoice: Invoice) -> str:
     """The seller's payment link for this invoice; empty for a draft or without a template."""
     template = details.seller.payment_link_template

@@ -29,7 +29,7 @@ from bridge.money import (
     format_tokens,
     token_price_decimals,
 )
-from usage.legal import LegalDetails, details_of, payment_link
+from usage.legal import LegalDetails, details_of, long_date, payment_link
 from usage.models import Invoice, logo_file
 from usage.rules import PricingSnapshot, Rule
 
@@ -92,7 +92,7 @@ def _lines(*parts: str) -> str:
 
 
 def _day(value: date | None) -> str:
-    return f"{value.day} {value:%B %Y}" if value else ""
+    return long_date(value) if value else ""
 
 
 class _Doc(FPDF):

@@ -15,6 +15,7 @@ import pytest
 from bridge.money import NBSP
 from pricing.models import Currency
 from usage import invoice_states, pdf
+from usage.emails import invoice_message
 from usage.models import BillingSettings, Invoice, InvoiceLine
 from usage.pdf import LINE_WIDTHS, render_invoice_pdf
 from usage.rules import LINE_COLUMNS, PricingSnapshot, UsageInput, build_invoice
@@ -305,3 +306,17 @@ def test_without_a_unicode_font_the_pdf_still_has_every_field_and_no_overlaps(
     assert "Hauptstraße 5" in text  # Latin-1 has it
     assert "web-040 - VPS" in text
     assert "?" not in text.replace("?invoice=", "")
+
+
+@pytest.mark.django_db
+def test_the_invoice_email_gives_the_due_date_the_payment_link_and_replies_to_support(
+    seller: BillingSettings, buyer: Customer
+) -> None:
+    invoice = issue(make_invoice(buyer, SEED, 2))
+    message = invoice_message(invoice)
+    assert "Due date: 2 December 2026" in message.body
+    assert (
+        f"Pay online: https://pay.example-hosting.test/?invoice=INV-000001&amount={invoice.total:.2f}"
+        in message.body
+    )
+    assert message.reply_to == ["billing@example-hosting.test"]

@@ -1,12 +1,7 @@
-"""An invoice as PDF (fpdf2: pure Python, no system libraries), with every field DESIGN §6
-asks for; tables wrap long text so columns never overlap, and repeat their heading per page.
-
-Money is written as the invoice's own snapshot of the customer's currency says (prefix,
-suffix, separators, decimals), so a PDF rendered years later matches the one sent.
-A Unicode TrueType font is used when one is found (INVOICE_PDF_FONT, or DejaVu Sans where
-the system has it); otherwise the PDF core font, which cannot draw every currency sign, so
-signs outside Latin-1 are spelled out (€ → EUR).
-"""
+"""An invoice as PDF (fpdf2, pure Python) with every field DESIGN §6 asks for: tables wrap
+long text so columns never overlap and repeat their heading on each page; money is written as
+the invoice's own currency snapshot says; without a Unicode font (INVOICE_PDF_FONT or DejaVu
+Sans), the core font's Latin-1 is used and other currency signs are spelled out (€ → EUR)."""
 
 from __future__ import annotations
 

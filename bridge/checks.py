@@ -62,6 +62,16 @@ def check_bridge_secrets(app_configs: Any = None, **kwargs: Any) -> list[Warning
                 id="bridge.W006",
             )
         )
+    if settings.PUBLIC_URL_IS_HTTPS and settings.TRUSTED_PROXY_COUNT == 0:
+        problems.append(
+            Warning(
+                "BRIDGE_PUBLIC_URL is https but TRUSTED_PROXY_COUNT is 0.",
+                hint="Behind a reverse proxy that ends TLS, set TRUSTED_PROXY_COUNT=1: "
+                "otherwise every client has the proxy's address (one attacker locks all "
+                "sign-ins out) and HSTS is never sent.",
+                id="bridge.W007",
+            )
+        )
     return problems
 
 

@@ -5,6 +5,7 @@ Thin: who the customer is comes from users.selectors, the token from users.sso.
 
 from typing import Any
 
+from axes.utils import reset as axes_reset
 from django import forms
 from django.conf import settings
 from django.contrib.auth import views as auth_views
@@ -26,6 +27,10 @@ class CustomerLoginForm(AuthenticationForm):
     """E-mail and password; the login behind it is the customer's own (`customer:<id>`)."""
 
     username = forms.EmailField(label="E-mail", widget=forms.EmailInput(attrs={"autofocus": True}))
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": "Please enter a correct e-mail and password.",
+    }
 
     def clean(self) -> dict[str, Any]:
         email = self.cleaned_data.get("username")
@@ -150,5 +155,7 @@ def reset_password(request: HttpRequest) -> HttpResponse:
         services.set_customer_password(
             customer_id=form.target.customer.pk, password=form.cleaned_data["new_password1"]
         )
+        # Proven by the e-mail: failed guesses at the old password no longer lock the account.
+        axes_reset(username=services.portal_username(form.target.customer.pk))
         return redirect(f"{reverse('account-login')}?reset=done")
     return render(request, "account/reset.html", {"form": form})

@@ -75,3 +75,12 @@ def test_check_deploy_is_quiet_about_bridge_secrets_when_set() -> None:
     from bridge.checks import check_bridge_secrets
 
     assert check_bridge_secrets() == []
+
+
+@override_settings(PUBLIC_URL_IS_HTTPS=True, TRUSTED_PROXY_COUNT=0)
+def test_check_deploy_flags_https_without_a_trusted_proxy() -> None:
+    from bridge.checks import check_bridge_secrets
+
+    assert "bridge.W007" in {w.id for w in check_bridge_secrets()}
+    with override_settings(TRUSTED_PROXY_COUNT=1):
+        assert "bridge.W007" not in {w.id for w in check_bridge_secrets()}

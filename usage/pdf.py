@@ -1,11 +1,5 @@
-"""An invoice as PDF (fpdf2: pure Python, no system libraries).
-
-Money is written as the invoice's own snapshot of the customer's currency says (prefix,
-suffix, separators, decimals), so a PDF rendered years later matches the one sent.
-A Unicode TrueType font is used when one is found (INVOICE_PDF_FONT, or DejaVu Sans where
-the system has it); otherwise the PDF core font, which cannot draw every currency sign, so
-signs outside Latin-1 are spelled out (€ → EUR).
-"""
+"""An invoice as PDF (fpdf2: pure Python), its money written from the invoice's own currency
+snapshot so a PDF rendered years later matches the one sent."""
 
 from __future__ import annotations
 
@@ -25,6 +19,8 @@ from bridge.money import (
 from usage.models import Invoice
 from usage.rules import PricingSnapshot, Rule
 
+# A Unicode TrueType font when one is found (INVOICE_PDF_FONT, else DejaVu Sans); otherwise
+# the PDF core font, which cannot draw every currency sign, so those are spelled out.
 _FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     "/usr/share/fonts/dejavu/DejaVuSans.ttf",

@@ -1,10 +1,6 @@
-"""Prometheus metrics: what the processes count, what /metrics computes from the database
-at scrape time, and the /metrics view. docs (README, "Metrics") says how it is protected.
-
-With PROMETHEUS_MULTIPROC_DIR set (production: gunicorn workers and Celery processes)
-every process writes its counters to files in that directory and a scrape sums them;
-without it (tests, `runserver`) the counts live in the process that serves /metrics.
-"""
+"""Prometheus metrics and /metrics: counted by each process (summed across gunicorn and
+Celery processes through PROMETHEUS_MULTIPROC_DIR when it is set), or read from the
+database at scrape time; README "Production" → Metrics says how /metrics is protected."""
 
 from __future__ import annotations
 

@@ -26,13 +26,15 @@ def test_usage_row_without_offset_is_read_as_utc() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"item": "snapshot"}, "unknown usage item"),
         ({"item": "additional_ip"}, "ip_tokens_per_hour"),
-        ({"hours": -1}, "negative"),
-        ({"hours": 1.5}, "integer"),
+        ({"item": "backup"}, "backup_price"),
+        ({"hours": -1}, "0 or more"),
+        ({"hours": "lots"}, "hours"),
+        ({"hours": True}, "hours"),
         ({"started_at": "yesterday"}, "ISO 8601"),
         ({"user": None}, "user"),
-        ({"tokens": "12"}, "tokens"),
+        ({"server": {"id": "srv-1", "uuid": "u", "name": "n"}}, "server.id"),
+        ({"tokens": "twelve"}, "tokens"),
     ],
 )
 def test_usage_rows_that_break_the_assumed_shape_are_refused_clearly(

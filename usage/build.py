@@ -47,6 +47,7 @@ _INVOICE_UPDATE = [
     "snapshot",
     "taxes",
     "discrepancies",
+    "hold_reason",
     "fingerprint",
     "generated_at",
 ]
@@ -97,6 +98,7 @@ def _invoice_values(
             for t in totals.taxes
         ],
         draft.discrepancies,
+        draft.hold_reason,
         fingerprint,
         now,
     )

@@ -46,6 +46,7 @@ USAGE_FIELDS = (
     "tokens_per_hour",
     "tokens_per_month",
     "reported_tokens",
+    "backup_price",
 )
 
 
@@ -185,7 +186,7 @@ def period_closed(period: Period) -> bool:
 # --- Previews: invoices built from SolusIO's answer or the month so far, nothing stored -----
 
 
-def _usage_input(row: UsageRow) -> UsageInput:
+def _usage_input(row: UsageRow, period: Period, end: datetime) -> UsageInput:
     return UsageInput(
         server_id=row.server.id,
         server_uuid=row.server.uuid,
@@ -195,10 +196,11 @@ def _usage_input(row: UsageRow) -> UsageInput:
         item=str(row.item),
         started_at=row.started_at,
         ended_at=row.ended_at,
-        hours=row.hours,
+        hours=row.hours_within(period.start, end),
         tokens_per_hour=row.tph,
         tokens_per_month=row.tpm,
         reported_tokens=row.tokens,
+        backup_price=row.plan.backup_price,
     )
 
 
@@ -222,7 +224,7 @@ def drafts_from_solusio(
             billing_id = row.user.billing_user_id
             if customer_id is not None and billing_id != customer_id:
                 continue
-            usage[billing_id].append(_usage_input(row))
+            usage[billing_id].append(_usage_input(row, period, end))
             if rows % PREVIEW_PROGRESS_EVERY == 0:
                 progress("pull", rows)
     ids = [cid for cid in usage if cid is not None]

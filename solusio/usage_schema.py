@@ -119,6 +119,11 @@ class UsageRow:
         return math.ceil((stop - begin).total_seconds() / 3600) if stop > begin else 0
 
     @property
+    def backup_price(self) -> Decimal | None:
+        """The percentage that prices a backup row (R7); None on other rows."""
+        return self.plan.backup_price if self.item == UsageItem.BACKUP else None
+
+    @property
     def tph(self) -> int:
         """Tokens per hour that apply to this item."""
         if self.item == UsageItem.ADDITIONAL_IP:

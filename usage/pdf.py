@@ -120,13 +120,17 @@ def render_invoice_pdf(invoice: Invoice) -> bytes:
     doc.ln()
     doc.set_font(doc.family, "", 9)
     for line in invoice.lines.all():
-        item = line.server_name + (" (IP)" if line.item == "additional_ip" else "")
+        suffix = {"additional_ip": " (IP)", "backup": " (backups)"}.get(line.item, "")
+        item = line.server_name + suffix
+        rule = Rule.label_of(line.rule)
+        if line.backup_price is not None:  # R7: the percentage of the runtime charge
+            rule += f" {format_percent(line.backup_price)}"
         cells = (
             f"{item} — {line.plan_name}"[:48],
             str(line.hours),
             tokens(line.tokens_per_hour),
             tokens(line.tokens_per_month),
-            Rule.label_of(line.rule) + (" *" if line.discrepancy else ""),
+            rule + (" *" if line.discrepancy else ""),
             tokens(line.tokens),
             money(line.amount),
         )

@@ -91,7 +91,7 @@ def _store(
                 r.tph,
                 r.tpm,
                 r.tokens,
-                r.plan.backup_price,
+                r.backup_price,
                 generation,
                 customer_id,
             )

@@ -200,7 +200,7 @@ def _usage_input(row: UsageRow, period: Period, end: datetime) -> UsageInput:
         tokens_per_hour=row.tph,
         tokens_per_month=row.tpm,
         reported_tokens=row.tokens,
-        backup_price=row.plan.backup_price,
+        backup_price=row.backup_price,
     )
 
 

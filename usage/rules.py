@@ -406,12 +406,17 @@ class InvoiceDraft:
     def fingerprint(self) -> str:
         """A digest of everything the invoice shows: equal digests, equal invoices, so a
         re-run can tell that a stored draft is already right and leave it alone."""
-        content = [repr(self.pricing.as_json()), self.hold_reason]
+        # What came after the first version (hold reason, backup price) is added only when
+        # set, so drafts without it keep the digests they were stored with.
+        content = [repr(self.pricing.as_json())]
+        if self.hold_reason:
+            content.append(self.hold_reason)
         for v in self.line_values:
             ended = v[8]
             # Times as ISO text: their repr would depend on which tzinfo object they carry.
             when = (v[7].isoformat(), ended.isoformat() if ended else None)
-            content.append(repr((v[:7], when, v[9:])))
+            rest = v[9:] if v[-1] is not None else v[9:-1]
+            content.append(repr((v[:7], when, rest)))
         return hashlib.sha256("\n".join(content).encode()).hexdigest()
 
 
@@ -447,13 +452,16 @@ def build_invoice(usage: Sequence[UsageInput], pricing: PricingSnapshot) -> Invo
     """One customer's invoice for one period: a line per usage item (R6: each capped on
     its own, see the module docstring for resized servers), then DESIGN §6's money.
     Items of a kind the rules do not price are left off and named in `unknown`."""
-    ordered = sorted((u for u in usage if u.item in PRICED_ITEMS), key=line_order)
+    priced: list[UsageInput] = []
     unknown: dict[str, list[int]] = {}
     for u in usage:
-        if u.item not in PRICED_ITEMS:
+        if u.item in PRICED_ITEMS:
+            priced.append(u)
+        else:
             counts = unknown.setdefault(u.item, [0, 0])
             counts[0] += 1
             counts[1] += u.hours
+    ordered = sorted(priced, key=line_order)
     charges = [item_charge(u) for u in ordered]
     totals = invoice_totals(
         [c.tokens for c in charges],

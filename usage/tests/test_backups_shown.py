@@ -14,11 +14,12 @@ from django.test import Client
 from bridge.money import NBSP
 from pricing.tests.api_helpers import body, staff_client
 from solusio.client import SolusIOClient
-from solusio.testing import SimulatorInfo
+from solusio.testing import SimulatorInfo, fast_client, running_simulator
 from usage import close, invoice_states, selectors
 from usage.exports import invoices_csv
-from usage.models import Invoice, UsageRecord
+from usage.models import Invoice, InvoiceLine, UsageRecord
 from usage.rules import Rule, period_of_month
+from usage.tests.conftest import SIM_NOW
 from usage.tests.test_money_display import pdf_text
 from users.models import Customer
 
@@ -105,3 +106,21 @@ def test_the_preview_and_the_portal_show_backups(backed_up: Invoice, client: Sol
         page = browser.get("/account/invoices/").content.decode()
     assert "<td>Backups</td><td>244</td>" in page  # this month so far
     assert "$5.50\u00a0USD" in page  # October: 5,000 + 500 tokens at $0.001
+
+
+def test_the_demo_simulators_invoices_show_backups(customers: list[Customer]) -> None:
+    # The demo's simulator (bin/run): two customers, the nine showcase servers, paid
+    # backups on three of them.
+    with running_simulator(users=2, servers=9, now=SIM_NOW) as info, fast_client(info) as c:
+        close.close_cycle(
+            period=period_of_month(2026, 10, "UTC"), client=c, now=MID_NOV, auto_issue=False
+        )
+    backups = {
+        (line.invoice.customer_id, line.server_id, line.plan_id, line.hours, line.tokens)
+        for line in InvoiceLine.objects.filter(item="backup").select_related("invoice")
+    }
+    assert backups == {
+        (1, 1, 1, 744, 500),  # 7/5000 capped at 5,000; 10 %
+        (2, 4, 5, 744, 1116),  # hourly only, 744 × 10 = 7,440; 15 %
+        (1, 9, 4, 744, 4000),  # 28/20000 capped at 20,000; 20 %
+    }

@@ -19,7 +19,7 @@ from solusio.connect import given_or_own
 from solusio.usage_schema import UsageRow
 from usage import db
 from usage.cycle import CloseSummary, Progress, no_progress
-from usage.models import Invoice, InvoiceStatus, UsagePull, UsageRecord
+from usage.models import Invoice, InvoiceStatus, UsageItemKind, UsagePull, UsageRecord
 from usage.rules import (
     InvoiceDraft,
     Period,
@@ -275,6 +275,7 @@ def dry_run(
         "customers": len(drafts),
         "lines": sum(len(d.lines) for d in drafts.values()),
         "discrepancies": sum(d.discrepancies for d in drafts.values()),
+        "unknown_kinds": sum(rows for d in drafts.values() for _, rows, _ in d.unknown),
         "orphans": orphans,
         "by_status": {},
         "per_currency": dict(sorted(per_currency.items())),
@@ -355,6 +356,9 @@ def period_figures(period: Period, customer_id: int | None = None) -> dict[str, 
         "customers": invoices.count(),
         "lines": invoices.aggregate(n=Count("lines"))["n"] or 0,
         "discrepancies": invoices.aggregate(n=Sum("discrepancies"))["n"] or 0,
+        "unknown_kinds": usage.filter(customer__isnull=False)
+        .exclude(item__in=UsageItemKind.values)
+        .count(),
         "orphans": usage.filter(customer__isnull=True).count() if customer_id is None else 0,
         "by_status": by_status,
         "per_currency": per_currency,

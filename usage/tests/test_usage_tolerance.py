@@ -148,6 +148,7 @@ def test_an_unknown_kind_is_stored_and_holds_only_its_customers_invoice(
     assert lines_of(1) == [(101, "server", 744, Rule.MONTHLY_CAP, 5000)]  # not billed
     assert Invoice.objects.get(customer_id=2).status == InvoiceStatus.ISSUED
     assert (summary.held, summary.issued) == (1, 1)
+    assert summary.figures["unknown_kinds"] == 1
     # Staff see it: the reason on the invoice, the rows in the usage lists.
     page = admin_client.get(f"/admin/usage/invoice/{held.pk}/change/").content.decode()
     assert "cannot price" in page
@@ -224,3 +225,19 @@ def test_the_close_command_says_it_in_one_line(settings: Any, customers: list[Cu
     assert text.startswith("close of 2026-10 failed: usage endpoint")
     assert f"{server.url}/usage" in text
     assert "SOLUSIO_USAGE_PATH" in text
+
+
+@pytest.mark.django_db
+def test_the_dry_run_and_the_command_count_usage_of_unknown_kinds(
+    settings: Any, customers: list[Customer]
+) -> None:
+    with serving_recorded({"/usage": (200, recorded("unknown_kind.json"))}) as server:
+        settings.SOLUSIO_API_URL = server.url
+        settings.SOLUSIO_API_TOKEN = "recorded"
+        with client_for(server) as client:
+            dry = close.close_cycle(period=OCTOBER, client=client, now=LATER, dry_run=True)
+        out = StringIO()
+        call_command("close_cycle", "--period", "2026-10", "--issue", "no", stdout=out)
+    assert dry.figures["unknown_kinds"] == 1
+    assert Invoice.objects.get(customer_id=1).hold_reason  # the real close held it
+    assert "usage rows of a kind the bridge cannot price: 1 (not billed" in out.getvalue()

@@ -79,14 +79,15 @@ class UsageFeed:
     def _count_rows(self, slot: int, lo: int, hi: int, with_ips: bool) -> int:
         """`timeline.count_rows`, plus a backup row per segment of a server with backups."""
         tl = self.timeline
-        rows = tl.count_rows(slot, lo, hi, with_ips=with_ips)
-        if not with_ips or not rows:
+        if not with_ips:
+            return tl.count_rows(slot, lo, hi, with_ips=False)
+        if tl.profile(slot)[0] in _ONE_SERVER:  # cheap: no segments built
+            rows = tl.count_rows(slot, lo, hi, with_ips=True)
+            if rows and self._backups(Segment(slot + 1, slot, 0, 0, 0, None, 0, False)):
+                rows += tl.count_rows(slot, lo, hi, with_ips=False)
             return rows
-        if tl.profile(slot)[0] in _ONE_SERVER:
-            segments = tl.count_rows(slot, lo, hi, with_ips=False)
-            first = Segment(slot + 1, slot, 0, 0, 0, None, 0, False)
-            return rows + (segments if self._backups(first) else 0)
-        return rows + sum(1 for seg in tl.segments(slot, lo, hi) if self._backups(seg))
+        backups = self._backups
+        return sum(1 + seg.has_ip + backups(seg) for seg in tl.segments(slot, lo, hi))
 
     def rows(
         self,

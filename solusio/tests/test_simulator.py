@@ -334,3 +334,28 @@ def test_simulator_runs_standalone(started: Any, command: tuple[str, ...]) -> No
     url = started(*command)
     with SolusIOClient(url, "cli-token", verify_tls=False) as client:
         assert [u.id for u in client.iter_users()] == [1, 2, 3]
+
+
+def test_usage_pages_count_backup_rows_as_they_serve_them() -> None:
+    # The page index counts backup rows per slot without building them: pages of 7 and
+    # pages of 100 must serve the same rows, as many as `meta.total` says.
+    def every_row(info: SimulatorInfo, per_page: int) -> tuple[list[dict[str, Any]], int]:
+        params = {"filter[date_from]": JAN[0].isoformat(), "filter[date_to]": JAN[1].isoformat()}
+        rows: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            answer = api(
+                info, "GET", "/usage", params={**params, "per_page": per_page, "page": page}
+            )
+            rows += answer.json()["data"]
+            meta = answer.json()["meta"]
+            if page >= meta["last_page"]:
+                return rows, meta["total"]
+            page += 1
+
+    with running_simulator(users=30) as info:
+        small, total = every_row(info, 7)
+        large, _ = every_row(info, 100)
+    assert small == large
+    assert len(small) == total
+    assert sum(r["item"] == "backup" for r in small) > 0

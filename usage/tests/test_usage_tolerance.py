@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from django.core.management import CommandError, call_command
 from django.test import Client
 
@@ -23,6 +24,7 @@ from solusio.usage_schema import UsageEndpointUnusable, parse_usage_row
 from usage import close
 from usage.models import Invoice, InvoiceStatus, UsagePull, UsageRecord
 from usage.rules import Rule, period_of_month
+from usage.tasks import close_previous_period
 from users.models import Customer
 
 RECORDED = Path(__file__).parent / "recorded"
@@ -241,3 +243,19 @@ def test_the_dry_run_and_the_command_count_usage_of_unknown_kinds(
     assert dry.figures["unknown_kinds"] == 1
     assert Invoice.objects.get(customer_id=1).hold_reason  # the real close held it
     assert "usage rows of a kind the bridge cannot price: 1 (not billed" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_the_hourly_task_logs_one_line_and_does_not_retry(
+    settings: Any, customers: list[Customer], caplog: pytest.LogCaptureFixture
+) -> None:
+    with serving_recorded({}) as server:  # every path answers 404
+        settings.SOLUSIO_API_URL = server.url
+        settings.SOLUSIO_API_TOKEN = "recorded"
+        with time_machine.travel(datetime(2026, 11, 1, 1, tzinfo=UTC), tick=False):
+            result = close_previous_period()
+        assert len(server.requests) == 1  # no retry of a 404
+    assert result.startswith("2026-10: not closed, usage endpoint")
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "\n" not in record.getMessage()
+    assert "SOLUSIO_USAGE_PATH" in record.getMessage()

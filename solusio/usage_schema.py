@@ -68,6 +68,7 @@ class UsageItem(StrEnum):
 
 
 KNOWN_ITEMS = frozenset(UsageItem)
+MAX_ITEM_LENGTH = 64  # the longest unknown kind that is stored as written
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +198,8 @@ def _parse(value: Any, where: str) -> UsageRow:
     plan = p.obj(data.get("plan"), f"{where}.plan")
     # An unknown kind is kept as written: the build holds its customer's invoice for staff.
     item = p.string(data, "item", where)
+    if not 0 < len(item) <= MAX_ITEM_LENGTH:
+        raise UsageSchemaError(f"{where}.item: not a usage item kind: {item[:80]!r}")
     usage_plan = UsagePlan(
         id=_loose_integer(plan, "id", f"{where}.plan"),
         name=p.string(plan, "name", f"{where}.plan"),

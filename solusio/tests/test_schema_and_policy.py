@@ -28,6 +28,8 @@ def test_usage_row_without_offset_is_read_as_utc() -> None:
     [
         ({"item": "additional_ip"}, "ip_tokens_per_hour"),
         ({"item": "backup"}, "backup_price"),
+        ({"item": ""}, "item"),
+        ({"item": "k" * 65}, "item"),
         ({"hours": -1}, "0 or more"),
         ({"hours": "lots"}, "hours"),
         ({"hours": True}, "hours"),
@@ -85,3 +87,9 @@ def test_redaction_reaches_nested_secrets() -> None:
         "Authorization": "***",
         "Accept": "a",
     }
+
+
+def test_an_unknown_item_kind_is_kept_as_written() -> None:
+    parsed = parse_usage_row(row(item="Snapshot storage"))
+    assert (parsed.item, parsed.known, parsed.backup_price) == ("Snapshot storage", False, None)
+    assert parse_usage_row(row(item="server")).known

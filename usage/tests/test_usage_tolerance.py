@@ -20,7 +20,7 @@ from django.test import Client
 from pricing.tests.api_helpers import body, staff_client
 from solusio.client import SolusIOClient
 from solusio.testing import FAST_RETRY, RecordedServer, serving_recorded
-from solusio.usage_schema import UsageEndpointUnusable, parse_usage_row
+from solusio.usage_schema import MAX_ITEM_LENGTH, UsageEndpointUnusable, parse_usage_row
 from usage import close
 from usage.models import Invoice, InvoiceStatus, UsagePull, UsageRecord
 from usage.rules import Rule, period_of_month
@@ -259,3 +259,7 @@ def test_the_hourly_task_logs_one_line_and_does_not_retry(
     [record] = [r for r in caplog.records if r.levelname == "ERROR"]
     assert "\n" not in record.getMessage()
     assert "SOLUSIO_USAGE_PATH" in record.getMessage()
+
+
+def test_the_longest_kind_the_parser_keeps_fits_the_stored_column() -> None:
+    assert UsageRecord._meta.get_field("item").max_length == MAX_ITEM_LENGTH

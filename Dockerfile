@@ -9,7 +9,7 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 RUN mkdir -p /var/lib/bridge \
- && DJANGO_SECRET_KEY=build-only python manage.py collectstatic --noinput \
+ && DJANGO_SECRET_KEY=build-only PRICING_API_TOKEN=build-only python manage.py collectstatic --noinput \
  && useradd --system --home /app bridge && chown -R bridge /var/lib/bridge
 USER bridge
 EXPOSE 8000

@@ -65,6 +65,9 @@ def setup_django(database_url: str) -> None:
     os.environ["DATABASE_URL"] = f"{server_url(database_url)}/{DB_NAME}"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bridge.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    # Production mode (DEBUG off) refuses to start without these.
+    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
+    os.environ.setdefault("PRICING_API_TOKEN", "bench-only-token")
     import django
 
     django.setup()

@@ -151,6 +151,9 @@ def run(args: argparse.Namespace, procs: Processes) -> int:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "bridge.settings",
+        # Production mode (DEBUG off) refuses to start without these.
+        "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY", "bench-only-secret-key"),
+        "PRICING_API_TOKEN": os.environ.get("PRICING_API_TOKEN", "bench-only-token"),
         "DATABASE_URL": db_url,
         "REDIS_URL": redis_url,
         "SOLUSIO_VERIFY_TLS": "0",

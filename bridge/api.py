@@ -36,6 +36,36 @@ class StaffModelPermissions(permissions.DjangoModelPermissions):
         return super().has_permission(request, view)
 
 
+def model_permission(action: str) -> type[StaffModelPermissions]:
+    """For a viewset's own @action: staff with `<app>.<action>_<model>` on the view's model,
+    whatever the HTTP method (a POST that re-sends a customer is a change, not an add)."""
+    needed = [f"%(app_label)s.{action}_%(model_name)s"]
+    methods = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+    perms_map = {**{method: needed for method in methods}, "OPTIONS": []}
+    return type(
+        f"Needs{action.title()}Permission", (StaffModelPermissions,), {"perms_map": perms_map}
+    )
+
+
+# The apps whose models the staff API serves: one permission on any of them makes a reader
+# of the API's schema.
+API_APPS = ("pricing", "users", "usage")
+
+
+class SchemaReaders(permissions.BasePermission):
+    """The OpenAPI schema maps every staff endpoint: for active staff who hold at least one
+    permission in the API's apps (superusers hold all). A staff login with no permissions,
+    such as an account waiting for its grants, cannot read it."""
+
+    def has_permission(self, request: Request, view: "APIView") -> bool:
+        user = request.user
+        if not (user and user.is_authenticated and user.is_active and user.is_staff):
+            return False
+        return user.is_superuser or any(
+            perm.partition(".")[0] in API_APPS for perm in user.get_all_permissions()
+        )
+
+
 def _first_message(detail: Any) -> str:
     if isinstance(detail, dict):
         for key, value in detail.items():

@@ -62,7 +62,44 @@ def check_bridge_secrets(app_configs: Any = None, **kwargs: Any) -> list[Warning
                 id="bridge.W006",
             )
         )
+    if settings.PUBLIC_URL_IS_HTTPS and settings.TRUSTED_PROXY_COUNT == 0:
+        problems.append(
+            Warning(
+                "BRIDGE_PUBLIC_URL is https but TRUSTED_PROXY_COUNT is 0.",
+                hint="Behind a reverse proxy that ends TLS, set TRUSTED_PROXY_COUNT=1: "
+                "otherwise every client has the proxy's address (one attacker locks all "
+                "sign-ins out) and HSTS is never sent.",
+                id="bridge.W007",
+            )
+        )
     return problems
+
+
+@register(Tags.security, deploy=True)
+def check_single_sign_on(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """The browser login route is assumed (DESIGN §4): production must name it, not rely
+    on the guessed default, or "log in to SolusIO" may lead every customer to a 404."""
+    template = settings.SOLUSIO_LOGIN_URL_TEMPLATE
+    if not template:
+        return [
+            Error(
+                "SOLUSIO_LOGIN_URL_TEMPLATE is not set; single sign-on would guess SolusIO's "
+                "browser login route.",
+                hint="Set it to the URL that logs a browser in with a one-time token, e.g. "
+                "https://SOLUSIO-HOST/auth/by_token?token={token} (check it once with "
+                "`manage.py solusio_probe --sso TEST-USER-EMAIL`).",
+                id="bridge.E010",
+            )
+        ]
+    if "{token}" not in template:
+        return [
+            Error(
+                "SOLUSIO_LOGIN_URL_TEMPLATE has no {token} placeholder.",
+                hint="The one-time token replaces {token}, e.g. ...?token={token}.",
+                id="bridge.E011",
+            )
+        ]
+    return []
 
 
 # django.core.mail.backends.<module>.EmailBackend that deliver nothing to anyone.

@@ -1,11 +1,14 @@
 """Settings for solusio-billing-bridge, read from the environment (DESIGN §7).
 
 Every value has a default that is safe for the embedded run (SQLite, filesystem broker,
-file cache, local SolusIO simulator). Production sets DATABASE_URL, REDIS_URL, the secrets
-and DJANGO_DEBUG=0; `manage.py check --deploy` flags the secrets that are still missing.
-A malformed value (a bad URL, "maybe" for a boolean) stops the process at start-up.
+file cache, local SolusIO simulator). Production (DJANGO_DEBUG=0, the default) refuses to
+start without DJANGO_SECRET_KEY and PRICING_API_TOKEN (bin/embedded-env sets the demo's);
+`manage.py check --deploy` flags the rest. A malformed value (a bad URL, "maybe" for a
+boolean) stops the process at start-up.
 """
 
+import sys
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -19,7 +22,7 @@ env = environ.Env()
 VAR_DIR.mkdir(parents=True, exist_ok=True)  # SQLite file, file cache, embedded broker
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-# An embedded-run key: `check --deploy` (bridge.checks) refuses it in production.
+# A development key (DJANGO_DEBUG=1 only): production refuses to start on it (end of file).
 INSECURE_DEFAULT_SECRET_KEY = "insecure-embedded-default-do-not-use-in-production"  # noqa: S105
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=INSECURE_DEFAULT_SECRET_KEY)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
@@ -33,9 +36,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "django_filters",
+    "axes",
     "bridge",
     "pricing",
     "users",
@@ -44,6 +47,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "bridge.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -52,6 +56,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "bridge.security.StaffApiThrottleMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "bridge.urls"
@@ -86,12 +93,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# Prefix of the bridge's keys in Redis (Django's cache and the pricing answer cache).
+CACHE_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="bridge")
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="bridge"),
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
         }
     }
 else:
@@ -125,6 +134,12 @@ STORAGES = {
 }
 # Serve admin assets straight from the apps when collectstatic has not run (embedded run).
 WHITENOISE_USE_FINDERS = True
+
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out account or address before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 LOGIN_URL = "admin:login"  # staff; the customer pages (/account/) use their own login
 
@@ -167,6 +182,9 @@ BRIDGE_PUBLIC_URL = env.str("BRIDGE_PUBLIC_URL", default="")
 # The billing integration type for custom billing in SolusIO's settings (assumed value,
 # DESIGN §4: the driver's url and token live under drivers.whmcs).
 SOLUSIO_BILLING_INTEGRATION_TYPE = env.str("SOLUSIO_BILLING_INTEGRATION_TYPE", default="custom")
+# The key under billing_integration.drivers that holds the bridge's URL and token (assumed
+# `whmcs`, the only driver the SDK knows); `solusio_doctor --fix` reports what SolusIO kept.
+SOLUSIO_BILLING_DRIVER = env.str("SOLUSIO_BILLING_DRIVER", default="whmcs")
 # Role and language of the SolusIO users the bridge creates; empty = SolusIO's defaults.
 SOLUSIO_USER_ROLE_IDS = [int(r) for r in env.list("SOLUSIO_USER_ROLE_IDS", default=[])]
 SOLUSIO_USER_LANGUAGE_ID = env.int("SOLUSIO_USER_LANGUAGE_ID", default=0) or None
@@ -287,7 +305,7 @@ CELERY_BEAT_SCHEDULE = {
 # --- REST API --------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "bridge.api_keys.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["bridge.api.StaffModelPermissions"],
@@ -309,19 +327,36 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Prices, customers and plans of the SolusIO custom-billing bridge.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
-    # The schema documents the staff API: staff (session or token) only.
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
+    # The schema documents the staff API: staff holding at least one of its permissions.
+    "SERVE_PERMISSIONS": ["bridge.api.SchemaReaders"],
     "SCHEMA_PATH_PREFIX": "/api/v1",
     # Invoices and customers both have a `status` with its own choices.
     "ENUM_NAME_OVERRIDES": {"InvoiceStatusEnum": "usage.models.InvoiceStatus"},
 }
 
+# Every record carries the request id (bridge.logs) that follows a change from the web
+# request into the tasks it enqueues. json: one object per line, for a log shipper.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"skip_unavailable": {"()": "bridge.outage.SkipUnavailable"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "request_id": {"()": "bridge.logs.RequestIdFilter"},
+        "skip_unavailable": {"()": "bridge.outage.SkipUnavailable"},
+    },
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "bridge.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         # 503s are logged once, by bridge.outage (one line each, a summary per minute).
@@ -330,7 +365,68 @@ LOGGING = {
         "fontTools": {"level": "WARNING"},
     },
 }
+# json: workers log through LOGGING too, instead of Celery's own plain format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT == "plain"
 
+# Error reports (off unless set): no personal data, no tracing; tagged with the request id.
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    from bridge.logs import init_sentry
+
+    init_sentry(SENTRY_DSN, environment=env.str("SENTRY_ENVIRONMENT", default="") or None)
+
+# --- Brute force -------------------------------------------------------------------------
+# Proxies in front of the bridge whose TRUSTED_PROXY_HEADER we believe (0: none, the client
+# address is REMOTE_ADDR; 1: e.g. the compose file's reverse proxy). More than the real
+# number lets any client choose its own address.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+TRUSTED_PROXY_HEADER = env.str("TRUSTED_PROXY_HEADER", default="X-Forwarded-For")
+# Portal and admin sign-in (django-axes): after LOGIN_FAILURE_LIMIT failures for one
+# account, or from one address, sign-in is refused (429) for LOGIN_LOCKOUT_MINUTES.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+LOGIN_LOCKOUT_MINUTES = env.int("LOGIN_LOCKOUT_MINUTES", default=15)
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one alone locks
+AXES_CLIENT_IP_CALLABLE = "bridge.security.client_ip"
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True  # successful sign-ins are not kept; failures are
+AXES_LOCKOUT_TEMPLATE = "bridge/locked_out.html"
+# Failures are logged with the client address; the username stays masked (people type
+# passwords into it).
+AXES_SENSITIVE_PARAMETERS = ["username"]
+# The staff API (401s: a wrong or missing API key) and GetTokenPricing (wrong tokens):
+# failures per client address within THROTTLE_WINDOW_SECONDS before it gets 429s.
+STAFF_API_FAILURE_LIMIT = env.int("STAFF_API_FAILURE_LIMIT", default=20)
+PRICING_TOKEN_FAILURE_LIMIT = env.int("PRICING_TOKEN_FAILURE_LIMIT", default=20)
+THROTTLE_WINDOW_SECONDS = env.int("THROTTLE_WINDOW_SECONDS", default=900)
+
+# --- HTTPS ---------------------------------------------------------------------------------
+# Behind https (BRIDGE_PUBLIC_URL says so), cookies go over https only and browsers are told
+# to use nothing else (HSTS).
+PUBLIC_URL_IS_HTTPS = BRIDGE_PUBLIC_URL.lower().startswith("https://")
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=PUBLIC_URL_IS_HTTPS)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = env.int(
+    "SECURE_HSTS_SECONDS", default=31_536_000 if PUBLIC_URL_IS_HTTPS else 0
+)
+if TRUSTED_PROXY_COUNT > 0:
+    # The proxy terminates TLS; its header tells Django the request came over https (which
+    # is when SecurityMiddleware sends HSTS).
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Production refuses to start without its secrets --------------------------------------
 if not DEBUG:
-    SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=False)
-    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    _refusals = []
+    if SECRET_KEY == INSECURE_DEFAULT_SECRET_KEY:
+        _refusals.append(
+            "DJANGO_SECRET_KEY is not set: production (DJANGO_DEBUG=0) will not run on the "
+            "public embedded key; set it to a long random value."
+        )
+    if not PRICING_API_TOKEN:
+        _refusals.append(
+            "PRICING_API_TOKEN is not set: production (DJANGO_DEBUG=0) will not answer "
+            "GetTokenPricing without a token; set it and the same value in SolusIO (Step 7)."
+        )
+    if _refusals:
+        sys.exit("\n".join(_refusals))

@@ -9,14 +9,15 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
-from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
 from bridge import money
+from bridge.admin_tools import CountryListFilter, SingletonModelAdmin
 from bridge.jsonnum import plain_decimal
 from pricing import calc, plan_sync, pricebook
 from pricing.models import Currency, Discount, Plan, PricingSettings, TaxRule
@@ -25,39 +26,6 @@ from pricing.selectors import discounts_in_force
 from solusio.errors import SolusIOError
 
 PREVIEW_TOKENS = 10_000
-
-
-class CountryListFilter(admin.SimpleListFilter):
-    """Country codes in use, with the blank value named (the stock filter shows it empty)."""
-
-    title = "country"
-    parameter_name = "country"
-    blank_label = "(none)"
-    blank_value = "-"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        codes = (
-            model_admin.model.objects.order_by("country")
-            .values_list("country", flat=True)
-            .distinct()
-        )
-        return [(code or self.blank_value, code or self.blank_label) for code in codes]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        if value is None:
-            return queryset
-        return queryset.filter(country="" if value == self.blank_value else value)
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> SafeString:
-    head = format_html_join("", "<th>{}</th>", ((h,) for h in headers))
-    body = format_html_join(
-        "",
-        "<tr>{}</tr>",
-        ((format_html_join("", "<td>{}</td>", ((cell,) for cell in row)),) for row in rows),
-    )
-    return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, body)
 
 
 @admin.register(Currency)
@@ -112,15 +80,15 @@ class CurrencyAdmin(admin.ModelAdmin):
     @admin.display(description="price of tokens")
     def conversion_scheme(self, obj: Currency) -> SafeString:
         scheme = pricebook.build_conversion_scheme([obj])
-        return _table(
-            ["Tokens", obj.code],
-            [
-                [
-                    money.format_tokens(row.tokens),
-                    pricebook.format_conversion_price(row.prices[0], obj),
-                ]
-                for row in scheme.rows
-            ],
+        rows = [
+            (
+                money.format_tokens(row.tokens),
+                pricebook.format_conversion_price(row.prices[0], obj),
+            )
+            for row in scheme.rows
+        ]
+        return render_to_string(
+            "admin/pricing/currency/conversion_scheme.html", {"code": obj.code, "rows": rows}
         )
 
 
@@ -176,20 +144,8 @@ class TaxRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(PricingSettings)
-class PricingSettingsAdmin(admin.ModelAdmin):
-    """One row: the list is skipped and staff land on the row itself."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return super().has_add_permission(request) and not PricingSettings.objects.exists()
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        row = PricingSettings.load()
-        return HttpResponseRedirect(reverse("admin:pricing_pricingsettings_change", args=[row.pk]))
+class PricingSettingsAdmin(SingletonModelAdmin):
+    pass
 
 
 @admin.register(Plan)

@@ -2,9 +2,9 @@
 pricing settings. Thin: validation is in pricing.serializers, cache invalidation in
 pricing.signals."""
 
-from django.db.models import Model, ProtectedError
-from rest_framework import exceptions, generics, status, viewsets
+from rest_framework import generics, viewsets
 
+from bridge.api_tools import ProtectedDestroyMixin
 from pricing.filters import TaxRuleFilter
 from pricing.models import Currency, Discount, Plan, PricingSettings, TaxRule
 from pricing.serializers import (
@@ -14,26 +14,6 @@ from pricing.serializers import (
     PricingSettingsSerializer,
     TaxRuleSerializer,
 )
-
-
-class Conflict(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The object is still in use."
-    default_code = "conflict"
-
-
-class ProtectedDestroyMixin:
-    """A delete that other rows still point at is a 409 saying what holds it."""
-
-    def perform_destroy(self, instance: Model) -> None:
-        try:
-            instance.delete()
-        except ProtectedError as exc:
-            holders = sorted({str(obj._meta.verbose_name_plural) for obj in exc.protected_objects})
-            raise Conflict(
-                f"{instance} is still used by {len(exc.protected_objects)} "
-                f"{' and '.join(holders)}; reassign them first."
-            ) from exc
 
 
 class CurrencyViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):

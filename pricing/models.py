@@ -11,6 +11,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.db.models import Q
 
+from bridge.models import SingletonModel
+
 # Eight decimal places at least (Standards); ten leave room for sub-micro token prices.
 TOKEN_PRICE_DECIMALS = 10
 
@@ -140,7 +142,7 @@ class TaxRule(models.Model):
             raise ValidationError({"country": "A region needs its country."})
 
 
-class PricingSettings(models.Model):
+class PricingSettings(SingletonModel):
     """The one row of staff-editable pricing settings."""
 
     taxes_compound = models.BooleanField(
@@ -148,22 +150,9 @@ class PricingSettings(models.Model):
         help_text="Compound: each tax applies to the amount including the taxes before it.",
     )
 
-    class Meta:
+    class Meta(SingletonModel.Meta):
         verbose_name = "pricing settings"
         verbose_name_plural = "pricing settings"
-        constraints = [models.CheckConstraint(condition=Q(pk=1), name="pricingsettings_singleton")]
-
-    def __str__(self) -> str:
-        return "Pricing settings"
-
-    def save(self, *args: object, **kwargs: object) -> None:
-        self.pk = 1
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
-
-    @classmethod
-    def load(cls) -> "PricingSettings":
-        obj, _ = cls.objects.get_or_create(pk=1)
-        return obj
 
 
 class Plan(models.Model):
@@ -210,3 +199,17 @@ class Plan(models.Model):
             and self.solusio_tokens_per_hour == self.tokens_per_hour
             and self.solusio_tokens_per_month == self.tokens_per_month
         )
+
+
+class PricingGeneration(models.Model):
+    """The pricing generation, one row, on databases other than PostgreSQL (which uses a
+    sequence): every change to what feeds GetTokenPricing bumps it in the change's own
+    transaction; the cache in Redis mirrors it (pricing/answercache.py). No admin."""
+
+    value = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "pricing generation"
+
+    def __str__(self) -> str:
+        return f"pricing generation {self.value}"

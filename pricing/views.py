@@ -6,6 +6,8 @@ and its error shape {"result": "error", "message": ...} is fixed by the contract
 
 import hmac
 import json
+import logging
+import time
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -15,7 +17,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from bridge.outage import database_unavailable
+from bridge.security import FailureCounter, client_ip
 from pricing.services import NOT_FOUND, pricing_answer
+
+logger = logging.getLogger(__name__)
 
 ACTION = "GetTokenPricing"
 MAX_USER_ID = 2**63 - 1  # the largest id the customers table can hold
@@ -26,6 +31,63 @@ class BadRequest(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class TokenRejected(BadRequest):
+    pass
+
+
+# Wrong or missing tokens per client address, shared by all processes. A correct token
+# never touches it: the hot path only looks the address up in this process's own dict of
+# addresses it saw pass the limit. Another process learns of a blocked address at that
+# address's next wrong token, so a blocked address gets 429 everywhere for every wrong
+# token, and a correct token is refused only where the block is known.
+TOKEN_FAILURES = FailureCounter(
+    "pricing-token",
+    limit=lambda: settings.PRICING_TOKEN_FAILURE_LIMIT,
+    window=lambda: settings.THROTTLE_WINDOW_SECONDS,
+)
+_blocked_until: dict[str, float] = {}  # address -> time.monotonic() the block ends
+_MAX_BLOCKED = 10_000
+
+
+def _blocked_here(address: str) -> bool:
+    until = _blocked_until.get(address)
+    if until is None:
+        return False
+    if until > time.monotonic():
+        return True
+    _blocked_until.pop(address, None)
+    return False
+
+
+def _token_rejected(address: str, exc: TokenRejected) -> JsonResponse:
+    failures = TOKEN_FAILURES.fail(address)
+    logger.warning(
+        "GetTokenPricing: %s from %s (%d in the window)",
+        exc.message.rstrip(".").lower(),
+        address,
+        failures,
+    )
+    if failures >= TOKEN_FAILURES.limit():
+        if len(_blocked_until) >= _MAX_BLOCKED:
+            now = time.monotonic()
+            for stale in [a for a, until in _blocked_until.items() if until <= now]:
+                del _blocked_until[stale]
+            if len(_blocked_until) >= _MAX_BLOCKED:
+                _blocked_until.clear()  # the shared counter still refuses wrong tokens
+        _blocked_until[address] = time.monotonic() + TOKEN_FAILURES.window()
+    if failures > TOKEN_FAILURES.limit():
+        return _too_many()
+    return error(exc.status, exc.message)
+
+
+def _too_many() -> JsonResponse:
+    return error(
+        429,
+        "Too many wrong tokens from this address; try again later.",
+        **{"Retry-After": str(settings.THROTTLE_WINDOW_SECONDS)},
+    )
 
 
 def error(status: int, message: str, **headers: str) -> JsonResponse:
@@ -87,11 +149,11 @@ def _check_token(fields: dict[str, Any]) -> None:
         return
     given = fields.get("token")
     if given is None or given == "":
-        raise BadRequest(401, "Missing token.")
+        raise TokenRejected(401, "Missing token.")
     if not isinstance(given, str) or not hmac.compare_digest(
         given.encode("utf-8", "surrogatepass"), expected.encode()
     ):
-        raise BadRequest(403, "Invalid token.")
+        raise TokenRejected(403, "Invalid token.")
 
 
 def _user_id(fields: dict[str, Any]) -> int:
@@ -115,6 +177,9 @@ def _user_id(fields: dict[str, Any]) -> int:
 def get_token_pricing(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return error(405, "Use POST.", Allow="POST")
+    address = client_ip(request)
+    if _blocked_until and _blocked_here(address):
+        return _too_many()
     try:
         fields = _read_fields(request)
         _check_token(fields)
@@ -123,6 +188,8 @@ def get_token_pricing(request: HttpRequest) -> HttpResponse:
             raise BadRequest(400, f"Unknown action: expected action={ACTION}.")
         user_id = _user_id(fields)
         body = pricing_answer(user_id)
+    except TokenRejected as exc:
+        return _token_rejected(address, exc)
     except BadRequest as exc:
         return error(exc.status, exc.message)
     except DatabaseError as exc:

@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.db.models import Q, QuerySet, Sum
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from bridge.admin_tools import ReadOnlyAdminMixin, SingletonModelAdmin
 from bridge.filters import MAX_ID
 from bridge.money import format_money
 from solusio.errors import SolusIOError
@@ -99,7 +100,7 @@ class CustomerFilter(CheckedListFilter):
         return queryset.filter(customer_id=int(value))
 
 
-class InvoiceLineInline(admin.TabularInline):
+class InvoiceLineInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = InvoiceLine
     extra = 0
     can_delete = False
@@ -109,12 +110,6 @@ class InvoiceLineInline(admin.TabularInline):
         "discrepancy",
     )  # fmt: skip
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 def _email_of(invoice: Invoice) -> InvoiceEmail | None:
@@ -129,7 +124,7 @@ def _money(invoice: Invoice, amount: Decimal) -> str:
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(admin.ModelAdmin):
+class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "number_display", "customer", "period_display", "status", "currency", "tokens",
         "total_display", "discrepancies", "issued_at", "paid_at", "email_display",
@@ -151,13 +146,9 @@ class InvoiceAdmin(admin.ModelAdmin):
     exclude = ("snapshot", "taxes", "fingerprint")
     change_list_template = "admin/usage/invoice/change_list.html"
 
-    # Invoices come from the cycle close and change only through the actions: every field
-    # is read-only and nothing is added or deleted by hand (issued ones are frozen anyway).
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    # Invoices come from the cycle close and change only through the actions (which need
+    # "change"): every field is read-only and nothing is added or deleted by hand.
+    keep_permissions = ("change",)
 
     @admin.display(description="number", ordering="number")
     def number_display(self, obj: Invoice) -> str:
@@ -351,7 +342,7 @@ class InvoiceAdmin(admin.ModelAdmin):
             f"Queued {queued} of {len(ids)} e-mail(s) (drafts and void invoices are not sent).",
         )
 
-    @admin.action(description="Export selected as CSV (one row per line)")
+    @admin.action(description="Export selected as CSV (one row per line)", permissions=["view"])
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> HttpResponse:
         rows = queryset.select_related("customer").prefetch_related("lines").order_by("id")
         response = HttpResponse(invoices_csv(rows), content_type="text/csv")
@@ -399,7 +390,7 @@ class UnknownKindFilter(YesNoFilter):
 
 
 @admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
+class UsageRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Raw usage as SolusIO reported it; orphans are the rows no customer claims, and rows
     of a kind the bridge cannot price (kept as SolusIO wrote it) hold their invoice."""
 
@@ -412,48 +403,26 @@ class UsageRecordAdmin(admin.ModelAdmin):
     search_fields = ("=billing_user_id", "=server_id", "server_name", "server_uuid")
     list_select_related = ("customer",)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    keep_permissions = ("delete",)
 
 
 @admin.register(UsagePull)
-class UsagePullAdmin(admin.ModelAdmin):
+class UsagePullAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("period", "rows", "started_at", "completed_at", "closed_at")
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    keep_permissions = ("delete",)
 
 
 @admin.register(BillingSettings)
-class BillingSettingsAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "auto_issue", "dunning_days", "email_invoices")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return not BillingSettings.objects.exists()
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
-        obj = BillingSettings.load()  # the singleton: straight to its form
-        return HttpResponseRedirect(reverse("admin:usage_billingsettings_change", args=[obj.pk]))
+class BillingSettingsAdmin(SingletonModelAdmin):
+    pass
 
 
 @admin.register(DunningEvent)
-class DunningEventAdmin(admin.ModelAdmin):
+class DunningEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("at", "customer", "action", "invoice", "reason")
     list_filter = ("action",)
     search_fields = ("=customer__id", "customer__email")
     list_select_related = ("customer", "invoice")
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    keep_permissions = ("delete",)

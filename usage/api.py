@@ -12,8 +12,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from bridge.api import StaffModelPermissions
+from bridge.api_tools import Conflict
 from bridge.filters import valid
-from pricing.api import Conflict
 from solusio.errors import SolusIOError
 from usage import cycle, emails, invoice_states, selectors
 from usage.exports import invoices_csv

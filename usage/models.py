@@ -7,10 +7,11 @@ one invoice per (customer, period), unique invoice numbers, one settings row.
 from django.db import models
 from django.db.models import Q
 
+from bridge.models import SingletonModel
 from users.models import Customer
 
 
-class BillingSettings(models.Model):
+class BillingSettings(SingletonModel):
     """The one row of staff-editable cycle settings."""
 
     auto_issue = models.BooleanField(
@@ -29,22 +30,9 @@ class BillingSettings(models.Model):
         "Staff can still re-send one by hand when this is off.",
     )
 
-    class Meta:
+    class Meta(SingletonModel.Meta):
         verbose_name = "billing settings"
         verbose_name_plural = "billing settings"
-        constraints = [models.CheckConstraint(condition=Q(pk=1), name="billingsettings_singleton")]
-
-    def __str__(self) -> str:
-        return "Billing settings"
-
-    def save(self, *args: object, **kwargs: object) -> None:
-        self.pk = 1
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
-
-    @classmethod
-    def load(cls) -> "BillingSettings":
-        obj, _ = cls.objects.get_or_create(pk=1)
-        return obj
 
 
 class UsagePull(models.Model):

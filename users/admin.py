@@ -8,17 +8,17 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
 from bridge import money
+from bridge.admin_tools import CountryListFilter, ReadOnlyAdminMixin, SingletonModelAdmin
 from bridge.jsonnum import plain_decimal
 from pricing import calc
-from pricing.admin import CountryListFilter
 from pricing.selectors import token_pricing
 from solusio.errors import SolusIOError
 from users import passwords, reconcile, services, sso, sync
@@ -33,7 +33,7 @@ from users.models import (
     SyncRecord,
     SyncRecordState,
 )
-from users.selectors import can_retry_sync, last_reconcile_run
+from users.selectors import LOG_IN_AS_CUSTOMER_PERMISSION, can_retry_sync, last_reconcile_run
 
 PREVIEW_TOKENS = 1_000
 
@@ -80,24 +80,32 @@ class CustomerAdmin(admin.ModelAdmin):
 
     # --- writes go through users.services, so SolusIO hears of them -------------------
 
-    def save_model(
-        self, request: HttpRequest, obj: Customer, form: ModelForm, change: bool
-    ) -> None:
+    def save_form(self, request: HttpRequest, form: ModelForm, change: bool) -> Customer:
+        unsaved = super().save_form(request, form, change)  # also readies form.save_m2m()
+        if change:
+            return unsaved
+        # A new customer is made by the service (it also queues the SolusIO user), and the
+        # row it saved becomes the form's instance: the discounts are saved onto it next
+        # (save_related), and the log entry and redirect name it.
         fields = {
             name: form.cleaned_data[name]
             for name in services.UPDATABLE_FIELDS
             if name in form.cleaned_data
         }
-        if change:
-            changed = {k: v for k, v in fields.items() if k in form.changed_data}
-            services.update_customer(customer=obj, changes=changed, reason="edited in admin")
-            return
-        created = services.create_customer(**fields)
-        # The form saves the discounts onto its instance next (save_related).
-        obj.pk, obj.created_at, obj.updated_at = created.pk, created.created_at, created.updated_at
-        obj.limit_group = created.limit_group
-        obj._state.adding = False
-        obj._state.db = created._state.db
+        form.instance = services.create_customer(**fields)
+        return form.instance
+
+    def save_model(
+        self, request: HttpRequest, obj: Customer, form: ModelForm, change: bool
+    ) -> None:
+        if not change:
+            return  # saved by save_form
+        changes = {
+            name: form.cleaned_data[name]
+            for name in services.UPDATABLE_FIELDS
+            if name in form.changed_data
+        }
+        services.update_customer(customer=obj, changes=changes, reason="edited in admin")
 
     def delete_model(self, request: HttpRequest, obj: Customer) -> None:
         services.delete_customer(customer=obj, reason="deleted in admin")
@@ -125,64 +133,25 @@ class CustomerAdmin(admin.ModelAdmin):
 
     @admin.display(description="SolusIO sync")
     def sync_panel(self, obj: Customer) -> SafeString:
-        account = _account(obj)
         records = SyncRecord.objects.filter(customer_id=obj.pk).order_by("-id")[:10]
-        rows = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            (
-                (
-                    r.pk,
-                    r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                    r.get_action_display(),
-                    r.reason,
-                    r.get_state_display(),
-                    r.last_error or "",
-                )
-                for r in records
-            ),
-        )
-        head = (
-            f"{account.get_state_display()}; SolusIO user {account.solusio_user_id or '—'}; "
-            f"last synced {account.last_synced_at or 'never'}"
-            if account
-            else "Never synced"
-        )
-        return format_html(
-            "<p>{}</p><table><tr><th>#</th><th>at</th><th>change</th><th>why</th>"
-            "<th>state</th><th>error</th></tr>{}</table>",
-            head,
-            rows,
+        return render_to_string(
+            "admin/users/customer/sync_panel.html",
+            {"account": _account(obj), "records": records},
         )
 
     @admin.display(description="dunning")
-    def dunning_panel(self, obj: Customer) -> SafeString | str:
+    def dunning_panel(self, obj: Customer) -> SafeString:
         # Read-only, so a panel rather than an inline: an inline's formset would have to
         # travel with every save of the customer form.
         events = obj.dunning.select_related("invoice").order_by("-at", "-id")[:10]
-        if not events:
-            return "No dunning steps."
-        rows = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            (
-                (
-                    e.at.strftime("%Y-%m-%d %H:%M:%S"),
-                    e.get_action_display(),
-                    e.invoice or "",
-                    e.reason,
-                )
-                for e in events
-            ),
-        )
-        return format_html(
-            "<table><tr><th>at</th><th>step</th><th>invoice</th><th>why</th></tr>{}</table>",
-            rows,
-        )
+        return render_to_string("admin/users/customer/dunning_panel.html", {"events": events})
 
     # --- actions ---------------------------------------------------------------------
 
-    @admin.action(description="Log in as customer (SolusIO control panel)")
+    @admin.action(
+        description="Log in as customer (SolusIO control panel)",
+        permissions=["log_in_as_customer"],
+    )
     def log_in_as_customer(
         self, request: HttpRequest, queryset: QuerySet[Customer]
     ) -> HttpResponse | None:
@@ -201,7 +170,7 @@ class CustomerAdmin(admin.ModelAdmin):
             return None
         return HttpResponseRedirect(url)
 
-    @admin.action(description="Sync to SolusIO again")
+    @admin.action(description="Sync to SolusIO again", permissions=["change"])
     def resync(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
         for pk in queryset.values_list("pk", flat=True):
             services.resync_customer(customer_id=pk, reason=f"resync by {request.user}")
@@ -214,6 +183,9 @@ class CustomerAdmin(admin.ModelAdmin):
 
     def has_retry_sync_permission(self, request: HttpRequest) -> bool:
         return can_retry_sync(request.user)
+
+    def has_log_in_as_customer_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(LOG_IN_AS_CUSTOMER_PERMISSION)
 
     def get_fieldsets(self, request: Any, obj: Customer | None = None) -> Any:
         if obj is None:
@@ -235,13 +207,14 @@ class CustomerAdmin(admin.ModelAdmin):
     @admin.display(description="portal login")
     def portal_login(self, obj: Customer) -> SafeString:
         user = obj.user
-        if user is None or not user.has_usable_password():
-            state = "No portal password yet: the customer cannot sign in at /account/."
-        else:
-            last = user.last_login.strftime("%Y-%m-%d %H:%M UTC") if user.last_login else "never"
-            state = f"Can sign in at /account/ with their e-mail; last signed in: {last}."
-        url = reverse("admin:users_customer_portal_password", args=[obj.pk])
-        return format_html('{} <a class="button" href="{}">Set portal password</a>', state, url)
+        return render_to_string(
+            "admin/users/customer/portal_login.html",
+            {
+                "can_sign_in": user is not None and user.has_usable_password(),
+                "last_login": user.last_login if user else None,
+                "url": reverse("admin:users_customer_portal_password", args=[obj.pk]),
+            },
+        )
 
     def get_urls(self) -> list[Any]:
         view = self.admin_site.admin_view(self.portal_password_view)
@@ -285,43 +258,21 @@ class CustomerAdmin(admin.ModelAdmin):
                 calc.tokens_to_money(PREVIEW_TOKENS, unit_cost, cur.decimals), cur, compact=True
             )
 
-        discounts = format_html_join(
-            "",
-            "<li>{} — {} (× {})</li>",
-            (
-                (d.name, d.description or "no description", plain_decimal(d.multiplier))
-                for d in pricing.discounts
-            ),
-        )
-        taxes = format_html_join(
-            "",
-            "<li>{}: {} %</li>",
-            ((t.label, plain_decimal(t.rate)) for t in pricing.taxes),
-        )
-        rows = [
-            ("Base token cost", f"{plain_decimal(pricing.base_token_unit_cost)} {cur.code}"),
-            (
-                "Discounts in force",
-                format_html("<ul>{}</ul>", discounts) if pricing.discounts else "none",
-            ),
-            (
-                f"Taxes ({'compound' if pricing.compound else 'simple'})",
-                format_html("<ul>{}</ul>", taxes) if pricing.taxes else "none",
-            ),
-            (
-                "User token unit cost",
-                f"{plain_decimal(pricing.user_token_unit_cost)} {cur.code}"
-                + (" (billing-exempt)" if obj.billing_exempt else ""),
-            ),
-            (
-                f"{money.format_tokens(PREVIEW_TOKENS)} tokens cost the customer",
-                f"{cost_of(pricing.user_token_unit_cost)} "
-                f"(before discounts and taxes {cost_of(pricing.base_token_unit_cost)})",
-            ),
-        ]
-        return format_html(
-            "<table>{}</table>",
-            format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows),
+        return render_to_string(
+            "admin/users/customer/token_pricing.html",
+            {
+                "pricing": pricing,
+                "exempt": obj.billing_exempt,
+                "base_unit_cost": plain_decimal(pricing.base_token_unit_cost),
+                "user_unit_cost": plain_decimal(pricing.user_token_unit_cost),
+                "discounts": [
+                    (d.name, d.description, plain_decimal(d.multiplier)) for d in pricing.discounts
+                ],
+                "taxes": [(t.label, plain_decimal(t.rate)) for t in pricing.taxes],
+                "preview_tokens": money.format_tokens(PREVIEW_TOKENS),
+                "preview_cost": cost_of(pricing.user_token_unit_cost),
+                "preview_base_cost": cost_of(pricing.base_token_unit_cost),
+            },
         )
 
 
@@ -355,7 +306,7 @@ class ReconcilePanelMixin(admin.ModelAdmin):
 
 
 @admin.register(SyncRecord)
-class SyncRecordAdmin(ReconcilePanelMixin):
+class SyncRecordAdmin(ReadOnlyAdminMixin, ReconcilePanelMixin):
     """The outbox: what was (or is still to be) told to SolusIO, and why it failed."""
 
     list_display = (
@@ -374,15 +325,6 @@ class SyncRecordAdmin(ReconcilePanelMixin):
     search_fields = ("customer_id__exact", "last_error", "reason")
     actions = ("retry",)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     @admin.action(description="Retry the selected parked changes", permissions=["retry"])
     def retry(self, request: HttpRequest, queryset: QuerySet[SyncRecord]) -> None:
         ids = list(queryset.filter(state=SyncRecordState.PARKED).values_list("pk", flat=True))
@@ -394,7 +336,7 @@ class SyncRecordAdmin(ReconcilePanelMixin):
 
 
 @admin.register(LimitGroup)
-class LimitGroupAdmin(admin.ModelAdmin):
+class LimitGroupAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Mirrored from SolusIO (Step 5): read-only here; "Refresh from SolusIO" re-reads them."""
 
     list_display = (
@@ -408,15 +350,6 @@ class LimitGroupAdmin(admin.ModelAdmin):
         "mirrored_at",
     )
     change_list_template = "admin/users/limitgroup/change_list.html"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @staticmethod
     def _limit(limit: int, enabled: bool) -> str:
@@ -443,8 +376,9 @@ class LimitGroupAdmin(admin.ModelAdmin):
         return [path("mirror/", view, name="users_limitgroup_mirror"), *super().get_urls()]
 
     def mirror_view(self, request: HttpRequest) -> HttpResponse:
-        if not request.user.has_perm("users.view_limitgroup"):
-            return HttpResponse(status=403)
+        # Refreshing writes the mirrored rows: "change", although staff edit none by hand.
+        if not request.user.has_perm("users.change_limitgroup"):
+            return HttpResponse("Refreshing limit groups needs permission.", status=403)
         try:
             groups = services.mirror_limit_groups()
         except SolusIOError as exc:
@@ -455,7 +389,7 @@ class LimitGroupAdmin(admin.ModelAdmin):
 
 
 @admin.register(SolusioDefaults)
-class SolusioDefaultsAdmin(admin.ModelAdmin):
+class SolusioDefaultsAdmin(SingletonModelAdmin):
     """One row: the default limit group for new customers."""
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
@@ -463,39 +397,18 @@ class SolusioDefaultsAdmin(admin.ModelAdmin):
             kwargs["queryset"] = LimitGroup.objects.filter(in_solusio=True)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        row = SolusioDefaults.load()
-        return HttpResponseRedirect(reverse("admin:users_solusiodefaults_change", args=[row.pk]))
-
 
 @admin.register(LoginAudit)
-class LoginAuditAdmin(admin.ModelAdmin):
+class LoginAuditAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Who opened which customer's control panel, and what happened (never the token)."""
 
     list_display = ("at", "customer_id", "staff_username", "outcome", "detail", "remote_addr")
     list_filter = ("outcome",)
     search_fields = ("customer_id__exact", "staff_username")
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(ReconcileRun)
-class ReconcileRunAdmin(ReconcilePanelMixin):
+class ReconcileRunAdmin(ReadOnlyAdminMixin, ReconcilePanelMixin):
     """Every reconciliation's report; "Reconcile now" queues one (users.add_reconcilerun)."""
 
     list_display = ("id", "requested_at", "trigger", "fix", "state", "summary")
@@ -513,11 +426,7 @@ class ReconcileRunAdmin(ReconcilePanelMixin):
     )
     readonly_fields = fields
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # runs are made by "Reconcile now", beat and the command
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    keep_permissions = ("delete",)  # runs are made by "Reconcile now", beat and the command
 
     def get_urls(self) -> list[Any]:
         view = self.admin_site.admin_view(require_POST(self.run_view))
@@ -557,15 +466,15 @@ class ReconcileRunAdmin(ReconcilePanelMixin):
     def counts_table(self, obj: ReconcileRun) -> SafeString | str:
         if not obj.counts:
             return "—"
-        rows = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", obj.labelled_counts())
-        return format_html("<table>{}</table>", rows)
+        return render_to_string(
+            "admin/users/reconcilerun/counts.html", {"counts": obj.labelled_counts()}
+        )
 
     @admin.display(description="report")
     def report(self, obj: ReconcileRun) -> SafeString | str:
         if not obj.details:
             return "—"
-        lines = ((line,) for line in obj.details)
-        return format_html("<ul>{}</ul>", format_html_join("", "<li>{}</li>", lines))
+        return render_to_string("admin/users/reconcilerun/report.html", {"lines": obj.details})
 
 
 # Where "Reconcile now" may send staff back to.

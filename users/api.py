@@ -1,7 +1,6 @@
 """Staff REST API for customers (DESIGN §8). Thin: validation in users.serializers, writes
 in users.services, the pricing preview in pricing.services."""
 
-from django.db.models import ProtectedError
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
@@ -12,7 +11,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from pricing.api import Conflict, ProtectedDestroyMixin
+from bridge.api import model_permission
+from bridge.api_tools import ProtectedDestroyMixin
 from pricing.serializers import TokenPricingAnswerSerializer
 from pricing.services import NOT_FOUND, pricing_answer
 from users import services, sync
@@ -33,24 +33,16 @@ class CustomerViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
     serializer_class = CustomerSerializer
     filterset_class = CustomerFilter
 
-    def perform_destroy(self, instance: Customer) -> None:  # type: ignore[override]
-        # Through the service, so the SolusIO user is deleted too (outbox); rows that still
-        # point at the customer make it a 409, as for every other delete.
-        try:
-            services.delete_customer(customer=instance, reason="deleted through the API")
-        except ProtectedError as exc:
-            holders = sorted({str(obj._meta.verbose_name_plural) for obj in exc.protected_objects})
-            raise Conflict(
-                f"{instance} is still used by {len(exc.protected_objects)} "
-                f"{' and '.join(holders)}; reassign them first."
-            ) from exc
+    def delete_instance(self, instance: Customer) -> None:  # type: ignore[override]
+        # Through the service, so the SolusIO user is deleted too (outbox).
+        services.delete_customer(customer=instance, reason="deleted through the API")
 
     @extend_schema(
         summary="Queue the customer's whole state for SolusIO again",
         request=None,
         responses={202: CountSerializer},
     )
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], permission_classes=[model_permission("change")])
     def resync(self, request: Request, pk: str | None = None) -> Response:
         customer = self.get_object()
         services.resync_customer(customer_id=customer.pk, reason=f"resync by {request.user}")
@@ -64,7 +56,12 @@ class CustomerViewSet(ProtectedDestroyMixin, viewsets.ModelViewSet):
         ),
         responses={200: TokenPricingAnswerSerializer},
     )
-    @action(detail=True, methods=["get"], url_path="token-pricing")
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path="token-pricing",
+        permission_classes=[model_permission("view")],
+    )
     def token_pricing(self, request: Request, pk: str | None = None) -> HttpResponse:
         customer = self.get_object()
         # The same bytes (and cache entry) GetTokenPricing serves: a DRF Response would

@@ -1,11 +1,10 @@
 """Customers: the billing system's users, each one a SolusIO user (billing_user_id = id)."""
 
-from typing import Any
-
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from bridge.models import SingletonModel
 from pricing.models import Currency, Discount, country_validator
 
 
@@ -60,6 +59,9 @@ class Customer(models.Model):
                 condition=models.Q(status__in=CustomerStatus.values), name="customer_status_valid"
             ),
         ]
+        # A one-time login into the customer's SolusIO panel: its own grant, never implied
+        # by viewing or changing customers.
+        permissions = [("log_in_as_customer", "Can log in as the customer (SolusIO control panel)")]
 
     def __str__(self) -> str:
         return f"#{self.id} {self.email}"
@@ -88,7 +90,7 @@ class LimitGroup(models.Model):
         return self.name if self.in_solusio else f"{self.name} (gone from SolusIO)"
 
 
-class SolusioDefaults(models.Model):
+class SolusioDefaults(SingletonModel):
     """The one row of staff-chosen defaults for new SolusIO users."""
 
     default_limit_group = models.ForeignKey(
@@ -100,22 +102,9 @@ class SolusioDefaults(models.Model):
         help_text="For customers without their own limit group (Step 5).",
     )
 
-    class Meta:
+    class Meta(SingletonModel.Meta):
         verbose_name = "SolusIO defaults"
         verbose_name_plural = "SolusIO defaults"
-        constraints = [models.CheckConstraint(condition=Q(pk=1), name="solusiodefaults_singleton")]
-
-    def __str__(self) -> str:
-        return "SolusIO defaults"
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        self.pk = 1
-        super().save(*args, **kwargs)
-
-    @classmethod
-    def load(cls) -> "SolusioDefaults":
-        obj, _ = cls.objects.get_or_create(pk=1)
-        return obj
 
 
 class SyncState(models.TextChoices):

@@ -8,6 +8,7 @@ from users.models import Customer, ReconcileRun
 
 # Putting parked sync records back in the queue (admin actions, staff API).
 RETRY_SYNC_PERMISSION = "users.retry_syncrecord"
+LOG_IN_AS_CUSTOMER_PERMISSION = "users.log_in_as_customer"
 
 
 def can_retry_sync(user: Any) -> bool:

@@ -5,6 +5,7 @@ Thin: who the customer is comes from users.selectors, the token from users.sso.
 
 from typing import Any
 
+from axes.utils import reset as axes_reset
 from django import forms
 from django.conf import settings
 from django.contrib.auth import views as auth_views
@@ -18,14 +19,18 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from users import passwords, services, sso
+from users.decorators import customer_required
 from users.models import Customer
-from users.selectors import customer_for_request
 
 
 class CustomerLoginForm(AuthenticationForm):
     """E-mail and password; the login behind it is the customer's own (`customer:<id>`)."""
 
     username = forms.EmailField(label="E-mail", widget=forms.EmailInput(attrs={"autofocus": True}))
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": "Please enter a correct e-mail and password.",
+    }
 
     def clean(self) -> dict[str, Any]:
         email = self.cleaned_data.get("username")
@@ -49,38 +54,24 @@ class AccountLogoutView(auth_views.LogoutView):
     next_page = reverse_lazy("account-login")  # type: ignore[assignment]
 
 
-def _need_customer(request: HttpRequest) -> Customer | HttpResponse:
-    customer = customer_for_request(request)
-    if customer is not None:
-        return customer
-    if request.user.is_authenticated:
-        # A staff login is not a customer: staff use "log in as customer" in the admin.
-        return render(request, "account/not_a_customer.html", status=403)
-    return redirect(f"{reverse_lazy('account-login')}?next={request.path}")
-
-
 @never_cache
 @require_safe
-def account_home(request: HttpRequest) -> HttpResponse:
-    found = _need_customer(request)
-    if isinstance(found, HttpResponse):
-        return found
-    return render(request, "account/home.html", {"customer": found})
+@customer_required
+def account_home(request: HttpRequest, customer: Customer) -> HttpResponse:
+    return render(request, "account/home.html", {"customer": customer})
 
 
 @never_cache
 @require_POST
-def open_control_panel(request: HttpRequest) -> HttpResponse:
-    found = _need_customer(request)
-    if isinstance(found, HttpResponse):
-        return found
+@customer_required
+def open_control_panel(request: HttpRequest, customer: Customer) -> HttpResponse:
     try:
-        url = sso.login_url(customer=found, remote_addr=request.META.get("REMOTE_ADDR"))
+        url = sso.login_url(customer=customer, remote_addr=request.META.get("REMOTE_ADDR"))
     except sso.LoginRefused as refused:
         return render(
             request,
             "account/refused.html",
-            {"customer": found, "message": refused.message},
+            {"customer": customer, "message": refused.message},
             status=403 if refused.outcome in ("suspended", "locked") else 503,
         )
     return HttpResponseRedirect(url)
@@ -164,5 +155,7 @@ def reset_password(request: HttpRequest) -> HttpResponse:
         services.set_customer_password(
             customer_id=form.target.customer.pk, password=form.cleaned_data["new_password1"]
         )
+        # Proven by the e-mail: failed guesses at the old password no longer lock the account.
+        axes_reset(username=services.portal_username(form.target.customer.pk))
         return redirect(f"{reverse('account-login')}?reset=done")
     return render(request, "account/reset.html", {"form": form})

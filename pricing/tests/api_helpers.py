@@ -9,8 +9,9 @@ from typing import Any
 from django.contrib.auth.models import Permission, User
 from django.db.models import Model
 from django.test import Client
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+
+from bridge.api_keys import create_api_key
 
 ACTIONS = ("view", "add", "change", "delete")
 
@@ -33,7 +34,8 @@ def make_user(
 
 def token_client(user: User) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    _, key = create_api_key(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     return client
 
 

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from solusio.simulator.api import PREFIX, Api, Request
+from solusio.simulator.browser import LOGIN_PATH, login_page
 from solusio.simulator.faults import BEFORE, CallLog, Fault, FaultConfig, FaultInjector
 from solusio.simulator.state import Invalid, SeedConfig, SimState, parse_instant
 
@@ -101,6 +102,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._control(parts.path, query, body)
         elif parts.path == PREFIX or parts.path.startswith(PREFIX + "/"):
             self._api(parts.path[len(PREFIX) :] or "/", query, body)
+        elif parts.path == LOGIN_PATH and self.command in ("GET", "HEAD"):
+            status, html = login_page(self.server.sim.state, query.get("token", ""))
+            self._send_html(status, html)
         else:
             self._send(404, {"message": "Not Found."})
 
@@ -141,6 +145,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the work is done; the answer is lost
         else:
             self._send(status, payload, truncate=kind == "truncate")
+
+    def _send_html(self, status: int, html: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(html)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(html)
 
     def _before(self, fault: Fault) -> None:
         if fault.kind == "drop":

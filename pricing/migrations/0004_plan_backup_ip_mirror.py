@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pricing', '0002_plan_solusio_mirror'),
+        ('pricing', '0003_pricing_generation'),
     ]
 
     operations = [

@@ -1,0 +1,89 @@
+"""The customer portal in a real browser: every form posts with the browser's own Origin
+and Referer (the Django test client sends neither), so CSRF is checked as in production."""
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from django.core import mail
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import PASSWORD, Bridge
+from usage import invoice_states
+
+Shot = Callable[[Page, str], Path]
+
+
+def sign_in(page: Page, bridge: Bridge, email: str, password: str) -> None:
+    page.goto(bridge.url + "/account/login/")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_sign_in_and_a_wrong_password(page: Page, bridge: Bridge, shot: Shot) -> None:
+    bridge.customer("ann@example.com", name="Ann Example")
+    sign_in(page, bridge, "ann@example.com", "not-her-password")
+    expect(page.locator(".errorlist")).to_contain_text("correct e-mail")
+    assert page.url.endswith("/account/login/")
+    shot(page, "portal-wrong-password")
+
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#account-status")).to_contain_text("Ann Example")
+    assert page.url == bridge.url + "/account/"
+    shot(page, "portal-home")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+
+
+def test_forgot_password_e_mail_link_reset_then_sign_in(
+    page: Page, bridge: Bridge, shot: Shot
+) -> None:
+    bridge.customer("ann@example.com")
+    page.goto(bridge.url + "/account/login/")
+    page.get_by_role("link", name="Forgot your password?").click()
+    page.get_by_label("E-mail").fill("ann@example.com")
+    page.get_by_role("button").click()
+    expect(page.locator("body")).to_contain_text("e-mail")
+    assert page.url.endswith("/account/forgot/sent/")
+
+    (message,) = mail.outbox
+    link = re.search(r"(http\S+#\S+)", str(message.body))
+    assert link is not None, message.body
+    page.goto(link.group(1))
+    expect(page.locator("#key-row")).to_be_hidden()  # the key came from the link
+    assert "#" not in page.url  # and left the address bar
+    shot(page, "portal-reset")
+    new = PASSWORD + "-new"
+    page.locator("input[name=new_password1]").fill(new)
+    page.locator("input[name=new_password2]").fill(new)
+    page.get_by_role("button", name="Set the password").click()
+    expect(page.locator(".done")).to_contain_text("Your new password is set")
+
+    sign_in(page, bridge, "ann@example.com", new)
+    expect(page.locator("#account-status")).to_contain_text("ann@example.com")
+
+
+def test_invoices_pdf_and_open_control_panel(page: Page, bridge: Bridge, shot: Shot) -> None:
+    ann = bridge.customer("ann@example.com", name="Ann Example")
+    user_id = bridge.solusio_user_id(ann)
+    invoice = bridge.october_draft(ann)
+    invoice_states.issue_invoice(invoice_id=invoice.pk)
+
+    sign_in(page, bridge, "ann@example.com", PASSWORD)
+    page.get_by_role("link", name="Your invoices").click()
+    row = page.locator("tr", has_text="INV-")
+    expect(row).to_have_count(1)
+    shot(page, "portal-invoices")
+    with page.expect_download() as download_info:
+        row.get_by_role("link", name="PDF").click()
+    pdf = Path(download_info.value.path()).read_bytes()
+    assert pdf.startswith(b"%PDF")
+    assert download_info.value.suggested_filename.startswith("invoice-")
+
+    page.goto(bridge.url + "/account/")
+    page.get_by_role("button", name="Open control panel").click()
+    expect(page.locator("body")).to_contain_text(f"Signed in as ann@example.com (user #{user_id})")
+    assert page.url.startswith(bridge.sim.control.root + "/auth/by_token?token=")
+    shot(page, "solusio-login-page")

@@ -1,21 +1,5 @@
-"""Invoice e-mails: each issued invoice reaches its customer once, with its PDF attached.
-
-- `record_issued` runs inside the transaction that issues the invoices and writes one
-  `InvoiceEmail` per invoice (a one-to-one: never two). Delivery is requested when that
-  transaction commits, so a rolled-back issue sends nothing and a committed one is never
-  lost: if the broker or the worker is down, `sweep` (beat, every minute) asks again.
-- `deliver` claims the invoice's pending record with `SELECT … FOR UPDATE SKIP LOCKED`
-  and holds the lock through the SMTP call, then records the outcome in the same
-  transaction: a duplicate task, a retry racing the sweep, or a second worker finds the row
-  locked or already sent and sends nothing. (One window remains, as with any SMTP sender:
-  a worker killed after the server accepted the message but before the commit sends it
-  again on retry.)
-- A failure (connection refused, timeout, SMTP error) is recorded with the attempt count
-  and the error; the next attempt waits a growing, jittered delay. After
-  INVOICE_EMAIL_MAX_ATTEMPTS the record is *failed*, visible to staff, who can re-send.
-- An invoice voided before its e-mail went out is not sent (*skipped*); drafts have no
-  record. **Billing settings → E-mail invoices** off: issuing records nothing.
-"""
+"""Invoice e-mails: each issued invoice reaches its customer once, with its PDF, through an
+outbox written in the issuing transaction (docs/architecture.md, Outboxes)."""
 
 from __future__ import annotations
 
@@ -33,6 +17,7 @@ from django.utils import timezone
 from bridge.money import format_money
 from bridge.outbox import Outbox, Outcome, Step
 from bridge.sql import render
+from usage import legal
 from usage.models import (
     BillingSettings,
     Invoice,
@@ -183,21 +168,26 @@ def invoice_message(invoice: Invoice) -> EmailMessage:
 
     pricing = PricingSnapshot.from_json(invoice.snapshot)
     customer = invoice.customer
-    body = "\n".join(
-        [
-            f"Hello {customer.name or customer.email},",
-            "",
-            f"your invoice {invoice.display_number} for {invoice.period:%B %Y} is attached.",
-            f"Total: {format_money(invoice.total, pricing)}",
-            "",
-            "Thank you.",
-        ]
-    )
+    details = legal.details_of(invoice)
+    link = legal.payment_link(details, invoice)
+    lines = [
+        f"Hello {customer.name or customer.email},",
+        "",
+        f"your invoice {invoice.display_number} for {invoice.period:%B %Y} is attached.",
+        f"Total: {format_money(invoice.total, pricing)}",
+    ]
+    if details.due_date and invoice.total > 0:
+        lines.append(f"Due date: {legal.long_date(details.due_date)}")
+    if link and invoice.total > 0:
+        lines.append(f"Pay online: {link}")
+    lines += ["", "Thank you."]
+    support = details.seller.support_email
     message = EmailMessage(
         subject=f"Invoice {invoice.display_number} for {invoice.period:%B %Y}",
-        body=body,
+        body="\n".join(lines),
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[customer.email],
+        reply_to=[support] if support else None,
     )
     message.attach(
         f"{invoice_filename(invoice)}.pdf", render_invoice_pdf(invoice), "application/pdf"

@@ -58,9 +58,11 @@ def test_the_invoice_has_a_backup_line_of_ten_percent_of_the_capped_month(
 
 def test_the_pdf_and_the_csv_show_the_backup_line(backed_up: Invoice) -> None:
     text = pdf_text(backed_up).replace(NBSP, " ")
-    [line] = [x for x in text.splitlines() if "(backups" in x]
-    # The rule with its percentage, the tokens and the amount.
-    assert line.endswith(f"{Rule.BACKUPS.label} 10 % 500 $0.50 USD")
+    # The table wraps a cell over lines: the item, its unit (the percentage of the runtime
+    # charge), the rule, the tokens and the amount.
+    assert "(backups) — 1 Core, 1 GB RAM" in text
+    assert "10 % of" in text
+    assert f"744 7 5,000 {Rule.BACKUPS.label} 500 $0.50 USD" in text
     csv = invoices_csv(Invoice.objects.select_related("customer").prefetch_related("lines"))
     [row] = [x for x in csv.splitlines() if ",backup," in x]
     assert ",backups,500," in row

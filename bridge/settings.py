@@ -164,6 +164,11 @@ SOLUSIO_API_URL = env.str("SOLUSIO_API_URL", default="")
 SOLUSIO_API_TOKEN = env.str("SOLUSIO_API_TOKEN", default="")
 SOLUSIO_VERIFY_TLS = env.bool("SOLUSIO_VERIFY_TLS", default=True)
 SOLUSIO_LOGIN_URL_TEMPLATE = env.str("SOLUSIO_LOGIN_URL_TEMPLATE", default="")
+# The billing usage list (Step 10) is not in any public source (DESIGN §4): its route and
+# period filter names are settings, so a SolusIO that differs needs no code change.
+SOLUSIO_USAGE_PATH = env.str("SOLUSIO_USAGE_PATH", default="/usage")
+SOLUSIO_USAGE_FILTER_FROM = env.str("SOLUSIO_USAGE_FILTER_FROM", default="filter[date_from]")
+SOLUSIO_USAGE_FILTER_TO = env.str("SOLUSIO_USAGE_FILTER_TO", default="filter[date_to]")
 BILLING_TIMEZONE = env.str("BILLING_TIMEZONE", default="UTC")
 # Processes that build a cycle close's invoices (PostgreSQL only): 2 uses a second core
 # for the pure-Python build of half the customers; 1 builds in the closing process only.

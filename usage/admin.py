@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.db.models import QuerySet, Sum
+from django.db.models import Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -28,6 +28,7 @@ from usage.models import (
     Invoice,
     InvoiceEmail,
     InvoiceLine,
+    UsageItemKind,
     UsagePull,
     UsageRecord,
 )
@@ -105,7 +106,8 @@ class InvoiceLineInline(ReadOnlyAdminMixin, admin.TabularInline):
     can_delete = False
     fields = (
         "position", "server_name", "item", "plan_name", "hours", "tokens_per_hour",
-        "tokens_per_month", "rule", "tokens", "amount", "reported_tokens", "discrepancy",
+        "tokens_per_month", "backup_price", "rule", "tokens", "amount", "reported_tokens",
+        "discrepancy",
     )  # fmt: skip
     readonly_fields = fields
 
@@ -129,6 +131,7 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     )  # fmt: skip
     list_filter = (
         PeriodFilter, "status", "currency", OverdueFilter, CustomerFilter, "discrepancies",
+        ("hold_reason", admin.EmptyFieldListFilter),
     )  # fmt: skip
     search_fields = ("=number", "=customer__id", "customer__email", "customer__name")
     list_select_related = ("customer", "email")
@@ -137,8 +140,8 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = (
         "customer", "period", "period_start", "period_end", "status", "number", "currency",
         "tokens", "subtotal", "tax_total", "total", "tax_table", "snapshot_table",
-        "legal_table", "discrepancies", "generated_at", "issued_at", "paid_at", "voided_at",
-        "email_delivery", "documents",
+        "legal_table", "discrepancies", "hold_reason", "generated_at", "issued_at", "paid_at",
+        "voided_at", "email_delivery", "documents",
     )  # fmt: skip
     exclude = ("snapshot", "taxes", "fingerprint", "legal")
     change_list_template = "admin/usage/invoice/change_list.html"
@@ -370,31 +373,56 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return response
 
 
-class OrphanFilter(admin.SimpleListFilter):
-    title = "customer known"
-    parameter_name = "orphan"
+class YesNoFilter(admin.SimpleListFilter):
+    """A filter with two choices, "yes" and "no" (anything else is a clear 400-style error)."""
+
+    labels: tuple[str, str]  # what "yes" and "no" read as
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "Orphans (unknown billing user)"), ("no", "Known customers")]
+        return [("yes", self.labels[0]), ("no", self.labels[1])]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
         if value in (None, ""):
             return queryset
         if value not in ("yes", "no"):
-            raise IncorrectLookupParameters(f"orphan must be yes or no: {value!r}")
-        return queryset.filter(customer__isnull=value == "yes")
+            raise IncorrectLookupParameters(f"{self.parameter_name} must be yes or no: {value!r}")
+        return self.split(queryset, value == "yes")
+
+    def split(self, queryset: QuerySet[Any], yes: bool) -> QuerySet[Any]:
+        raise NotImplementedError
+
+
+class OrphanFilter(YesNoFilter):
+    title = "customer known"
+    parameter_name = "orphan"
+    labels = ("Orphans (unknown billing user)", "Known customers")
+
+    def split(self, queryset: QuerySet[Any], yes: bool) -> QuerySet[Any]:
+        return queryset.filter(customer__isnull=yes)
+
+
+class UnknownKindFilter(YesNoFilter):
+    title = "item kind known"
+    parameter_name = "unknown_kind"
+    labels = ("Unknown kinds (hold the invoice)", "Known kinds")
+
+    def split(self, queryset: QuerySet[Any], yes: bool) -> QuerySet[Any]:
+        known = Q(item__in=UsageItemKind.values)
+        return queryset.exclude(known) if yes else queryset.filter(known)
 
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Raw usage as SolusIO reported it; orphans are the rows no customer claims."""
+    """Raw usage as SolusIO reported it; orphans are the rows no customer claims, and rows
+    of a kind the bridge cannot price (kept as SolusIO wrote it) hold their invoice."""
 
     list_display = (
         "period", "billing_user_id", "customer", "server_name", "item", "plan_name", "hours",
-        "tokens_per_hour", "tokens_per_month", "reported_tokens", "started_at", "ended_at",
+        "tokens_per_hour", "tokens_per_month", "backup_price", "reported_tokens", "started_at",
+        "ended_at",
     )  # fmt: skip
-    list_filter = (OrphanFilter, PeriodFilter, "item")
+    list_filter = (OrphanFilter, UnknownKindFilter, PeriodFilter, "item")
     search_fields = ("=billing_user_id", "=server_id", "server_name", "server_uuid")
     list_select_related = ("customer",)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
+from django.db.models import Q
 from django.utils import timezone
 
 from bridge import metrics
@@ -25,8 +26,10 @@ def _issue_period(period: Period, customer_id: int | None, summary: CloseSummary
     drafts = Invoice.objects.filter(period=period.month, status=InvoiceStatus.DRAFT)
     if customer_id is not None:
         drafts = drafts.filter(customer_id=customer_id)
-    summary.held = drafts.filter(discrepancies__gt=0).count()
-    ids = list(drafts.filter(discrepancies=0).values_list("id", flat=True))
+    # A draft with a SolusIO discrepancy or usage it cannot price waits for staff.
+    ready = Q(discrepancies=0, hold_reason="")
+    summary.held = drafts.exclude(ready).count()
+    ids = list(drafts.filter(ready).values_list("id", flat=True))
     summary.issued = issue_invoices(invoice_ids=ids)
 
 

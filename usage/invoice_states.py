@@ -231,6 +231,7 @@ def credit_values(invoice: Invoice) -> dict[str, Any]:
     lines = [
         {
             "position": line.position,
+            "server_id": line.server_id,
             "server_name": line.server_name,
             "plan_name": line.plan_name,
             "item": line.item,

@@ -13,6 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.http import HttpResponse
 from fpdf import FPDF
 from fpdf.enums import TableBordersLayout
 from fpdf.fonts import FontFace
@@ -150,6 +151,13 @@ def invoice_filename(invoice: Invoice) -> str:
 
 def credit_note_filename(note: CreditNote) -> str:
     return f"credit-note-{note.number:06d}"
+
+
+def credit_note_pdf_response(note: CreditNote) -> HttpResponse:
+    """The credit note's PDF as a download (admin, staff API, portal)."""
+    response = HttpResponse(render_credit_note_pdf(note), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="{credit_note_filename(note)}.pdf"'
+    return response
 
 
 def render_invoice_pdf(invoice: Invoice) -> bytes:

@@ -20,10 +20,12 @@ from bridge.filters import MAX_ID
 from bridge.money import format_money
 from solusio.errors import SolusIOError
 from usage import emails, invoice_states, legal, selectors
-from usage.exports import invoices_csv
+from usage.cycle import CloseError
+from usage.exports import credit_notes_csv, invoices_csv
 from usage.filters import month_of
 from usage.models import (
     BillingSettings,
+    CreditNote,
     DunningEvent,
     Invoice,
     InvoiceEmail,
@@ -32,7 +34,7 @@ from usage.models import (
     UsagePull,
     UsageRecord,
 )
-from usage.pdf import invoice_filename, render_invoice_pdf
+from usage.pdf import credit_note_pdf_response, invoice_filename, render_invoice_pdf
 from usage.rules import PricingSnapshot
 
 
@@ -136,7 +138,9 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("=number", "=customer__id", "customer__email", "customer__name")
     list_select_related = ("customer", "email")
     inlines = [InvoiceLineInline]
-    actions = ["issue", "mark_paid", "void", "regenerate", "resend_email", "export_csv"]
+    actions = [
+        "issue", "mark_paid", "void", "correct", "regenerate", "resend_email", "export_csv",
+    ]  # fmt: skip
     readonly_fields = (
         "customer", "period", "period_start", "period_end", "status", "number", "currency",
         "tokens", "subtotal", "tax_total", "total", "tax_table", "snapshot_table",
@@ -322,7 +326,7 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             try:
                 change(invoice)
                 done += 1
-            except invoice_states.InvoiceStateError as exc:
+            except (invoice_states.InvoiceStateError, CloseError) as exc:
                 failed += 1
                 self.message_user(request, str(exc), messages.WARNING)
         self.message_user(request, f"{verb}: {done} invoice(s); {failed} skipped.")
@@ -339,10 +343,62 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             request, queryset, "Marked paid", lambda i: invoice_states.mark_paid(invoice_id=i.pk)
         )
 
-    @admin.action(description="Void selected (keeps the number)", permissions=["change"])
-    def void(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
-        self._each(
-            request, queryset, "Voided", lambda i: invoice_states.void_invoice(invoice_id=i.pk)
+    def has_credit_permission(self, request: HttpRequest) -> bool:
+        """Voiding and correcting issue a credit note: they need its add permission."""
+        return request.user.has_perm(f"{CreditNote._meta.app_label}.add_creditnote")
+
+    def _credit(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Invoice],
+        *,
+        title: str,
+        explanation: str,
+        verb: str,
+        change: Any,
+    ) -> HttpResponse | None:
+        """Ask for the reason (printed on each credit note), then act on each invoice."""
+        reason = request.POST.get("reason", "").strip()
+        if request.POST.get("confirm") == "yes" and reason:
+            self._each(request, queryset, verb, lambda i: change(i.pk, reason[:500]))
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "explanation": explanation,
+            "invoices": queryset.select_related("customer"),
+            "action": request.POST.get("action", ""),
+            "reason": reason,
+            "error": "A reason is required." if request.POST.get("confirm") == "yes" else "",
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/usage/invoice/credit.html", context)
+
+    @admin.action(description="Void selected (issues a credit note)", permissions=["credit"])
+    def void(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> HttpResponse | None:
+        return self._credit(
+            request,
+            queryset,
+            title="Void and credit",
+            explanation="Each issued invoice keeps its number, becomes void and is credited "
+            "in full by a new credit note. Paid invoices and drafts are skipped.",
+            verb="Voided",
+            change=lambda pk, reason: invoice_states.void_invoice(invoice_id=pk, reason=reason),
+        )
+
+    @admin.action(
+        description="Correct selected (credit note and a new draft)", permissions=["credit"]
+    )
+    def correct(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> HttpResponse | None:
+        return self._credit(
+            request,
+            queryset,
+            title="Credit and re-draft",
+            explanation="Each issued invoice is voided and credited in full by a new credit "
+            "note, and a new draft for the same customer and period is built from the stored "
+            "usage and today's prices, to review and issue.",
+            verb="Corrected",
+            change=lambda pk, reason: invoice_states.correct_invoice(invoice_id=pk, reason=reason),
         )
 
     @admin.action(
@@ -370,6 +426,64 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         rows = queryset.select_related("customer").prefetch_related("lines").order_by("id")
         response = HttpResponse(invoices_csv(rows), content_type="text/csv")
         response["Content-Disposition"] = 'attachment; filename="invoices.csv"'
+        return response
+
+
+@admin.register(CreditNote)
+class CreditNoteAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Credit notes are issued by voiding or correcting an invoice, never by hand."""
+
+    list_display = (
+        "number_display", "invoice", "customer", "kind", "total_display", "issued_at", "reason",
+    )  # fmt: skip
+    list_filter = ("kind", "currency")
+    search_fields = ("=number", "=invoice__number", "=invoice__customer__id", "reason")
+    list_select_related = ("invoice", "invoice__customer")
+    readonly_fields = (
+        "number_display", "invoice", "kind", "reason", "issued_at", "currency", "tokens",
+        "subtotal", "tax_total", "total", "document",
+    )  # fmt: skip
+    exclude = ("number", "taxes", "lines", "legal")
+    actions = ["export_csv"]
+
+    @admin.display(description="number", ordering="number")
+    def number_display(self, obj: CreditNote) -> str:
+        return obj.display_number
+
+    @admin.display(description="customer", ordering="invoice__customer")
+    def customer(self, obj: CreditNote) -> str:
+        return str(obj.invoice.customer)
+
+    @admin.display(description="total", ordering="total")
+    def total_display(self, obj: CreditNote) -> str:
+        return _money(obj.invoice, obj.total)
+
+    @admin.display(description="document")
+    def document(self, obj: CreditNote) -> SafeString:
+        url = reverse("admin:usage_creditnote_pdf", args=[obj.pk])
+        return format_html('<a href="{}">Download PDF</a>', url)
+
+    def get_urls(self) -> list[Any]:
+        extra = [
+            path(
+                "<int:pk>/pdf/",
+                self.admin_site.admin_view(self.pdf_view),
+                name="usage_creditnote_pdf",
+            )
+        ]
+        return extra + super().get_urls()
+
+    def pdf_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if not self.has_view_permission(request):
+            return HttpResponse(status=403)
+        note = get_object_or_404(CreditNote.objects.select_related("invoice"), pk=pk)
+        return credit_note_pdf_response(note)
+
+    @admin.action(description="Export selected as CSV (one row per line)", permissions=["view"])
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[CreditNote]) -> HttpResponse:
+        notes = queryset.select_related("invoice", "invoice__customer").order_by("number")
+        response = HttpResponse(credit_notes_csv(notes), content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="credit-notes.csv"'
         return response
 
 

@@ -265,7 +265,13 @@ class Invoice(models.Model):
     class Meta:
         ordering = ["-period", "customer_id"]
         constraints = [
-            models.UniqueConstraint(fields=["customer", "period"], name="invoice_once_per_period"),
+            # A void invoice steps aside: correcting one leaves it (and its credit note)
+            # beside the new draft, and still only one live invoice per (customer, period).
+            models.UniqueConstraint(
+                fields=["customer", "period"],
+                condition=~Q(status=InvoiceStatus.VOID),
+                name="invoice_once_per_period",
+            ),
             models.CheckConstraint(
                 condition=Q(status=InvoiceStatus.DRAFT, number__isnull=True)
                 | (~Q(status=InvoiceStatus.DRAFT) & Q(number__isnull=False)),
@@ -287,6 +293,47 @@ class Invoice(models.Model):
     @property
     def is_frozen(self) -> bool:
         return self.status != InvoiceStatus.DRAFT
+
+
+class CreditNoteKind(models.TextChoices):
+    VOID = "void", "Void"
+    CORRECTION = "correction", "Correction"
+
+
+class CreditNote(models.Model):
+    """The full reversal of an issued invoice (void or correction): its own gap-free number,
+    the invoice's lines, taxes and total negated, and the invoice's frozen legal details.
+    One per invoice (a constraint), so a retried void never credits twice."""
+
+    invoice = models.OneToOneField(Invoice, on_delete=models.PROTECT, related_name="credit_note")
+    number = models.PositiveBigIntegerField(unique=True)
+    kind = models.CharField(max_length=16, choices=CreditNoteKind.choices)
+    reason = models.CharField(max_length=500)
+    issued_at = models.DateTimeField()
+    currency = models.CharField(max_length=3)
+    tokens = models.BigIntegerField()
+    subtotal = models.DecimalField(max_digits=20, decimal_places=4)
+    tax_total = models.DecimalField(max_digits=20, decimal_places=4)
+    total = models.DecimalField(max_digits=20, decimal_places=4)
+    # The invoice's tax lines and lines with amounts negated (invoice_states.credit_values).
+    taxes = models.JSONField(default=list)
+    lines = models.JSONField(default=list)
+    legal = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=CreditNoteKind.values), name="credit_note_kind_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.display_number} for {self.invoice.display_number}"
+
+    @property
+    def display_number(self) -> str:
+        return f"CN-{self.number:06d}"
 
 
 class InvoiceLine(models.Model):

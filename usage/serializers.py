@@ -9,6 +9,7 @@ from bridge.jsonnum import plain_decimal
 from usage.models import (
     SELLER_FIELDS,
     BillingSettings,
+    CreditNote,
     DunningEvent,
     Invoice,
     InvoiceEmail,
@@ -152,3 +153,36 @@ class DunningEventSerializer(serializers.ModelSerializer):
         model = DunningEvent
         fields = ["id", "customer", "invoice", "action", "reason", "at"]
         read_only_fields = fields
+
+
+class CreditReasonSerializer(serializers.Serializer):
+    """The body of a void or correction: why, printed on the credit note."""
+
+    reason = serializers.CharField(max_length=500, trim_whitespace=True)
+
+
+class CreditNoteSerializer(serializers.ModelSerializer):
+    display_number = serializers.CharField(read_only=True)
+    invoice_number = serializers.CharField(source="invoice.display_number", read_only=True)
+    customer = serializers.IntegerField(source="invoice.customer_id", read_only=True)
+
+    class Meta:
+        model = CreditNote
+        fields = [
+            "id", "display_number", "number", "invoice", "invoice_number", "customer", "kind",
+            "reason", "issued_at", "currency", "tokens", "subtotal", "tax_total", "total",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class CreditNoteDetailSerializer(CreditNoteSerializer):
+    class Meta(CreditNoteSerializer.Meta):
+        fields = [*CreditNoteSerializer.Meta.fields, "taxes", "lines", "legal"]
+        read_only_fields = fields
+
+
+class CorrectionSerializer(serializers.Serializer):
+    """A correction's outcome: the credit note and the new draft to review and issue."""
+
+    credit_note = CreditNoteDetailSerializer()
+    invoice = InvoiceDetailSerializer()

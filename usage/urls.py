@@ -5,4 +5,5 @@ from usage import views
 urlpatterns = [
     path("", views.invoices, name="account-invoices"),
     path("<int:pk>/pdf/", views.invoice_pdf, name="account-invoice-pdf"),
+    path("credit-notes/<int:pk>/pdf/", views.credit_note_pdf, name="account-credit-note-pdf"),
 ]

@@ -244,3 +244,15 @@ def test_staff_see_a_customers_observed_servers_with_the_view_permission(
     shown = viewer.get("/admin/users/customer/1/change/").content.decode()
     assert f"#{october['a']}" in shown
     assert "Observed servers" not in nobody.get("/admin/users/customer/1/change/").content.decode()
+
+
+def test_intervals_are_read_in_pages_with_the_same_result(
+    october: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = list(observe.observed_rows(OCTOBER))
+    monkeypatch.setattr(observe, "_PAGE", 1)
+    assert list(observe.observed_rows(OCTOBER)) == whole
+    assert list(observe.observed_rows(OCTOBER, customer_ids=[2])) == [
+        row for row in whole if row[-1] == 2
+    ]
+    assert len(whole) == 3

@@ -99,7 +99,9 @@ def check_drafts(period: Period, customer_id: int | None) -> None:
     drafts = Invoice.objects.filter(period=period.month, status=InvoiceStatus.DRAFT)
     if customer_id is not None:
         drafts = drafts.filter(customer_id=customer_id)
-    drafts.update(review_reason=pull.fallback_reason if pull else "")
+    reason = pull.fallback_reason if pull else ""
+    # Only drafts whose reason changes: rewriting every draft's row cost seconds a close.
+    drafts.exclude(review_reason=reason).update(review_reason=reason)
     if pull is None or pull.source != "usage_api" or settings.USAGE_SOURCE != "both":
         return
     try:

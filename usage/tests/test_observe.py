@@ -1,18 +1,19 @@
 """Observed metering: polls of `/servers` against the simulator, one row per change, and
 closes billed from observed usage, from `/usage` checked against it, and falling back."""
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.test import Client
 
 from pricing.tests.api_helpers import make_user
 from solusio.client import SolusIOClient
 from solusio.errors import ServerError
-from solusio.testing import SimulatorInfo
+from solusio.testing import SimulatorInfo, fast_client
 from usage import close, observe, selectors
 from usage.cycle import CloseError
 from usage.models import (
@@ -256,3 +257,40 @@ def test_intervals_are_read_in_pages_with_the_same_result(
         row for row in whole if row[-1] == 2
     ]
     assert len(whole) == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_polls_at_once_record_each_change_once(
+    sim: SimulatorInfo, customers: list[Customer], add_server: Callable[..., dict[str, Any]]
+) -> None:
+    a = add_server(1, 1, OCT)["id"]
+    add_server(2, 2, OCT)
+    with fast_client(sim) as client:
+        Poller(sim, client)(at(1))
+    sim.control.change_servers([a], backups=True)
+    sim.control.set_clock(int(at(2).timestamp()))
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def run(when: datetime) -> None:
+        try:
+            barrier.wait()
+            with fast_client(sim) as client:
+                observe.poll_servers(client=client, now=when)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in (at(2), at(2, 1))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert ObservedInterval.objects.filter(ended_at__isnull=True).count() == 2
+    assert list(
+        ObservedInterval.objects.filter(server_id=a)
+        .order_by("started_at")
+        .values_list("backups_enabled", flat=True)
+    ) == [False, True]

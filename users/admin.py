@@ -24,6 +24,7 @@ from solusio.errors import SolusIOError
 from usage.admin import OBSERVED_VIEW_PERMISSION, observed_servers_panel
 from users import passwords, reconcile, services, sso, sync
 from users.models import (
+    INVOICE_DETAIL_FIELDS,
     Customer,
     LimitGroup,
     LoginAudit,
@@ -71,6 +72,7 @@ class CustomerAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("email", "name", "status")}),
         ("Billing", {"fields": ("currency", "country", "region", "billing_exempt", "discounts")}),
+        ("Invoice details", {"fields": INVOICE_DETAIL_FIELDS}),
         ("SolusIO", {"fields": ("limit_group",)}),
     )
     actions = ("log_in_as_customer", "resync", "retry_parked")

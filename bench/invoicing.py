@@ -2,6 +2,7 @@
 """Benchmark the cycle close against its floor.
 
     .venv/bin/python bench/invoicing.py [--customers 20000] [--servers 100000] [--month 2026-10]
+                                        [--source usage_api|observed]
 
 What it does, in order:
 
@@ -24,6 +25,12 @@ What it does, in order:
    against the targets (>= 2,000 lines/s, ratio <= 2.0, peak RSS <= 300 MB).
 
 Each stage runs in a fresh process so its peak RSS is its own.
+
+With `--source observed` the close bills observed usage (USAGE_SOURCE=observed): before
+the stages, the month's observed intervals are loaded (one per simulator usage segment,
+with its additional IP, and a complete poll after the month, as the polls would have
+left them). The floor is then the I/O of that close: read every interval of the month
+in one query and COPY as many usage rows.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
@@ -179,7 +187,10 @@ def stage(args: argparse.Namespace) -> dict[str, object]:
     result: dict[str, object] = {"stage": args.stage}
     with connection.execute_wrapper(counter):
         started = time.perf_counter()
-        if args.stage == "floor":
+        if args.stage == "floor" and args.source == "observed":
+            rows = observed_floor(period)
+            result.update(rows=rows, invoices=0, lines=rows)
+        elif args.stage == "floor":
             # The same pages and client, the same rows as COPY writes them: no customer
             # lookup, no upsert, no invoices.
             rows = 0
@@ -244,6 +255,100 @@ def stage(args: argparse.Namespace) -> dict[str, object]:
     return result
 
 
+def observed_floor(period: Any) -> int:
+    """The I/O an observed close cannot avoid, without its logic: read the month's
+    intervals (binary, one query), COPY one usage row for each, then one draft invoice per
+    customer and one line per row (as the close writes them: COPY, ids read back)."""
+    from decimal import Decimal
+
+    import psycopg
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from usage import build, db, pull
+    from usage.models import Invoice, InvoiceLine, ObservedInterval, UsageRecord
+
+    names = [
+        "server_id", "started_at", "ended_at", "customer", "solusio_user_id", "server_uuid",
+        "server_name", "plan_id", "plan_name", "tokens_per_hour", "tokens_per_month",
+    ]  # fmt: skip
+    columns = ", ".join(db.column_names(ObservedInterval, names))
+    sql = (
+        f"SELECT {columns} FROM {ObservedInterval._meta.db_table} "  # noqa: S608
+        "WHERE started_at < %s AND (ended_at IS NULL OR ended_at > %s)"
+    )
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, [period.end, period.start], binary=True)
+        found = cursor.fetchall()
+    values = [
+        (period.month, sid, "server", start, end, cid, uid or 0, uuid, name, pid, pname, 1,
+         tph, tpm, None, 0, cid)
+        for sid, start, end, cid, uid, uuid, name, pid, pname, tph, tpm in found
+    ]  # fmt: skip
+    now = timezone.now()
+    customers = sorted({row[3] for row in found if row[3] is not None})
+    zero = Decimal(0)
+    with transaction.atomic():
+        db.insert(UsageRecord, list(pull.USAGE_FIELDS), values)
+        db.insert(
+            Invoice,
+            build._INVOICE_FIELDS,
+            (
+                (cid, period.month, "draft", period.start, period.end, "USD", 0, zero, zero,
+                 zero, {}, [], 0, "", now)
+                for cid in customers
+            ),
+        )  # fmt: skip
+        id_of = dict(Invoice.objects.filter(period=period.month).values_list("customer_id", "id"))
+        db.insert(
+            InvoiceLine,
+            build.LINE_FIELDS,
+            (
+                (id_of[v[5]], i, v[1], v[7], v[8], v[9], v[10], v[2], v[3], v[4], v[11],
+                 v[12], v[13], "hourly", 0, zero, None, False)
+                for i, v in enumerate(values)
+                if v[5] is not None
+            ),
+        )  # fmt: skip
+    return len(found)
+
+
+def load_observed(url: str, month: str) -> int:
+    """The month's observed intervals as complete polls would have stored them: one per
+    simulator usage segment (its additional IP on it) and a complete poll after the month."""
+    from datetime import timedelta
+
+    from django.db import transaction
+
+    from solusio.client import SolusIOClient
+    from usage import db, observe
+    from usage.models import ObservationPoll, ObservedInterval
+    from usage.rules import parse_period
+    from users.models import Customer
+
+    period = parse_period(month, "UTC")
+    client = SolusIOClient(url, TOKEN, verify_tls=False, per_page=100)
+    known = set(Customer.objects.values_list("id", flat=True))
+    intervals: dict[tuple[int, Any], list[Any]] = {}
+    for r in client.iter_usage(period.start, period.end):
+        key = (r.server.id, r.started_at)
+        if str(r.item) == "additional_ip":
+            intervals[key][12] = 1  # additional_ips: the segment's server row came first
+            continue
+        cid = r.user.billing_user_id if r.user.billing_user_id in known else None
+        intervals[key] = [
+            r.server.id, r.server.name, r.plan.name, r.server.uuid, r.user.id, cid, r.plan.id,
+            r.plan.tokens_per_hour, r.plan.tokens_per_month, r.plan.ip_tokens_per_hour,
+            r.plan.ip_tokens_per_month, False, 0, "started", r.started_at, r.ended_at,
+        ]  # fmt: skip
+    with transaction.atomic():
+        db.insert(ObservedInterval, [*observe.INTERVAL_FIELDS, "ended_at"], intervals.values())
+        at = period.end + timedelta(hours=1)
+        ObservationPoll.objects.create(at=at, completed_at=at, servers=len(intervals))
+    return len(intervals)
+
+
 def run_stage(args: argparse.Namespace, name: str, url: str) -> dict[str, object]:
     command = [
         sys.executable,
@@ -256,10 +361,13 @@ def run_stage(args: argparse.Namespace, name: str, url: str) -> dict[str, object
         args.month,
         "--database-url",
         args.database_url,
+        "--source",
+        args.source,
     ]
     # The close queues its invoice e-mails on the broker: a throwaway embedded one, so no
     # worker of this checkout (or of a shared Redis) ever sees the bench's messages.
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env["USAGE_SOURCE"] = args.source
     with tempfile.TemporaryDirectory(prefix="bench-invoicing-") as var_dir:
         env["BRIDGE_VAR_DIR"] = var_dir
         out = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True, env=env)
@@ -285,6 +393,7 @@ def main() -> int:
         "--database-url",
         default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
     )
+    parser.add_argument("--source", choices=["usage_api", "observed"], default="usage_api")
     parser.add_argument("--stage", choices=["floor", "close"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -320,6 +429,10 @@ def main() -> int:
             f"simulator: {first['meta']['total']:,} usage rows in {args.month}; "
             f"page index built in {time.perf_counter() - t:.1f}s"
         )
+        if args.source == "observed":
+            t = time.perf_counter()
+            loaded = load_observed(url, args.month)
+            log(f"observed intervals loaded: {loaded:,} in {time.perf_counter() - t:.1f}s")
         floor = run_stage(args, "floor", url)
         truncate_usage(args.database_url)
         close = run_stage(args, "close", url)
@@ -330,7 +443,10 @@ def main() -> int:
     lines_per_s = close["lines"] / close["seconds"]  # type: ignore[operator]
     ratio = close["seconds"] / floor["seconds"]  # type: ignore[operator]
     per_invoice = close["queries"] / max(1, close["invoices"])  # type: ignore[operator]
-    print(f"customers {args.customers:,}, server slots {args.servers:,}, month {args.month}")
+    print(
+        f"customers {args.customers:,}, server slots {args.servers:,}, month {args.month}, "
+        f"source {args.source}, load average {os.getloadavg()[0]:.2f}"
+    )
     for r in (floor, close):
         print(
             f"{r['stage']:>5}: {r['seconds']:.2f} s, {r['rows']:,} rows, "

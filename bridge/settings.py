@@ -177,6 +177,19 @@ CLOSE_BUILD_PROCESSES = env.int("CLOSE_BUILD_PROCESSES", default=2)
 CLOSE_BUILD_BATCH = env.int("CLOSE_BUILD_BATCH", default=500)
 if CLOSE_BUILD_BATCH < 1:
     raise ImproperlyConfigured(f"CLOSE_BUILD_BATCH must be at least 1, not {CLOSE_BUILD_BATCH}")
+# Where the close takes usage from (DESIGN §4): SolusIO's `/usage` (`usage_api`), our own
+# observations of `/servers` (`observed`), or `/usage` checked against the observations
+# (`both`, which also falls back to observed usage when `/usage` is unusable).
+USAGE_SOURCE = env.str("USAGE_SOURCE", default="usage_api")
+if USAGE_SOURCE not in ("usage_api", "observed", "both"):
+    raise ImproperlyConfigured(
+        f"USAGE_SOURCE must be usage_api, observed or both, not {USAGE_SOURCE!r}"
+    )
+# Seconds between observation polls of `/servers`: observed hours may exceed the truth by
+# up to one interval per segment.
+SOLUSIO_OBSERVE_INTERVAL = env.int("SOLUSIO_OBSERVE_INTERVAL", default=300)
+if SOLUSIO_OBSERVE_INTERVAL < 10:
+    raise ImproperlyConfigured("SOLUSIO_OBSERVE_INTERVAL must be at least 10 seconds")
 # The bridge's own public address, as SolusIO reaches it: the doctor checks that SolusIO's
 # billing integration points at BRIDGE_PUBLIC_URL + /api/solusio (Step 7).
 BRIDGE_PUBLIC_URL = env.str("BRIDGE_PUBLIC_URL", default="")
@@ -295,6 +308,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=7),
     },
     "usage-dunning-sweep": {"task": "usage.tasks.dunning_sweep", "schedule": crontab(minute=37)},
+    # Observed metering (DESIGN §4): the servers' intervals, one row per change.
+    "usage-observe-servers": {
+        "task": "usage.tasks.observe_servers",
+        "schedule": float(SOLUSIO_OBSERVE_INTERVAL),
+    },
     "usage-month-to-date": {
         "task": "usage.tasks.refresh_month_to_date",
         "schedule": crontab(minute=23),

@@ -220,6 +220,7 @@ class Server:
     backups_enabled: bool | None = None
     ips: tuple[str, ...] | None = None  # the primary address first
     is_suspended: bool | None = None
+    owner_billing_user_id: int | None = None  # the owner's link, when the answer embeds it
 
     @classmethod
     def parse(cls, value: Any, where: str = "server") -> Server:
@@ -249,6 +250,11 @@ class Server:
             backups_enabled=backups,
             ips=ips,
             is_suspended=_server_suspended(data, where),
+            owner_billing_user_id=(
+                _user_billing_id(user, f"{where}.user")
+                if isinstance(user, dict) and "billing_user_id" in user
+                else None
+            ),
         )
 
 

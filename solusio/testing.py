@@ -90,6 +90,14 @@ class SimulatorControl:
         """Re-seed: seed, users, servers, now (ISO), tokens_mismatch_rate, named_users."""
         return self._call("POST", "seed", config)
 
+    def change_servers(self, ids: list[int], **traits: Any) -> dict[str, Any]:
+        """Set `status` and/or `backups` of these servers."""
+        result: dict[str, Any] = self._call("POST", "servers/change", {"ids": ids, **traits})
+        return result
+
+    def set_clock(self, now: int) -> None:
+        self._call("POST", "clock", {"now": now})
+
     def add_server(self, **server: Any) -> dict[str, Any]:
         """A hand-made server: user_id, plan_id, created_at, deleted_at, resizes, additional_ip,
         status (default started), backups (paid backups enabled, default false)."""

@@ -54,7 +54,9 @@ class UsageEndpointUnusable(SolusIOError):
         self.reason = reason
         super().__init__(
             f"usage endpoint {url} is unusable ({reason}); check SOLUSIO_USAGE_PATH, "
-            "SOLUSIO_USAGE_FILTER_FROM and SOLUSIO_USAGE_FILTER_TO"
+            "SOLUSIO_USAGE_FILTER_FROM and SOLUSIO_USAGE_FILTER_TO, or set "
+            "USAGE_SOURCE=observed to bill from observed /servers (USAGE_SOURCE=both falls "
+            "back to it)"
         )
 
     def __str__(self) -> str:

@@ -9,6 +9,7 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.db.models import Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -30,9 +31,12 @@ from usage.models import (
     Invoice,
     InvoiceEmail,
     InvoiceLine,
+    ObservationPoll,
+    ObservedInterval,
     UsageItemKind,
     UsagePull,
     UsageRecord,
+    UsageSourceGap,
 )
 from usage.pdf import credit_note_pdf_response, invoice_filename, render_invoice_pdf
 from usage.rules import PricingSnapshot
@@ -82,12 +86,11 @@ class OverdueFilter(admin.SimpleListFilter):
         return selectors.overdue_invoices(timezone.now(), days, within=queryset)
 
 
-class CustomerFilter(CheckedListFilter):
-    """?customer=<id> (linked from elsewhere); not a list of every customer, which at
-    tens of thousands would make the page unusable. Search finds customers by e-mail."""
+class IdFilter(CheckedListFilter):
+    """?<parameter_name>=<id> (linked from elsewhere) on `field`: not a list of every id,
+    which at tens of thousands would make the page unusable; a bad id is refused."""
 
-    title = "customer"
-    parameter_name = "customer"
+    field = ""
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         value = self.value()
@@ -98,8 +101,16 @@ class CustomerFilter(CheckedListFilter):
         if not value:
             return queryset
         if not value.isdigit() or int(value) > MAX_ID:
-            raise IncorrectLookupParameters(f"customer must be an id: {value!r}")
-        return queryset.filter(customer_id=int(value))
+            raise IncorrectLookupParameters(f"{self.parameter_name} must be an id: {value!r}")
+        return queryset.filter(**{self.field: int(value)})
+
+
+class CustomerFilter(IdFilter):
+    """?customer=<id>; search finds customers by e-mail."""
+
+    title = "customer"
+    parameter_name = "customer"
+    field = "customer_id"
 
 
 class InvoiceLineInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -545,7 +556,9 @@ class UsageRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(UsagePull)
 class UsagePullAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("period", "rows", "started_at", "completed_at", "closed_at")
+    list_display = (
+        "period", "source", "rows", "started_at", "completed_at", "closed_at", "fallback_reason",
+    )  # fmt: skip
 
     keep_permissions = ("delete",)
 
@@ -563,3 +576,59 @@ class DunningEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ("customer", "invoice")
 
     keep_permissions = ("delete",)
+
+
+class ServerFilter(IdFilter):
+    """?server=<SolusIO server id>: one server's intervals."""
+
+    title = "server"
+    parameter_name = "server"
+    field = "server_id"
+
+
+@admin.register(ObservedInterval)
+class ObservedIntervalAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Observed metering: each server's states as the polls of /servers saw them, one row
+    per change (read-only: only the poll writes them)."""
+
+    list_display = (
+        "server_name", "server_id", "customer", "plan_name", "status", "backups_enabled",
+        "additional_ips", "started_at", "ended_at",
+    )  # fmt: skip
+    list_filter = (CustomerFilter, ServerFilter, "status", "backups_enabled")
+    search_fields = ("=server_id", "server_name", "server_uuid")
+    list_select_related = ("customer",)
+    date_hierarchy = "started_at"
+
+
+@admin.register(ObservationPoll)
+class ObservationPollAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("at", "completed_at", "servers", "opened", "ended", "error")
+
+    keep_permissions = ("delete",)
+
+
+@admin.register(UsageSourceGap)
+class UsageSourceGapAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Servers one usage source billed and the other never saw (USAGE_SOURCE=both)."""
+
+    list_display = ("period", "server_name", "server_id", "customer", "seen_by", "hours")
+    list_filter = (PeriodFilter, "seen_by", CustomerFilter)
+    search_fields = ("=server_id", "server_name")
+    list_select_related = ("customer",)
+
+
+OBSERVED_VIEW_PERMISSION = "usage.view_observedinterval"
+
+
+def observed_servers_panel(customer_id: int) -> SafeString:
+    """The customer's servers as last observed, and a link to all their intervals (for the
+    customer's admin page, shown to staff who may view observed intervals)."""
+    servers = ObservedInterval.objects.filter(
+        customer_id=customer_id, ended_at__isnull=True
+    ).order_by("server_id")[:50]
+    url = reverse("admin:usage_observedinterval_changelist") + f"?customer={customer_id}"
+    return render_to_string(
+        "admin/usage/observedinterval/customer_panel.html",
+        {"servers": servers, "intervals_url": url},
+    )

@@ -13,12 +13,11 @@ from django.utils import timezone
 from bridge import metrics
 from solusio.client import SolusIOClient
 from solusio.connect import given_or_own
-from usage import db, selectors
+from usage import db, selectors, sources
 from usage.build import build_invoices
 from usage.cycle import CloseError, CloseSummary, Progress, no_progress
 from usage.invoice_states import issue_invoices
 from usage.models import BillingSettings, Invoice, InvoiceStatus, UsagePull, UsageRecord
-from usage.pull import pull_usage
 from usage.rules import Period
 
 
@@ -26,8 +25,9 @@ def _issue_period(period: Period, customer_id: int | None, summary: CloseSummary
     drafts = Invoice.objects.filter(period=period.month, status=InvoiceStatus.DRAFT)
     if customer_id is not None:
         drafts = drafts.filter(customer_id=customer_id)
-    # A draft with a SolusIO discrepancy or usage it cannot price waits for staff.
-    ready = Q(discrepancies=0, hold_reason="")
+    # A draft with a SolusIO discrepancy, usage it cannot price, or usage from a fallback
+    # source waits for staff.
+    ready = Q(discrepancies=0, hold_reason="", review_reason="")
     summary.held = drafts.exclude(ready).count()
     ids = list(drafts.filter(ready).values_list("id", flat=True))
     summary.issued = issue_invoices(invoice_ids=ids)
@@ -65,9 +65,9 @@ def close_cycle(
         started = time.monotonic()
         if pull:
             with given_or_own(client) as solusio:
-                summary.rows, summary.orphans = pull_usage(
-                    period=period, client=solusio, progress=progress
-                )
+                fetched = sources.fetch(period=period, client=solusio, progress=progress)
+            summary.rows, summary.orphans = fetched.rows, fetched.orphans
+            summary.source, summary.fallback_reason = fetched.source, fetched.fallback_reason
         else:
             stored = selectors.completed_pull(period)
             if stored is None:
@@ -80,6 +80,7 @@ def close_cycle(
             ).count()
         pulled = time.monotonic()
         build_invoices(period=period, summary=summary, customer_id=customer_id, progress=progress)
+        sources.check_drafts(period, customer_id)
         built = time.monotonic()
         if auto_issue is None:  # the staff setting, unless the caller decided
             auto_issue = BillingSettings.load().auto_issue

@@ -29,6 +29,8 @@ class CloseSummary:
     frozen: int = 0
     removed: int = 0
     issued: int = 0
-    held: int = 0  # drafts kept for review: SolusIO disagreed, or usage it cannot price
+    held: int = 0  # drafts kept for review: SolusIO disagreed, usage it cannot price, a fallback
+    source: str = ""  # where the stored usage came from: "usage_api" or "observed"
+    fallback_reason: str = ""  # why a USAGE_SOURCE=both close billed observed usage
     figures: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage

@@ -134,6 +134,12 @@ class UsagePull(models.Model):
     closed_at = models.DateTimeField(null=True, blank=True)
     rows = models.PositiveIntegerField(default=0)
     pages = models.PositiveIntegerField(default=0)
+    # Where the stored rows came from: SolusIO's `/usage`, or our observations of
+    # `/servers` (USAGE_SOURCE=observed, or the fallback when `/usage` is unusable).
+    source = models.CharField(max_length=16, default="usage_api")
+    # Why the close fell back to observed usage (empty when it did not): every invoice
+    # built from this pull waits as a draft with this reason.
+    fallback_reason = models.CharField(max_length=500, blank=True)
 
     class Meta:
         ordering = ["-period"]
@@ -249,7 +255,18 @@ class Invoice(models.Model):
     # (usage.legal); empty on a draft, which shows the current ones.
     legal = models.JSONField(default=dict, db_default={}, blank=True)
     discrepancies = models.PositiveIntegerField(
-        default=0, help_text="Lines where SolusIO reported a different charge."
+        default=0,
+        help_text="Lines where SolusIO reported a different charge, or whose hours differ "
+        "from the observed ones by more than one polling interval.",
+    )
+    # A database default: the close writes invoices with COPY, naming only its columns.
+    review_reason = models.CharField(
+        max_length=500,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Why this draft waits for staff (e.g. built from observed usage because "
+        "SolusIO's /usage was unusable).",
     )
     hold_reason = models.CharField(
         max_length=1000,
@@ -439,3 +456,109 @@ class DunningEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d} {self.customer_id} {self.action}"
+
+
+class ObservationPoll(models.Model):
+    """One poll of SolusIO's `/servers`. Only a complete poll ends intervals of servers it
+    did not see; the latest complete poll says how far observed usage reaches."""
+
+    at = models.DateTimeField(help_text="When the poll read SolusIO's server list.")
+    completed_at = models.DateTimeField(null=True, blank=True)
+    servers = models.PositiveIntegerField(default=0)
+    opened = models.PositiveIntegerField(default=0)
+    ended = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [
+            models.Index(
+                fields=["at"], condition=Q(completed_at__isnull=False), name="observe_complete"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} ({'complete' if self.completed_at else 'incomplete'})"
+
+
+class ObservedInterval(models.Model):
+    """A server in one state (owner, plan and its prices, backups, additional IPs, status)
+    from the poll that first saw it so to the poll that saw it change or gone (null: still
+    so). One row per change, not per poll: at most one open row per server, and one row
+    per (server, start) — constraints, so two polls at once cannot double a row."""
+
+    server_id = models.BigIntegerField()
+    server_uuid = models.CharField(max_length=64)
+    server_name = models.CharField(max_length=255)
+    solusio_user_id = models.BigIntegerField(null=True, blank=True)
+    customer = models.ForeignKey(
+        Customer,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="observed_intervals",
+    )
+    plan_id = models.BigIntegerField(null=True, blank=True)
+    plan_name = models.CharField(max_length=255, blank=True)
+    # SolusIO's prices of the plan when observed (null: the plan was not in `/plans`).
+    tokens_per_hour = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_month = models.PositiveIntegerField(null=True, blank=True)
+    ip_tokens_per_hour = models.PositiveIntegerField(null=True, blank=True)
+    ip_tokens_per_month = models.PositiveIntegerField(null=True, blank=True)
+    backups_enabled = models.BooleanField(null=True, blank=True)
+    additional_ips = models.PositiveSmallIntegerField(default=0)
+    status = models.CharField(max_length=32)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["server_id", "started_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["server_id", "started_at"], name="observed_interval_start_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["server_id"],
+                condition=Q(ended_at__isnull=True),
+                name="observed_interval_one_open",
+            ),
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True) | Q(ended_at__gte=models.F("started_at")),
+                name="observed_interval_ordered",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["customer", "started_at"], name="observed_customer"),
+            models.Index(fields=["started_at"], name="observed_started"),
+        ]
+
+    def __str__(self) -> str:
+        end = f"{self.ended_at:%Y-%m-%d %H:%M}" if self.ended_at else "now"
+        return f"{self.server_name} {self.started_at:%Y-%m-%d %H:%M} – {end}"
+
+
+class UsageSourceGap(models.Model):
+    """A server that one usage source billed and the other did not see in the period
+    (USAGE_SOURCE=both), listed for staff."""
+
+    class Seen(models.TextChoices):
+        USAGE_API_ONLY = "usage_api", "Only in /usage"
+        OBSERVED_ONLY = "observed", "Only observed"
+
+    period = models.DateField()
+    server_id = models.BigIntegerField()
+    server_name = models.CharField(max_length=255)
+    customer = models.ForeignKey(
+        Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    seen_by = models.CharField(max_length=16, choices=Seen.choices)
+    hours = models.PositiveIntegerField(help_text="Hours the source that saw it counts.")
+
+    class Meta:
+        ordering = ["-period", "server_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["period", "server_id"], name="usage_source_gap_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.period:%Y-%m} {self.server_name}: {self.get_seen_by_display()}"

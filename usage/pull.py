@@ -18,7 +18,7 @@ from django.utils import timezone
 from solusio.client import SolusIOClient
 from solusio.connect import given_or_own
 from solusio.usage_schema import UsageRow, parse_usage_row
-from usage import db, selectors
+from usage import db, observe, selectors
 from usage.cycle import Progress, no_progress
 from usage.models import UsagePull, UsageRecord
 from usage.prefetch import batched, prefetched
@@ -96,16 +96,57 @@ def _store(
                 customer_id,
             )
         )
+    _write(values, fresh)
+    return orphans
+
+
+def _write(values: Sequence[Sequence[object]], fresh: bool) -> None:
+    """Store USAGE_FIELDS tuples: a plain insert into a period that had no rows, an
+    upsert otherwise (or when the insert meets a key twice)."""
     if fresh:
         try:
             with transaction.atomic():
                 db.insert(UsageRecord, USAGE_FIELDS, values)
-            return orphans
+            return
         except IntegrityError:
             log.info("usage rows repeated across pages; upserting the batch")
     with transaction.atomic():
         db.upsert(UsageRecord, USAGE_FIELDS, values, USAGE_KEY)
-    return orphans
+
+
+def _begin(period: Period, now: datetime, source: str) -> tuple[int, int]:
+    """Mark the period's pull as started by `source`: (pull id, its new generation)."""
+    with transaction.atomic():
+        pull, _ = UsagePull.objects.select_for_update().get_or_create(
+            period=period.month,
+            defaults={
+                "period_start": period.start,
+                "period_end": period.end,
+                "started_at": now,
+            },
+        )
+        generation = pull.generation + 1
+        UsagePull.objects.filter(pk=pull.pk).update(
+            generation=generation,
+            started_at=now,
+            completed_at=None,
+            rows=0,
+            source=source,
+            fallback_reason="",
+        )
+    return pull.pk, generation
+
+
+def _finish(
+    period: Period, pull_id: int, generation: int, rows: int, end: datetime, reason: str = ""
+) -> None:
+    with transaction.atomic():
+        # Rows an earlier pull stored and this one did not see are gone from SolusIO's
+        # answer: drop them, so the table is exactly the latest complete pull.
+        UsageRecord.objects.filter(period=period.month).exclude(generation=generation).delete()
+        UsagePull.objects.filter(pk=pull_id, generation=generation).update(
+            completed_at=timezone.now(), rows=rows, upto=end, fallback_reason=reason[:500]
+        )
 
 
 def pull_usage(
@@ -120,19 +161,7 @@ def pull_usage(
     when SolusIO fails for good; the period's pull then stays incomplete."""
     now = timezone.now()
     end = period.end if upto is None else min(period.end, upto)
-    with transaction.atomic():
-        pull, _ = UsagePull.objects.select_for_update().get_or_create(
-            period=period.month,
-            defaults={
-                "period_start": period.start,
-                "period_end": period.end,
-                "started_at": now,
-            },
-        )
-        generation = pull.generation + 1
-        UsagePull.objects.filter(pk=pull.pk).update(
-            generation=generation, started_at=now, completed_at=None, rows=0
-        )
+    pull_id, generation = _begin(period, now, "usage_api")
     rows = orphans = 0
     fresh = not UsageRecord.objects.filter(period=period.month).exists()
     # Read once: one id a customer (a few MB at a million), not a query per batch.
@@ -148,13 +177,29 @@ def pull_usage(
         orphans += _store(period, end, batch, generation, known, fresh)
         rows += len(batch)
         progress("pull", rows)
-    with transaction.atomic():
-        # Rows an earlier pull stored and this one did not see are gone from SolusIO's
-        # answer: drop them, so the table is exactly the latest complete pull.
-        UsageRecord.objects.filter(period=period.month).exclude(generation=generation).delete()
-        UsagePull.objects.filter(pk=pull.pk, generation=generation).update(
-            completed_at=timezone.now(), rows=rows, upto=end
-        )
+    _finish(period, pull_id, generation, rows, end)
+    return rows, orphans
+
+
+def store_observed_usage(
+    *, period: Period, progress: Progress = no_progress, reason: str = ""
+) -> tuple[int, int]:
+    """The period's observed usage (`usage.observe`), stored as the `/usage` pull stores
+    its rows, so the same build and rules bill it. `reason`: why the close fell back to
+    it (every invoice built from it then waits for staff). Returns (rows, orphans). Call
+    under `db.period_lock`, after `observe.require_complete_observation`."""
+    pull_id, generation = _begin(period, timezone.now(), "observed")
+    rows = orphans = 0
+    fresh = not UsageRecord.objects.filter(period=period.month).exists()
+    for batch in batched(observe.observed_rows(period), PULL_BATCH):
+        # Observed rows are USAGE_FIELDS less period, reported tokens, backup price and
+        # generation.
+        values = [(period.month, *row[:13], None, None, generation, row[13]) for row in batch]
+        orphans += sum(1 for row in batch if row[13] is None)
+        _write(values, fresh)
+        rows += len(values)
+        progress("pull", rows)
+    _finish(period, pull_id, generation, rows, period.end, reason)
     return rows, orphans
 
 
@@ -163,6 +208,8 @@ def refresh_month_to_date(
 ) -> int:
     """Pull the current month's usage so far into storage (rows keep updating until the
     close re-pulls the whole month), so previews read it from the database."""
+    if settings.USAGE_SOURCE == "observed":
+        return 0  # previews read the observed intervals themselves
     now = now or timezone.now()
     period = period_containing(now, settings.BILLING_TIMEZONE)
     with given_or_own(client) as client, db.period_lock(period):

@@ -17,7 +17,7 @@ from pricing.selectors import discounts_in_force, tax_rules_for
 from solusio.client import SolusIOClient
 from solusio.connect import given_or_own
 from solusio.usage_schema import UsageRow
-from usage import db
+from usage import db, observe
 from usage.cycle import CloseSummary, Progress, no_progress
 from usage.models import Invoice, InvoiceStatus, UsageItemKind, UsagePull, UsageRecord
 from usage.rules import (
@@ -242,6 +242,35 @@ def drafts_from_solusio(
     return drafts, rows, orphans
 
 
+def observed_input(row: Sequence[Any]) -> UsageInput:
+    """An `observe.observed_rows` row as the rules read it (observations report no charge)."""
+    (sid, item, started, ended, _, _, uuid, name, plan_id, plan_name, hours, tph, tpm, _) = row
+    return UsageInput(
+        sid, uuid, name, plan_id, plan_name, str(item), started, ended, hours, tph, tpm, None
+    )
+
+
+def drafts_from_observed(
+    *,
+    period: Period,
+    upto: datetime | None = None,
+    customer_id: int | None = None,
+    at: datetime | None = None,
+) -> tuple[dict[int, InvoiceDraft], int, int]:
+    """`drafts_from_solusio`'s answer from observed usage (USAGE_SOURCE=observed)."""
+    usage: dict[int | None, list[UsageInput]] = defaultdict(list)
+    rows = 0
+    ids = None if customer_id is None else [customer_id]
+    for row in observe.observed_rows(period, upto=upto, customer_ids=ids):
+        rows += 1
+        usage[row[-1]].append(observed_input(row))
+    orphans = len(usage.pop(None, []))
+    known = [cid for cid in usage if cid is not None]
+    snapshots = PricingContext(at or pricing_instant(period)).snapshots(known)
+    drafts = {cid: build_invoice(items, snapshots[cid]) for cid, items in usage.items() if cid}
+    return drafts, rows, orphans
+
+
 def dry_run(
     *,
     period: Period,
@@ -250,9 +279,12 @@ def dry_run(
     progress: Progress = no_progress,
 ) -> CloseSummary:
     """What closing `period` would bill, from SolusIO's answer, storing nothing."""
-    drafts, rows, orphans = drafts_from_solusio(
-        period=period, client=client, customer_id=customer_id, progress=progress
-    )
+    if settings.USAGE_SOURCE == "observed":
+        drafts, rows, orphans = drafts_from_observed(period=period, customer_id=customer_id)
+    else:
+        drafts, rows, orphans = drafts_from_solusio(
+            period=period, client=client, customer_id=customer_id, progress=progress
+        )
     summary = CloseSummary(period=period.label, dry_run=True, rows=rows, orphans=orphans)
     per_currency: dict[str, dict[str, Any]] = {}
     for draft in drafts.values():
@@ -307,6 +339,10 @@ def preview_invoice(
     """
     now = now or timezone.now()
     period = period_containing(now, settings.BILLING_TIMEZONE)
+    if settings.USAGE_SOURCE == "observed":
+        # Observed usage is ours already: the intervals up to now, no SolusIO call.
+        found, _, _ = drafts_from_observed(period=period, upto=now, customer_id=customer_id, at=now)
+        return Preview(period, found.get(customer_id), now, live=False)
     context = PricingContext(now)
     stored = None if live else month_to_date_pull(period)
     if stored is not None and stored.upto is not None:

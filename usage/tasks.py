@@ -114,3 +114,21 @@ def sweep_invoice_emails() -> int:
     from usage import emails
 
     return emails.sweep()
+
+
+@shared_task(
+    name="usage.tasks.observe_servers",
+    acks_late=True,
+    soft_time_limit=900,
+    time_limit=960,
+    ignore_result=True,
+)
+def observe_servers() -> str:
+    """One observation poll of SolusIO's servers (DESIGN §4, observed metering)."""
+    from usage import observe
+
+    summary = observe.poll_servers()
+    return (
+        f"{summary.servers} servers: {summary.opened} intervals opened, {summary.ended} ended"
+        + (" (skipped: a later poll wrote first)" if summary.skipped else "")
+    )

@@ -21,6 +21,7 @@ from bridge.jsonnum import plain_decimal
 from pricing import calc
 from pricing.selectors import token_pricing
 from solusio.errors import SolusIOError
+from usage.admin import OBSERVED_VIEW_PERMISSION, observed_servers_panel
 from users import passwords, reconcile, services, sso, sync
 from users.models import (
     INVOICE_DETAIL_FIELDS,
@@ -63,6 +64,7 @@ class CustomerAdmin(admin.ModelAdmin):
         "token_pricing",
         "sync_panel",
         "dunning_panel",
+        "observed_servers",
         "portal_login",
         "created_at",
         "updated_at",
@@ -148,6 +150,10 @@ class CustomerAdmin(admin.ModelAdmin):
         events = obj.dunning.select_related("invoice").order_by("-at", "-id")[:10]
         return render_to_string("admin/users/customer/dunning_panel.html", {"events": events})
 
+    @admin.display(description="observed servers")
+    def observed_servers(self, obj: Customer) -> SafeString:
+        return observed_servers_panel(obj.pk)
+
     # --- actions ---------------------------------------------------------------------
 
     @admin.action(
@@ -201,6 +207,11 @@ class CustomerAdmin(admin.ModelAdmin):
             ("Customer portal (/account/)", {"fields": ("portal_login",)}),
             ("SolusIO sync (last 10 changes)", {"fields": ("sync_panel",)}),
             ("Dunning (last 10 steps)", {"fields": ("dunning_panel",)}),
+            *(
+                [("Observed servers (polls of SolusIO)", {"fields": ("observed_servers",)})]
+                if request.user.has_perm(OBSERVED_VIEW_PERMISSION)
+                else []
+            ),
             ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
         )
 

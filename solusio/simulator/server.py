@@ -206,6 +206,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(200, {"data": sim.state.config.as_dict()})
             if path == "/_sim/servers" and method == "POST":
                 return self._send(201, {"data": sim.state.add_server(_object(body))})
+            if path == "/_sim/servers/change" and method == "POST":
+                return self._send(200, {"data": sim.state.change_servers(_object(body))})
+            if path == "/_sim/clock" and method == "POST":
+                return self._send(200, {"data": sim.state.set_clock(_object(body))})
         except Invalid as exc:
             return self._send(422, {"message": str(exc), "errors": exc.errors})
         except (ValueError, TypeError) as exc:

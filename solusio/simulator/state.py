@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -317,6 +317,8 @@ class SimState:
             self.next_explicit_id = 10**12
             self.next_token_id = 1
             self.explicit_traits: dict[int, tuple[str, bool]] = {}
+            # (status, backups) set through the control API, over any server's own.
+            self.changed_traits: dict[int, tuple[str, bool]] = {}
             self._filtered: OrderedDict[tuple[Any, ...], list[Segment]] = OrderedDict()
             self.plans = {
                 pid: seed_plan(pid, name, vcpu, ram, tph, tpm, itph, itpm)
@@ -740,8 +742,51 @@ class SimState:
                 )
             return {"id": sid, "uuid": self.timeline.server_uuid(sid)}
 
+    def change_servers(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Control API: set `status` and/or `backups` of the servers `ids` (seeded or
+        hand-made), as a staff member or the customer would in SolusIO."""
+        ids = body.get("ids")
+        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+            raise Invalid({"ids": ["A list of server ids is required."]})
+        status = body.get("status")
+        if status is not None and status not in SERVER_STATUSES:
+            raise Invalid({"status": ["The selected status is invalid."]})
+        backups = body.get("backups")
+        if backups is not None and not isinstance(backups, bool):
+            raise Invalid({"backups": ["The backups field must be true or false."]})
+        with self.lock:
+            for sid in ids:
+                old_status, old_backups = self._traits_of(sid)
+                self.changed_traits[sid] = (
+                    old_status if status is None else status,
+                    old_backups if backups is None else backups,
+                )
+            self._filtered.clear()
+        return {"changed": len(ids)}
+
+    def set_clock(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Control API: move the simulator's clock to `now` (Unix seconds)."""
+        now = body.get("now")
+        if not isinstance(now, int) or isinstance(now, bool) or now < 0:
+            raise Invalid({"now": ["The now field must be Unix seconds."]})
+        with self.lock:
+            self.config = replace(self.config, now=now)
+        return {"now": now}
+
+    def _traits_of(self, sid: int) -> tuple[str, bool]:
+        if sid in self.changed_traits:
+            return self.changed_traits[sid]
+        if sid in self.explicit_traits:
+            return self.explicit_traits[sid]
+        tl = self.timeline
+        slot = sid - 1 if 1 <= sid <= tl.slots else (sid - tl.slots - 1) // 4 % max(tl.slots, 1)
+        return tl.traits(sid, slot)
+
     def traits(self, seg: Segment) -> tuple[str, bool]:
         """(status, backups enabled) of the server of `seg`."""
+        changed = self.changed_traits.get(seg.server_id)
+        if changed is not None:
+            return changed
         if seg.slot < 0:
             return self.explicit_traits.get(seg.server_id, ("started", False))
         return self.timeline.traits(seg.server_id, seg.slot)

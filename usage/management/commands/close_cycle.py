@@ -79,6 +79,10 @@ class Command(SolusIOCommand):
                 f"{summary.removed:,} removed"
             )
             out(f"  issued now: {summary.issued:,}  held for review: {summary.held:,}")
+            if summary.source:
+                out(f"  usage from: {summary.source}")
+            if summary.fallback_reason:
+                out(f"  {summary.fallback_reason}")
             out("  took: " + ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items()))
             states = ", ".join(f"{k} {v:,}" for k, v in sorted(f.get("by_status", {}).items()))
             out(f"  by status: {states or '-'}")

@@ -1,0 +1,213 @@
+"""Which usage a close bills (USAGE_SOURCE): SolusIO's `/usage`, our observations of
+`/servers`, or both — `/usage` billed and checked line by line against the observations,
+with the observations as the fallback when `/usage` is unusable."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Container
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import Count, ExpressionWrapper, F, OuterRef, Q, Subquery
+from django.db.models.fields import BooleanField
+from django.db.models.functions import Coalesce
+
+from solusio.client import SolusIOClient
+from solusio.errors import ClientError, SolusIOError
+from solusio.usage_schema import UsageEndpointUnusable, UsageSchemaError
+from usage import observe
+from usage.cycle import CloseError, Progress, no_progress
+from usage.models import (
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    UsagePull,
+    UsageRecord,
+    UsageSourceGap,
+)
+from usage.pull import pull_usage, store_observed_usage
+from usage.rules import Period
+
+log = logging.getLogger(__name__)
+
+# (server, item, plan): the hours of a line, as each source counts them.
+Key = tuple[int, str, int]
+
+
+def usage_endpoint_unusable(exc: SolusIOError) -> bool:
+    """`/usage` is not there (404/405) or answers a shape we cannot read: asking again will
+    not help, and only another setting (or source) will."""
+    if isinstance(exc, UsageEndpointUnusable | UsageSchemaError):
+        return True
+    return isinstance(exc, ClientError) and exc.status in (404, 405)
+
+
+def unusable_message(client: SolusIOClient, exc: SolusIOError) -> str:
+    """One line for the operator: the URL, what it answered, the setting to change."""
+    if isinstance(exc, UsageEndpointUnusable):
+        return str(exc)  # names the URL, the path settings and USAGE_SOURCE
+    return (
+        f"{client.base_url}{settings.SOLUSIO_USAGE_PATH} is unusable ({exc}); set "
+        "USAGE_SOURCE=observed to bill from observed /servers, or USAGE_SOURCE=both to fall "
+        "back to it"
+    )
+
+
+@dataclass
+class Fetched:
+    rows: int
+    orphans: int
+    source: str  # "usage_api" or "observed"
+    fallback_reason: str = ""
+
+
+def fetch(*, period: Period, client: SolusIOClient, progress: Progress = no_progress) -> Fetched:
+    """Store the period's usage from the configured source (under `db.period_lock`)."""
+    source = settings.USAGE_SOURCE
+    if source == "observed":
+        _require_observation(period)
+        rows, orphans = store_observed_usage(period=period, progress=progress)
+        return Fetched(rows, orphans, "observed")
+    try:
+        rows, orphans = pull_usage(period=period, client=client, progress=progress)
+    except SolusIOError as exc:
+        if not usage_endpoint_unusable(exc):
+            raise
+        message = unusable_message(client, exc)
+        if source != "both":
+            # The caller says it, once (the hourly task, the command).
+            if isinstance(exc, UsageEndpointUnusable):
+                raise  # its own type, for callers that tell it apart
+            raise CloseError(message) from exc
+        log.error("%s: falling back to observed usage: %s", period.label, message)
+        _require_observation(period)
+        reason = f"Built from observed usage: {message}"
+        rows, orphans = store_observed_usage(period=period, progress=progress, reason=reason)
+        return Fetched(rows, orphans, "observed", reason)
+    return Fetched(rows, orphans, "usage_api")
+
+
+def _require_observation(period: Period) -> None:
+    try:
+        observe.require_complete_observation(period)
+    except observe.ObservationError as exc:
+        raise CloseError(str(exc)) from exc
+
+
+def check_drafts(period: Period, customer_id: int | None) -> None:
+    """After the build: mark the period's drafts as the stored pull says. A pull that fell
+    back to observed usage gives every draft its reason to wait; with USAGE_SOURCE=both and
+    a `/usage` pull, lines whose hours differ from the observed ones by more than one
+    polling interval are discrepancies, and servers one source alone saw are listed."""
+    pull = UsagePull.objects.filter(period=period.month).first()
+    drafts = Invoice.objects.filter(period=period.month, status=InvoiceStatus.DRAFT)
+    if customer_id is not None:
+        drafts = drafts.filter(customer_id=customer_id)
+    reason = pull.fallback_reason if pull else ""
+    # Only drafts whose reason changes: rewriting every draft's row cost seconds a close.
+    drafts.exclude(review_reason=reason).update(review_reason=reason)
+    if pull is None or pull.source != "usage_api" or settings.USAGE_SOURCE != "both":
+        return
+    try:
+        observed = _observed_hours(period, customer_id)
+    except observe.ObservationError as exc:
+        # Without a complete observation there is nothing to compare with: say so, bill
+        # from /usage as configured.
+        log.warning("%s: not compared with observed usage: %s", period.label, exc)
+        return
+    _flag_lines(period, drafts, observed)
+    if customer_id is None:
+        _list_gaps(period, observed)
+
+
+@dataclass
+class _Observed:
+    hours: dict[Key, int]
+    servers: dict[int, tuple[str, int | None, int]]  # server → (name, customer, hours)
+
+
+def _observed_hours(period: Period, customer_id: int | None) -> _Observed:
+    observe.require_complete_observation(period)
+    hours: dict[Key, int] = defaultdict(int)
+    servers: dict[int, tuple[str, int | None, int]] = {}
+    ids = None if customer_id is None else [customer_id]
+    for row in observe.observed_rows(period, customer_ids=ids):
+        server_id, item, plan_id, name, customer, n = (
+            row[0],
+            row[1],
+            row[8],
+            row[7],
+            row[13],
+            row[10],
+        )
+        hours[(server_id, str(item), plan_id)] += n
+        if str(item) == "server":
+            _, _, before = servers.get(server_id, (name, customer, 0))
+            servers[server_id] = (name, customer, before + n)
+    return _Observed(hours, servers)
+
+
+def _flag_lines(period: Period, drafts: object, observed: _Observed) -> None:
+    """Each draft line's discrepancy: SolusIO's tokens differ from ours (as the build set
+    it), or its (server, item, plan) hours differ from the observed by more than one
+    polling interval. Idempotent: recomputed from both every time."""
+    tolerance = observe.tolerance_hours()
+    lines = InvoiceLine.objects.filter(invoice__in=drafts)  # type: ignore[misc]
+    reported_differs = Q(reported_tokens__isnull=False) & ~Q(reported_tokens=F("tokens"))
+    lines.update(discrepancy=ExpressionWrapper(reported_differs, output_field=BooleanField()))
+    billed: dict[Key, int] = defaultdict(int)
+    ids: dict[Key, list[int]] = defaultdict(list)
+    for pk, server_id, item, plan_id, hours in lines.values_list(
+        "pk", "server_id", "item", "plan_id", "hours"
+    ):
+        billed[(server_id, item, plan_id)] += hours
+        ids[(server_id, item, plan_id)].append(pk)
+    differing = [
+        pk
+        for key, hours in billed.items()
+        if abs(hours - observed.hours.get(key, 0)) > tolerance
+        for pk in ids[key]
+    ]
+    if differing:
+        InvoiceLine.objects.filter(pk__in=differing).update(discrepancy=True)
+    flagged = (
+        InvoiceLine.objects.filter(invoice=OuterRef("pk"), discrepancy=True)
+        .values("invoice")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    drafts.update(discrepancies=Coalesce(Subquery(flagged), 0))  # type: ignore[attr-defined]
+
+
+def _list_gaps(period: Period, observed: _Observed) -> None:
+    """Servers billed from `/usage` but never observed in the period, and the reverse."""
+    api: dict[int, tuple[str, int | None, int]] = {}
+    for server_id, name, customer, hours in UsageRecord.objects.filter(
+        period=period.month, item="server"
+    ).values_list("server_id", "server_name", "customer_id", "hours"):
+        _, _, before = api.get(server_id, (name, customer, 0))
+        api[server_id] = (name, customer, before + hours)
+
+    def only(
+        seen: dict[int, tuple[str, int | None, int]], other: Container[int], by: str
+    ) -> list[UsageSourceGap]:
+        return [
+            UsageSourceGap(
+                period=period.month,
+                server_id=sid,
+                server_name=name,
+                customer_id=customer,
+                seen_by=by,
+                hours=hours,
+            )
+            for sid, (name, customer, hours) in seen.items()
+            if sid not in other
+        ]
+
+    gaps = only(api, observed.servers, UsageSourceGap.Seen.USAGE_API_ONLY) + only(
+        observed.servers, api, UsageSourceGap.Seen.OBSERVED_ONLY
+    )
+    UsageSourceGap.objects.filter(period=period.month).delete()
+    UsageSourceGap.objects.bulk_create(gaps, batch_size=2000)

@@ -178,6 +178,9 @@ BRIDGE_PUBLIC_URL = env.str("BRIDGE_PUBLIC_URL", default="")
 # The billing integration type for custom billing in SolusIO's settings (assumed value,
 # DESIGN §4: the driver's url and token live under drivers.whmcs).
 SOLUSIO_BILLING_INTEGRATION_TYPE = env.str("SOLUSIO_BILLING_INTEGRATION_TYPE", default="custom")
+# The key under billing_integration.drivers that holds the bridge's URL and token (assumed
+# `whmcs`, the only driver the SDK knows); `solusio_doctor --fix` reports what SolusIO kept.
+SOLUSIO_BILLING_DRIVER = env.str("SOLUSIO_BILLING_DRIVER", default="whmcs")
 # Role and language of the SolusIO users the bridge creates; empty = SolusIO's defaults.
 SOLUSIO_USER_ROLE_IDS = [int(r) for r in env.list("SOLUSIO_USER_ROLE_IDS", default=[])]
 SOLUSIO_USER_LANGUAGE_ID = env.int("SOLUSIO_USER_LANGUAGE_ID", default=0) or None

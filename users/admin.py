@@ -24,6 +24,7 @@ from pricing.selectors import token_pricing
 from solusio.errors import SolusIOError
 from users import passwords, reconcile, services, sso, sync
 from users.models import (
+    INVOICE_DETAIL_FIELDS,
     Customer,
     LimitGroup,
     LoginAudit,
@@ -70,6 +71,7 @@ class CustomerAdmin(CacheRefusalAdmin):
     fieldsets = (
         (None, {"fields": ("email", "name", "status")}),
         ("Billing", {"fields": ("currency", "country", "region", "billing_exempt", "discounts")}),
+        ("Invoice details", {"fields": INVOICE_DETAIL_FIELDS}),
         ("SolusIO", {"fields": ("limit_group",)}),
     )
     actions = ("log_in_as_customer", "resync", "retry_parked")

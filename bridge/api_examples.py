@@ -69,11 +69,33 @@ CUSTOMER = {
     "status": "active",
     "discounts": [1],
     "limit_group": None,
+    "company_name": "Doe Consulting Ltd",
+    "billing_address": "1 Example Street\nLondon SW1A 1AA",
+    "vat_id": "GB123456789",
+    "tax_exemption_reason": "",
     "solusio_user_id": 12,
     "sync_state": "synced",
     "sync_error": "",
     "created_at": "2026-09-01T09:30:00Z",
     "updated_at": "2026-11-02T14:05:12Z",
+}
+SELLER_SETTINGS = {
+    "seller_name": "Example Hosting Ltd",
+    "seller_address": "2 Data Centre Road\nManchester M1 1AA\nUnited Kingdom",
+    "seller_vat_id": "GB987654321",
+    "seller_registration": "Registered in England and Wales, no. 01234567",
+    "support_email": "billing@example-hosting.co.uk",
+    "payment_instructions": "Bank transfer to IBAN GB33BUKB20201555555555, BIC BUKBGB22",
+    "payment_link_template": "",
+    "payment_terms_days": 14,
+    "logo_path": "",
+    "invoice_footer": "Thank you for your business.",
+}
+BILLING_SETTINGS = {
+    "auto_issue": True,
+    "dunning_days": 14,
+    "email_invoices": True,
+    **SELLER_SETTINGS,
 }
 INVOICE = {
     "id": 7,
@@ -128,6 +150,32 @@ INVOICE_DETAIL = {
             "rates": [{"label": "City Tax", "rate": "6"}, {"label": "State Tax", "rate": "2"}],
         },
         "billing_exempt": False,
+    },
+    "legal": {
+        "seller": {
+            "name": SELLER_SETTINGS["seller_name"],
+            "address": SELLER_SETTINGS["seller_address"],
+            "vat_id": SELLER_SETTINGS["seller_vat_id"],
+            "registration": SELLER_SETTINGS["seller_registration"],
+            "support_email": SELLER_SETTINGS["support_email"],
+            "payment_instructions": SELLER_SETTINGS["payment_instructions"],
+            "payment_link_template": "",
+            "payment_terms_days": 14,
+            "logo_path": "",
+            "footer": SELLER_SETTINGS["invoice_footer"],
+        },
+        "customer": {
+            "id": 1,
+            "email": "jane@example.co.uk",
+            "name": "Jane Doe",
+            "company_name": "Doe Consulting Ltd",
+            "address": "1 Example Street\nLondon SW1A 1AA",
+            "country": "GB",
+            "vat_id": "GB123456789",
+            "tax_exemption_reason": "",
+        },
+        "issue_date": "2026-11-01",
+        "due_date": "2026-11-15",
     },
     "lines": [INVOICE_LINE],
     "email": {
@@ -293,7 +341,8 @@ _examples(UsageRecordSerializer, "A month of one server", USAGE_RECORD)
 _examples(
     BillingSettingsSerializer,
     "Issue and e-mail automatically",
-    {"auto_issue": True, "dunning_days": 14, "email_invoices": True},
-    {"auto_issue": True, "dunning_days": 14, "email_invoices": True},
+    BILLING_SETTINGS,
+    BILLING_SETTINGS,
+    summary="The seller's details go on every invoice issued from now on",
 )
 _examples(DunningEventSerializer, "A suspension", DUNNING_EVENT)

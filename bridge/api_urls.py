@@ -1,8 +1,11 @@
 """Staff REST API routes (/api/v1/). Each app registers its viewsets here."""
 
+from collections.abc import Callable
 from typing import Any
 
-from django.urls import path
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponseBase
+from django.urls import path, reverse
 from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -47,6 +50,18 @@ class Router(DefaultRouter):
         return self.APIRootView.as_view(api_root_dict={**links, **ROOT_EXTRAS})
 
 
+def for_browsers(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """A docs page is opened in a browser: without a session, the admin's login and back
+    (signed-in staff without a permission still get the API's 403)."""
+
+    def page(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path(), reverse("admin:login"))
+        return view(request, *args, **kwargs)
+
+    return page
+
+
 router = Router()
 router.register("currencies", CurrencyViewSet, basename="currency")
 router.register("discounts", DiscountViewSet, basename="discount")
@@ -63,10 +78,18 @@ urlpatterns = [
     path("pricing-settings/", PricingSettingsView.as_view(), name="pricing-settings"),
     path("billing-settings/", BillingSettingsView.as_view(), name="billing-settings"),
     # Readable by whoever may read the schema (SERVE_PERMISSIONS); scripts from the sidecar.
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path(
+        "docs/",
+        for_browsers(SpectacularSwaggerView.as_view(url_name="api-schema")),
+        name="api-docs",
+    ),
     path(
         "docs/redoc/",
-        SpectacularRedocView.as_view(url_name="api-schema", template_name="bridge/api_redoc.html"),
+        for_browsers(
+            SpectacularRedocView.as_view(
+                url_name="api-schema", template_name="bridge/api_redoc.html"
+            )
+        ),
         name="api-redoc",
     ),
     *router.urls,

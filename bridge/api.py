@@ -11,11 +11,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from bridge.outage import database_unavailable
+from pricing.answercache import PricingCacheRefused
 
 if TYPE_CHECKING:  # importing rest_framework.views here would be circular at start-up
     from rest_framework.views import APIView
 
 logger = logging.getLogger(__name__)
+
+# Seconds a client waits before retrying a change the pricing cache refused: refusals come
+# from Redis's state (memory full, an ACL), which an operator fixes, not the next request.
+CACHE_REFUSED_RETRY_AFTER = 30
 
 
 class StaffModelPermissions(permissions.DjangoModelPermissions):
@@ -87,6 +92,17 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         )
     elif isinstance(exc, IntegrityError):
         exc = exceptions.ValidationError({"non_field_errors": ["Conflicts with existing data."]})
+    elif isinstance(exc, PricingCacheRefused):
+        from rest_framework.views import set_rollback  # circular at module level (above)
+
+        logger.warning("staff API: change refused (%s)", exc)
+        set_rollback()
+        response = Response(
+            {"message": f"Not saved: {exc.explanation}.", "errors": {}},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+        response["Retry-After"] = str(CACHE_REFUSED_RETRY_AFTER)
+        return response
     elif isinstance(exc, DatabaseError):
         database_unavailable.failed("staff API", exc)
         return Response(

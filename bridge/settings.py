@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc as static files: no CDN
     "django_filters",
     "axes",
     "bridge",
@@ -337,7 +338,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["bridge.api.StaffModelPermissions"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "bridge.api_schema.AutoSchema",
     "DEFAULT_PARSER_CLASSES": [
         "bridge.parsers.JSONParser",  # DRF's, with too deeply nested JSON a 400
         "rest_framework.parsers.FormParser",
@@ -360,6 +361,11 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": "/api/v1",
     # Invoices and customers both have a `status` with its own choices.
     "ENUM_NAME_OVERRIDES": {"InvoiceStatusEnum": "usage.models.InvoiceStatus"},
+    # /api/v1/docs/ (Swagger UI) and /api/v1/docs/redoc/ load their scripts from this
+    # server's static files (whitenoise), never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Every record carries the request id (bridge.logs) that follows a change from the web

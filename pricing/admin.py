@@ -4,9 +4,11 @@ Figures come from pricing.pricebook and pricing.calc, so the admin shows the sam
 as `manage.py pricing_scheme` and the GetTokenPricing endpoint.
 """
 
+import logging
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
@@ -20,6 +22,7 @@ from bridge import money
 from bridge.admin_tools import CountryListFilter, SingletonModelAdmin
 from bridge.jsonnum import plain_decimal
 from pricing import calc, plan_sync, pricebook
+from pricing.answercache import PricingCacheRefused
 from pricing.models import Currency, Discount, Plan, PricingSettings, TaxRule
 from pricing.pricebook import PlanPriceRow
 from pricing.selectors import discounts_in_force
@@ -27,9 +30,73 @@ from solusio.errors import SolusIOError
 
 PREVIEW_TOKENS = 10_000
 
+logger = logging.getLogger(__name__)
+
+_REFUSED = "_pricing_cache_refused"  # set on a request whose save was refused
+
+
+class CacheRefusalAdmin(admin.ModelAdmin):
+    """For models whose changes feed pricing: a change the pricing cache refuses (rolled
+    back with the admin's transaction) is an error shown on the page, not a 500."""
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except PricingCacheRefused as exc:
+            logger.warning("admin: change refused (%s)", exc)
+            # Shown again with what was entered, the refusal as the form's error
+            # (get_form); nothing is saved because the form is then invalid.
+            setattr(request, _REFUSED, exc)
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        refused = getattr(request, _REFUSED, None)
+        if refused is None:
+            return form
+        message = f"Not saved: {refused.explanation}."
+
+        class RefusedForm(form):  # type: ignore[misc,valid-type]
+            def clean(self) -> dict[str, Any]:
+                super().clean()
+                raise ValidationError(message)
+
+        return RefusedForm
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        try:
+            return super().changelist_view(request, extra_context)
+        except PricingCacheRefused as exc:
+            logger.warning("admin: change refused (%s)", exc)
+            self.message_user(request, f"Not saved: {exc.explanation}.", messages.ERROR)
+            # A GET that failed (a singleton creating its row) would fail again: go home.
+            if request.method == "POST":
+                return HttpResponseRedirect(request.get_full_path())
+            return HttpResponseRedirect(reverse("admin:index"))
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except PricingCacheRefused as exc:
+            logger.warning("admin: deletion refused (%s)", exc)
+            self.message_user(request, f"Not deleted: {exc.explanation}.", messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
 
 @admin.register(Currency)
-class CurrencyAdmin(admin.ModelAdmin):
+class CurrencyAdmin(CacheRefusalAdmin):
     list_display = (
         "code",
         "token_price_display",
@@ -93,7 +160,7 @@ class CurrencyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Discount)
-class DiscountAdmin(admin.ModelAdmin):
+class DiscountAdmin(CacheRefusalAdmin):
     list_display = (
         "name",
         "description",
@@ -135,7 +202,7 @@ class DiscountAdmin(admin.ModelAdmin):
 
 
 @admin.register(TaxRule)
-class TaxRuleAdmin(admin.ModelAdmin):
+class TaxRuleAdmin(CacheRefusalAdmin):
     list_display = ("label", "rate", "country", "region", "order")
     list_display_links = ("label",)
     list_editable = ("rate", "order")
@@ -144,7 +211,7 @@ class TaxRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(PricingSettings)
-class PricingSettingsAdmin(SingletonModelAdmin):
+class PricingSettingsAdmin(CacheRefusalAdmin, SingletonModelAdmin):
     pass
 
 

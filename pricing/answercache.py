@@ -37,6 +37,9 @@ class PricingCacheRefused(Exception):
     """Redis answers but refused to drop the pricing generation: a change made now could
     not be made visible, so it is not made (the transaction rolls back)."""
 
+    # What staff are told (admin, API, import): nothing changed, and retrying is safe.
+    explanation = "the pricing cache refused the change; try again"
+
 
 # PostgreSQL: the generation is a sequence (migration pricing 0003), and a change under
 # way holds a shared advisory lock until its transaction ends. Shared, so changes never

@@ -21,6 +21,7 @@ from rest_framework.exceptions import ErrorDetail
 from rest_framework.settings import api_settings
 
 from bridge.db import MAX_BIGINT, advance_id_sequence
+from pricing.answercache import PricingCacheRefused
 from pricing.models import Currency, Discount, Plan, PricingSettings, TaxRule
 from pricing.serializers import (
     CurrencySerializer,
@@ -130,16 +131,20 @@ def import_billing_data(*, data: Any, dry_run: bool = False) -> ImportResult:
     if unknown:
         raise ImportFailed(f"Unknown section {unknown[0]!r}; the sections are {_key_list()}.")
     result = ImportResult(dry_run=dry_run)
-    with transaction.atomic():
-        for name in SECTIONS:
-            if name == SETTINGS_SECTION and name in data:
-                result.counts[name] = _import_settings(data[name])
-            elif name == SELLER_SECTION and name in data:
-                result.counts[name] = _import_seller(data[name])
-            elif name in data:
-                result.counts[name] = _import_rows(_ROW_SECTION_BY_NAME[name], data[name])
-        if dry_run:
-            transaction.set_rollback(True)
+    try:
+        with transaction.atomic():
+            for name in SECTIONS:
+                if name == SETTINGS_SECTION and name in data:
+                    result.counts[name] = _import_settings(data[name])
+                elif name == SELLER_SECTION and name in data:
+                    result.counts[name] = _import_seller(data[name])
+                elif name in data:
+                    result.counts[name] = _import_rows(_ROW_SECTION_BY_NAME[name], data[name])
+            if dry_run:
+                transaction.set_rollback(True)
+    except PricingCacheRefused as exc:
+        explanation = exc.explanation
+        raise ImportFailed(f"{explanation[0].upper()}{explanation[1:]}.") from exc
     return result
 
 

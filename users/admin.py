@@ -19,6 +19,7 @@ from bridge import money
 from bridge.admin_tools import CountryListFilter, ReadOnlyAdminMixin, SingletonModelAdmin
 from bridge.jsonnum import plain_decimal
 from pricing import calc
+from pricing.admin import CacheRefusalAdmin
 from pricing.selectors import token_pricing
 from solusio.errors import SolusIOError
 from usage.admin import OBSERVED_VIEW_PERMISSION, observed_servers_panel
@@ -41,7 +42,7 @@ PREVIEW_TOKENS = 1_000
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(CacheRefusalAdmin):
     list_display = (
         "id",
         "email",

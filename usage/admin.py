@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -34,6 +34,7 @@ from usage.models import (
     Invoice,
     InvoiceEmail,
     InvoiceLine,
+    UsageItemKind,
     UsagePull,
     UsageRecord,
 )
@@ -138,8 +139,8 @@ class InvoiceLineInline(ReadOnlyAdminMixin, admin.TabularInline):
     can_delete = False
     fields = (
         "position", "server_name", "item", "plan_name", "started_at", "ended_at", "hours",
-        "per_hour", "per_month", "rule_display", "tokens_display", "amount_display",
-        "discrepancy_display",
+        "per_hour", "per_month", "backup_price", "rule_display", "tokens_display",
+        "amount_display", "discrepancy_display",
     )  # fmt: skip
     readonly_fields = fields
 
@@ -198,6 +199,7 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     )  # fmt: skip
     list_filter = (
         PeriodFilter, "status", "currency", OverdueFilter, CustomerFilter, DiscrepancyFilter,
+        ("hold_reason", admin.EmptyFieldListFilter),
     )  # fmt: skip
     search_fields = ("=number", "=customer__id", "customer__email", "customer__name")
     list_select_related = ("customer", "email")
@@ -206,9 +208,8 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = (
         "customer", "period", "period_start", "period_end", "status", "number_display",
         "currency", "tokens_display", "subtotal_display", "tax_total_display", "total_display",
-        "tax_table", "snapshot_table", "legal_table", "discrepancies_display", "generated_at",
-        "issued_at", "paid_at", "voided_at",
-        "email_delivery", "documents",
+        "tax_table", "snapshot_table", "legal_table", "discrepancies_display", "hold_reason",
+        "generated_at", "issued_at", "paid_at", "voided_at", "email_delivery", "documents",
     )  # fmt: skip
     exclude = (
         "snapshot", "taxes", "fingerprint", "legal", "number", "tokens", "subtotal", "tax_total",
@@ -466,31 +467,55 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return response
 
 
-class OrphanFilter(admin.SimpleListFilter):
-    title = "customer known"
-    parameter_name = "orphan"
+class YesNoFilter(admin.SimpleListFilter):
+    """A filter with two choices, "yes" and "no" (anything else is a clear 400-style error)."""
+
+    labels: tuple[str, str]  # what "yes" and "no" read as
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "Orphans (unknown billing user)"), ("no", "Known customers")]
+        return [("yes", self.labels[0]), ("no", self.labels[1])]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
         if value in (None, ""):
             return queryset
         if value not in ("yes", "no"):
-            raise IncorrectLookupParameters(f"orphan must be yes or no: {value!r}")
-        return queryset.filter(customer__isnull=value == "yes")
+            raise IncorrectLookupParameters(f"{self.parameter_name} must be yes or no: {value!r}")
+        return self.split(queryset, value == "yes")
+
+    def split(self, queryset: QuerySet[Any], yes: bool) -> QuerySet[Any]:
+        raise NotImplementedError
+
+
+class OrphanFilter(YesNoFilter):
+    title = "customer known"
+    parameter_name = "orphan"
+    labels = ("Orphans (unknown billing user)", "Known customers")
+
+    def split(self, queryset: QuerySet[Any], yes: bool) -> QuerySet[Any]:
+        return queryset.filter(customer__isnull=yes)
+
+
+class UnknownKindFilter(YesNoFilter):
+    title = "item kind known"
+    parameter_name = "unknown_kind"
+    labels = ("Unknown kinds (hold the invoice)", "Known kinds")
+
+    def split(self, queryset: QuerySet[Any], yes: bool) -> QuerySet[Any]:
+        known = Q(item__in=UsageItemKind.values)
+        return queryset.exclude(known) if yes else queryset.filter(known)
 
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Raw usage as SolusIO reported it; orphans are the rows no customer claims."""
+    """Raw usage as SolusIO reported it; orphans are the rows no customer claims, and rows
+    of a kind the bridge cannot price (kept as SolusIO wrote it) hold their invoice."""
 
     list_display = (
         "period", "billing_user_id", "customer", "server_name", "item", "plan_name", "hours",
-        "per_hour", "per_month", "reported", "started_at", "ended_at",
+        "per_hour", "per_month", "backup_price", "reported", "started_at", "ended_at",
     )  # fmt: skip
-    list_filter = (OrphanFilter, PeriodFilter, "item")
+    list_filter = (OrphanFilter, UnknownKindFilter, PeriodFilter, "item")
     search_fields = ("=billing_user_id", "=server_id", "server_name", "server_uuid")
     list_select_related = ("customer",)
 

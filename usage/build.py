@@ -43,6 +43,7 @@ _INVOICE_UPDATE = [
     "snapshot",
     "taxes",
     "discrepancies",
+    "hold_reason",
     "fingerprint",
     "generated_at",
 ]
@@ -93,6 +94,7 @@ def _invoice_values(
             for t in totals.taxes
         ],
         draft.discrepancies,
+        draft.hold_reason,
         fingerprint,
         now,
     )

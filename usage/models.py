@@ -146,6 +146,7 @@ class UsagePull(models.Model):
 class UsageItemKind(models.TextChoices):
     SERVER = "server", "Server"
     ADDITIONAL_IP = "additional_ip", "Additional IP"
+    BACKUP = "backup", "Backups"
 
 
 class UsageRecord(models.Model):
@@ -153,12 +154,13 @@ class UsageRecord(models.Model):
 
     Keyed by (period, server, item, start of the segment): the same row pulled twice is one
     row. `customer` is null for an orphan — a billing_user_id we do not know (or none) —
-    kept and shown to staff, never dropped.
+    kept and shown to staff, never dropped. `item` may be a kind the bridge does not price
+    (kept as SolusIO wrote it): stored, shown to staff, and its customer's invoice is held.
     """
 
     period = models.DateField()
     server_id = models.BigIntegerField()
-    item = models.CharField(max_length=16, choices=UsageItemKind.choices)
+    item = models.CharField(max_length=64, choices=UsageItemKind.choices)
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
     customer = models.ForeignKey(
@@ -174,6 +176,9 @@ class UsageRecord(models.Model):
     tokens_per_hour = models.PositiveIntegerField()
     tokens_per_month = models.PositiveIntegerField()
     reported_tokens = models.BigIntegerField(null=True, blank=True)
+    backup_price = models.DecimalField(
+        max_digits=9, decimal_places=4, null=True, blank=True, help_text="Percent (rule R7)."
+    )
     # The pull that last saw this row: rows an earlier pull saw and the latest did not are
     # removed when the latest completes, so the table is exactly the latest complete pull.
     generation = models.PositiveBigIntegerField(default=0)
@@ -198,6 +203,10 @@ class UsageRecord(models.Model):
     @property
     def is_orphan(self) -> bool:
         return self.customer_id is None
+
+    @property
+    def is_unknown_kind(self) -> bool:
+        return self.item not in UsageItemKind.values
 
 
 class InvoiceStatus(models.TextChoices):
@@ -241,6 +250,11 @@ class Invoice(models.Model):
     legal = models.JSONField(default=dict, db_default={}, blank=True)
     discrepancies = models.PositiveIntegerField(
         default=0, help_text="Lines where SolusIO reported a different charge."
+    )
+    hold_reason = models.CharField(
+        max_length=1000,
+        blank=True,
+        help_text="Why the close did not issue this draft (usage it cannot price).",
     )
     fingerprint = models.CharField(max_length=64, blank=True)
     generated_at = models.DateTimeField()
@@ -296,6 +310,9 @@ class InvoiceLine(models.Model):
     amount = models.DecimalField(max_digits=20, decimal_places=4)
     reported_tokens = models.BigIntegerField(null=True, blank=True)
     discrepancy = models.BooleanField(default=False)
+    backup_price = models.DecimalField(
+        max_digits=9, decimal_places=4, null=True, blank=True, help_text="Percent (rule R7)."
+    )
 
     class Meta:
         ordering = ["invoice_id", "position"]

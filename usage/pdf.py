@@ -290,11 +290,16 @@ def _line_table(
     ) as table:
         table.row(LINE_HEADINGS)
         for line in invoice.lines.all():
-            item = line.server_name + (" (additional IP)" if line.item == "additional_ip" else "")
+            suffix = {"additional_ip": " (additional IP)", "backup": " (backups)"}.get(
+                line.item, ""
+            )
+            item = line.server_name + suffix
             # A fixed monthly line is priced by the month (its tokens per hour are 0).
             monthly = line.rule == Rule.FIXED_MONTHLY
             unit = price * (line.tokens_per_month if monthly else line.tokens_per_hour)
             unit_text = money(unit, token_price_decimals(unit)) + (" per month" if monthly else "")
+            if line.backup_price is not None:  # R7: a percentage of the runtime charge
+                unit_text = f"{format_percent(line.backup_price)} of runtime"
             cells = (
                 f"{item} — {line.plan_name}",
                 str(line.hours),

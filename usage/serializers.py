@@ -5,6 +5,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from bridge.jsonnum import plain_decimal
 from usage.models import (
     SELLER_FIELDS,
     BillingSettings,
@@ -23,7 +24,7 @@ class InvoiceLineSerializer(serializers.ModelSerializer):
         fields = [
             "position", "server_id", "server_uuid", "server_name", "plan_id", "plan_name",
             "item", "started_at", "ended_at", "hours", "tokens_per_hour", "tokens_per_month",
-            "rule", "tokens", "amount", "reported_tokens", "discrepancy",
+            "backup_price", "rule", "tokens", "amount", "reported_tokens", "discrepancy",
         ]  # fmt: skip
 
 
@@ -36,7 +37,7 @@ class InvoiceSerializer(serializers.ModelSerializer):
         fields = [
             "id", "display_number", "number", "customer", "period", "period_start",
             "period_end", "status", "currency", "tokens", "subtotal", "tax_total", "total",
-            "discrepancies", "generated_at", "issued_at", "paid_at", "voided_at",
+            "discrepancies", "hold_reason", "generated_at", "issued_at", "paid_at", "voided_at",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -62,14 +63,15 @@ class InvoiceDetailSerializer(InvoiceSerializer):
 
 class UsageRecordSerializer(serializers.ModelSerializer):
     orphan = serializers.BooleanField(source="is_orphan", read_only=True)
+    unknown_kind = serializers.BooleanField(source="is_unknown_kind", read_only=True)
 
     class Meta:
         model = UsageRecord
         fields = [
             "id", "period", "customer", "billing_user_id", "orphan", "solusio_user_id",
             "server_id", "server_uuid", "server_name", "item", "plan_id", "plan_name",
-            "hours", "tokens_per_hour", "tokens_per_month", "reported_tokens",
-            "started_at", "ended_at",
+            "unknown_kind", "hours", "tokens_per_hour", "tokens_per_month", "backup_price",
+            "reported_tokens", "started_at", "ended_at",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -119,6 +121,9 @@ class UpcomingInvoiceSerializer(serializers.Serializer):
                     "hours": line.charge.hours,
                     "tokens_per_hour": line.charge.tokens_per_hour,
                     "tokens_per_month": line.charge.tokens_per_month,
+                    "backup_price": plain_decimal(line.usage.backup_price)
+                    if line.usage.backup_price is not None
+                    else None,
                     "rule": str(line.charge.rule),
                     "tokens": line.charge.tokens,
                     "amount": str(line.amount),

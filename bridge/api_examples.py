@@ -17,6 +17,10 @@ from pricing.serializers import (
 )
 from usage.serializers import (
     BillingSettingsSerializer,
+    CorrectionSerializer,
+    CreditNoteDetailSerializer,
+    CreditNoteSerializer,
+    CreditReasonSerializer,
     DunningEventSerializer,
     InvoiceDetailSerializer,
     InvoiceSerializer,
@@ -112,6 +116,8 @@ INVOICE = {
     "tax_total": "0.3002",
     "total": "4.0527",
     "discrepancies": 0,
+    "hold_reason": "",
+    "review_reason": "",
     "generated_at": "2026-11-01T01:00:04Z",
     "issued_at": "2026-11-01T01:00:05Z",
     "paid_at": None,
@@ -187,6 +193,37 @@ INVOICE_DETAIL = {
         "next_attempt_at": None,
     },
 }
+CREDIT_NOTE = {
+    "id": 1,
+    "display_number": "CN-000001",
+    "number": 1,
+    "invoice": 7,
+    "invoice_number": "INV-000007",
+    "customer": 1,
+    "kind": "void",
+    "reason": "Billed twice for web-1",
+    "issued_at": "2026-11-20T09:30:00Z",
+    "currency": "GBP",
+    "tokens": -5000,
+    "subtotal": "-3.7525",
+    "tax_total": "-0.3002",
+    "total": "-4.0527",
+}
+CREDIT_NOTE_DETAIL = {
+    **CREDIT_NOTE,
+    "taxes": [
+        {**tax, "base": f"-{tax['base']}", "amount": f"-{tax['amount']}"}
+        for tax in INVOICE_DETAIL["taxes"]
+    ],
+    "lines": [
+        {
+            **{k: v for k, v in INVOICE_LINE.items() if k not in ("server_uuid", "plan_id")},
+            "tokens": -5000,
+            "amount": "-3.7525",
+        }
+    ],
+    "legal": {**INVOICE_DETAIL["legal"], "issue_date": "2026-11-20", "due_date": None},
+}
 UPCOMING = {
     "customer": 1,
     "period": "2026-11",
@@ -225,9 +262,11 @@ USAGE_RECORD = {
     "item": "server",
     "plan_id": 1,
     "plan_name": "1 Core, 1 GB RAM",
+    "unknown_kind": False,
     "hours": 744,
     "tokens_per_hour": 7,
     "tokens_per_month": 5000,
+    "backup_price": "10.0000",
     "reported_tokens": 5000,
     "started_at": "2026-10-01T00:00:00Z",
     "ended_at": "2026-11-01T00:00:00Z",
@@ -336,6 +375,26 @@ _examples(SyncRecordSerializer, "A delivered change", SYNC_RECORD)
 _examples(TokenPricingAnswerSerializer, "Jane's token price", TOKEN_PRICING)
 _examples(InvoiceSerializer, "An issued invoice", INVOICE, summary="October 2026")
 _examples(InvoiceDetailSerializer, "An issued invoice", INVOICE_DETAIL, summary="With its lines")
+_examples(CreditNoteSerializer, "A void's credit note", CREDIT_NOTE, summary="INV-000007 voided")
+_examples(
+    CreditNoteDetailSerializer, "A void's credit note", CREDIT_NOTE_DETAIL, summary="With its lines"
+)
+_examples(
+    CreditReasonSerializer,
+    "Why",
+    {"reason": "Billed twice for web-1"},
+    {"reason": "Billed twice for web-1"},
+    summary="Printed on the credit note",
+)
+_examples(
+    CorrectionSerializer,
+    "A correction",
+    {
+        "credit_note": {**CREDIT_NOTE_DETAIL, "kind": "correction"},
+        "invoice": {**INVOICE_DETAIL, "id": 8, "status": "draft", "number": None},
+    },
+    summary="The credit note and the new draft",
+)
 _examples(UpcomingInvoiceSerializer, "November so far", UPCOMING, summary="Nothing stored")
 _examples(UsageRecordSerializer, "A month of one server", USAGE_RECORD)
 _examples(

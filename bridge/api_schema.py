@@ -59,6 +59,8 @@ class AutoSchema(SpectacularAutoSchema):
     def _bad_input(self) -> Any:
         """A 400 naming the operation's first required field, as a missing one would."""
         serializer = self.get_request_serializer()
+        if isinstance(serializer, type):  # extend_schema(request=SomeSerializer) gives a class
+            serializer = serializer()
         fields = getattr(serializer, "fields", None) or {}
         for name, field in fields.items():
             if field.required and not field.read_only:

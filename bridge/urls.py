@@ -1,8 +1,8 @@
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import include, path
+from django.urls import include, path, reverse_lazy
 from django.views import defaults
 from drf_spectacular.views import SpectacularAPIView
 
@@ -13,6 +13,8 @@ from pricing.views import get_token_pricing
 admin.site.site_header = "SolusIO billing bridge"
 admin.site.site_title = "Billing bridge"
 admin.site.index_title = "Billing"
+# "View site": the customers' portal (the site has no page at "/").
+admin.site.site_url = cast(str, reverse_lazy("account-home"))
 
 pricing_view = timed_pricing(get_token_pricing)
 

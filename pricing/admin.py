@@ -20,7 +20,6 @@ from django.views.decorators.http import require_POST
 
 from bridge import money
 from bridge.admin_tools import CountryListFilter, SingletonModelAdmin
-from bridge.jsonnum import plain_decimal
 from pricing import calc, plan_sync, pricebook
 from pricing.answercache import PricingCacheRefused
 from pricing.models import Currency, Discount, Plan, PricingSettings, TaxRule
@@ -136,7 +135,9 @@ class CurrencyAdmin(CacheRefusalAdmin):
 
     @admin.display(description="token price", ordering="token_price")
     def token_price_display(self, obj: Currency) -> str:
-        return plain_decimal(obj.token_price)
+        return money.format_money(
+            obj.token_price, obj, decimals=money.token_price_decimals(obj.token_price)
+        )
 
     @admin.display(description=f"{money.format_tokens(PREVIEW_TOKENS)} tokens")
     def preview(self, obj: Currency) -> str:
@@ -176,7 +177,7 @@ class DiscountAdmin(CacheRefusalAdmin):
 
     @admin.display(description="multiplier", ordering="multiplier")
     def multiplier_display(self, obj: Discount) -> str:
-        return plain_decimal(obj.multiplier)
+        return money.format_discount(obj.multiplier)
 
     @admin.display(description="validity", ordering="valid_from")
     def validity(self, obj: Discount) -> str:
@@ -220,8 +221,8 @@ class PlanAdmin(admin.ModelAdmin):
     list_display = (
         "id",
         "name",
-        "tokens_per_hour",
-        "tokens_per_month",
+        "per_hour",
+        "per_month",
         "aggregated_month",
         "suggested_monthly",
         "matches_suggestion",
@@ -339,6 +340,14 @@ class PlanAdmin(admin.ModelAdmin):
 
     # Token figures come straight from calc: they need no currency, so the changelist
     # runs no query for them.
+    @admin.display(description="tokens per hour", ordering="tokens_per_hour")
+    def per_hour(self, obj: Plan) -> str:
+        return money.format_tokens(obj.tokens_per_hour)
+
+    @admin.display(description="tokens per month", ordering="tokens_per_month")
+    def per_month(self, obj: Plan) -> str:
+        return money.format_tokens(obj.tokens_per_month)
+
     @admin.display(description="aggregated month (tokens)", ordering="tokens_per_hour")
     def aggregated_month(self, obj: Plan) -> str:
         return money.format_tokens(_aggregated(obj))

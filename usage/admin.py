@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
@@ -18,7 +18,13 @@ from django.utils.safestring import SafeString
 
 from bridge.admin_tools import ReadOnlyAdminMixin, SingletonModelAdmin
 from bridge.filters import MAX_ID
-from bridge.money import format_money
+from bridge.money import (
+    format_discount,
+    format_money,
+    format_percent,
+    format_tokens,
+    token_price_decimals,
+)
 from solusio.errors import SolusIOError
 from usage import emails, invoice_states, legal, selectors
 from usage.cycle import CloseError
@@ -39,7 +45,7 @@ from usage.models import (
     UsageSourceGap,
 )
 from usage.pdf import credit_note_pdf_response, invoice_filename, render_invoice_pdf
-from usage.rules import PricingSnapshot
+from usage.rules import PricingSnapshot, Rule
 
 
 class CheckedListFilter(admin.SimpleListFilter):
@@ -113,16 +119,78 @@ class CustomerFilter(IdFilter):
     field = "customer_id"
 
 
+class DiscrepancyFilter(admin.SimpleListFilter):
+    """Whether SolusIO reported a different charge on any line (not the raw count)."""
+
+    title = "discrepancies"
+    parameter_name = "discrepancies"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("yes", "With discrepancies (held back from issuing)"),
+            ("no", "No discrepancies"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value in (None, ""):
+            return queryset
+        if value not in ("yes", "no"):
+            raise IncorrectLookupParameters(f"discrepancies must be yes or no: {value!r}")
+        if value == "yes":
+            return queryset.filter(discrepancies__gt=0)
+        return queryset.filter(discrepancies=0)
+
+
+def _pricing(invoice: Invoice) -> PricingSnapshot:
+    return PricingSnapshot.from_json(invoice.snapshot)
+
+
 class InvoiceLineInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = InvoiceLine
     extra = 0
     can_delete = False
     fields = (
-        "position", "server_name", "item", "plan_name", "hours", "tokens_per_hour",
-        "tokens_per_month", "backup_price", "rule", "tokens", "amount", "reported_tokens",
-        "discrepancy",
+        "position", "server_name", "item", "plan_name", "started_at", "ended_at", "hours",
+        "per_hour", "per_month", "backup_price", "rule_display", "tokens_display",
+        "amount_display", "discrepancy_display",
     )  # fmt: skip
     readonly_fields = fields
+
+    @admin.display(description="tokens / hour")
+    def per_hour(self, obj: InvoiceLine) -> str:
+        return format_tokens(obj.tokens_per_hour, _pricing(obj.invoice))
+
+    @admin.display(description="tokens / month")
+    def per_month(self, obj: InvoiceLine) -> str:
+        return format_tokens(obj.tokens_per_month, _pricing(obj.invoice))
+
+    @admin.display(description="rule")
+    def rule_display(self, obj: InvoiceLine) -> str:
+        return Rule.label_of(obj.rule)
+
+    @admin.display(description="tokens")
+    def tokens_display(self, obj: InvoiceLine) -> str:
+        return format_tokens(obj.tokens, _pricing(obj.invoice))
+
+    @admin.display(description="amount")
+    def amount_display(self, obj: InvoiceLine) -> str:
+        return format_money(obj.amount, _pricing(obj.invoice))
+
+    @admin.display(description="discrepancy")
+    def discrepancy_display(self, obj: InvoiceLine) -> str:
+        # Blank where SolusIO agrees: a mark on every line would hide the ones that matter.
+        if not obj.discrepancy:
+            return ""
+        reported = (
+            "nothing"
+            if obj.reported_tokens is None
+            else format_tokens(obj.reported_tokens, _pricing(obj.invoice))
+        )
+        return f"⚠ SolusIO reported {reported} tokens"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[InvoiceLine]:
+        return super().get_queryset(request).select_related("invoice")
 
 
 def _email_of(invoice: Invoice) -> InvoiceEmail | None:
@@ -133,17 +201,17 @@ def _email_of(invoice: Invoice) -> InvoiceEmail | None:
 
 
 def _money(invoice: Invoice, amount: Decimal) -> str:
-    return format_money(amount, PricingSnapshot.from_json(invoice.snapshot))
+    return format_money(amount, _pricing(invoice))
 
 
 @admin.register(Invoice)
 class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
-        "number_display", "customer", "period_display", "status", "currency", "tokens",
-        "total_display", "discrepancies", "issued_at", "paid_at", "email_display",
+        "number_display", "customer", "period_display", "status", "currency", "tokens_display",
+        "total_display", "discrepancies_display", "issued_at", "paid_at", "email_display",
     )  # fmt: skip
     list_filter = (
-        PeriodFilter, "status", "currency", OverdueFilter, CustomerFilter, "discrepancies",
+        PeriodFilter, "status", "currency", OverdueFilter, CustomerFilter, DiscrepancyFilter,
         ("hold_reason", admin.EmptyFieldListFilter),
     )  # fmt: skip
     search_fields = ("=number", "=customer__id", "customer__email", "customer__name")
@@ -153,12 +221,16 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "issue", "mark_paid", "void", "correct", "regenerate", "resend_email", "export_csv",
     ]  # fmt: skip
     readonly_fields = (
-        "customer", "period", "period_start", "period_end", "status", "number", "currency",
-        "tokens", "subtotal", "tax_total", "total", "tax_table", "snapshot_table",
-        "legal_table", "discrepancies", "hold_reason", "generated_at", "issued_at", "paid_at",
-        "voided_at", "email_delivery", "documents",
+        "customer", "period", "period_start", "period_end", "status", "number_display",
+        "currency", "tokens_display", "subtotal_display", "tax_total_display", "total_display",
+        "tax_table", "snapshot_table", "legal_table", "discrepancies_display", "hold_reason",
+        "review_reason", "generated_at", "issued_at", "paid_at", "voided_at", "email_delivery",
+        "documents",
     )  # fmt: skip
-    exclude = ("snapshot", "taxes", "fingerprint", "legal")
+    exclude = (
+        "snapshot", "taxes", "fingerprint", "legal", "number", "tokens", "subtotal", "tax_total",
+        "total", "discrepancies",
+    )  # fmt: skip
     change_list_template = "admin/usage/invoice/change_list.html"
 
     # Invoices come from the cycle close and change only through the actions (which need
@@ -173,9 +245,28 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def period_display(self, obj: Invoice) -> str:
         return f"{obj.period:%Y-%m}"
 
+    @admin.display(description="tokens", ordering="tokens")
+    def tokens_display(self, obj: Invoice) -> str:
+        return format_tokens(obj.tokens, _pricing(obj))
+
+    @admin.display(description="subtotal", ordering="subtotal")
+    def subtotal_display(self, obj: Invoice) -> str:
+        return _money(obj, obj.subtotal)
+
+    @admin.display(description="tax", ordering="tax_total")
+    def tax_total_display(self, obj: Invoice) -> str:
+        return _money(obj, obj.tax_total)
+
     @admin.display(description="total", ordering="total")
     def total_display(self, obj: Invoice) -> str:
         return _money(obj, obj.total)
+
+    @admin.display(description="discrepancies", ordering="discrepancies")
+    def discrepancies_display(self, obj: Invoice) -> str:
+        # Only where there is one: "0" on every row reads like a warning.
+        if not obj.discrepancies:
+            return ""
+        return f"⚠ {obj.discrepancies} line{'s' if obj.discrepancies > 1 else ''}"
 
     @admin.display(description="e-mail")
     def email_display(self, obj: Invoice) -> str:
@@ -206,7 +297,7 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         rows = [
             (
                 t["label"],
-                f"{Decimal(t['rate']).normalize():f} %",
+                format_percent(Decimal(t["rate"])),
                 _money(obj, Decimal(t["base"])),
                 _money(obj, Decimal(t["amount"])),
             )
@@ -223,14 +314,20 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def snapshot_table(self, obj: Invoice) -> SafeString:
         s = PricingSnapshot.from_json(obj.snapshot)
         rows = [
-            ("currency", f"{s.currency} (1 token = {s.token_price.normalize():f})"),
+            (
+                "currency",
+                f"{s.currency} (1 token = "
+                f"{format_money(s.token_price, s, decimals=token_price_decimals(s.token_price))})",
+            ),
             ("display", format_money(Decimal("1234.5"), s)),
-            ("discounts", ", ".join(f"{n} ×{m.normalize():f}" for n, m in s.discounts) or "none"),
-            ("taxes", ", ".join(f"{label} {r.normalize():f} %" for label, r in s.taxes) or "none"),
+            ("discounts", ", ".join(f"{n}: {format_discount(m)}" for n, m in s.discounts)),
+            ("taxes", ", ".join(f"{label} {format_percent(r)}" for label, r in s.taxes)),
             ("taxes compound", "yes" if s.compound else "no"),
             ("billing exempt", "yes" if s.exempt else "no"),
         ]
-        body = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows)
+        body = format_html_join(
+            "", "<tr><th>{}</th><td>{}</td></tr>", ((k, v or "none") for k, v in rows)
+        )
         return format_html("<table>{}</table>", body)
 
     @admin.display(description="seller and customer")
@@ -320,10 +417,8 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             queryset = response.context_data["cl"].queryset  # type: ignore[attr-defined]
         except (AttributeError, KeyError):
             return response
-        response.context_data["totals"] = (  # type: ignore[attr-defined]
-            queryset.order_by("currency")
-            .values("currency")
-            .annotate(tokens=Sum("tokens"), subtotal=Sum("subtotal"), total=Sum("total"))
+        response.context_data["totals"] = selectors.invoice_totals(  # type: ignore[attr-defined]
+            queryset
         )
         return response
 
@@ -544,12 +639,24 @@ class UsageRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     list_display = (
         "period", "billing_user_id", "customer", "server_name", "item", "plan_name", "hours",
-        "tokens_per_hour", "tokens_per_month", "backup_price", "reported_tokens", "started_at",
-        "ended_at",
+        "per_hour", "per_month", "backup_price", "reported", "started_at", "ended_at",
     )  # fmt: skip
     list_filter = (OrphanFilter, UnknownKindFilter, PeriodFilter, "item")
     search_fields = ("=billing_user_id", "=server_id", "server_name", "server_uuid")
     list_select_related = ("customer",)
+
+    # Usage has no currency yet (an orphan has no customer): tokens grouped with commas.
+    @admin.display(description="tokens / hour", ordering="tokens_per_hour")
+    def per_hour(self, obj: UsageRecord) -> str:
+        return format_tokens(obj.tokens_per_hour)
+
+    @admin.display(description="tokens / month", ordering="tokens_per_month")
+    def per_month(self, obj: UsageRecord) -> str:
+        return format_tokens(obj.tokens_per_month)
+
+    @admin.display(description="SolusIO's tokens", ordering="reported_tokens")
+    def reported(self, obj: UsageRecord) -> str | None:
+        return None if obj.reported_tokens is None else format_tokens(obj.reported_tokens)
 
     keep_permissions = ("delete",)
 

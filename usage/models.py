@@ -301,7 +301,7 @@ class Invoice(models.Model):
         indexes = [models.Index(fields=["status", "issued_at"], name="invoice_status_issued")]
 
     def __str__(self) -> str:
-        return f"{self.display_number} {self.customer_id} {self.period:%Y-%m}"
+        return f"{self.display_number} ({self.period:%Y-%m})"
 
     @property
     def display_number(self) -> str:
@@ -385,7 +385,7 @@ class InvoiceLine(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.server_name} {self.item} {self.hours} h → {self.tokens}"
+        return f"{self.server_name} ({self.get_item_display()}, {self.hours} h)"
 
 
 class InvoiceEmailState(models.TextChoices):

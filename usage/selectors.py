@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db.models import Count, QuerySet, Sum
 from django.utils import timezone
 
+from bridge.money import CurrencyDisplay
 from pricing.models import Currency, Discount, PricingSettings, TaxRule
 from pricing.selectors import discounts_in_force, tax_rules_for
 from solusio.client import SolusIOClient
@@ -410,3 +411,40 @@ def overdue_invoices(
     return invoices.filter(
         status=InvoiceStatus.ISSUED, issued_at__lte=now - timedelta(days=days), total__gt=0
     )
+
+
+@dataclass(frozen=True)
+class CurrencyTotal:
+    currency: str
+    pricing: CurrencyDisplay  # how to write this currency's sums
+    tokens: int
+    subtotal: Decimal
+    total: Decimal
+
+
+def invoice_totals(invoices: QuerySet[Invoice]) -> list[CurrencyTotal]:
+    """Sums of `invoices` per currency, with the currency's display. A currency since
+    deleted from the price book is written as its newest invoice wrote it."""
+    rows = list(
+        invoices.order_by("currency")
+        .values("currency")
+        .annotate(tokens=Sum("tokens"), subtotal=Sum("subtotal"), total=Sum("total"))
+    )
+    codes = [row["currency"] for row in rows]
+    displays: dict[str, CurrencyDisplay] = {
+        c.code: c for c in Currency.objects.filter(code__in=codes)
+    }
+    for code in set(codes) - set(displays):
+        newest = invoices.filter(currency=code).order_by("-generated_at").first()
+        assert newest is not None  # the code came from these invoices
+        displays[code] = PricingSnapshot.from_json(newest.snapshot)
+    return [
+        CurrencyTotal(
+            currency=row["currency"],
+            pricing=displays[row["currency"]],
+            tokens=row["tokens"] or 0,
+            subtotal=row["subtotal"] or Decimal(0),
+            total=row["total"] or Decimal(0),
+        )
+        for row in rows
+    ]

@@ -1,5 +1,6 @@
 """Admin for billing staff: customers and the token pricing SolusIO will be told."""
 
+from decimal import Decimal
 from typing import Any
 
 from django.contrib import admin, messages
@@ -17,7 +18,6 @@ from django.views.decorators.http import require_POST
 
 from bridge import money
 from bridge.admin_tools import CountryListFilter, ReadOnlyAdminMixin, SingletonModelAdmin
-from bridge.jsonnum import plain_decimal
 from pricing import calc
 from pricing.admin import CacheRefusalAdmin
 from pricing.selectors import token_pricing
@@ -267,6 +267,10 @@ class CustomerAdmin(CacheRefusalAdmin):
             return "—"
         cur = pricing.currency
 
+        def unit_cost(cost: Decimal) -> str:
+            # Exact: every digit SolusIO is told, never rounded to the currency's cents.
+            return money.format_money(cost, cur, decimals=money.token_price_decimals(cost))
+
         def cost_of(unit_cost: Any) -> str:
             return money.format_money(
                 calc.tokens_to_money(PREVIEW_TOKENS, unit_cost, cur.decimals), cur, compact=True
@@ -277,12 +281,13 @@ class CustomerAdmin(CacheRefusalAdmin):
             {
                 "pricing": pricing,
                 "exempt": obj.billing_exempt,
-                "base_unit_cost": plain_decimal(pricing.base_token_unit_cost),
-                "user_unit_cost": plain_decimal(pricing.user_token_unit_cost),
+                "base_unit_cost": unit_cost(pricing.base_token_unit_cost),
+                "user_unit_cost": unit_cost(pricing.user_token_unit_cost),
                 "discounts": [
-                    (d.name, d.description, plain_decimal(d.multiplier)) for d in pricing.discounts
+                    (d.name, d.description, money.format_discount(d.multiplier))
+                    for d in pricing.discounts
                 ],
-                "taxes": [(t.label, plain_decimal(t.rate)) for t in pricing.taxes],
+                "taxes": [(t.label, money.format_percent(t.rate)) for t in pricing.taxes],
                 "preview_tokens": money.format_tokens(PREVIEW_TOKENS),
                 "preview_cost": cost_of(pricing.user_token_unit_cost),
                 "preview_base_cost": cost_of(pricing.base_token_unit_cost),

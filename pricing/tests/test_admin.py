@@ -71,8 +71,10 @@ def test_currency_changelist_shows_normalized_price_and_10000_token_preview(
 ) -> None:
     body = admin_client.get(changelist("currency")).content.decode()
     assert "10,000 tokens" in body
-    assert "0.001<" in body  # not 0.0010000000
-    assert "0.00091<" in body
+    # Written as the currency writes it, exact, at least 5 decimals (not 0.0010000000).
+    assert ">$0.00100\u00a0USD<" in body
+    assert "0,00091" in body
+    assert "0.0010000" not in body
     assert "$10.00000" in body
     assert "€9,10000" in body  # the conftest EUR uses a decimal comma
 
@@ -122,7 +124,7 @@ def test_discount_changelist_shows_validity_in_force_and_customer_count(
     assert rows["Expired promo"].customer_count == 0
     body = response.content.decode()
     assert "5% Recurring Discount" in body
-    assert "0.95<" in body
+    assert "5\u00a0% discount (×0.95)<" in body
     assert "always" in body
     assert 'alt="True"' in body  # the loyalty discount is in force
     assert 'alt="False"' in body  # the promo has ended
@@ -211,6 +213,9 @@ def test_plan_changelist_shows_aggregate_suggestion_and_match(
     Plan.objects.create(id=1, name="1 Core, 1 GB RAM", tokens_per_hour=7, tokens_per_month=5000)
     Plan.objects.create(id=2, name="Off-book", tokens_per_hour=14, tokens_per_month=9999)
     body = admin_client.get(changelist("plan")).content.decode()
+    assert '<td class="field-per_hour">7</td>' in body
+    assert '<td class="field-per_month">5,000</td>' in body  # not "5000"
+    assert '<td class="field-per_month">9,999</td>' in body
     assert '<td class="field-aggregated_month">5,208</td>' in body
     assert '<td class="field-suggested_monthly">5,000</td>' in body
     assert '<td class="field-aggregated_month">10,416</td>' in body

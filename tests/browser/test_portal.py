@@ -87,3 +87,51 @@ def test_invoices_pdf_and_open_control_panel(page: Page, bridge: Bridge, shot: S
     expect(page.locator("body")).to_contain_text(f"Signed in as ann@example.com (user #{user_id})")
     assert page.url.startswith(bridge.sim.control.root + "/auth/by_token?token=")
     shot(page, "solusio-login-page")
+
+
+# Right edges of every element past the viewport: empty when nothing is clipped or
+# pushes the page sideways.
+OVERFLOWING = """() => [...document.querySelectorAll('body *')]
+    .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)
+    .map(e => e.tagName + '.' + e.className + ': ' + e.textContent.trim().slice(0, 40))"""
+
+
+def assert_fits(page: Page) -> None:
+    width = page.evaluate("window.innerWidth")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    assert page.evaluate(OVERFLOWING) == []
+    amounts = page.locator(".amount")
+    assert amounts.count() >= 3  # the month so far: its line and its total; the invoice
+    for i in range(amounts.count()):
+        amount = amounts.nth(i)
+        expect(amount).to_be_visible()
+        expect(amount).to_contain_text("$")
+        box = amount.bounding_box()
+        assert box is not None
+        assert box["x"] >= 0
+        assert box["x"] + box["width"] <= width
+
+
+def test_invoices_fit_a_phone_and_a_desktop(page: Page, bridge: Bridge, shot: Shot) -> None:
+    ann = bridge.customer("ann@example.com", name="Ann Example")
+    invoice = bridge.october_draft(ann)  # its server still runs: this month has usage too
+    invoice_states.issue_invoice(invoice_id=invoice.pk)
+    sign_in(page, bridge, "ann@example.com", PASSWORD)
+    expect(page.locator("#account-status")).to_contain_text("Ann Example")
+
+    page.set_viewport_size({"width": 360, "height": 800})
+    page.goto(bridge.url + "/account/invoices/")
+    expect(page.locator("#upcoming tbody tr")).to_have_count(1)
+    stylesheet = page.evaluate("getComputedStyle(document.querySelector('#upcoming td')).display")
+    assert stylesheet == "flex"  # stacked as a card: the stylesheet is served and applies
+    expect(page.locator("#upcoming td[data-label=Tokens]")).to_be_visible()
+    assert_fits(page)
+    shot(page, "portal-invoices-360")
+
+    page.set_viewport_size({"width": 1100, "height": 800})
+    page.reload()
+    assert page.evaluate("getComputedStyle(document.querySelector('#upcoming td')).display") == (
+        "table-cell"
+    )
+    assert_fits(page)
+    shot(page, "portal-invoices-1100")

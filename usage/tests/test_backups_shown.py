@@ -93,7 +93,7 @@ def test_the_preview_and_the_portal_show_backups(backed_up: Invoice, client: Sol
     ]
     html = render_to_string("usage/_draft.html", {"draft": preview.draft})
     assert f"(backups, 10{NBSP}%)" in html
-    assert "<td>Backups</td><td>244</td>" in html
+    assert '<td data-label="Rule">Backups</td><td class="num" data-label="Tokens">244</td>' in html
     answer = body(staff_client(Invoice).get("/api/v1/invoices/upcoming/?customer=1"))
     assert [(x["item"], x["rule"], x["backup_price"]) for x in answer["lines"]] == [
         ("server", "hourly", None),
@@ -106,7 +106,8 @@ def test_the_preview_and_the_portal_show_backups(backed_up: Invoice, client: Sol
     browser.force_login(user)
     with time_machine.travel(MID_NOV, tick=False):
         page = browser.get("/account/invoices/").content.decode()
-    assert "<td>Backups</td><td>244</td>" in page  # this month so far
+    # this month so far
+    assert '<td data-label="Rule">Backups</td><td class="num" data-label="Tokens">244</td>' in page
     assert "$5.50\u00a0USD" in page  # October: 5,000 + 500 tokens at $0.001
 
 

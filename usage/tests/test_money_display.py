@@ -48,16 +48,17 @@ def test_the_portal_draft_table_shows_labels_grouped_tokens_and_unbreakable_amou
     )
     html = render_to_string("usage/_draft.html", {"draft": draft})
     for label in ("Monthly cap", "Fixed monthly", "Hourly", "Free"):
-        assert f"<td>{label}</td>" in html
+        assert f'<td data-label="Rule">{label}</td>' in html
     assert not any(code in html for code in RAW_CODES)
-    assert "<td>5,000</td>" in html  # the cap, grouped
+    assert '<td class="num" data-label="Tokens/month">5,000</td>' in html  # the cap, grouped
     assert "Subtotal (7,988 tokens)" in html
     assert f"Loyal: 5{NBSP}% discount (×0.95)" in html
     assert f"City Tax 10{NBSP}%" in html
     # 7,988 × 0.00079 × 0.95 per line, rounded per line: 3.75 + 1.13 + 1.12 + 0 = 6.00
     assert f"£6.00{NBSP}GBP" in html
     assert "£6.00 GBP" not in html  # no breakable space inside an amount
-    assert 'style="overflow-x: auto"' in html  # a phone scrolls the table, never squeezes it
+    # A phone shows each row as a card, every cell labelled (the portal's stylesheet).
+    assert '<td class="num amount" data-label="Amount">' in html
 
 
 def test_tokens_beside_a_comma_decimal_currency_use_its_thousands_separator() -> None:
@@ -65,8 +66,8 @@ def test_tokens_beside_a_comma_decimal_currency_use_its_thousands_separator() ->
     html = render_to_string(
         "usage/_draft.html", {"draft": build_invoice([usage(1, 744, 7, 5000)], euro)}
     )
-    assert "<td>5.000</td>" in html
-    assert "<td>5,000</td>" not in html
+    assert 'data-label="Tokens/month">5.000</td>' in html
+    assert 'data-label="Tokens/month">5,000</td>' not in html
 
 
 @pytest.fixture

@@ -129,8 +129,8 @@ def test_customers_see_their_issued_invoices_and_the_month_so_far(
     assert "INV-000001" in text
     assert "$5.00\u00a0USD" in text  # October, capped
     assert "$2.44\u00a0USD" in text  # November so far: 348 h × 7 = 2,436 tokens
-    assert "<td>2,436</td>" in text  # tokens grouped in thousands
-    assert "<td>Hourly</td>" in text  # the rule's label, not its code
+    assert 'data-label="Tokens">2,436</td>' in text  # tokens grouped in thousands
+    assert '<td data-label="Rule">Hourly</td>' in text  # the rule's label, not its code
     assert ann.get(f"/account/invoices/{first.pk}/pdf/")["Content-Type"] == "application/pdf"
     assert bob.get(f"/account/invoices/{first.pk}/pdf/").status_code == 404  # not his
     assert bob.get(f"/account/invoices/{second.pk}/pdf/").status_code == 404  # a draft

@@ -29,6 +29,12 @@ class BillingSettings(SingletonModel):
         help_text="E-mail each invoice (PDF attached) to the customer when it is issued. "
         "Staff can still re-send one by hand when this is off.",
     )
+    einvoice_pdf = models.BooleanField(
+        "Factur-X PDF",
+        default=False,
+        help_text="Make every issued invoice's PDF a Factur-X e-invoice (EN 16931): a "
+        "PDF/A-3 with the invoice's XML inside, which accounting software reads.",
+    )
 
     class Meta(SingletonModel.Meta):
         verbose_name = "billing settings"

@@ -130,7 +130,7 @@ class UpcomingInvoiceSerializer(serializers.Serializer):
 class BillingSettingsSerializer(serializers.ModelSerializer):
     class Meta:
         model = BillingSettings
-        fields = ["auto_issue", "dunning_days", "email_invoices"]
+        fields = ["auto_issue", "dunning_days", "email_invoices", "einvoice_pdf"]
 
 
 class DunningEventSerializer(serializers.ModelSerializer):

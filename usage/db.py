@@ -181,8 +181,9 @@ def update_each(
         f"FROM unnest(%s::{pk.cast_db_type(connection)}[], %s::{field.cast_db_type(connection)}[]) "
         f"AS n(pk, value) WHERE t.{qn(column_names(model, [pk.name])[0])} = n.pk"
     )
+    values = [field.get_db_prep_save(v, connection) for v in values]  # e.g. JSON wrapped
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, list(pks), list(values)])
+        cursor.execute(sql, [*params, list(pks), values])
 
 
 def usage_rows(

@@ -33,6 +33,7 @@ from django.utils import timezone
 from bridge.money import format_money
 from bridge.outbox import Outbox, Outcome, Step
 from bridge.sql import render
+from usage import legal
 from usage.models import (
     BillingSettings,
     Invoice,
@@ -184,21 +185,26 @@ def invoice_message(invoice: Invoice) -> EmailMessage:
 
     pricing = PricingSnapshot.from_json(invoice.snapshot)
     customer = invoice.customer
-    body = "\n".join(
-        [
-            f"Hello {customer.name or customer.email},",
-            "",
-            f"your invoice {invoice.display_number} for {invoice.period:%B %Y} is attached.",
-            f"Total: {format_money(invoice.total, pricing)}",
-            "",
-            "Thank you.",
-        ]
-    )
+    details = legal.details_of(invoice)
+    link = legal.payment_link(details, invoice)
+    lines = [
+        f"Hello {customer.name or customer.email},",
+        "",
+        f"your invoice {invoice.display_number} for {invoice.period:%B %Y} is attached.",
+        f"Total: {format_money(invoice.total, pricing)}",
+    ]
+    if details.due_date and invoice.total > 0:
+        lines.append(f"Due date: {legal.long_date(details.due_date)}")
+    if link and invoice.total > 0:
+        lines.append(f"Pay online: {link}")
+    lines += ["", "Thank you."]
+    support = details.seller.support_email
     message = EmailMessage(
         subject=f"Invoice {invoice.display_number} for {invoice.period:%B %Y}",
-        body=body,
+        body="\n".join(lines),
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[customer.email],
+        reply_to=[support] if support else None,
     )
     message.attach(f"{invoice_filename(invoice)}.pdf", invoice_pdf(invoice), "application/pdf")
     return message

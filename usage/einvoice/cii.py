@@ -29,8 +29,8 @@ def _date(parent: etree._Element, tag: str, value: date) -> None:
 def _party(parent: etree._Element, tag: str, party: Party) -> None:
     node = _el(parent, tag)
     _el(node, "ram:Name", party.name)
-    if party.registration:
-        _el(_el(node, "ram:SpecifiedLegalOrganization"), "ram:TradingBusinessName", party.name)
+    if party.registration:  # BT-33, the seller's additional legal information
+        _el(node, "ram:Description", party.registration)
     address = _el(node, "ram:PostalTradeAddress")
     lines = party.address_lines
     for tag_name, text in zip(("ram:LineOne", "ram:LineTwo"), lines[:2], strict=False):

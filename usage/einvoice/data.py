@@ -17,7 +17,8 @@ from django.conf import settings
 from stdnum import iban as iban_number
 
 from bridge.money import round_money
-from usage.models import BillingSettings, Invoice, InvoiceStatus
+from usage import legal
+from usage.models import Invoice, InvoiceStatus
 from usage.rules import PricingSnapshot, Rule
 
 # UNTDID 5305 tax categories and the CEF VATEX exemption code for reverse charge.
@@ -114,65 +115,33 @@ class Legal:
 
 
 def legal_of(invoice: Invoice) -> Legal:
-    """Seller, buyer, dates, how to pay, why no tax: the one place that reads the invoice's legal
-    details. Issued invoices keep them frozen in `Invoice.legal` (issue 12 §1); without
-    that snapshot the current billing settings and customer fields are read."""
-    legal = getattr(invoice, "legal", None) or {}
-    if legal:
-        seller_data = legal["seller"]
-        buyer_data = legal["customer"]
-        issue = date.fromisoformat(legal["issue_date"]) if legal.get("issue_date") else None
-        due = date.fromisoformat(legal["due_date"]) if legal.get("due_date") else None
-    else:
-        row = BillingSettings.load()
-        seller_data = {
-            "name": getattr(row, "seller_name", ""),
-            "address": getattr(row, "seller_address", ""),
-            "vat_id": getattr(row, "seller_vat_id", ""),
-            "registration": getattr(row, "seller_registration", ""),
-            "support_email": getattr(row, "support_email", ""),
-            "payment_instructions": getattr(row, "payment_instructions", ""),
-            "payment_terms_days": getattr(row, "payment_terms_days", 14),
-        }
-        customer = invoice.customer
-        buyer_data = {
-            "name": customer.name,
-            "email": customer.email,
-            "company_name": getattr(customer, "company_name", ""),
-            "address": getattr(customer, "billing_address", ""),
-            "country": customer.country,
-            "vat_id": getattr(customer, "vat_id", ""),
-            "tax_exemption_reason": getattr(customer, "tax_exemption_reason", ""),
-        }
-        issue = due = None
-        if invoice.issued_at:
-            zone = ZoneInfo(settings.BILLING_TIMEZONE)
-            issue = invoice.issued_at.astimezone(zone).date()
-            due = issue + timedelta(days=int(seller_data["payment_terms_days"]))
-    seller_vat = seller_data.get("vat_id", "")
+    """Seller, buyer, dates, how to pay, why no tax: the one place that reads the invoice's
+    legal details, as usage.legal keeps them (frozen on issue in `Invoice.legal`)."""
+    details = legal.details_of(invoice)
+    sold_by, sold_to = details.seller, details.buyer
     seller = Party(
-        name=seller_data.get("name", ""),
-        address_lines=_lines(seller_data.get("address", "")),
-        country=_country_of_vat_id(seller_vat),
-        vat_id=seller_vat,
-        registration=seller_data.get("registration", ""),
-        email=seller_data.get("support_email", ""),
+        name=sold_by.name,
+        address_lines=_lines(sold_by.address),
+        country=_country_of_vat_id(sold_by.vat_id),
+        vat_id=sold_by.vat_id,
+        registration=sold_by.registration,
+        email=sold_by.support_email,
     )
     buyer = Party(
-        name=buyer_data.get("company_name") or buyer_data.get("name") or buyer_data["email"],
-        address_lines=_lines(buyer_data.get("address", "")),
-        country=buyer_data.get("country") or _country_of_vat_id(buyer_data.get("vat_id", "")),
-        vat_id=buyer_data.get("vat_id", ""),
+        name=sold_to.company_name or sold_to.name or sold_to.email,
+        address_lines=_lines(sold_to.address),
+        country=sold_to.country or _country_of_vat_id(sold_to.vat_id),
+        vat_id=sold_to.vat_id,
         registration="",
-        email=buyer_data.get("email", ""),
+        email=sold_to.email,
     )
     return Legal(
         seller,
         buyer,
-        issue,
-        due,
-        payment_text=seller_data.get("payment_instructions", ""),
-        exemption_reason=buyer_data.get("tax_exemption_reason", ""),
+        details.issue_date,
+        details.due_date,
+        payment_text=sold_by.payment_instructions,
+        exemption_reason=sold_to.tax_exemption_reason,
     )
 
 

@@ -41,7 +41,7 @@ def _party(parent: etree._Element, tag: str, party: Party) -> None:
         _el(_el(scheme, "cac:TaxScheme"), "cbc:ID", "VAT")
     legal = _el(node, "cac:PartyLegalEntity")
     _el(legal, "cbc:RegistrationName", party.name)
-    if party.registration:
+    if party.registration:  # BT-33, the seller's additional legal information
         _el(legal, "cbc:CompanyLegalForm", party.registration)
     if party.email:
         _el(_el(node, "cac:Contact"), "cbc:ElectronicMail", party.email)

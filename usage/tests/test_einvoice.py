@@ -1,7 +1,6 @@
 """E-invoices (issue 12 §2): Factur-X (CII in a PDF/A-3) and UBL 2.1 (Peppol BIS 3.0), valid
 against their schemas, with every amount equal to the invoice's."""
 
-from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from io import BytesIO
 from typing import Any
@@ -17,14 +16,13 @@ from pricing.models import Currency
 from pricing.tests.api_helpers import body, staff_client
 from usage import invoice_states
 from usage.einvoice import cii, data, documents, schemas, ubl
-from usage.einvoice.data import Legal, Party
-from usage.models import BillingSettings, Invoice, InvoiceLine, InvoiceStatus
-from usage.rules import PricingSnapshot, invoice_totals
+from usage.einvoice.data import Party
+from usage.models import BillingSettings, Invoice, InvoiceStatus
+from usage.rules import PricingSnapshot
+from usage.tests.test_invoice_pdf import issue, make_invoice
 from users.models import Customer
 
 pytestmark = pytest.mark.django_db
-OCT = datetime(2026, 10, 1, tzinfo=UTC)
-NOV = datetime(2026, 11, 1, tzinfo=UTC)
 CII_NS = {"ram": cii.RAM, "rsm": cii.RSM, "udt": cii.UDT}
 UBL_NS = {"cac": ubl.CAC, "cbc": ubl.CBC, "inv": ubl.INVOICE}
 SELLER = Party(
@@ -36,14 +34,12 @@ SELLER = Party(
     email="billing@example.test",
 )
 PAY = "Bank transfer to IBAN DE89 3704 0044 0532 0130 00, BIC COBADEFFXXX"
-# Tokens of three lines: 744 h × 7 (hourly), a 5,000 cap, 37 h × 3.
-TOKENS = (5208, 5000, 111)
 
 
 def _pricing(currency: Currency, **changes: Any) -> PricingSnapshot:
     values: dict[str, Any] = {
         "currency": currency.code,
-        "token_price": Decimal("0.00091"),
+        "token_price": Decimal("0.0091"),
         "decimals": 2,
         "display_prefix": "€",
         "display_suffix": " EUR",
@@ -58,79 +54,34 @@ def _pricing(currency: Currency, **changes: Any) -> PricingSnapshot:
 
 
 def _issued(customer: Customer, pricing: PricingSnapshot) -> Invoice:
-    """An issued October invoice, its money computed by usage.rules as the close does."""
-    multipliers = [m for _name, m in pricing.discounts]
-    totals = invoice_totals(
-        TOKENS,
-        pricing.effective_token_price,
-        multipliers,
-        pricing.taxes,
-        pricing.compound,
-        pricing.decimals,
-    )
-    invoice = Invoice.objects.create(
-        customer=customer,
-        period=OCT.date(),
-        period_start=OCT,
-        period_end=NOV,
-        currency=pricing.currency,
-        tokens=sum(TOKENS),
-        subtotal=totals.subtotal,
-        tax_total=totals.total - totals.subtotal,
-        total=totals.total,
-        snapshot=pricing.as_json(),
-        taxes=[
-            {"label": t.label, "rate": str(t.rate), "base": str(t.base), "amount": str(t.amount)}
-            for t in totals.taxes
-        ],
-        generated_at=NOV,
-    )
-    for position, (tokens, amount) in enumerate(zip(TOKENS, totals.line_amounts, strict=True)):
-        InvoiceLine.objects.create(
-            invoice=invoice,
-            position=position + 1,
-            server_id=position + 10,
-            server_uuid=f"uuid-{position}",
-            server_name=f"web-{position}",
-            plan_id=1,
-            plan_name="4 GB RAM",
-            item="server",
-            started_at=OCT,
-            ended_at=None if position < 2 else OCT + timedelta(hours=37),
-            hours=744 if position < 2 else 37,
-            tokens_per_hour=7 if position != 2 else 3,
-            tokens_per_month=5000,
-            rule="hourly",
-            tokens=tokens,
-            amount=amount,
-        )
-    return invoice_states.issue_invoice(invoice_id=invoice.pk)
+    """An issued October invoice of twelve lines (a cap, an IP address), priced by the rules."""
+    return issue(make_invoice(customer, pricing, lines=12))
 
 
 @pytest.fixture
-def legal(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """The seller and customer details the invoice states, through the one adapter
-    (data.legal_of): each test sets the customer's."""
-    details: dict[str, Any] = {"vat_id": "", "reason": "", "country": "FR"}
-
-    def legal_of(invoice: Invoice) -> Legal:
-        buyer = Party(
-            name="Client SARL",
-            address_lines=("12 rue de la Paix", "75002 Paris"),
-            country=details["country"],
-            vat_id=details["vat_id"],
-            registration="",
-            email=invoice.customer.email,
-        )
-        return Legal(SELLER, buyer, date(2026, 11, 2), date(2026, 11, 16), PAY, details["reason"])
-
-    monkeypatch.setattr(data, "legal_of", legal_of)
-    return details
+def seller(db: None) -> BillingSettings:
+    row = BillingSettings.load()
+    row.seller_name = SELLER.name
+    row.seller_address = "\n".join(SELLER.address_lines)
+    row.seller_vat_id = SELLER.vat_id
+    row.seller_registration = SELLER.registration
+    row.support_email = SELLER.email
+    row.payment_instructions = PAY
+    row.payment_terms_days = 14
+    row.save()
+    return row
 
 
 @pytest.fixture
-def customer(eur: Currency) -> Customer:
-    return Customer.objects.create(id=7, email="client@example.test", currency=eur, country="FR")
+def customer(eur: Currency, seller: BillingSettings) -> Customer:
+    return Customer.objects.create(
+        id=7,
+        email="client@example.test",
+        currency=eur,
+        country="FR",
+        company_name="Client SARL",
+        billing_address="12 rue de la Paix\n75002 Paris",
+    )
 
 
 def _amounts(root: etree._Element, path: str, ns: dict[str, str]) -> list[Decimal]:
@@ -138,7 +89,7 @@ def _amounts(root: etree._Element, path: str, ns: dict[str, str]) -> list[Decima
 
 
 def test_cii_and_ubl_state_the_invoice_with_discounts_and_two_tax_rates(
-    customer: Customer, eur: Currency, legal: dict[str, Any]
+    customer: Customer, eur: Currency
 ) -> None:
     invoice = _issued(customer, _pricing(eur))
     lines = list(invoice.lines.order_by("position"))
@@ -162,8 +113,8 @@ def test_cii_and_ubl_state_the_invoice_with_discounts_and_two_tax_rates(
     # quantity × net price, rounded half-up, is each line's amount
     quantities = _amounts(root, "//ram:BilledQuantity", CII_NS)
     net_prices = _amounts(root, "//ram:NetPriceProductTradePrice/ram:ChargeAmount", CII_NS)
-    assert quantities == [Decimal(t) for t in TOKENS]
-    assert net_prices == [Decimal("0.00091") * Decimal("0.95") * Decimal("0.9")] * 3
+    assert quantities == [Decimal(line.tokens) for line in lines]
+    assert net_prices == [Decimal("0.0091") * Decimal("0.95") * Decimal("0.9")] * len(lines)
     assert [
         (q * p).quantize(Decimal("0.01")) for q, p in zip(quantities, net_prices, strict=True)
     ] == line_amounts
@@ -215,9 +166,13 @@ def test_cii_and_ubl_state_the_invoice_with_discounts_and_two_tax_rates(
 
 
 def test_reverse_charge_and_billing_exempt_carry_the_exemption(
-    customer: Customer, eur: Currency, legal: dict[str, Any]
+    customer: Customer, eur: Currency
 ) -> None:
-    legal.update(vat_id="FR12345678901", reason="Reverse charge: Art. 196 Directive 2006/112/EC")
+    reason = "Reverse charge: Art. 196 Directive 2006/112/EC"
+    Customer.objects.filter(pk=customer.pk).update(
+        vat_id="FR12345678901", tax_exemption_reason=reason
+    )
+    customer.refresh_from_db()
     reverse = _issued(customer, _pricing(eur, taxes=(), discounts=()))
     assert reverse.tax_total == 0
     assert reverse.total > 0
@@ -230,7 +185,7 @@ def test_reverse_charge_and_billing_exempt_carry_the_exemption(
     assert len(tax) == 1
     assert tax[0].findtext(f"{{{cii.RAM}}}CategoryCode") == "AE"
     assert tax[0].findtext(f"{{{cii.RAM}}}ExemptionReasonCode") == "VATEX-EU-AE"
-    assert tax[0].findtext(f"{{{cii.RAM}}}ExemptionReason") == legal["reason"]
+    assert tax[0].findtext(f"{{{cii.RAM}}}ExemptionReason") == reason
     assert Decimal(tax[0].findtext(f"{{{cii.RAM}}}BasisAmount")) == reverse.subtotal
     assert Decimal(tax[0].findtext(f"{{{cii.RAM}}}CalculatedAmount")) == 0
     assert {
@@ -245,12 +200,13 @@ def test_reverse_charge_and_billing_exempt_carry_the_exemption(
     category = ubl_root.xpath("//cac:TaxSubtotal/cac:TaxCategory", namespaces=UBL_NS)[0]
     assert category.findtext(f"{{{ubl.CBC}}}ID") == "AE"
     assert category.findtext(f"{{{ubl.CBC}}}TaxExemptionReasonCode") == "VATEX-EU-AE"
-    assert category.findtext(f"{{{ubl.CBC}}}TaxExemptionReason") == legal["reason"]
+    assert category.findtext(f"{{{ubl.CBC}}}TaxExemptionReason") == reason
     payable = ubl_root.xpath("//cac:LegalMonetaryTotal/cbc:PayableAmount", namespaces=UBL_NS)
     assert Decimal(payable[0].text) == reverse.total
 
     Invoice.objects.all().delete()
-    legal.update(vat_id="", reason="")
+    Customer.objects.filter(pk=customer.pk).update(vat_id="", tax_exemption_reason="")
+    customer.refresh_from_db()
     exempt = _issued(customer, _pricing(eur, taxes=(), exempt=True))
     assert exempt.total == 0
     einvoice = data.einvoice_of(exempt)
@@ -264,7 +220,7 @@ def test_reverse_charge_and_billing_exempt_carry_the_exemption(
     )
     assert (
         _amounts(ubl_root, "//cac:InvoiceLine/cbc:LineExtensionAmount", UBL_NS)
-        == [Decimal("0.00")] * 3
+        == [Decimal("0.00")] * 12
     )
     cii_xml = cii.cii_xml(einvoice)
     schemas.check(cii_xml, schemas.cii_schema())
@@ -281,9 +237,7 @@ def test_the_schemas_reject_a_broken_invoice() -> None:
         schemas.check(broken, schemas.ubl_schema())
 
 
-def test_the_facturx_pdf_is_pdfa3_with_the_cii_inside(
-    customer: Customer, eur: Currency, legal: dict[str, Any]
-) -> None:
+def test_the_facturx_pdf_is_pdfa3_with_the_cii_inside(customer: Customer, eur: Currency) -> None:
     invoice = _issued(customer, _pricing(eur))
     pdf = documents.facturx_document(invoice)
     name, xml = get_xml_from_pdf(pdf, check_xsd=True)
@@ -299,7 +253,7 @@ def test_the_facturx_pdf_is_pdfa3_with_the_cii_inside(
 
 
 def test_downloads_in_the_api_admin_and_portal(
-    customer: Customer, eur: Currency, legal: dict[str, Any], admin_client: Client
+    customer: Customer, eur: Currency, admin_client: Client
 ) -> None:
     invoice = _issued(customer, _pricing(eur))
     api = staff_client(Invoice, actions=("view",))
@@ -347,7 +301,7 @@ def test_downloads_in_the_api_admin_and_portal(
 
 
 def test_a_draft_or_an_incomplete_invoice_has_no_einvoice(
-    customer: Customer, eur: Currency, legal: dict[str, Any]
+    customer: Customer, eur: Currency
 ) -> None:
     invoice = _issued(customer, _pricing(eur))
     Invoice.objects.filter(pk=invoice.pk).update(status=InvoiceStatus.DRAFT, number=None)
@@ -357,8 +311,8 @@ def test_a_draft_or_an_incomplete_invoice_has_no_einvoice(
     assert set(body(draft)) == {"message", "errors"}
     assert "issue the draft first" in body(draft)["message"]
 
+    Customer.objects.filter(pk=customer.pk).update(country="")
     invoice = invoice_states.issue_invoice(invoice_id=invoice.pk)
-    legal["country"] = ""
     missing = api.get(f"/api/v1/invoices/{invoice.pk}/facturx/")
     assert missing.status_code == 409
     assert "has no country" in body(missing)["message"]

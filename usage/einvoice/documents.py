@@ -7,12 +7,14 @@ import logging
 
 from django.http import HttpResponse
 
+# The module, not its function: the renderer is looked up at each call, so replacing it
+# (as the e-mail tests do) reaches every document.
+from usage import pdf
 from usage.einvoice import schemas
 from usage.einvoice.data import EInvoiceError, einvoice_of
 from usage.einvoice.facturx import facturx_pdf
 from usage.einvoice.ubl import ubl_xml
 from usage.models import BillingSettings, Invoice
-from usage.pdf import render_invoice_pdf
 
 logger = logging.getLogger(__name__)
 
@@ -22,18 +24,18 @@ def invoice_pdf(invoice: Invoice) -> bytes:
     draft has no number to put in the XML, so it stays a plain PDF). An invoice whose
     details EN 16931 finds incomplete still gets its plain PDF, so no download or e-mail
     fails for want of, say, a customer's country; the explicit Factur-X download says why."""
-    pdf = render_invoice_pdf(invoice)
+    plain = pdf.render_invoice_pdf(invoice)
     if invoice.number and BillingSettings.load().einvoice_pdf:
         try:
-            return facturx_pdf(pdf, einvoice_of(invoice))
+            return facturx_pdf(plain, einvoice_of(invoice))
         except EInvoiceError as exc:
             logger.warning("invoice %s: plain PDF, not Factur-X: %s", invoice.pk, exc)
-    return pdf
+    return plain
 
 
 def facturx_document(invoice: Invoice) -> bytes:
     """The issued invoice's PDF/A-3 with its CII XML; raises EInvoiceError."""
-    return facturx_pdf(render_invoice_pdf(invoice), einvoice_of(invoice))
+    return facturx_pdf(pdf.render_invoice_pdf(invoice), einvoice_of(invoice))
 
 
 def ubl_document(invoice: Invoice) -> bytes:

@@ -17,6 +17,7 @@ from pricing.tests.api_helpers import body, staff_client
 from usage import invoice_states
 from usage.einvoice import cii, data, documents, schemas, ubl
 from usage.einvoice.data import Party
+from usage.emails import invoice_message
 from usage.models import BillingSettings, Invoice, InvoiceStatus
 from usage.rules import PricingSnapshot
 from usage.tests.test_invoice_pdf import issue, make_invoice
@@ -275,6 +276,8 @@ def test_downloads_in_the_api_admin_and_portal(
     # The default PDF is plain until the setting is on, then it is the Factur-X one.
     assert b"factur-x.xml" not in api.get(f"/api/v1/invoices/{invoice.pk}/pdf/").content
     BillingSettings.objects.update_or_create(pk=1, defaults={"einvoice_pdf": True})
+    _name, attached, _type = invoice_message(invoice).attachments[0]
+    assert get_xml_from_pdf(attached)[0] == "factur-x.xml"  # the e-mail's PDF too
     assert (
         get_xml_from_pdf(api.get(f"/api/v1/invoices/{invoice.pk}/pdf/").content)[0]
         == "factur-x.xml"

@@ -1,8 +1,6 @@
-"""The per-process copy of pricing answers in front of Redis: kept only while Redis's
-client-side tracking (one RESP3 connection per process, `CLIENT TRACKING ON BCAST PREFIX
-<generation key>`, polled without blocking) confirms the generation they were computed
-under is still the current one; anything unexpected on that connection forgets it.
-docs/performance.md explains why this keeps "a change is visible in the next response"."""
+"""The per-process copy of pricing answers, trusted only while Redis's client-side tracking
+confirms their generation is current, so a repeated answer costs no round trip and a change is
+still visible in the next response (docs/architecture.md, docs/performance.md)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,6 @@
-"""The SolusIO API client: everything the bridge says to SolusIO goes through here.
-
-One `requests.Session` per client (connection pooling, keep-alive), Bearer auth, JSON in and
-out, connect and read timeouts, retries with capped exponential backoff and jitter on
-connection errors, timeouts, 5xx and 429 (Retry-After honoured), never on another 4xx.
-Answers come back as the typed records of `records` and `usage_schema`.
-
-A client is not meant to be shared between threads: make one per task or per thread.
-"""
+"""The SolusIO API client: everything the bridge says to SolusIO goes through here, with the
+configured timeouts and retries, and comes back as typed records. One pooled session per
+client, so make one per task or thread (docs/architecture.md, SolusIO)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""The close's database plumbing: the per-period lock, bulk writes, and the one raw read.
-
-A close writes a row per usage item and a line per item: at 100,000 servers, hundreds of
-thousands of rows. On PostgreSQL they go through COPY (measured in docs/performance.md:
-Django's bulk_create spends most of its time preparing parameters in Python); elsewhere
-(SQLite) through bulk_create. Names come from the models' `_meta`, never spelled here.
-"""
+"""The close's database plumbing: the per-period lock, bulk writes (COPY on PostgreSQL, where
+`bulk_create` is too slow; `bulk_create` elsewhere) and the one raw read."""
 
 from __future__ import annotations
 

@@ -1,21 +1,5 @@
-"""Invoice e-mails: each issued invoice reaches its customer once, with its PDF attached.
-
-- `record_issued` runs inside the transaction that issues the invoices and writes one
-  `InvoiceEmail` per invoice (a one-to-one: never two). Delivery is requested when that
-  transaction commits, so a rolled-back issue sends nothing and a committed one is never
-  lost: if the broker or the worker is down, `sweep` (beat, every minute) asks again.
-- `deliver` claims the invoice's pending record with `SELECT … FOR UPDATE SKIP LOCKED`
-  and holds the lock through the SMTP call, then records the outcome in the same
-  transaction: a duplicate task, a retry racing the sweep, or a second worker finds the row
-  locked or already sent and sends nothing. (One window remains, as with any SMTP sender:
-  a worker killed after the server accepted the message but before the commit sends it
-  again on retry.)
-- A failure (connection refused, timeout, SMTP error) is recorded with the attempt count
-  and the error; the next attempt waits a growing, jittered delay. After
-  INVOICE_EMAIL_MAX_ATTEMPTS the record is *failed*, visible to staff, who can re-send.
-- An invoice voided before its e-mail went out is not sent (*skipped*); drafts have no
-  record. **Billing settings → E-mail invoices** off: issuing records nothing.
-"""
+"""Invoice e-mails: each issued invoice reaches its customer once, with its PDF, through an
+outbox written in the issuing transaction (docs/architecture.md, Outboxes)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""Writes on customers. The admin, the staff API, the importer and dunning all come here.
-
-Every write that changes what SolusIO should know about a customer also writes a sync
-record (the outbox, `users.sync`) in the same transaction, and asks for its delivery once
-the transaction commits. The customer row is written before the record, so two concurrent
-changes of one customer queue behind its row lock and their records get ids in the order
-the changes were made.
-"""
+"""Writes on customers (admin, staff API, importer, dunning). A write SolusIO should know about
+also writes a sync record in the same transaction, after the customer row, so concurrent
+changes get record ids in the order they were made."""
 
 from collections.abc import Iterable, Mapping
 from typing import Any

@@ -1,20 +1,6 @@
-"""The SolusIO user sync: a transactional outbox and its delivery (Step 8).
-
-- `record_change` / `record_delete` run inside the transaction that changes the customer
-  and write a `SyncRecord`; delivery is requested with `transaction.on_commit`, so a
-  rolled-back change never reaches SolusIO and a committed one is never lost: if the broker
-  or the worker is down, `sweep` (beat, every minute) requests it again later.
-- `deliver_pending` delivers one customer's records in id order. The oldest open record is
-  claimed with `SELECT … FOR UPDATE SKIP LOCKED`, so two workers never deliver the same
-  record, and nobody skips ahead of a record another worker is delivering. The lock is held
-  through the HTTP call: a worker killed mid-delivery rolls back and the record stays open.
-- A record carries the whole desired user, so delivering it again (a retry, a duplicate
-  task, a redelivery after a crash) sets the same values again; a create whose answer was
-  lost links the user it made (`create_or_link_user` looks the e-mail up first).
-- Transient SolusIO failures leave the record open with a growing delay; permanent ones
-  (422 and other 4xx) park it with SolusIO's message until staff retry it. A parked record
-  holds back the customer's later records: applying them out of order could undo them.
-"""
+"""The SolusIO user sync: the customer outbox and its delivery. A record carries the whole
+desired user, so delivering it twice is harmless; one customer's records go in order, and a
+parked one holds back the rest (docs/architecture.md, Outboxes)."""
 
 from __future__ import annotations
 

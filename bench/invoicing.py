@@ -208,6 +208,7 @@ def stage(args: argparse.Namespace) -> dict[str, object]:
                         r.tph,
                         r.tpm,
                         r.tokens,
+                        r.backup_price,
                         0,
                     )
                 )

@@ -12,6 +12,7 @@ from pricing.api import (
 )
 from usage.api import (
     BillingSettingsView,
+    CreditNoteViewSet,
     DunningEventViewSet,
     InvoiceViewSet,
     UsageRecordViewSet,
@@ -26,6 +27,7 @@ router.register("plans", PlanViewSet, basename="plan")
 router.register("customers", CustomerViewSet, basename="customer")
 router.register("sync-records", SyncRecordViewSet, basename="syncrecord")
 router.register("invoices", InvoiceViewSet, basename="invoice")
+router.register("credit-notes", CreditNoteViewSet, basename="creditnote")
 router.register("usage", UsageRecordViewSet, basename="usage")
 router.register("dunning-events", DunningEventViewSet, basename="dunningevent")
 

@@ -6,11 +6,9 @@ half no attempt waits less than an earlier one could have (failed together, back
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
-
-# 2.0**1023 is the largest power of two a float holds; the cap is reached long before.
-_MAX_EXPONENT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,8 +26,13 @@ class Backoff:
 
     def ceiling(self, attempt: int) -> float:
         """The longest wait after the `attempt`-th failure (1-based)."""
-        exponent = min(max(attempt - 1, 0), _MAX_EXPONENT)
-        return min(self.cap, self.base * 2.0**exponent)
+        try:
+            # Exact doubling; past the float range the ceiling is the cap anyway. (Clamping the
+            # exponent instead stalled the growth below the cap for a tiny base.)
+            grown = math.ldexp(self.base, max(attempt - 1, 0))
+        except OverflowError:
+            return self.cap
+        return min(self.cap, grown)
 
     def floor(self, attempt: int) -> float:
         """The shortest wait after the `attempt`-th failure."""

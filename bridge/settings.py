@@ -48,6 +48,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "bridge.logs.RequestIdMiddleware",
+    "bridge.metrics.ResponseClassMiddleware",  # early: it sees every response, 500s too
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -163,6 +164,11 @@ SOLUSIO_API_URL = env.str("SOLUSIO_API_URL", default="")
 SOLUSIO_API_TOKEN = env.str("SOLUSIO_API_TOKEN", default="")
 SOLUSIO_VERIFY_TLS = env.bool("SOLUSIO_VERIFY_TLS", default=True)
 SOLUSIO_LOGIN_URL_TEMPLATE = env.str("SOLUSIO_LOGIN_URL_TEMPLATE", default="")
+# The billing usage list (Step 10) is not in any public source (DESIGN §4): its route and
+# period filter names are settings, so a SolusIO that differs needs no code change.
+SOLUSIO_USAGE_PATH = env.str("SOLUSIO_USAGE_PATH", default="/usage")
+SOLUSIO_USAGE_FILTER_FROM = env.str("SOLUSIO_USAGE_FILTER_FROM", default="filter[date_from]")
+SOLUSIO_USAGE_FILTER_TO = env.str("SOLUSIO_USAGE_FILTER_TO", default="filter[date_to]")
 BILLING_TIMEZONE = env.str("BILLING_TIMEZONE", default="UTC")
 # Processes that build a cycle close's invoices (PostgreSQL only): 2 uses a second core
 # for the pure-Python build of half the customers; 1 builds in the closing process only.
@@ -296,6 +302,15 @@ CELERY_BEAT_SCHEDULE = {
     # Invoice e-mails whose message the broker lost, or whose retry is due.
     "usage-invoice-email-sweep": {"task": "usage.tasks.sweep_invoice_emails", "schedule": 60.0},
 }
+
+# --- Metrics (bridge.metrics) --------------------------------------------------------
+# /metrics answers a bearer token (Authorization: Bearer <METRICS_TOKEN>), or, with no
+# token and METRICS_INTERNAL_ONLY=1, direct requests from private or loopback addresses that
+# did not come through the reverse proxy. With neither it answers 403 (DEBUG: open).
+# Multi-process counting (gunicorn, Celery) is PROMETHEUS_MULTIPROC_DIR, read by
+# prometheus_client itself from the environment.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_INTERNAL_ONLY = env.bool("METRICS_INTERNAL_ONLY", default=False)
 
 # --- REST API --------------------------------------------------------------------------
 REST_FRAMEWORK = {

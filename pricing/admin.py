@@ -175,7 +175,13 @@ class PlanAdmin(admin.ModelAdmin):
         "monthly_price",
         "matches_suggestion",
     )
-    solusio_fields = ("solusio_prices", "agrees_with_solusio", "in_solusio", "mirrored_at")
+    solusio_fields = (
+        "solusio_prices",
+        "solusio_extras",
+        "agrees_with_solusio",
+        "in_solusio",
+        "mirrored_at",
+    )
     readonly_fields = (*price_book_fields, *solusio_fields)
 
     # --- SolusIO (Step 3): what it has, where it disagrees, push ----------------------
@@ -187,6 +193,23 @@ class PlanAdmin(admin.ModelAdmin):
         if not obj.in_solusio:
             return "not in SolusIO"
         return f"{obj.solusio_tokens_per_hour} / {obj.solusio_tokens_per_month}"
+
+    @admin.display(description="SolusIO's IP and backup prices")
+    def solusio_extras(self, obj: Plan) -> str:
+        """Mirrored only: IP lines bill SolusIO's IP prices, backups its percentage (R7)."""
+        if obj.mirrored_at is None:
+            return "not mirrored"
+        ips = (
+            f"additional IP {obj.solusio_ip_tokens_per_hour} / {obj.solusio_ip_tokens_per_month}"
+            if obj.solusio_ip_tokens_per_hour is not None
+            else "additional IP: not reported"
+        )
+        backups = (
+            f"backups {money.format_percent(obj.solusio_backup_price)} of the runtime charge"
+            if obj.solusio_backup_price is not None
+            else "backups: not reported"
+        )
+        return f"{ips}; {backups}"
 
     @admin.display(description="SolusIO = price book", boolean=True)
     def agrees_with_solusio(self, obj: Plan) -> bool | None:

@@ -168,6 +168,18 @@ class Plan(models.Model):
     # and the admin shows where they disagree until the prices are pushed (Step 3).
     solusio_tokens_per_hour = models.PositiveIntegerField(null=True, blank=True, editable=False)
     solusio_tokens_per_month = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    # Also mirrored, not priced by the price book: additional IPs, and paid backups as a
+    # percentage of the runtime charge (rule R7). None: SolusIO did not say.
+    solusio_ip_tokens_per_hour = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    solusio_ip_tokens_per_month = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    solusio_backup_price = models.DecimalField(
+        max_digits=9,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Paid backups, percent of the server's runtime charge (rule R7).",
+    )
     in_solusio = models.BooleanField(default=True, editable=False)
     mirrored_at = models.DateTimeField(null=True, blank=True, editable=False)
 

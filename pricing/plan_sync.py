@@ -52,6 +52,9 @@ def mirror_plans() -> list[Plan]:
             plan.name = remote.name
             plan.solusio_tokens_per_hour = remote.tokens_per_hour
             plan.solusio_tokens_per_month = remote.tokens_per_month
+            plan.solusio_ip_tokens_per_hour = remote.ip_tokens_per_hour
+            plan.solusio_ip_tokens_per_month = remote.ip_tokens_per_month
+            plan.solusio_backup_price = remote.backup_price
             plan.in_solusio = True
             plan.mirrored_at = now
             plan.save()

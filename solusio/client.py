@@ -31,7 +31,7 @@ from solusio.records import LimitGroup, LinkResult, Plan, Server, Settings, User
 from solusio.redact import redact
 from solusio.retry import RetryPolicy, parse_retry_after
 from solusio.schemas import plan_update_request
-from solusio.usage_schema import UsageRow, parse_usage_row
+from solusio.usage_schema import UsageEndpointUnusable, UsageRow, parse_usage_row
 
 log = logging.getLogger("solusio.client")
 
@@ -334,8 +334,18 @@ class SolusIOClient:
 
     def iter_usage(self, date_from: datetime, date_to: datetime) -> Iterator[UsageRow]:
         """Usage rows for the half-open period [date_from, date_to), page by page."""
+        url = self.usage_url
         for i, item in enumerate(self.iter_usage_items(date_from, date_to)):
-            yield parse_usage_row(item, f"usage[{i}]")
+            yield parse_usage_row(item, f"usage[{i}]", url=url)
+
+    @property
+    def usage_url(self) -> str:
+        """Where usage is read from (SOLUSIO_USAGE_PATH below the API's base URL)."""
+        return self.base_url + self._usage_path()
+
+    @staticmethod
+    def _usage_path() -> str:
+        return "/" + str(_setting("SOLUSIO_USAGE_PATH", "/usage")).strip("/")
 
     def iter_usage_items(self, date_from: datetime, date_to: datetime) -> Iterator[Any]:
         """`iter_usage`'s rows as SolusIO sent them (decoded JSON, not yet checked against
@@ -346,11 +356,27 @@ class SolusIOClient:
             raise ValueError("usage period bounds must be timezone-aware")
         if date_to <= date_from:
             raise ValueError("usage period must end after it starts")
+        path = self._usage_path()
         params = {
-            "filter[date_from]": date_from.isoformat(),
-            "filter[date_to]": date_to.isoformat(),
+            _setting("SOLUSIO_USAGE_FILTER_FROM", "filter[date_from]"): date_from.isoformat(),
+            _setting("SOLUSIO_USAGE_FILTER_TO", "filter[date_to]"): date_to.isoformat(),
         }
-        return self._paginate("/usage", params)
+        return self._usage_pages(path, params)
+
+    def _usage_pages(self, path: str, params: Mapping[str, Any]) -> Iterator[Any]:
+        """`_paginate`, with the answers that mean "no usage list here" (404, 405, or no
+        list envelope) raised as one `UsageEndpointUnusable`: the usage route is a guess
+        (DESIGN §4), so its failure names the settings that move it."""
+        try:
+            yield from self._paginate(path, params)
+        except (ClientError, InvalidResponse) as exc:
+            if isinstance(exc, ClientError) and exc.status not in (404, 405):
+                raise
+            if isinstance(exc, ClientError):
+                reason = f"HTTP {exc.status} {exc.message}"
+            else:
+                reason = f"not a usage list: {exc.message}"
+            raise UsageEndpointUnusable(self.base_url + path, reason) from exc
 
     # --- Transport -----------------------------------------------------------------------------
 

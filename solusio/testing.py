@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import threading
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -128,6 +132,50 @@ def fast_client(info: SimulatorInfo, **overrides: Any) -> SolusIOClient:
     }
     options.update(overrides)
     return SolusIOClient(info.url, info.token, **options)
+
+
+class RecordedServer(NamedTuple):
+    url: str  # the API base, what SOLUSIO_API_URL would be
+    requests: list[tuple[str, dict[str, str]]]  # (path below the base, query) per call
+
+
+@contextmanager
+def serving_recorded(routes: Mapping[str, tuple[int, Any]]) -> Iterator[RecordedServer]:
+    """A server answering GET `path` (below /api/v1, query ignored) with a recorded
+    `(status, body)`: a dict or list is sent as JSON, a str as text/html, bytes as they
+    are. For answers the simulator never gives: a real SolusIO's recorded page, a 404."""
+    calls: list[tuple[str, dict[str, str]]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            parts = urlsplit(self.path)
+            path = parts.path.removeprefix("/api/v1")
+            calls.append((path, {k: v[0] for k, v in parse_qs(parts.query).items()}))
+            status, body = routes.get(path, (404, {"message": "Not Found"}))
+            kind = "application/json"
+            if isinstance(body, str):
+                data, kind = body.encode(), "text/html"
+            elif isinstance(body, bytes):
+                data = body
+            else:
+                data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield RecordedServer(f"http://127.0.0.1:{server.server_address[1]}/api/v1", calls)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture

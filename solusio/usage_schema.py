@@ -8,10 +8,17 @@ Assumed row::
     {"user": {"id", "billing_user_id"}, "server": {"id", "uuid", "name"},
      "plan": {"id", "name", "tokens_per_hour", "tokens_per_month",
               "ip_tokens_per_hour", "ip_tokens_per_month"},
-     "item": "server" | "additional_ip", "hours": int,
+     "item": "server" | "additional_ip" | "backup", "hours": int,
      "started_at": ISO 8601, "ended_at": ISO 8601 | null, "tokens": int | null}
 
 - `hours` counts every started hour of the item within the requested period (rule R1).
+  Tolerated: absent or null (the caller computes it from `started_at`/`ended_at` under
+  R1, see `UsageRow.hours`), a number in a string, a fraction (every started hour counts).
+- Ids (user, billing user, server, plan) may be numbers in strings; `tokens` may be absent.
+- An `item` kind the bridge does not know is kept as SolusIO wrote it (`UsageRow.known` is
+  false): stored and shown to staff, and it holds its customer's invoice, never a crash.
+- A `backup` row covers the hours a server had paid backups on, with that server's plan,
+  whose `backup_price` (a percentage, required on such rows) prices it by rule R7.
 - `started_at`/`ended_at` bound the usage inside the period; `ended_at` is null while the
   item is still running and the period is not over yet.
 - For `additional_ip` rows the applicable prices are the plan's `ip_tokens_per_*`
@@ -23,22 +30,45 @@ Parsing is tolerant of extra fields and strict on missing or mistyped required o
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
 from solusio import _parse as p
-from solusio.errors import InvalidResponse
+from solusio.errors import InvalidResponse, SolusIOError
 
 
 class UsageSchemaError(InvalidResponse):
     """A usage row does not have the assumed shape."""
 
 
+class UsageEndpointUnusable(SolusIOError):
+    """SolusIO's `/usage` is not where, or not what, the settings say: the close cannot
+    read usage from it (a fallback to observed usage catches this type)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(
+            f"usage endpoint {url} is unusable ({reason}); check SOLUSIO_USAGE_PATH, "
+            "SOLUSIO_USAGE_FILTER_FROM and SOLUSIO_USAGE_FILTER_TO"
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class UsageItem(StrEnum):
     SERVER = "server"
     ADDITIONAL_IP = "additional_ip"
+    BACKUP = "backup"
+
+
+KNOWN_ITEMS = frozenset(UsageItem)
+MAX_ITEM_LENGTH = 64  # the longest unknown kind that is stored as written
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +92,7 @@ class UsagePlan:
     tokens_per_month: int
     ip_tokens_per_hour: int | None
     ip_tokens_per_month: int | None
+    backup_price: Decimal | None = None  # percent of the runtime charge (R7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,16 +100,34 @@ class UsageRow:
     user: UsageUser
     server: UsageServer
     plan: UsagePlan
-    item: UsageItem
-    hours: int
+    item: str  # a UsageItem value, or an unknown kind exactly as SolusIO wrote it
+    hours: int | None  # None: SolusIO did not say; see `hours_within`
     started_at: datetime
     ended_at: datetime | None
     tokens: int | None
 
     @property
+    def known(self) -> bool:
+        return self.item in KNOWN_ITEMS
+
+    def hours_within(self, start: datetime, end: datetime) -> int:
+        """The row's hours, or when SolusIO left them out, every started hour (R1) of
+        [started_at, ended_at) within [start, end); a null `ended_at` runs to `end`."""
+        if self.hours is not None:
+            return self.hours
+        begin = max(self.started_at, start)
+        stop = min(self.ended_at or end, end)
+        return math.ceil((stop - begin).total_seconds() / 3600) if stop > begin else 0
+
+    @property
+    def backup_price(self) -> Decimal | None:
+        """The percentage that prices a backup row (R7); None on other rows."""
+        return self.plan.backup_price if self.item == UsageItem.BACKUP else None
+
+    @property
     def tph(self) -> int:
         """Tokens per hour that apply to this item."""
-        if self.item is UsageItem.ADDITIONAL_IP:
+        if self.item == UsageItem.ADDITIONAL_IP:
             assert self.plan.ip_tokens_per_hour is not None  # enforced by parse_usage_row
             return self.plan.ip_tokens_per_hour
         return self.plan.tokens_per_hour
@@ -86,19 +135,60 @@ class UsageRow:
     @property
     def tpm(self) -> int:
         """Tokens per month (the monthly cap or fixed price) that apply to this item."""
-        if self.item is UsageItem.ADDITIONAL_IP:
+        if self.item == UsageItem.ADDITIONAL_IP:
             assert self.plan.ip_tokens_per_month is not None
             return self.plan.ip_tokens_per_month
         return self.plan.tokens_per_month
 
 
-def parse_usage_row(value: Any, where: str = "usage") -> UsageRow:
+def parse_usage_row(value: Any, where: str = "usage", *, url: str = "") -> UsageRow:
+    """One row; a row that breaks the shape raises UsageSchemaError, or with `url` (the
+    endpoint it came from) UsageEndpointUnusable, which stops a close in one line."""
     try:
         return _parse(value, where)
-    except UsageSchemaError:
-        raise
     except InvalidResponse as exc:
-        raise UsageSchemaError(f"usage row does not have the assumed shape: {exc.message}") from exc
+        error = (
+            exc
+            if isinstance(exc, UsageSchemaError)
+            else UsageSchemaError(f"usage row does not have the assumed shape: {exc.message}")
+        )
+        if url:
+            raise UsageEndpointUnusable(url, error.message) from exc
+        raise error from exc
+
+
+def _loose_integer(
+    data: Any, key: str, where: str, *, nullable: bool = False, default: Any = p._MISSING
+) -> Any:
+    """An integer, also one written as a string ("42"): SolusIO's ids and counts are
+    integers, but a serializer may quote them."""
+    value = data.get(key)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return p.integer(data, key, where, nullable=nullable, default=default)
+
+
+def _quantity(data: Any, key: str, where: str) -> Decimal | None:
+    """A non-negative number, also one in a string; None when absent or null."""
+    value = data.get(key)
+    if value is None:
+        return None
+    number = None
+    if not isinstance(value, bool) and isinstance(value, int | float | str):
+        try:
+            # Through str: a JSON 12.5 read as a float is the Decimal 12.5, not its binary twin.
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            number = None
+    if number is None or not number.is_finite() or number < 0:
+        raise UsageSchemaError(f"{where}.{key}: expected a number of 0 or more, got {value!r}")
+    return number
+
+
+def _hours(data: Any, where: str) -> int | None:
+    hours = _quantity(data, "hours", where)
+    # R1: every started hour counts, so 5.5 reported hours bill as 6.
+    return None if hours is None else int(hours.to_integral_value(rounding=ROUND_CEILING))
 
 
 def _parse(value: Any, where: str) -> UsageRow:
@@ -106,45 +196,43 @@ def _parse(value: Any, where: str) -> UsageRow:
     user = p.obj(data.get("user"), f"{where}.user")
     server = p.obj(data.get("server"), f"{where}.server")
     plan = p.obj(data.get("plan"), f"{where}.plan")
-    item_text = p.string(data, "item", where)
-    try:
-        item = UsageItem(item_text)
-    except ValueError:
-        # An item kind we cannot price must stop the invoice run, not be skipped.
-        raise UsageSchemaError(f"{where}.item: unknown usage item {item_text!r}") from None
-    hours = p.integer(data, "hours", where)
-    if hours < 0:
-        raise UsageSchemaError(f"{where}.hours: negative ({hours})")
+    # An unknown kind is kept as written: the build holds its customer's invoice for staff.
+    item = p.string(data, "item", where)
+    if not 0 < len(item) <= MAX_ITEM_LENGTH:
+        raise UsageSchemaError(f"{where}.item: not a usage item kind: {item[:80]!r}")
     usage_plan = UsagePlan(
-        id=p.integer(plan, "id", f"{where}.plan"),
+        id=_loose_integer(plan, "id", f"{where}.plan"),
         name=p.string(plan, "name", f"{where}.plan"),
         tokens_per_hour=p.integer(plan, "tokens_per_hour", f"{where}.plan"),
         tokens_per_month=p.integer(plan, "tokens_per_month", f"{where}.plan"),
         ip_tokens_per_hour=p.integer(plan, "ip_tokens_per_hour", f"{where}.plan", default=None),
         ip_tokens_per_month=p.integer(plan, "ip_tokens_per_month", f"{where}.plan", default=None),
+        backup_price=_quantity(plan, "backup_price", f"{where}.plan"),
     )
-    if item is UsageItem.ADDITIONAL_IP and (
+    if item == UsageItem.ADDITIONAL_IP and (
         usage_plan.ip_tokens_per_hour is None or usage_plan.ip_tokens_per_month is None
     ):
         raise UsageSchemaError(
             f"{where}.plan: an additional_ip row needs ip_tokens_per_hour and ip_tokens_per_month"
         )
+    if item == UsageItem.BACKUP and usage_plan.backup_price is None:
+        raise UsageSchemaError(f"{where}.plan: a backup row needs the plan's backup_price")
     started_at = p.timestamp(data, "started_at", where)
     assert started_at is not None
     return UsageRow(
         user=UsageUser(
-            id=p.integer(user, "id", f"{where}.user"),
-            billing_user_id=p.integer(user, "billing_user_id", f"{where}.user", nullable=True),
+            id=_loose_integer(user, "id", f"{where}.user"),
+            billing_user_id=_loose_integer(user, "billing_user_id", f"{where}.user", nullable=True),
         ),
         server=UsageServer(
-            id=p.integer(server, "id", f"{where}.server"),
+            id=_loose_integer(server, "id", f"{where}.server"),
             uuid=p.string(server, "uuid", f"{where}.server"),
             name=p.string(server, "name", f"{where}.server"),
         ),
         plan=usage_plan,
         item=item,
-        hours=hours,
+        hours=_hours(data, where),
         started_at=started_at,
         ended_at=p.timestamp(data, "ended_at", where, nullable=True),
-        tokens=p.integer(data, "tokens", where, nullable=True),
+        tokens=_loose_integer(data, "tokens", where, default=None),
     )

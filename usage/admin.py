@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.db.models import QuerySet, Sum
+from django.db.models import Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -20,20 +20,23 @@ from bridge.filters import MAX_ID
 from bridge.money import format_money
 from solusio.errors import SolusIOError
 from usage import emails, invoice_states, legal, selectors
+from usage.cycle import CloseError
 from usage.einvoice import documents
 from usage.einvoice.data import EInvoiceError
-from usage.exports import invoices_csv
+from usage.exports import credit_notes_csv, invoices_csv
 from usage.filters import month_of
 from usage.models import (
     BillingSettings,
+    CreditNote,
     DunningEvent,
     Invoice,
     InvoiceEmail,
     InvoiceLine,
+    UsageItemKind,
     UsagePull,
     UsageRecord,
 )
-from usage.pdf import invoice_filename
+from usage.pdf import credit_note_pdf_response, invoice_filename
 from usage.rules import PricingSnapshot
 
 
@@ -107,7 +110,8 @@ class InvoiceLineInline(ReadOnlyAdminMixin, admin.TabularInline):
     can_delete = False
     fields = (
         "position", "server_name", "item", "plan_name", "hours", "tokens_per_hour",
-        "tokens_per_month", "rule", "tokens", "amount", "reported_tokens", "discrepancy",
+        "tokens_per_month", "backup_price", "rule", "tokens", "amount", "reported_tokens",
+        "discrepancy",
     )  # fmt: skip
     readonly_fields = fields
 
@@ -131,16 +135,19 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     )  # fmt: skip
     list_filter = (
         PeriodFilter, "status", "currency", OverdueFilter, CustomerFilter, "discrepancies",
+        ("hold_reason", admin.EmptyFieldListFilter),
     )  # fmt: skip
     search_fields = ("=number", "=customer__id", "customer__email", "customer__name")
     list_select_related = ("customer", "email")
     inlines = [InvoiceLineInline]
-    actions = ["issue", "mark_paid", "void", "regenerate", "resend_email", "export_csv"]
+    actions = [
+        "issue", "mark_paid", "void", "correct", "regenerate", "resend_email", "export_csv",
+    ]  # fmt: skip
     readonly_fields = (
         "customer", "period", "period_start", "period_end", "status", "number", "currency",
         "tokens", "subtotal", "tax_total", "total", "tax_table", "snapshot_table",
-        "legal_table", "discrepancies", "generated_at", "issued_at", "paid_at", "voided_at",
-        "email_delivery", "documents",
+        "legal_table", "discrepancies", "hold_reason", "generated_at", "issued_at", "paid_at",
+        "voided_at", "email_delivery", "documents",
     )  # fmt: skip
     exclude = ("snapshot", "taxes", "fingerprint", "legal")
     change_list_template = "admin/usage/invoice/change_list.html"
@@ -362,7 +369,7 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             try:
                 change(invoice)
                 done += 1
-            except invoice_states.InvoiceStateError as exc:
+            except (invoice_states.InvoiceStateError, CloseError) as exc:
                 failed += 1
                 self.message_user(request, str(exc), messages.WARNING)
         self.message_user(request, f"{verb}: {done} invoice(s); {failed} skipped.")
@@ -379,10 +386,62 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             request, queryset, "Marked paid", lambda i: invoice_states.mark_paid(invoice_id=i.pk)
         )
 
-    @admin.action(description="Void selected (keeps the number)", permissions=["change"])
-    def void(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
-        self._each(
-            request, queryset, "Voided", lambda i: invoice_states.void_invoice(invoice_id=i.pk)
+    def has_credit_permission(self, request: HttpRequest) -> bool:
+        """Voiding and correcting issue a credit note: they need its add permission."""
+        return request.user.has_perm(f"{CreditNote._meta.app_label}.add_creditnote")
+
+    def _credit(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Invoice],
+        *,
+        title: str,
+        explanation: str,
+        verb: str,
+        change: Any,
+    ) -> HttpResponse | None:
+        """Ask for the reason (printed on each credit note), then act on each invoice."""
+        reason = request.POST.get("reason", "").strip()
+        if request.POST.get("confirm") == "yes" and reason:
+            self._each(request, queryset, verb, lambda i: change(i.pk, reason[:500]))
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "explanation": explanation,
+            "invoices": queryset.select_related("customer"),
+            "action": request.POST.get("action", ""),
+            "reason": reason,
+            "error": "A reason is required." if request.POST.get("confirm") == "yes" else "",
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/usage/invoice/credit.html", context)
+
+    @admin.action(description="Void selected (issues a credit note)", permissions=["credit"])
+    def void(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> HttpResponse | None:
+        return self._credit(
+            request,
+            queryset,
+            title="Void and credit",
+            explanation="Each issued invoice keeps its number, becomes void and is credited "
+            "in full by a new credit note. Paid invoices and drafts are skipped.",
+            verb="Voided",
+            change=lambda pk, reason: invoice_states.void_invoice(invoice_id=pk, reason=reason),
+        )
+
+    @admin.action(
+        description="Correct selected (credit note and a new draft)", permissions=["credit"]
+    )
+    def correct(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> HttpResponse | None:
+        return self._credit(
+            request,
+            queryset,
+            title="Credit and re-draft",
+            explanation="Each issued invoice is voided and credited in full by a new credit "
+            "note, and a new draft for the same customer and period is built from the stored "
+            "usage and today's prices, to review and issue.",
+            verb="Corrected",
+            change=lambda pk, reason: invoice_states.correct_invoice(invoice_id=pk, reason=reason),
         )
 
     @admin.action(
@@ -413,31 +472,114 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return response
 
 
-class OrphanFilter(admin.SimpleListFilter):
-    title = "customer known"
-    parameter_name = "orphan"
+@admin.register(CreditNote)
+class CreditNoteAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Credit notes are issued by voiding or correcting an invoice, never by hand."""
+
+    list_display = (
+        "number_display", "invoice", "customer", "kind", "total_display", "issued_at", "reason",
+    )  # fmt: skip
+    list_filter = ("kind", "currency")
+    search_fields = ("=number", "=invoice__number", "=invoice__customer__id", "reason")
+    list_select_related = ("invoice", "invoice__customer")
+    readonly_fields = (
+        "number_display", "invoice", "kind", "reason", "issued_at", "currency", "tokens",
+        "subtotal", "tax_total", "total", "document",
+    )  # fmt: skip
+    exclude = ("number", "taxes", "lines", "legal")
+    actions = ["export_csv"]
+
+    @admin.display(description="number", ordering="number")
+    def number_display(self, obj: CreditNote) -> str:
+        return obj.display_number
+
+    @admin.display(description="customer", ordering="invoice__customer")
+    def customer(self, obj: CreditNote) -> str:
+        return str(obj.invoice.customer)
+
+    @admin.display(description="total", ordering="total")
+    def total_display(self, obj: CreditNote) -> str:
+        return _money(obj.invoice, obj.total)
+
+    @admin.display(description="document")
+    def document(self, obj: CreditNote) -> SafeString:
+        url = reverse("admin:usage_creditnote_pdf", args=[obj.pk])
+        return format_html('<a href="{}">Download PDF</a>', url)
+
+    def get_urls(self) -> list[Any]:
+        extra = [
+            path(
+                "<int:pk>/pdf/",
+                self.admin_site.admin_view(self.pdf_view),
+                name="usage_creditnote_pdf",
+            )
+        ]
+        return extra + super().get_urls()
+
+    def pdf_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if not self.has_view_permission(request):
+            return HttpResponse(status=403)
+        note = get_object_or_404(CreditNote.objects.select_related("invoice"), pk=pk)
+        return credit_note_pdf_response(note)
+
+    @admin.action(description="Export selected as CSV (one row per line)", permissions=["view"])
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[CreditNote]) -> HttpResponse:
+        notes = queryset.select_related("invoice", "invoice__customer").order_by("number")
+        response = HttpResponse(credit_notes_csv(notes), content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="credit-notes.csv"'
+        return response
+
+
+class YesNoFilter(admin.SimpleListFilter):
+    """A filter with two choices, "yes" and "no" (anything else is a clear 400-style error)."""
+
+    labels: tuple[str, str]  # what "yes" and "no" read as
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "Orphans (unknown billing user)"), ("no", "Known customers")]
+        return [("yes", self.labels[0]), ("no", self.labels[1])]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
         if value in (None, ""):
             return queryset
         if value not in ("yes", "no"):
-            raise IncorrectLookupParameters(f"orphan must be yes or no: {value!r}")
-        return queryset.filter(customer__isnull=value == "yes")
+            raise IncorrectLookupParameters(f"{self.parameter_name} must be yes or no: {value!r}")
+        return self.split(queryset, value == "yes")
+
+    def split(self, queryset: QuerySet[Any], yes: bool) -> QuerySet[Any]:
+        raise NotImplementedError
+
+
+class OrphanFilter(YesNoFilter):
+    title = "customer known"
+    parameter_name = "orphan"
+    labels = ("Orphans (unknown billing user)", "Known customers")
+
+    def split(self, queryset: QuerySet[Any], yes: bool) -> QuerySet[Any]:
+        return queryset.filter(customer__isnull=yes)
+
+
+class UnknownKindFilter(YesNoFilter):
+    title = "item kind known"
+    parameter_name = "unknown_kind"
+    labels = ("Unknown kinds (hold the invoice)", "Known kinds")
+
+    def split(self, queryset: QuerySet[Any], yes: bool) -> QuerySet[Any]:
+        known = Q(item__in=UsageItemKind.values)
+        return queryset.exclude(known) if yes else queryset.filter(known)
 
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Raw usage as SolusIO reported it; orphans are the rows no customer claims."""
+    """Raw usage as SolusIO reported it; orphans are the rows no customer claims, and rows
+    of a kind the bridge cannot price (kept as SolusIO wrote it) hold their invoice."""
 
     list_display = (
         "period", "billing_user_id", "customer", "server_name", "item", "plan_name", "hours",
-        "tokens_per_hour", "tokens_per_month", "reported_tokens", "started_at", "ended_at",
+        "tokens_per_hour", "tokens_per_month", "backup_price", "reported_tokens", "started_at",
+        "ended_at",
     )  # fmt: skip
-    list_filter = (OrphanFilter, PeriodFilter, "item")
+    list_filter = (OrphanFilter, UnknownKindFilter, PeriodFilter, "item")
     search_fields = ("=billing_user_id", "=server_id", "server_name", "server_uuid")
     list_select_related = ("customer",)
 

@@ -6,7 +6,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, serializers, status, viewsets
+from rest_framework import exceptions, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,12 +18,16 @@ from solusio.errors import SolusIOError
 from usage import cycle, emails, invoice_states, selectors
 from usage.einvoice import documents
 from usage.einvoice.data import EInvoiceError
-from usage.exports import invoices_csv
+from usage.exports import credit_notes_csv, invoices_csv
 from usage.filters import DunningEventFilter, InvoiceFilter, UpcomingFilter, UsageRecordFilter
-from usage.models import BillingSettings, DunningEvent, Invoice, UsageRecord
-from usage.pdf import invoice_filename
+from usage.models import BillingSettings, CreditNote, DunningEvent, Invoice, UsageRecord
+from usage.pdf import credit_note_pdf_response, invoice_filename
 from usage.serializers import (
     BillingSettingsSerializer,
+    CorrectionSerializer,
+    CreditNoteDetailSerializer,
+    CreditNoteSerializer,
+    CreditReasonSerializer,
     DunningEventSerializer,
     InvoiceDetailSerializer,
     InvoiceSerializer,
@@ -37,6 +41,25 @@ class InvoicePermissions(StaffModelPermissions):
     """Actions (issue, void, mark paid, regenerate) are POSTs that change an invoice."""
 
     perms_map = {**StaffModelPermissions.perms_map, "POST": ["%(app_label)s.change_%(model_name)s"]}
+
+
+class CanCredit(permissions.BasePermission):
+    """Voiding or correcting issues a credit note: staff with its add permission."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        return bool(
+            user
+            and user.is_authenticated
+            and user.is_staff
+            and user.has_perm(f"{CreditNote._meta.app_label}.add_creditnote")
+        )
+
+
+def _reason(request: Request) -> str:
+    body = CreditReasonSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    return str(body.validated_data["reason"])
 
 
 class SolusIOUnavailable(exceptions.APIException):
@@ -78,10 +101,31 @@ class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
     def issue(self, request: Request, pk: str | None = None) -> Response:
         return self._act(lambda i: invoice_states.issue_invoice(invoice_id=i))
 
-    @extend_schema(request=None, responses=InvoiceDetailSerializer, summary="Void (keeps number)")
-    @action(detail=True, methods=["post"])
+    @extend_schema(
+        request=CreditReasonSerializer,
+        responses=InvoiceDetailSerializer,
+        summary="Void an issued invoice (keeps its number; issues a credit note)",
+    )
+    @action(detail=True, methods=["post"], permission_classes=[CanCredit])
     def void(self, request: Request, pk: str | None = None) -> Response:
-        return self._act(lambda i: invoice_states.void_invoice(invoice_id=i))
+        reason = _reason(request)
+        return self._act(lambda i: invoice_states.void_invoice(invoice_id=i, reason=reason))
+
+    @extend_schema(
+        request=CreditReasonSerializer,
+        responses=CorrectionSerializer,
+        summary="Correct an issued invoice: a credit note and a new draft to issue",
+    )
+    @action(detail=True, methods=["post"], permission_classes=[CanCredit])
+    def correct(self, request: Request, pk: str | None = None) -> Response:
+        reason = _reason(request)
+        invoice = self.get_object()
+        try:
+            note, draft = invoice_states.correct_invoice(invoice_id=invoice.pk, reason=reason)
+        except (invoice_states.InvoiceStateError, cycle.CloseError) as exc:
+            raise Conflict(str(exc)) from exc
+        draft = Invoice.objects.prefetch_related("lines").get(pk=draft.pk)
+        return Response(CorrectionSerializer({"credit_note": note, "invoice": draft}).data)
 
     @extend_schema(request=None, responses=InvoiceDetailSerializer, summary="Mark paid")
     @action(detail=True, methods=["post"], url_path="mark-paid")
@@ -175,6 +219,30 @@ class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
             customer.pk, preview.period, preview.as_of, preview.draft
         )
         return Response(UpcomingInvoiceSerializer(data).data)
+
+
+class CreditNoteViewSet(viewsets.ReadOnlyModelViewSet):
+    """Credit notes: issued by voiding or correcting an invoice, never edited."""
+
+    queryset = CreditNote.objects.select_related("invoice", "invoice__customer").order_by("-number")
+    permission_classes = [StaffModelPermissions]
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer]:
+        return CreditNoteSerializer if self.action == "list" else CreditNoteDetailSerializer
+
+    @extend_schema(responses={(200, "application/pdf"): bytes}, summary="The credit note as PDF")
+    @action(detail=True, methods=["get"])
+    def pdf(self, request: Request, pk: str | None = None) -> HttpResponse:
+        return credit_note_pdf_response(self.get_object())
+
+    @extend_schema(
+        responses={(200, "text/csv"): str}, summary="Credit notes as CSV, one row per line"
+    )
+    @action(detail=False, methods=["get"])
+    def export(self, request: Request) -> HttpResponse:
+        response = HttpResponse(credit_notes_csv(self.get_queryset()), content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="credit-notes.csv"'
+        return response
 
 
 class UsageRecordViewSet(viewsets.ReadOnlyModelViewSet):

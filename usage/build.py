@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from usage import db, forked, selectors
@@ -43,6 +44,7 @@ _INVOICE_UPDATE = [
     "snapshot",
     "taxes",
     "discrepancies",
+    "hold_reason",
     "fingerprint",
     "generated_at",
 ]
@@ -93,6 +95,7 @@ def _invoice_values(
             for t in totals.taxes
         ],
         draft.discrepancies,
+        draft.hold_reason,
         fingerprint,
         now,
     )
@@ -100,12 +103,16 @@ def _invoice_values(
 
 def _write_batch(period: Period, drafts: Built, summary: CloseSummary, now: datetime) -> None:
     with transaction.atomic():
-        existing = {
-            inv.customer_id: inv
-            for inv in Invoice.objects.select_for_update()
+        # A customer's live invoice, else their void one: a voided invoice stays the
+        # period's (frozen), a corrected one has a live draft beside it (invoice_states).
+        existing: dict[int, Invoice] = {}
+        for inv in (
+            Invoice.objects.select_for_update()
             .filter(period=period.month, customer_id__in=list(drafts))
             .only("id", "customer_id", "status", "fingerprint")
-        }
+        ):
+            if inv.status != InvoiceStatus.VOID or inv.customer_id not in existing:
+                existing[inv.customer_id] = inv
         to_write: list[tuple[int, tuple[Any, ...], InvoiceDraft]] = []
         replaced: list[int] = []  # customers whose existing draft's lines are replaced
         for customer_id, (draft, fingerprint) in drafts.items():
@@ -125,11 +132,17 @@ def _write_batch(period: Period, drafts: Built, summary: CloseSummary, now: date
             to_write.append((customer_id, values, draft))
         if not to_write:
             return
-        db.upsert(Invoice, _INVOICE_FIELDS, (v for _, v, _ in to_write), _INVOICE_KEY)
+        db.upsert(
+            Invoice,
+            _INVOICE_FIELDS,
+            (v for _, v, _ in to_write),
+            _INVOICE_KEY,
+            where=~Q(status=InvoiceStatus.VOID),
+        )
         id_of = dict(
-            Invoice.objects.filter(
-                period=period.month, customer_id__in=[c for c, _, _ in to_write]
-            ).values_list("customer_id", "id")
+            Invoice.objects.filter(period=period.month, customer_id__in=[c for c, _, _ in to_write])
+            .exclude(status=InvoiceStatus.VOID)
+            .values_list("customer_id", "id")
         )
         if replaced:  # a new invoice has no lines to delete (most of a first close)
             InvoiceLine.objects.filter(invoice_id__in=[id_of[c] for c in replaced]).delete()

@@ -7,8 +7,10 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
+from django.db.models import Q
 from django.utils import timezone
 
+from bridge import metrics
 from solusio.client import SolusIOClient
 from solusio.connect import given_or_own
 from usage import db, selectors
@@ -24,8 +26,10 @@ def _issue_period(period: Period, customer_id: int | None, summary: CloseSummary
     drafts = Invoice.objects.filter(period=period.month, status=InvoiceStatus.DRAFT)
     if customer_id is not None:
         drafts = drafts.filter(customer_id=customer_id)
-    summary.held = drafts.filter(discrepancies__gt=0).count()
-    ids = list(drafts.filter(discrepancies=0).values_list("id", flat=True))
+    # A draft with a SolusIO discrepancy or usage it cannot price waits for staff.
+    ready = Q(discrepancies=0, hold_reason="")
+    summary.held = drafts.exclude(ready).count()
+    ids = list(drafts.filter(ready).values_list("id", flat=True))
     summary.issued = issue_invoices(invoice_ids=ids)
 
 
@@ -89,4 +93,5 @@ def close_cycle(
         if customer_id is None:
             UsagePull.objects.filter(period=period.month).update(closed_at=timezone.now())
     summary.figures = selectors.period_figures(period, customer_id)
+    metrics.record_close(summary)
     return summary

@@ -29,6 +29,6 @@ class CloseSummary:
     frozen: int = 0
     removed: int = 0
     issued: int = 0
-    held: int = 0  # drafts kept for review because SolusIO disagreed with a line
+    held: int = 0  # drafts kept for review: SolusIO disagreed, or usage it cannot price
     figures: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage

@@ -11,6 +11,8 @@ from typing import Any
 
 import psycopg
 from django.db import connection, models
+from django.db.models import Q
+from django.db.models.sql.query import Query
 from psycopg.types.json import Jsonb
 
 from usage.rules import Period
@@ -94,12 +96,24 @@ def upsert(
     names: Sequence[str],
     rows: Iterable[Sequence[Any]],
     unique: Sequence[str],
+    where: Q | None = None,
 ) -> None:
     """Insert-or-update `rows` on the `unique` fields (every other field is updated). Call
-    inside a transaction, with at most one row per unique key.
+    inside a transaction, with at most one row per unique key. `where`: the condition of a
+    partial unique constraint on `unique` (rows outside it are never updated).
 
     On PostgreSQL: COPY into a temporary table shaped like the model's, then one
     INSERT … SELECT … ON CONFLICT DO UPDATE."""
+    if not is_postgresql() and where is not None:
+        # SQLite's ON CONFLICT cannot name a partial index through bulk_create: row by row.
+        manager = model._default_manager
+        attnames = [f.attname for f in _fields(model, names)]
+        for instance in _instances(model, names, rows):
+            values = {a: getattr(instance, a) for a in attnames}
+            key = {f.attname: values.pop(f.attname) for f in _fields(model, unique)}
+            if not manager.filter(where, **key).update(**values):
+                instance.save(force_insert=True)
+        return
     if not is_postgresql():
         model._default_manager.bulk_create(
             list(_instances(model, names, rows)),
@@ -133,10 +147,21 @@ def upsert(
             for row in _copy_values(model, names, rows):
                 copy.write_row(row)
         conflict_list = ", ".join(qn(c) for c in column_names(model, unique))
+        predicate, params = _where_sql(model, where) if where is not None else ("", [])
         cursor.execute(
             f"INSERT INTO {table} ({column_list}) SELECT {column_list} FROM {stage} "  # noqa: S608
-            f"ON CONFLICT ({conflict_list}) DO UPDATE SET {updates}"
+            f"ON CONFLICT ({conflict_list}){predicate} DO UPDATE SET {updates}",
+            params,
         )
+
+
+def _where_sql(model: type[models.Model], where: Q) -> tuple[str, list[Any]]:
+    """` WHERE …` naming a partial unique index in ON CONFLICT (as Django writes the
+    constraint's own condition: columns without the table's name)."""
+    query = Query(model=model, alias_cols=False)
+    compiler = query.get_compiler(connection=connection)
+    sql, params = query.build_where(where).as_sql(compiler, connection)
+    return f" WHERE {sql}", list(params)
 
 
 def update_each(

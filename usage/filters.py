@@ -4,14 +4,21 @@ from datetime import date
 from typing import Any
 
 from django import forms
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema_field
 
 from bridge.filters import BooleanFilter, CodeFilter, IdFilter
 from usage import selectors
-from usage.models import BillingSettings, DunningEvent, Invoice, InvoiceStatus, UsageRecord
+from usage.models import (
+    BillingSettings,
+    DunningEvent,
+    Invoice,
+    InvoiceStatus,
+    UsageItemKind,
+    UsageRecord,
+)
 from usage.rules import parse_period
 from users.models import Customer
 
@@ -70,12 +77,22 @@ class UsageRecordFilter(filters.FilterSet):
     orphan = BooleanFilter(
         field_name="customer", lookup_expr="isnull", help_text="Usage of no known customer."
     )
+    unknown_kind = BooleanFilter(
+        method="filter_unknown_kind",
+        help_text="Usage of a kind the bridge cannot price (it holds the invoice).",
+    )
     period = MonthFilter()
     customer = IdFilter(field_name="customer_id")
 
     class Meta:
         model = UsageRecord
         fields: list[str] = []
+
+    def filter_unknown_kind(
+        self, queryset: QuerySet[UsageRecord], name: str, value: bool
+    ) -> QuerySet[UsageRecord]:
+        known = Q(item__in=UsageItemKind.values)
+        return queryset.exclude(known) if value else queryset.filter(known)
 
 
 class DunningEventFilter(filters.FilterSet):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
@@ -12,11 +13,19 @@ from django.utils import timezone
 from usage import db, emails, legal
 from usage.build import build_invoices
 from usage.cycle import CloseSummary
-from usage.models import Invoice, InvoiceCounter, InvoiceStatus
+from usage.models import (
+    CreditNote,
+    CreditNoteKind,
+    Invoice,
+    InvoiceCounter,
+    InvoiceLine,
+    InvoiceStatus,
+)
 from usage.rules import Period
 
 ISSUE_BATCH = 1000  # invoices per numbering transaction
 COUNTER = "invoice"
+CREDIT_NOTE_COUNTER = "credit_note"
 
 
 class InvoiceStateError(Exception):
@@ -97,16 +106,159 @@ def mark_paid(*, invoice_id: int, now: datetime | None = None) -> Invoice:
     return invoice
 
 
-def void_invoice(*, invoice_id: int, now: datetime | None = None) -> Invoice:
-    """Void keeps the number (the sequence stays gap-free); a draft cannot be voided."""
-    invoice = _transition(
-        invoice_id,
-        {InvoiceStatus.ISSUED},
-        status=InvoiceStatus.VOID,
-        voided_at=now or timezone.now(),
-    )
+def void_invoice(
+    *, invoice_id: int, reason: str = "Voided", now: datetime | None = None
+) -> Invoice:
+    """Void keeps the invoice's number (the sequence stays gap-free) and issues a credit
+    note for all of it; a draft is deleted or regenerated instead, never voided."""
+    invoice, _ = _credit(invoice_id, CreditNoteKind.VOID, reason, now or timezone.now())
     _after_settlement(invoice, now)
     return invoice
+
+
+def correct_invoice(
+    *, invoice_id: int, reason: str, now: datetime | None = None
+) -> tuple[CreditNote, Invoice]:
+    """Credit the whole issued invoice and open a new draft for its customer and period
+    (rebuilt from the stored usage and today's prices) for staff to review and issue.
+    All or nothing: with no usage left to bill, nothing changes (void it instead).
+    Returns the credit note and the new draft."""
+    now = now or timezone.now()
+    found = Invoice.objects.get(pk=invoice_id)
+    period = Period(found.period, found.period_start, found.period_end)
+    # The period lock first, as a close takes it before it locks invoices.
+    with db.period_lock(period), transaction.atomic():
+        invoice, note = _credit(invoice_id, CreditNoteKind.CORRECTION, reason, now)
+        _copy_as_draft(invoice, now)
+        build_invoices(
+            period=period,
+            summary=CloseSummary(period=period.label, dry_run=False),
+            customer_id=invoice.customer_id,
+        )
+        draft = live_invoice(invoice)
+        if draft is None:
+            raise InvoiceStateError(
+                f"{invoice.display_number}: the customer has no usage left in the period, "
+                "so there is nothing to correct it to; void it instead"
+            )
+    _after_settlement(invoice, now)
+    return note, draft
+
+
+def live_invoice(invoice: Invoice) -> Invoice | None:
+    """The customer's invoice of the period that is not void (at most one: a constraint)."""
+    return (
+        Invoice.objects.filter(customer_id=invoice.customer_id, period=invoice.period)
+        .exclude(status=InvoiceStatus.VOID)
+        .first()
+    )
+
+
+def _copy_as_draft(invoice: Invoice, now: datetime) -> None:
+    """A draft with the credited invoice's figures; its empty fingerprint makes the build
+    that follows rewrite it and its lines from the usage."""
+    Invoice.objects.create(
+        customer_id=invoice.customer_id,
+        period=invoice.period,
+        period_start=invoice.period_start,
+        period_end=invoice.period_end,
+        currency=invoice.currency,
+        tokens=invoice.tokens,
+        subtotal=invoice.subtotal,
+        tax_total=invoice.tax_total,
+        total=invoice.total,
+        snapshot=invoice.snapshot,
+        taxes=invoice.taxes,
+        discrepancies=invoice.discrepancies,
+        fingerprint="",
+        generated_at=now,
+    )
+
+
+def _credit(
+    invoice_id: int, kind: CreditNoteKind, reason: str, now: datetime
+) -> tuple[Invoice, CreditNote]:
+    """Void the issued invoice and issue its credit note, in one transaction.
+
+    The credit note counter is locked before the invoice (as issuing locks its counter
+    first), so concurrent voids queue in one order and take numbers in commit order; a
+    rolled-back void gives its number back."""
+    reason = reason.strip()
+    if not reason:
+        raise InvoiceStateError("a credit note needs a reason")
+    with transaction.atomic():
+        counter = InvoiceCounter.objects.select_for_update().get_or_create(
+            name=CREDIT_NOTE_COUNTER
+        )[0]
+        invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+        if invoice.status == InvoiceStatus.PAID:
+            raise InvoiceStateError(
+                f"{invoice.display_number} is paid: a paid invoice is not voided or "
+                "corrected here (refunds belong to payments)"
+            )
+        if invoice.status != InvoiceStatus.ISSUED:
+            raise InvoiceStateError(
+                f"{invoice.display_number} is {invoice.status}; only an issued invoice is "
+                "voided or corrected"
+            )
+        counter.last += 1
+        counter.save(update_fields=["last"])
+        note = CreditNote.objects.create(
+            invoice=invoice,
+            number=counter.last,
+            kind=kind,
+            reason=reason[:500],
+            issued_at=now,
+            legal=_credit_legal(invoice, now),
+            **credit_values(invoice),
+        )
+        invoice.status = InvoiceStatus.VOID
+        invoice.voided_at = now
+        invoice.save(update_fields=["status", "voided_at"])
+    return invoice, note
+
+
+def _credit_legal(invoice: Invoice, now: datetime) -> dict[str, Any]:
+    """The invoice's frozen seller and customer, with the credit note's own issue date (it
+    has no due date: nothing is owed on it)."""
+    issued, _ = legal.issue_and_due_date(now, 0)
+    details = legal.details_of(invoice).as_json()
+    return {**details, "issue_date": issued.isoformat(), "due_date": None}
+
+
+def credit_values(invoice: Invoice) -> dict[str, Any]:
+    """The invoice's amounts negated exactly (no rounding: each is already rounded)."""
+    lines = [
+        {
+            "position": line.position,
+            "server_id": line.server_id,
+            "server_name": line.server_name,
+            "plan_name": line.plan_name,
+            "item": line.item,
+            "started_at": line.started_at.isoformat(),
+            "ended_at": line.ended_at.isoformat() if line.ended_at else None,
+            "hours": line.hours,
+            "tokens_per_hour": line.tokens_per_hour,
+            "tokens_per_month": line.tokens_per_month,
+            "rule": line.rule,
+            "tokens": -line.tokens,
+            "amount": str(-line.amount),
+        }
+        for line in InvoiceLine.objects.filter(invoice=invoice).order_by("position")
+    ]
+    taxes = [
+        {**tax, "base": str(-Decimal(tax["base"])), "amount": str(-Decimal(tax["amount"]))}
+        for tax in invoice.taxes
+    ]
+    return {
+        "currency": invoice.currency,
+        "tokens": -invoice.tokens,
+        "subtotal": -invoice.subtotal,
+        "tax_total": -invoice.tax_total,
+        "total": -invoice.total,
+        "taxes": taxes,
+        "lines": lines,
+    }
 
 
 def _after_settlement(invoice: Invoice, now: datetime | None) -> None:
@@ -126,4 +278,4 @@ def regenerate_invoice(*, invoice_id: int) -> Invoice | None:
     with db.period_lock(period):
         build_invoices(period=period, summary=summary, customer_id=invoice.customer_id)
     # None when the customer has no usage left in the period (the draft was removed).
-    return Invoice.objects.filter(customer_id=invoice.customer_id, period=invoice.period).first()
+    return live_invoice(invoice)

@@ -152,6 +152,7 @@ class UsagePull(models.Model):
 class UsageItemKind(models.TextChoices):
     SERVER = "server", "Server"
     ADDITIONAL_IP = "additional_ip", "Additional IP"
+    BACKUP = "backup", "Backups"
 
 
 class UsageRecord(models.Model):
@@ -159,12 +160,13 @@ class UsageRecord(models.Model):
 
     Keyed by (period, server, item, start of the segment): the same row pulled twice is one
     row. `customer` is null for an orphan — a billing_user_id we do not know (or none) —
-    kept and shown to staff, never dropped.
+    kept and shown to staff, never dropped. `item` may be a kind the bridge does not price
+    (kept as SolusIO wrote it): stored, shown to staff, and its customer's invoice is held.
     """
 
     period = models.DateField()
     server_id = models.BigIntegerField()
-    item = models.CharField(max_length=16, choices=UsageItemKind.choices)
+    item = models.CharField(max_length=64, choices=UsageItemKind.choices)
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
     customer = models.ForeignKey(
@@ -180,6 +182,9 @@ class UsageRecord(models.Model):
     tokens_per_hour = models.PositiveIntegerField()
     tokens_per_month = models.PositiveIntegerField()
     reported_tokens = models.BigIntegerField(null=True, blank=True)
+    backup_price = models.DecimalField(
+        max_digits=9, decimal_places=4, null=True, blank=True, help_text="Percent (rule R7)."
+    )
     # The pull that last saw this row: rows an earlier pull saw and the latest did not are
     # removed when the latest completes, so the table is exactly the latest complete pull.
     generation = models.PositiveBigIntegerField(default=0)
@@ -204,6 +209,10 @@ class UsageRecord(models.Model):
     @property
     def is_orphan(self) -> bool:
         return self.customer_id is None
+
+    @property
+    def is_unknown_kind(self) -> bool:
+        return self.item not in UsageItemKind.values
 
 
 class InvoiceStatus(models.TextChoices):
@@ -248,6 +257,11 @@ class Invoice(models.Model):
     discrepancies = models.PositiveIntegerField(
         default=0, help_text="Lines where SolusIO reported a different charge."
     )
+    hold_reason = models.CharField(
+        max_length=1000,
+        blank=True,
+        help_text="Why the close did not issue this draft (usage it cannot price).",
+    )
     fingerprint = models.CharField(max_length=64, blank=True)
     generated_at = models.DateTimeField()
     issued_at = models.DateTimeField(null=True, blank=True)
@@ -257,7 +271,13 @@ class Invoice(models.Model):
     class Meta:
         ordering = ["-period", "customer_id"]
         constraints = [
-            models.UniqueConstraint(fields=["customer", "period"], name="invoice_once_per_period"),
+            # A void invoice steps aside: correcting one leaves it (and its credit note)
+            # beside the new draft, and still only one live invoice per (customer, period).
+            models.UniqueConstraint(
+                fields=["customer", "period"],
+                condition=~Q(status=InvoiceStatus.VOID),
+                name="invoice_once_per_period",
+            ),
             models.CheckConstraint(
                 condition=Q(status=InvoiceStatus.DRAFT, number__isnull=True)
                 | (~Q(status=InvoiceStatus.DRAFT) & Q(number__isnull=False)),
@@ -281,6 +301,47 @@ class Invoice(models.Model):
         return self.status != InvoiceStatus.DRAFT
 
 
+class CreditNoteKind(models.TextChoices):
+    VOID = "void", "Void"
+    CORRECTION = "correction", "Correction"
+
+
+class CreditNote(models.Model):
+    """The full reversal of an issued invoice (void or correction): its own gap-free number,
+    the invoice's lines, taxes and total negated, and the invoice's frozen legal details.
+    One per invoice (a constraint), so a retried void never credits twice."""
+
+    invoice = models.OneToOneField(Invoice, on_delete=models.PROTECT, related_name="credit_note")
+    number = models.PositiveBigIntegerField(unique=True)
+    kind = models.CharField(max_length=16, choices=CreditNoteKind.choices)
+    reason = models.CharField(max_length=500)
+    issued_at = models.DateTimeField()
+    currency = models.CharField(max_length=3)
+    tokens = models.BigIntegerField()
+    subtotal = models.DecimalField(max_digits=20, decimal_places=4)
+    tax_total = models.DecimalField(max_digits=20, decimal_places=4)
+    total = models.DecimalField(max_digits=20, decimal_places=4)
+    # The invoice's tax lines and lines with amounts negated (invoice_states.credit_values).
+    taxes = models.JSONField(default=list)
+    lines = models.JSONField(default=list)
+    legal = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=CreditNoteKind.values), name="credit_note_kind_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.display_number} for {self.invoice.display_number}"
+
+    @property
+    def display_number(self) -> str:
+        return f"CN-{self.number:06d}"
+
+
 class InvoiceLine(models.Model):
     """A usage item's charge: copied from the usage row so the invoice stands on its own."""
 
@@ -302,6 +363,9 @@ class InvoiceLine(models.Model):
     amount = models.DecimalField(max_digits=20, decimal_places=4)
     reported_tokens = models.BigIntegerField(null=True, blank=True)
     discrepancy = models.BooleanField(default=False)
+    backup_price = models.DecimalField(
+        max_digits=9, decimal_places=4, null=True, blank=True, help_text="Percent (rule R7)."
+    )
 
     class Meta:
         ordering = ["invoice_id", "position"]

@@ -6,13 +6,14 @@ Sans), the core font's Latin-1 is used and other currency signs are spelled out 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.http import HttpResponse
 from fpdf import FPDF
 from fpdf.enums import TableBordersLayout
 from fpdf.fonts import FontFace
@@ -25,7 +26,7 @@ from bridge.money import (
     token_price_decimals,
 )
 from usage.legal import LegalDetails, details_of, long_date, payment_link
-from usage.models import Invoice, logo_file
+from usage.models import CreditNote, Invoice, InvoiceLine, logo_file
 from usage.rules import PricingSnapshot, Rule
 
 logger = logging.getLogger(__name__)
@@ -148,11 +149,98 @@ def invoice_filename(invoice: Invoice) -> str:
     return f"draft-{invoice.customer_id}-{invoice.period:%Y-%m}"
 
 
+def credit_note_filename(note: CreditNote) -> str:
+    return f"credit-note-{note.number:06d}"
+
+
+def credit_note_pdf_response(note: CreditNote) -> HttpResponse:
+    """The credit note's PDF as a download (admin, staff API, portal)."""
+    response = HttpResponse(render_credit_note_pdf(note), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="{credit_note_filename(note)}.pdf"'
+    return response
+
+
 def render_invoice_pdf(invoice: Invoice) -> bytes:
     pricing = PricingSnapshot.from_json(invoice.snapshot)
     legal = details_of(invoice)
-    seller = legal.seller
     title = f"Invoice {invoice.display_number}" if invoice.number else "Draft invoice (not issued)"
+    doc, money, tokens = _start(title, legal, pricing)
+    _facts(doc, invoice, legal, pricing)
+    doc.ln(4)
+    _line_table(doc, invoice.lines.all(), pricing, money, tokens)
+    doc.ln(3)
+    _totals(doc, invoice, pricing, money, tokens)
+    _payment(doc, invoice, legal, money)
+    if invoice.discrepancies:
+        doc.ln(2)
+        doc.set_font(doc.family, "", 8)
+        doc.multi_cell(0, 4, "* SolusIO reported a different charge for this line.")
+    return bytes(doc.output())
+
+
+def render_credit_note_pdf(note: CreditNote) -> bytes:
+    """The invoice's layout, titled "Credit note", naming the invoice it reverses; its
+    amounts are the invoice's negated."""
+    invoice = note.invoice
+    pricing = PricingSnapshot.from_json(invoice.snapshot)
+    legal = LegalDetails.from_json(note.legal)
+    doc, money, tokens = _start(f"Credit note {note.display_number}", legal, pricing)
+    first_day, last_day = _supply_days(invoice)
+    issued = invoice.legal.get("issue_date") if invoice.legal else None
+    facts = [
+        ("Credit note number", note.display_number),
+        ("Issue date", _day(legal.issue_date)),
+        (
+            "Credits invoice",
+            invoice.display_number + (f" of {_day(date.fromisoformat(issued))}" if issued else ""),
+        ),
+        ("Period of supply", f"{_day(first_day)} – {_day(last_day)}"),
+        ("Customer number", str(legal.buyer.id)),
+        ("Currency", pricing.currency),
+        ("Reason", note.reason),
+    ]
+    doc.set_font(doc.family, "", 9)
+    _two_columns(doc, facts, widths=(40, 150), align="LEFT", line_height=4.8, bold_labels=True)
+    doc.ln(4)
+    _line_table(doc, note_lines(note), pricing, money, tokens)
+    doc.ln(3)
+    _totals(doc, note, pricing, money, tokens)
+    doc.ln(2)
+    doc.set_font(doc.family, "", 9)
+    doc.multi_cell(
+        0,
+        4.5,
+        doc.text_of(
+            f"This credit note reverses invoice {invoice.display_number} in full: "
+            f"{money(-note.total)} is no longer owed."
+        ),
+        align="L",
+    )
+    return bytes(doc.output())
+
+
+def note_lines(note: CreditNote) -> list[InvoiceLine]:
+    """The credit note's lines as (unsaved) invoice lines, for the invoice's line table."""
+    return [
+        InvoiceLine(
+            position=line["position"],
+            server_name=line["server_name"],
+            plan_name=line["plan_name"],
+            item=line["item"],
+            hours=line["hours"],
+            tokens_per_hour=line["tokens_per_hour"],
+            tokens_per_month=line["tokens_per_month"],
+            rule=line["rule"],
+            tokens=line["tokens"],
+            amount=Decimal(line["amount"]),
+        )
+        for line in note.lines
+    ]
+
+
+def _start(title: str, legal: LegalDetails, pricing: PricingSnapshot) -> tuple[_Doc, Money, Tokens]:
+    """A document's first page down to the parties, and its money and token formats."""
+    seller = legal.seller
 
     def money(amount: Decimal, decimals: int | None = None) -> str:
         return doc.text_of(format_money(amount, pricing, decimals=decimals))
@@ -185,17 +273,7 @@ def render_invoice_pdf(invoice: Invoice) -> bytes:
     doc.ln(2)
     _parties(doc, legal)
     doc.ln(3)
-    _facts(doc, invoice, legal, pricing)
-    doc.ln(4)
-    _line_table(doc, invoice, pricing, money, tokens)
-    doc.ln(3)
-    _totals(doc, invoice, pricing, money, tokens)
-    _payment(doc, invoice, legal, money)
-    if invoice.discrepancies:
-        doc.ln(2)
-        doc.set_font(doc.family, "", 8)
-        doc.multi_cell(0, 4, "* SolusIO reported a different charge for this line.")
-    return bytes(doc.output())
+    return doc, money, tokens
 
 
 def _logo(doc: _Doc, path: str) -> None:
@@ -247,8 +325,7 @@ def _parties(doc: _Doc, legal: LegalDetails) -> None:
 
 def _facts(doc: _Doc, invoice: Invoice, legal: LegalDetails, pricing: PricingSnapshot) -> None:
     terms = legal.seller.payment_terms_days
-    last_day = (invoice.period_end - _ONE_MICROSECOND).astimezone(_billing_zone()).date()
-    first_day = invoice.period_start.astimezone(_billing_zone()).date()
+    first_day, last_day = _supply_days(invoice)
     facts: list[tuple[str, str]] = [
         ("Invoice number", invoice.display_number if invoice.number else "Assigned on issue"),
         ("Issue date", _day(legal.issue_date) or "Not issued yet"),
@@ -269,12 +346,21 @@ def _facts(doc: _Doc, invoice: Invoice, legal: LegalDetails, pricing: PricingSna
     _two_columns(doc, facts, widths=(40, 150), align="LEFT", line_height=4.8, bold_labels=True)
 
 
+def _supply_days(invoice: Invoice) -> tuple[date, date]:
+    """The period's first and last day in the billing time zone (the period is half-open)."""
+    zone = _billing_zone()
+    return (
+        invoice.period_start.astimezone(zone).date(),
+        (invoice.period_end - _ONE_MICROSECOND).astimezone(zone).date(),
+    )
+
+
 def _billing_zone() -> ZoneInfo:
     return ZoneInfo(settings.BILLING_TIMEZONE)
 
 
 def _line_table(
-    doc: _Doc, invoice: Invoice, pricing: PricingSnapshot, money: Money, tokens: Tokens
+    doc: _Doc, lines: Iterable[InvoiceLine], pricing: PricingSnapshot, money: Money, tokens: Tokens
 ) -> None:
     price = pricing.effective_token_price
     doc.set_font(doc.family, "", 8)
@@ -289,12 +375,17 @@ def _line_table(
         repeat_headings=1,
     ) as table:
         table.row(LINE_HEADINGS)
-        for line in invoice.lines.all():
-            item = line.server_name + (" (additional IP)" if line.item == "additional_ip" else "")
+        for line in lines:
+            suffix = {"additional_ip": " (additional IP)", "backup": " (backups)"}.get(
+                line.item, ""
+            )
+            item = line.server_name + suffix
             # A fixed monthly line is priced by the month (its tokens per hour are 0).
             monthly = line.rule == Rule.FIXED_MONTHLY
             unit = price * (line.tokens_per_month if monthly else line.tokens_per_hour)
             unit_text = money(unit, token_price_decimals(unit)) + (" per month" if monthly else "")
+            if line.backup_price is not None:  # R7: a percentage of the runtime charge
+                unit_text = f"{format_percent(line.backup_price)} of runtime"
             cells = (
                 f"{item} — {line.plan_name}",
                 str(line.hours),
@@ -309,7 +400,7 @@ def _line_table(
 
 
 def _totals(
-    doc: _Doc, invoice: Invoice, pricing: PricingSnapshot, money: Money, tokens: Tokens
+    doc: _Doc, invoice: Invoice | CreditNote, pricing: PricingSnapshot, money: Money, tokens: Tokens
 ) -> None:
     # Discounts, subtotal, taxes and total stay together on one page.
     height = 4 * len(pricing.discounts) + 6.5 * (len(invoice.taxes) + 4) + 4

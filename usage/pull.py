@@ -44,6 +44,7 @@ USAGE_FIELDS = [
     "tokens_per_hour",
     "tokens_per_month",
     "reported_tokens",
+    "backup_price",
     "generation",
     "customer",
 ]
@@ -51,6 +52,7 @@ USAGE_FIELDS = [
 
 def _store(
     period: Period,
+    end: datetime,
     rows: Sequence[UsageRow],
     generation: int,
     known: Container[int],
@@ -58,6 +60,7 @@ def _store(
 ) -> int:
     """Upsert a batch of raw rows (in one transaction); returns how many are orphans.
 
+    `end`: where the pulled range ends (a row without hours is counted up to it).
     `known`: the customer ids (a row of any other billing user is an orphan).
     `fresh`: the period had no stored rows when this pull began, so a plain insert will do
     (a third cheaper than the upsert); should SolusIO repeat a row across pages, the
@@ -84,10 +87,11 @@ def _store(
                 r.server.name,
                 r.plan.id,
                 r.plan.name,
-                r.hours,
+                r.hours_within(period.start, end),
                 r.tph,
                 r.tpm,
                 r.tokens,
+                r.backup_price,
                 generation,
                 customer_id,
             )
@@ -134,13 +138,14 @@ def pull_usage(
     # Read once: one id a customer (a few MB at a million), not a query per batch.
     known = selectors.customer_ids()
     items = client.iter_usage_items(period.start, end) if end > period.start else iter(())
+    url = client.usage_url
     # A thread fetches the next pages (HTTP and JSON decoding, no database) while this one
     # parses and stores the last batch, so waiting for SolusIO overlaps with the work here.
     # Parsing stays here: the fetching thread then rarely holds the GIL, and this thread's
     # many short PostgreSQL round trips are not kept waiting for it.
     for raw in prefetched(batched(items, PULL_BATCH), ahead=PULL_AHEAD):
-        batch = [parse_usage_row(item, f"usage[{rows + i}]") for i, item in enumerate(raw)]
-        orphans += _store(period, batch, generation, known, fresh)
+        batch = [parse_usage_row(item, f"usage[{rows + i}]", url=url) for i, item in enumerate(raw)]
+        orphans += _store(period, end, batch, generation, known, fresh)
         rows += len(batch)
         progress("pull", rows)
     with transaction.atomic():

@@ -10,6 +10,12 @@ across items). Worked example, plans 7/5000 and 14/10000: 400 h on the first →
 tokens (hourly), then 344 h on the second → 4,816 tokens (hourly): 7,616 tokens. Had the
 server run 730 h on the first plan before the resize, that segment would cost 5,000
 (monthly cap) and the next segment would be billed from its first hour.
+
+Paid backups (R7) are a `backup` usage item per server segment with backups on: a line of
+round_half_up(that segment's runtime charge under R2–R5 × backup_price / 100) tokens. A
+backup price of 0 % still gives its line, at 0 tokens (as R5's free line), so staff see the
+backups were on. Usage of a kind these rules do not know is not priced: the draft keeps it
+aside (`InvoiceDraft.unknown`) and says why it must wait for staff (`hold_reason`).
 """
 
 import functools
@@ -18,7 +24,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, localcontext
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from enum import StrEnum
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -34,7 +40,7 @@ class Rule(StrEnum):
     MONTHLY_CAP = "monthly_cap"  # hours × tph exceeded tpm, so tpm (R2)
     FIXED_MONTHLY = "fixed_monthly"  # tph = 0: the fixed monthly price (R4)
     FREE = "free"  # both prices 0 (R5)
-    BACKUPS = "backups"  # paid backups (R7): reserved, so its line has a label when it lands
+    BACKUPS = "backups"  # paid backups: a percentage of the runtime charge (R7)
 
     @property
     def label(self) -> str:
@@ -95,6 +101,36 @@ def charge(hours: int, tokens_per_hour: int, tokens_per_month: int) -> Charge:
     if tokens_per_month > 0 and hourly > tokens_per_month:
         return made(Rule.MONTHLY_CAP, tokens_per_month)
     return made(Rule.HOURLY, hourly)
+
+
+# Usage item kinds the rules price; any other kind holds its customer's invoice.
+SERVER, ADDITIONAL_IP, BACKUP = "server", "additional_ip", "backup"
+PRICED_ITEMS = frozenset({SERVER, ADDITIONAL_IP, BACKUP})
+
+
+def backup_charge(
+    hours: int, tokens_per_hour: int, tokens_per_month: int, backup_price: Decimal
+) -> Charge:
+    """R7: paid backups of one server segment, `backup_price` percent of the segment's
+    runtime charge (R2–R5 at the server plan's prices), rounded half-up to whole tokens."""
+    if backup_price < 0:
+        raise ValueError("the backup price must not be negative")
+    runtime = charge(hours, tokens_per_hour, tokens_per_month)
+    with localcontext() as ctx:
+        ctx.prec = _EXACT
+        tokens = (runtime.tokens * backup_price / 100).quantize(Decimal(1), ROUND_HALF_UP)
+    return Charge(hours, tokens_per_hour, tokens_per_month, Rule.BACKUPS, int(tokens))
+
+
+def item_charge(usage: "UsageInput") -> Charge:
+    """The charge of one priced usage item: R7 for backups, R2–R5 otherwise."""
+    if usage.item == BACKUP:
+        if usage.backup_price is None:
+            raise ValueError(f"backup usage of server {usage.server_id} has no backup price")
+        return backup_charge(
+            usage.hours, usage.tokens_per_hour, usage.tokens_per_month, usage.backup_price
+        )
+    return charge(usage.hours, usage.tokens_per_hour, usage.tokens_per_month)
 
 
 # --- Money (DESIGN §6): each amount rounded half-up to the currency's decimals --------------
@@ -290,13 +326,14 @@ class UsageInput(NamedTuple):
     server_name: str
     plan_id: int
     plan_name: str
-    item: str  # "server" | "additional_ip"
+    item: str  # one of PRICED_ITEMS, or a kind SolusIO added that holds the invoice
     started_at: datetime
     ended_at: datetime | None
     hours: int
-    tokens_per_hour: int
+    tokens_per_hour: int  # for a backup item: the server plan's runtime prices
     tokens_per_month: int
     reported_tokens: int | None  # what SolusIO says it charged, when it says
+    backup_price: Decimal | None = None  # percent (R7); set on backup items
 
 
 class LineDraft(NamedTuple):
@@ -316,6 +353,19 @@ class InvoiceDraft:
     lines: tuple[LineDraft, ...]
     totals: Totals
     pricing: PricingSnapshot
+    # Usage of kinds the rules cannot price: (kind, rows, hours) per kind, not billed.
+    unknown: tuple[tuple[str, int, int], ...] = ()
+
+    @property
+    def hold_reason(self) -> str:
+        """Why this draft must wait for staff rather than be issued ("" when it need not)."""
+        if not self.unknown:
+            return ""
+        kinds = "; ".join(f"{kind!r}: {rows} rows, {hours} h" for kind, rows, hours in self.unknown)
+        return (
+            f"SolusIO reported usage of a kind the bridge cannot price ({kinds}); it is not "
+            "on this invoice. Review the usage records before issuing."
+        )
 
     @property
     def tokens(self) -> int:
@@ -348,6 +398,7 @@ class InvoiceDraft:
                 amount,
                 u.reported_tokens,
                 u.reported_tokens is not None and u.reported_tokens != c.tokens,
+                u.backup_price,
             )
             for position, (u, c, amount) in enumerate(self.lines, start=1)
         )
@@ -355,12 +406,17 @@ class InvoiceDraft:
     def fingerprint(self) -> str:
         """A digest of everything the invoice shows: equal digests, equal invoices, so a
         re-run can tell that a stored draft is already right and leave it alone."""
+        # What came after the first version (hold reason, backup price) is added only when
+        # set, so drafts without it keep the digests they were stored with.
         content = [repr(self.pricing.as_json())]
+        if self.hold_reason:
+            content.append(self.hold_reason)
         for v in self.line_values:
             ended = v[8]
             # Times as ISO text: their repr would depend on which tzinfo object they carry.
             when = (v[7].isoformat(), ended.isoformat() if ended else None)
-            content.append(repr((v[:7], when, v[9:])))
+            rest = v[9:] if v[-1] is not None else v[9:-1]
+            content.append(repr((v[:7], when, rest)))
         return hashlib.sha256("\n".join(content).encode()).hexdigest()
 
 
@@ -383,6 +439,7 @@ LINE_COLUMNS = (
     "amount",
     "reported_tokens",
     "discrepancy",
+    "backup_price",
 )
 
 
@@ -393,9 +450,19 @@ def line_order(usage: UsageInput) -> tuple[int, bool, str, datetime]:
 
 def build_invoice(usage: Sequence[UsageInput], pricing: PricingSnapshot) -> InvoiceDraft:
     """One customer's invoice for one period: a line per usage item (R6: each capped on
-    its own, see the module docstring for resized servers), then DESIGN §6's money."""
-    ordered = sorted(usage, key=line_order)
-    charges = [charge(u.hours, u.tokens_per_hour, u.tokens_per_month) for u in ordered]
+    its own, see the module docstring for resized servers), then DESIGN §6's money.
+    Items of a kind the rules do not price are left off and named in `unknown`."""
+    priced: list[UsageInput] = []
+    unknown: dict[str, list[int]] = {}
+    for u in usage:
+        if u.item in PRICED_ITEMS:
+            priced.append(u)
+        else:
+            counts = unknown.setdefault(u.item, [0, 0])
+            counts[0] += 1
+            counts[1] += u.hours
+    ordered = sorted(priced, key=line_order)
+    charges = [item_charge(u) for u in ordered]
     totals = invoice_totals(
         [c.tokens for c in charges],
         pricing.effective_token_price,
@@ -407,7 +474,8 @@ def build_invoice(usage: Sequence[UsageInput], pricing: PricingSnapshot) -> Invo
     lines = tuple(
         LineDraft(u, c, a) for u, c, a in zip(ordered, charges, totals.line_amounts, strict=True)
     )
-    return InvoiceDraft(lines, totals, pricing)
+    held = tuple((kind, rows, hours) for kind, (rows, hours) in sorted(unknown.items()))
+    return InvoiceDraft(lines, totals, pricing, held)
 
 
 def render_totals(line_tokens: Sequence[int], pricing: PricingSnapshot) -> Totals:

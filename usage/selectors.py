@@ -19,7 +19,7 @@ from solusio.connect import given_or_own
 from solusio.usage_schema import UsageRow
 from usage import db
 from usage.cycle import CloseSummary, Progress, no_progress
-from usage.models import Invoice, InvoiceStatus, UsagePull, UsageRecord
+from usage.models import Invoice, InvoiceStatus, UsageItemKind, UsagePull, UsageRecord
 from usage.rules import (
     InvoiceDraft,
     Period,
@@ -46,6 +46,7 @@ USAGE_FIELDS = (
     "tokens_per_hour",
     "tokens_per_month",
     "reported_tokens",
+    "backup_price",
 )
 
 
@@ -185,7 +186,7 @@ def period_closed(period: Period) -> bool:
 # --- Previews: invoices built from SolusIO's answer or the month so far, nothing stored -----
 
 
-def _usage_input(row: UsageRow) -> UsageInput:
+def _usage_input(row: UsageRow, period: Period, end: datetime) -> UsageInput:
     return UsageInput(
         server_id=row.server.id,
         server_uuid=row.server.uuid,
@@ -195,10 +196,11 @@ def _usage_input(row: UsageRow) -> UsageInput:
         item=str(row.item),
         started_at=row.started_at,
         ended_at=row.ended_at,
-        hours=row.hours,
+        hours=row.hours_within(period.start, end),
         tokens_per_hour=row.tph,
         tokens_per_month=row.tpm,
         reported_tokens=row.tokens,
+        backup_price=row.backup_price,
     )
 
 
@@ -222,7 +224,7 @@ def drafts_from_solusio(
             billing_id = row.user.billing_user_id
             if customer_id is not None and billing_id != customer_id:
                 continue
-            usage[billing_id].append(_usage_input(row))
+            usage[billing_id].append(_usage_input(row, period, end))
             if rows % PREVIEW_PROGRESS_EVERY == 0:
                 progress("pull", rows)
     ids = [cid for cid in usage if cid is not None]
@@ -273,6 +275,7 @@ def dry_run(
         "customers": len(drafts),
         "lines": sum(len(d.lines) for d in drafts.values()),
         "discrepancies": sum(d.discrepancies for d in drafts.values()),
+        "unknown_kinds": sum(rows for d in drafts.values() for _, rows, _ in d.unknown),
         "orphans": orphans,
         "by_status": {},
         "per_currency": dict(sorted(per_currency.items())),
@@ -353,6 +356,9 @@ def period_figures(period: Period, customer_id: int | None = None) -> dict[str, 
         "customers": invoices.count(),
         "lines": invoices.aggregate(n=Count("lines"))["n"] or 0,
         "discrepancies": invoices.aggregate(n=Sum("discrepancies"))["n"] or 0,
+        "unknown_kinds": usage.filter(customer__isnull=False)
+        .exclude(item__in=UsageItemKind.values)
+        .count(),
         "orphans": usage.filter(customer__isnull=True).count() if customer_id is None else 0,
         "by_status": by_status,
         "per_currency": per_currency,

@@ -5,9 +5,11 @@ from typing import Any
 
 from rest_framework import serializers
 
+from bridge.jsonnum import plain_decimal
 from usage.models import (
     SELLER_FIELDS,
     BillingSettings,
+    CreditNote,
     DunningEvent,
     Invoice,
     InvoiceEmail,
@@ -23,7 +25,7 @@ class InvoiceLineSerializer(serializers.ModelSerializer):
         fields = [
             "position", "server_id", "server_uuid", "server_name", "plan_id", "plan_name",
             "item", "started_at", "ended_at", "hours", "tokens_per_hour", "tokens_per_month",
-            "rule", "tokens", "amount", "reported_tokens", "discrepancy",
+            "backup_price", "rule", "tokens", "amount", "reported_tokens", "discrepancy",
         ]  # fmt: skip
 
 
@@ -36,7 +38,7 @@ class InvoiceSerializer(serializers.ModelSerializer):
         fields = [
             "id", "display_number", "number", "customer", "period", "period_start",
             "period_end", "status", "currency", "tokens", "subtotal", "tax_total", "total",
-            "discrepancies", "generated_at", "issued_at", "paid_at", "voided_at",
+            "discrepancies", "hold_reason", "generated_at", "issued_at", "paid_at", "voided_at",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -62,14 +64,15 @@ class InvoiceDetailSerializer(InvoiceSerializer):
 
 class UsageRecordSerializer(serializers.ModelSerializer):
     orphan = serializers.BooleanField(source="is_orphan", read_only=True)
+    unknown_kind = serializers.BooleanField(source="is_unknown_kind", read_only=True)
 
     class Meta:
         model = UsageRecord
         fields = [
             "id", "period", "customer", "billing_user_id", "orphan", "solusio_user_id",
             "server_id", "server_uuid", "server_name", "item", "plan_id", "plan_name",
-            "hours", "tokens_per_hour", "tokens_per_month", "reported_tokens",
-            "started_at", "ended_at",
+            "unknown_kind", "hours", "tokens_per_hour", "tokens_per_month", "backup_price",
+            "reported_tokens", "started_at", "ended_at",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -119,6 +122,9 @@ class UpcomingInvoiceSerializer(serializers.Serializer):
                     "hours": line.charge.hours,
                     "tokens_per_hour": line.charge.tokens_per_hour,
                     "tokens_per_month": line.charge.tokens_per_month,
+                    "backup_price": plain_decimal(line.usage.backup_price)
+                    if line.usage.backup_price is not None
+                    else None,
                     "rule": str(line.charge.rule),
                     "tokens": line.charge.tokens,
                     "amount": str(line.amount),
@@ -147,3 +153,36 @@ class DunningEventSerializer(serializers.ModelSerializer):
         model = DunningEvent
         fields = ["id", "customer", "invoice", "action", "reason", "at"]
         read_only_fields = fields
+
+
+class CreditReasonSerializer(serializers.Serializer):
+    """The body of a void or correction: why, printed on the credit note."""
+
+    reason = serializers.CharField(max_length=500, trim_whitespace=True)
+
+
+class CreditNoteSerializer(serializers.ModelSerializer):
+    display_number = serializers.CharField(read_only=True)
+    invoice_number = serializers.CharField(source="invoice.display_number", read_only=True)
+    customer = serializers.IntegerField(source="invoice.customer_id", read_only=True)
+
+    class Meta:
+        model = CreditNote
+        fields = [
+            "id", "display_number", "number", "invoice", "invoice_number", "customer", "kind",
+            "reason", "issued_at", "currency", "tokens", "subtotal", "tax_total", "total",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class CreditNoteDetailSerializer(CreditNoteSerializer):
+    class Meta(CreditNoteSerializer.Meta):
+        fields = [*CreditNoteSerializer.Meta.fields, "taxes", "lines", "legal"]
+        read_only_fields = fields
+
+
+class CorrectionSerializer(serializers.Serializer):
+    """A correction's outcome: the credit note and the new draft to review and issue."""
+
+    credit_note = CreditNoteDetailSerializer()
+    invoice = InvoiceDetailSerializer()

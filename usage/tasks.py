@@ -8,6 +8,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from solusio.errors import SolusIOError
+from solusio.usage_schema import UsageEndpointUnusable
 from usage import close, pull, selectors
 from usage.rules import previous_period
 
@@ -37,7 +38,13 @@ def close_previous_period() -> str:
     period = previous_period(timezone.now(), settings.BILLING_TIMEZONE)
     if selectors.period_closed(period):
         return f"{period.label}: already closed"
-    summary = close.close_cycle(period=period)
+    try:
+        summary = close.close_cycle(period=period)
+    except UsageEndpointUnusable as exc:
+        # A setting to change, not a passing failure: retrying within the hour cannot help,
+        # and beat asks again every hour, so it is said once an hour until it is fixed.
+        log.error("close of %s failed: %s", period.label, exc)
+        return f"{period.label}: not closed, {exc}"
     log.info(
         "closed %s: %d rows, %d orphans, %d invoices created, %d issued, %d held",
         period.label,

@@ -1,4 +1,4 @@
-"""The customer's invoices under /account/invoices/: issued ones with their PDF, and what
+"""The customer's invoices and credit notes under /account/invoices/, with their PDFs, and what
 the current month costs so far. Who the customer is comes from users.selectors."""
 
 from django.http import Http404, HttpRequest, HttpResponse
@@ -10,7 +10,8 @@ from solusio.errors import SolusIOError
 from usage import selectors
 from usage.einvoice import documents
 from usage.einvoice.data import EInvoiceError
-from usage.models import Invoice, InvoiceStatus
+from usage.models import CreditNote, Invoice, InvoiceStatus
+from usage.pdf import credit_note_pdf_response
 from users.decorators import customer_required
 from users.models import Customer
 
@@ -34,6 +35,9 @@ def invoices(request: HttpRequest, customer: Customer) -> HttpResponse:
         {
             "customer": customer,
             "invoices": rows,
+            "credit_notes": CreditNote.objects.filter(invoice__customer=customer)
+            .select_related("invoice")
+            .order_by("-number"),
             "preview": preview,
             "period": preview.period if preview else None,
             "draft": preview.draft if preview else None,
@@ -78,3 +82,17 @@ def invoice_facturx(request: HttpRequest, customer: Customer, pk: int) -> HttpRe
         )
     name = f"invoice-{invoice.number:06d}-facturx.pdf"
     return documents.attachment(body, "application/pdf", name)
+
+
+@never_cache
+@require_safe
+@customer_required
+def credit_note_pdf(request: HttpRequest, customer: Customer, pk: int) -> HttpResponse:
+    note = (
+        CreditNote.objects.select_related("invoice")
+        .filter(pk=pk, invoice__customer=customer)
+        .first()
+    )
+    if note is None:  # another customer's: not found
+        raise Http404
+    return credit_note_pdf_response(note)

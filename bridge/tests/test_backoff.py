@@ -49,3 +49,9 @@ def test_a_huge_attempt_count_waits_the_cap() -> None:
 def test_settings_that_break_the_bounds_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="backoff"):
         Backoff(**kwargs)
+
+
+def test_a_tiny_base_keeps_growing_past_a_thousand_attempts() -> None:
+    # Hypothesis found it: a clamped exponent stalled the ceiling below the cap.
+    policy = Backoff(base=2.2e-308, cap=1.0)
+    assert policy.ceiling(1002) == 2 * policy.ceiling(1001) < policy.cap

@@ -208,8 +208,8 @@ class Api:
             period_open = upto < hi
             row_json = state.usage.row_json
             items = [
-                row_json(seg, is_ip, lo, upto, period_open, plans, billing_ids, rate, iso)
-                for seg, is_ip in rows
+                row_json(seg, kind, lo, upto, period_open, plans, billing_ids, rate, iso)
+                for seg, kind in rows
             ]
         return 200, _page(request, items, total, page, per_page)
 

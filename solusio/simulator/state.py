@@ -309,7 +309,7 @@ class SimState:
         with self.lock:
             self.config = config
             self.timeline = Timeline(config.seed, config.slots, config.users)
-            self.usage = UsageFeed(self.timeline)
+            self.usage = UsageFeed(self.timeline, backups=lambda seg: self.traits(seg)[1])
             self.users: dict[int, dict[str, Any]] = {}
             self.emails: dict[str, int] = {}
             self.tokens: dict[str, int] = {}
@@ -594,9 +594,9 @@ class SimState:
             return plan_json(plan)
 
     def plan_prices(self) -> dict[int, dict[str, Any]]:
-        """id, name and token prices of every plan: what a usage row repeats, without copying
-        whole plans for every page."""
-        keys = ("id", "name", *_TOKEN_FIELDS)
+        """id, name, token and backup prices of every plan: what a usage row repeats,
+        without copying whole plans for every page."""
+        keys = ("id", "name", *_TOKEN_FIELDS, "backup_price")
         with self.lock:
             return {pid: {k: plan[k] for k in keys} for pid, plan in self.plans.items()}
 

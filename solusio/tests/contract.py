@@ -56,7 +56,7 @@ USAGE_ROW = {
     "user": {"id": int, "billing_user_id": (int, None)},
     "server": {"id": int, "uuid": str, "name": str},
     "plan": {"id": int, "name": str, "tokens_per_hour": int, "tokens_per_month": int},
-    "item": OneOf("server", "additional_ip"),
+    "item": OneOf("server", "additional_ip", "backup"),
     "hours": int,
     "started_at": ISO,
     "ended_at": (ISO, None),
@@ -64,6 +64,10 @@ USAGE_ROW = {
 }
 # Extra fields an additional_ip usage row needs (assumed, see usage_schema).
 USAGE_IP_PLAN = {"ip_tokens_per_hour": int, "ip_tokens_per_month": int}
+# ... and a backup row, its plan's backup price (a percentage, rule R7).
+USAGE_BACKUP_PLAN = {"backup_price": (int, float)}
+# Fields of a usage row the parser tolerates the absence of (usage_schema).
+USAGE_ROW_OPTIONAL = frozenset({"hours", "tokens"})
 TOKEN = {"access_token": str}
 PAGE = {
     "data": list,

@@ -239,7 +239,7 @@ def test_usage_for_a_period(client: SolusIOClient) -> None:
     start = datetime(2025, 1, 1, tzinfo=UTC)
     rows = list(client.iter_usage(start, start + timedelta(days=31)))
     assert rows
-    assert {r.item for r in rows} == {UsageItem.SERVER, UsageItem.ADDITIONAL_IP}
+    assert {r.item for r in rows} == {UsageItem.SERVER, UsageItem.ADDITIONAL_IP, UsageItem.BACKUP}
     for row in rows:
         assert start <= row.started_at
         assert row.ended_at is not None

@@ -152,7 +152,8 @@ def test_the_simulator_answers_everything_the_bridge_reads(
     ]
     assert calls[-1]["query"]["filter[date_from]"] == JAN[0]
     text = probe.render(reports)
-    assert "[PASS] usage: GET /usage: reachable, HTTP 200, 6 items" in text
+    # Six servers and two backup rows (paid backups on two of them).
+    assert "[PASS] usage: GET /usage: reachable, HTTP 200, 8 items" in text
     assert "    matched: 21 fields, 5 of the 5 the bridge reads" in text  # limit groups
     assert not [line for line in text if line.startswith("[FAIL]")]
 
@@ -204,7 +205,7 @@ def test_a_solusio_that_ignores_the_date_filters_is_told_apart(
     rewrite(sim, monkeypatch, "/usage", december)
     usage = by_name(probe.probe(client, OPTIONS))["usage"]
     assert usage.notes == [
-        "6 rows lie outside the period asked for: the date filters were ignored?"
+        "8 rows lie outside the period asked for: the date filters were ignored?"
     ]
     assert usage.fixes == [
         "SOLUSIO_USAGE_FILTER_FROM / SOLUSIO_USAGE_FILTER_TO (the bridge sent "

@@ -26,13 +26,17 @@ def test_usage_row_without_offset_is_read_as_utc() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"item": "snapshot"}, "unknown usage item"),
         ({"item": "additional_ip"}, "ip_tokens_per_hour"),
-        ({"hours": -1}, "negative"),
-        ({"hours": 1.5}, "integer"),
+        ({"item": "backup"}, "backup_price"),
+        ({"item": ""}, "item"),
+        ({"item": "k" * 65}, "item"),
+        ({"hours": -1}, "0 or more"),
+        ({"hours": "lots"}, "hours"),
+        ({"hours": True}, "hours"),
         ({"started_at": "yesterday"}, "ISO 8601"),
         ({"user": None}, "user"),
-        ({"tokens": "12"}, "tokens"),
+        ({"server": {"id": "srv-1", "uuid": "u", "name": "n"}}, "server.id"),
+        ({"tokens": "twelve"}, "tokens"),
     ],
 )
 def test_usage_rows_that_break_the_assumed_shape_are_refused_clearly(
@@ -103,3 +107,9 @@ def test_redaction_reaches_nested_secrets() -> None:
         "Authorization": "***",
         "Accept": "a",
     }
+
+
+def test_an_unknown_item_kind_is_kept_as_written() -> None:
+    parsed = parse_usage_row(row(item="Snapshot storage"))
+    assert (parsed.item, parsed.known, parsed.backup_price) == ("Snapshot storage", False, None)
+    assert parse_usage_row(row(item="server")).known

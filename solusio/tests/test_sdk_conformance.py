@@ -315,7 +315,7 @@ def test_the_client_reads_single_plans_and_servers_and_filters_by_status(
             client.get_server(999_999_999)
 
 
-def test_three_demo_servers_have_paid_backups_and_usage_has_no_backup_rows() -> None:
+def test_three_demo_servers_have_paid_backups_and_usage_bills_them() -> None:
     # The Procfile's simulator: two customers, the nine showcase servers.
     with running_simulator(users=2, servers=9, now=NOW) as info:
         servers = call(info, "GET", "/servers", params={"per_page": 100}).json()["data"]
@@ -326,7 +326,10 @@ def test_three_demo_servers_have_paid_backups_and_usage_has_no_backup_rows() -> 
         assert all(s["plan"]["backup_price"] > 0 for s in servers if s["id"] in (1, 4, 9))
         period = {"filter[date_from]": "2025-01-01", "filter[date_to]": "2025-01-15"}
         usage = call(info, "GET", "/usage", params={**period, "per_page": 100}).json()["data"]
-        assert {row["item"] for row in usage} == {"server", "additional_ip"}
+        assert {row["item"] for row in usage} == {"server", "additional_ip", "backup"}
+        # A backup row for each segment of a server with paid backups, and no other.
+        backed = {(r["user"]["id"], r["server"]["id"]) for r in usage if r["item"] == "backup"}
+        assert backed == with_backups
 
 
 def test_server_addresses_come_from_either_list_primary_first() -> None:

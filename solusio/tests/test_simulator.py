@@ -28,8 +28,10 @@ def api(sim: SimulatorInfo, method: str, path: str, **kwargs: Any) -> requests.R
 
 
 def rule(row: UsageRow) -> str:
-    """Which DESIGN §5 rule prices the row (computed here independently of the bridge)."""
+    """Which DESIGN §5 rule prices the row's runtime (computed here independently of the
+    bridge); a backup row is R7 on top of it."""
     tph, tpm = row.tph, row.tpm
+    assert row.hours is not None  # the simulator always says
     if tph and tpm:
         return "capped" if row.hours * tph > tpm else "hourly"
     if tph:
@@ -117,7 +119,7 @@ def test_every_billing_rule_shows_up_in_every_month(
     rows = list(client.iter_usage(start, end))
     rules = Counter(rule(r) for r in rows)
     assert set(rules) == {"hourly", "capped", "hourly-only", "fixed", "free"}, rules
-    hours_on_plan_1 = {r.hours for r in rows if r.plan.id == 1 and r.item is UsageItem.SERVER}
+    hours_on_plan_1 = {r.hours for r in rows if r.plan.id == 1 and r.item == UsageItem.SERVER}
     if end - start >= timedelta(hours=700):
         assert 700 in hours_on_plan_1  # the seed's 700 h -> 4900 tokens, hourly
     short = [r for r in rows if r.ended_at and r.ended_at - r.started_at < timedelta(hours=1)]
@@ -127,13 +129,14 @@ def test_every_billing_rule_shows_up_in_every_month(
         r.hours == 2 and r.ended_at and r.ended_at - r.started_at == timedelta(seconds=3601)
         for r in rows
     )  # 60 min 1 s is 2 hours (R1)
-    plans_per_server = Counter(r.server.id for r in rows if r.item is UsageItem.SERVER)
+    plans_per_server = Counter(r.server.id for r in rows if r.item == UsageItem.SERVER)
     assert max(plans_per_server.values()) >= 2  # a server resized mid-month
-    assert any(r.item is UsageItem.ADDITIONAL_IP for r in rows)
+    assert any(r.item == UsageItem.ADDITIONAL_IP for r in rows)
     assert any(start < r.started_at and r.ended_at and r.ended_at < end for r in rows)
     assert any(r.started_at == start and r.ended_at == end for r in rows)  # the whole month
     assert any(r.tokens is None for r in rows)
     for row in rows:
+        assert row.hours is not None
         assert row.hours >= 1
         if row.tokens is not None:
             expected = {
@@ -143,6 +146,10 @@ def test_every_billing_rule_shows_up_in_every_month(
                 "fixed": row.tpm,
                 "free": 0,
             }[rule(row)]
+            if row.item == UsageItem.BACKUP:
+                assert row.plan.backup_price is not None
+                # R7, half-up: runtime × percent / 100, with integers only.
+                expected = (expected * int(row.plan.backup_price) * 2 + 100) // 200
             assert row.tokens == expected
 
 
@@ -174,7 +181,8 @@ def test_usage_for_a_billing_zone_month(client: SolusIOClient) -> None:
     berlin = ZoneInfo("Europe/Berlin")
     start, end = datetime(2025, 3, 1, tzinfo=berlin), datetime(2025, 4, 1, tzinfo=berlin)
     rows = list(client.iter_usage(start, end))
-    whole = [r for r in rows if r.server.id == 1]  # the steady showcase server
+    # The steady showcase server (its backup row covers the same hours).
+    whole = [r for r in rows if r.server.id == 1 and r.item == UsageItem.SERVER]
     # March in Berlin: 31 days less the hour lost to summer time.
     assert [(r.started_at, r.ended_at, r.hours) for r in whole] == [(start, end, 743)]
 
@@ -189,7 +197,10 @@ def test_a_running_month_reports_usage_up_to_now() -> None:
             client.iter_usage(datetime(2025, 4, 1, tzinfo=UTC), datetime(2025, 5, 1, tzinfo=UTC))
         )
     steady = [r for r in rows if r.server.id == 1]
-    assert [(r.hours, r.ended_at) for r in steady] == [(14 * 24 + 12, None)]
+    assert [(r.item, r.hours, r.ended_at) for r in steady] == [
+        ("server", 14 * 24 + 12, None),
+        ("backup", 14 * 24 + 12, None),  # paid backups on the steady showcase server
+    ]
     assert all(r.ended_at is None or r.ended_at <= now for r in rows)
     assert future == []
 
@@ -209,7 +220,7 @@ def test_hand_made_servers_give_exact_usage(client: SolusIOClient, sim: Simulato
         resizes=[{"at": "2025-01-20T00:30:00Z", "plan_id": 4}],
     )
     rows = [r for r in client.iter_usage(*JAN) if r.server.id in (made["id"], resized["id"])]
-    assert [(r.server.id, r.item.value, r.plan.id, r.hours) for r in rows] == [
+    assert [(r.server.id, r.item, r.plan.id, r.hours) for r in rows] == [
         (made["id"], "server", 1, 700),
         (made["id"], "additional_ip", 1, 700),
         (resized["id"], "server", 2, 241),  # 10 days and 30 minutes: 241 started hours
@@ -323,3 +334,28 @@ def test_simulator_runs_standalone(started: Any, command: tuple[str, ...]) -> No
     url = started(*command)
     with SolusIOClient(url, "cli-token", verify_tls=False) as client:
         assert [u.id for u in client.iter_users()] == [1, 2, 3]
+
+
+def test_usage_pages_count_backup_rows_as_they_serve_them() -> None:
+    # The page index counts backup rows per slot without building them: pages of 7 and
+    # pages of 100 must serve the same rows, as many as `meta.total` says.
+    def every_row(info: SimulatorInfo, per_page: int) -> tuple[list[dict[str, Any]], int]:
+        params = {"filter[date_from]": JAN[0].isoformat(), "filter[date_to]": JAN[1].isoformat()}
+        rows: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            answer = api(
+                info, "GET", "/usage", params={**params, "per_page": per_page, "page": page}
+            )
+            rows += answer.json()["data"]
+            meta = answer.json()["meta"]
+            if page >= meta["last_page"]:
+                return rows, meta["total"]
+            page += 1
+
+    with running_simulator(users=30) as info:
+        small, total = every_row(info, 7)
+        large, _ = every_row(info, 100)
+    assert small == large
+    assert len(small) == total
+    assert sum(r["item"] == "backup" for r in small) > 0

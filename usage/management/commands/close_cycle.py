@@ -83,6 +83,11 @@ class Command(SolusIOCommand):
             states = ", ".join(f"{k} {v:,}" for k, v in sorted(f.get("by_status", {}).items()))
             out(f"  by status: {states or '-'}")
         out(f"  discrepancies with SolusIO's tokens: {f.get('discrepancies', 0):,}")
+        if f.get("unknown_kinds"):
+            out(
+                f"  usage rows of a kind the bridge cannot price: {f['unknown_kinds']:,} "
+                "(not billed; their customers' drafts are held)"
+            )
         decimals = dict(Currency.objects.values_list("code", "decimals"))
         for code, figures in f.get("per_currency", {}).items():
             places = decimals.get(code)

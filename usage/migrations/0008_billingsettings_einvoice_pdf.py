@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('usage', '0005_invoice_legal_details'),
+        ('usage', '0007_credit_notes'),
     ]
 
     operations = [

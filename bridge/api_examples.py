@@ -142,6 +142,32 @@ INVOICE_LINE = {
     "reported_tokens": 5000,
     "discrepancy": False,
 }
+LEGAL: dict[str, Any] = {
+    "seller": {
+        "name": SELLER_SETTINGS["seller_name"],
+        "address": SELLER_SETTINGS["seller_address"],
+        "vat_id": SELLER_SETTINGS["seller_vat_id"],
+        "registration": SELLER_SETTINGS["seller_registration"],
+        "support_email": SELLER_SETTINGS["support_email"],
+        "payment_instructions": SELLER_SETTINGS["payment_instructions"],
+        "payment_link_template": "",
+        "payment_terms_days": 14,
+        "logo_path": "",
+        "footer": SELLER_SETTINGS["invoice_footer"],
+    },
+    "customer": {
+        "id": 1,
+        "email": "jane@example.co.uk",
+        "name": "Jane Doe",
+        "company_name": "Doe Consulting Ltd",
+        "address": "1 Example Street\nLondon SW1A 1AA",
+        "country": "GB",
+        "vat_id": "GB123456789",
+        "tax_exemption_reason": "",
+    },
+    "issue_date": "2026-11-01",
+    "due_date": "2026-11-15",
+}
 INVOICE_DETAIL = {
     **INVOICE,
     "taxes": [
@@ -157,32 +183,7 @@ INVOICE_DETAIL = {
         },
         "billing_exempt": False,
     },
-    "legal": {
-        "seller": {
-            "name": SELLER_SETTINGS["seller_name"],
-            "address": SELLER_SETTINGS["seller_address"],
-            "vat_id": SELLER_SETTINGS["seller_vat_id"],
-            "registration": SELLER_SETTINGS["seller_registration"],
-            "support_email": SELLER_SETTINGS["support_email"],
-            "payment_instructions": SELLER_SETTINGS["payment_instructions"],
-            "payment_link_template": "",
-            "payment_terms_days": 14,
-            "logo_path": "",
-            "footer": SELLER_SETTINGS["invoice_footer"],
-        },
-        "customer": {
-            "id": 1,
-            "email": "jane@example.co.uk",
-            "name": "Jane Doe",
-            "company_name": "Doe Consulting Ltd",
-            "address": "1 Example Street\nLondon SW1A 1AA",
-            "country": "GB",
-            "vat_id": "GB123456789",
-            "tax_exemption_reason": "",
-        },
-        "issue_date": "2026-11-01",
-        "due_date": "2026-11-15",
-    },
+    "legal": LEGAL,
     "lines": [INVOICE_LINE],
     "email": {
         "state": "sent",
@@ -212,8 +213,8 @@ CREDIT_NOTE = {
 CREDIT_NOTE_DETAIL = {
     **CREDIT_NOTE,
     "taxes": [
-        {**tax, "base": f"-{tax['base']}", "amount": f"-{tax['amount']}"}
-        for tax in INVOICE_DETAIL["taxes"]
+        {"label": "City Tax", "rate": "6", "base": "-3.7525", "amount": "-0.2252"},
+        {"label": "State Tax", "rate": "2", "base": "-3.7525", "amount": "-0.0750"},
     ],
     "lines": [
         {
@@ -222,7 +223,7 @@ CREDIT_NOTE_DETAIL = {
             "amount": "-3.7525",
         }
     ],
-    "legal": {**INVOICE_DETAIL["legal"], "issue_date": "2026-11-20", "due_date": None},
+    "legal": {**LEGAL, "issue_date": "2026-11-20", "due_date": None},
 }
 UPCOMING = {
     "customer": 1,

@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -28,6 +28,8 @@ from bridge.money import (
 from solusio.errors import SolusIOError
 from usage import emails, invoice_states, legal, selectors
 from usage.cycle import CloseError
+from usage.einvoice import documents
+from usage.einvoice.data import EInvoiceError
 from usage.exports import credit_notes_csv, invoices_csv
 from usage.filters import month_of
 from usage.models import (
@@ -44,7 +46,7 @@ from usage.models import (
     UsageRecord,
     UsageSourceGap,
 )
-from usage.pdf import credit_note_pdf_response, invoice_filename, render_invoice_pdf
+from usage.pdf import credit_note_pdf_response, invoice_filename
 from usage.rules import PricingSnapshot, Rule
 
 
@@ -357,10 +359,18 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def documents(self, obj: Invoice) -> SafeString:
         pdf = reverse("admin:usage_invoice_pdf", args=[obj.pk])
         preview = reverse("admin:usage_invoice_preview", args=[obj.customer_id])
-        return format_html(
+        links = format_html(
             '<a href="{}">Download PDF</a> · <a href="{}">This customer\'s month so far</a>',
             pdf,
             preview,
+        )
+        if not obj.number:  # a draft has no number for an e-invoice
+            return links
+        return format_html(
+            '{} · E-invoice: <a href="{}">Factur-X PDF</a> · <a href="{}">UBL XML</a>',
+            links,
+            reverse("admin:usage_invoice_facturx", args=[obj.pk]),
+            reverse("admin:usage_invoice_ubl", args=[obj.pk]),
         )
 
     def get_urls(self) -> list[Any]:
@@ -369,6 +379,16 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 "<int:pk>/pdf/",
                 self.admin_site.admin_view(self.pdf_view),
                 name="usage_invoice_pdf",
+            ),
+            path(
+                "<int:pk>/facturx/",
+                self.admin_site.admin_view(self.facturx_view),
+                name="usage_invoice_facturx",
+            ),
+            path(
+                "<int:pk>/ubl/",
+                self.admin_site.admin_view(self.ubl_view),
+                name="usage_invoice_ubl",
             ),
             path(
                 "preview/<int:customer_id>/",
@@ -382,9 +402,32 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if not self.has_view_permission(request):
             return HttpResponse(status=403)
         invoice = get_object_or_404(Invoice.objects.select_related("customer"), pk=pk)
-        response = HttpResponse(render_invoice_pdf(invoice), content_type="application/pdf")
+        response = HttpResponse(documents.invoice_pdf(invoice), content_type="application/pdf")
         response["Content-Disposition"] = f'attachment; filename="{invoice_filename(invoice)}.pdf"'
         return response
+
+    def _einvoice_view(
+        self, request: HttpRequest, pk: int, make: Any, content_type: str, suffix: str
+    ) -> HttpResponse:
+        if not self.has_view_permission(request):
+            return HttpResponse(status=403)
+        invoice = get_object_or_404(Invoice.objects.select_related("customer"), pk=pk)
+        try:
+            body = make(invoice)
+        except EInvoiceError as exc:
+            self.message_user(request, f"No e-invoice: {exc}.", messages.ERROR)
+            return redirect("admin:usage_invoice_change", pk)
+        return documents.attachment(body, content_type, f"{invoice_filename(invoice)}{suffix}")
+
+    def facturx_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        return self._einvoice_view(
+            request, pk, documents.facturx_document, "application/pdf", "-facturx.pdf"
+        )
+
+    def ubl_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        return self._einvoice_view(
+            request, pk, documents.ubl_document, "application/xml", "-ubl.xml"
+        )
 
     def preview_view(self, request: HttpRequest, customer_id: int) -> HttpResponse:
         if not self.has_view_permission(request):

@@ -16,10 +16,12 @@ from bridge.api_tools import Conflict, SingletonView
 from bridge.filters import valid
 from solusio.errors import SolusIOError
 from usage import cycle, emails, invoice_states, selectors
+from usage.einvoice import documents
+from usage.einvoice.data import EInvoiceError
 from usage.exports import credit_notes_csv, invoices_csv
 from usage.filters import DunningEventFilter, InvoiceFilter, UpcomingFilter, UsageRecordFilter
 from usage.models import BillingSettings, CreditNote, DunningEvent, Invoice, UsageRecord
-from usage.pdf import credit_note_pdf_response, invoice_filename, render_invoice_pdf
+from usage.pdf import credit_note_pdf_response, invoice_filename
 from usage.serializers import (
     BillingSettingsSerializer,
     CorrectionSerializer,
@@ -150,9 +152,33 @@ class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"])
     def pdf(self, request: Request, pk: str | None = None) -> HttpResponse:
         invoice = self.get_object()
-        response = HttpResponse(render_invoice_pdf(invoice), content_type="application/pdf")
+        response = HttpResponse(documents.invoice_pdf(invoice), content_type="application/pdf")
         response["Content-Disposition"] = f'attachment; filename="{invoice_filename(invoice)}.pdf"'
         return response
+
+    def _einvoice(self, make: Any, content_type: str, suffix: str) -> HttpResponse:
+        invoice = self.get_object()
+        try:
+            body = make(invoice)
+        except EInvoiceError as exc:
+            raise Conflict(str(exc)) from exc
+        return documents.attachment(body, content_type, f"{invoice_filename(invoice)}{suffix}")
+
+    @extend_schema(
+        responses={(200, "application/pdf"): bytes},
+        summary="The issued invoice as Factur-X (EN 16931): PDF/A-3 with the CII XML inside",
+    )
+    @action(detail=True, methods=["get"])
+    def facturx(self, request: Request, pk: str | None = None) -> HttpResponse:
+        return self._einvoice(documents.facturx_document, "application/pdf", "-facturx.pdf")
+
+    @extend_schema(
+        responses={(200, "application/xml"): bytes},
+        summary="The issued invoice as UBL 2.1 XML (Peppol BIS Billing 3.0)",
+    )
+    @action(detail=True, methods=["get"])
+    def ubl(self, request: Request, pk: str | None = None) -> HttpResponse:
+        return self._einvoice(documents.ubl_document, "application/xml", "-ubl.xml")
 
     @extend_schema(
         filters=True,

@@ -164,7 +164,8 @@ def invoice_message(invoice: Invoice) -> EmailMessage:
     """The customer's e-mail: a short note with the total and the PDF attached."""
     # Imported here: fpdf2 takes a fifth of a second to import, and the close (which
     # records e-mails) never renders one.
-    from usage.pdf import invoice_filename, render_invoice_pdf
+    from usage.einvoice.documents import invoice_pdf
+    from usage.pdf import invoice_filename
 
     pricing = PricingSnapshot.from_json(invoice.snapshot)
     customer = invoice.customer
@@ -189,7 +190,5 @@ def invoice_message(invoice: Invoice) -> EmailMessage:
         to=[customer.email],
         reply_to=[support] if support else None,
     )
-    message.attach(
-        f"{invoice_filename(invoice)}.pdf", render_invoice_pdf(invoice), "application/pdf"
-    )
+    message.attach(f"{invoice_filename(invoice)}.pdf", invoice_pdf(invoice), "application/pdf")
     return message

@@ -110,6 +110,12 @@ class BillingSettings(SingletonModel):
         "one relative to the project's directory.",
     )
     invoice_footer = models.TextField(blank=True, help_text="Printed at the foot of each page.")
+    einvoice_pdf = models.BooleanField(
+        "Factur-X PDF",
+        default=False,
+        help_text="Make every issued invoice's PDF a Factur-X e-invoice (EN 16931): a "
+        "PDF/A-3 with the invoice's XML inside, which accounting software reads.",
+    )
 
     class Meta(SingletonModel.Meta):
         verbose_name = "billing settings"

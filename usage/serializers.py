@@ -138,7 +138,7 @@ class UpcomingInvoiceSerializer(serializers.Serializer):
 class BillingSettingsSerializer(serializers.ModelSerializer):
     class Meta:
         model = BillingSettings
-        fields = ["auto_issue", "dunning_days", "email_invoices", *SELLER_FIELDS]
+        fields = ["auto_issue", "dunning_days", "email_invoices", "einvoice_pdf", *SELLER_FIELDS]
 
 
 class SellerSerializer(serializers.ModelSerializer):

@@ -5,5 +5,6 @@ from usage import views
 urlpatterns = [
     path("", views.invoices, name="account-invoices"),
     path("<int:pk>/pdf/", views.invoice_pdf, name="account-invoice-pdf"),
+    path("<int:pk>/facturx/", views.invoice_facturx, name="account-invoice-facturx"),
     path("credit-notes/<int:pk>/pdf/", views.credit_note_pdf, name="account-credit-note-pdf"),
 ]

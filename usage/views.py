@@ -8,8 +8,10 @@ from django.views.decorators.http import require_safe
 
 from solusio.errors import SolusIOError
 from usage import selectors
+from usage.einvoice import documents
+from usage.einvoice.data import EInvoiceError
 from usage.models import CreditNote, Invoice, InvoiceStatus
-from usage.pdf import credit_note_pdf_response, render_invoice_pdf
+from usage.pdf import credit_note_pdf_response
 from users.decorators import customer_required
 from users.models import Customer
 
@@ -44,10 +46,7 @@ def invoices(request: HttpRequest, customer: Customer) -> HttpResponse:
     )
 
 
-@never_cache
-@require_safe
-@customer_required
-def invoice_pdf(request: HttpRequest, customer: Customer, pk: int) -> HttpResponse:
+def _visible_invoice(customer: Customer, pk: int) -> Invoice:
     invoice = (
         Invoice.objects.select_related("customer")
         .filter(pk=pk, customer=customer, status__in=VISIBLE)
@@ -55,9 +54,34 @@ def invoice_pdf(request: HttpRequest, customer: Customer, pk: int) -> HttpRespon
     )
     if invoice is None:  # another customer's, or a draft: not found either way
         raise Http404
-    response = HttpResponse(render_invoice_pdf(invoice), content_type="application/pdf")
+    return invoice
+
+
+@never_cache
+@require_safe
+@customer_required
+def invoice_pdf(request: HttpRequest, customer: Customer, pk: int) -> HttpResponse:
+    invoice = _visible_invoice(customer, pk)
+    response = HttpResponse(documents.invoice_pdf(invoice), content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="invoice-{invoice.number:06d}.pdf"'
     return response
+
+
+@never_cache
+@require_safe
+@customer_required
+def invoice_facturx(request: HttpRequest, customer: Customer, pk: int) -> HttpResponse:
+    invoice = _visible_invoice(customer, pk)
+    try:
+        body = documents.facturx_document(invoice)
+    except EInvoiceError as exc:
+        return HttpResponse(
+            f"This invoice has no e-invoice yet: {exc}.",
+            status=409,
+            content_type="text/plain; charset=utf-8",
+        )
+    name = f"invoice-{invoice.number:06d}-facturx.pdf"
+    return documents.attachment(body, "application/pdf", name)
 
 
 @never_cache

@@ -131,6 +131,7 @@ def test_customers_see_their_issued_invoices_and_the_month_so_far(
     assert "$2.44\u00a0USD" in text  # November so far: 348 h × 7 = 2,436 tokens
     assert 'data-label="Tokens">2,436</td>' in text  # tokens grouped in thousands
     assert '<td data-label="Rule">Hourly</td>' in text  # the rule's label, not its code
+    assert f"/account/invoices/{first.pk}/facturx/" in text  # the e-invoice, issue 12 §2
     assert ann.get(f"/account/invoices/{first.pk}/pdf/")["Content-Type"] == "application/pdf"
     assert bob.get(f"/account/invoices/{first.pk}/pdf/").status_code == 404  # not his
     assert bob.get(f"/account/invoices/{second.pk}/pdf/").status_code == 404  # a draft

@@ -1,0 +1,326 @@
+"""E-invoices (issue 12 §2): Factur-X (CII in a PDF/A-3) and UBL 2.1 (Peppol BIS 3.0), valid
+against their schemas, with every amount equal to the invoice's."""
+
+from decimal import Decimal
+from io import BytesIO
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from facturx import get_xml_from_pdf
+from lxml import etree
+from pypdf import PdfReader
+
+from pricing.models import Currency
+from pricing.tests.api_helpers import body, staff_client
+from usage import invoice_states
+from usage.einvoice import cii, data, documents, schemas, ubl
+from usage.einvoice.data import Party
+from usage.emails import invoice_message
+from usage.models import BillingSettings, Invoice, InvoiceStatus
+from usage.rules import PricingSnapshot
+from usage.tests.test_invoice_pdf import issue, make_invoice
+from users.models import Customer
+
+pytestmark = pytest.mark.django_db
+CII_NS = {"ram": cii.RAM, "rsm": cii.RSM, "udt": cii.UDT}
+UBL_NS = {"cac": ubl.CAC, "cbc": ubl.CBC, "inv": ubl.INVOICE}
+SELLER = Party(
+    name="Example Hosting GmbH",
+    address_lines=("Hauptstraße 1", "10115 Berlin", "Germany"),
+    country="DE",
+    vat_id="DE123456789",
+    registration="HRB 12345, Amtsgericht Berlin",
+    email="billing@example.test",
+)
+PAY = "Bank transfer to IBAN DE89 3704 0044 0532 0130 00, BIC COBADEFFXXX"
+
+
+def _pricing(currency: Currency, **changes: Any) -> PricingSnapshot:
+    values: dict[str, Any] = {
+        "currency": currency.code,
+        "token_price": Decimal("0.0091"),
+        "decimals": 2,
+        "display_prefix": "€",
+        "display_suffix": " EUR",
+        "thousands_separator": ".",
+        "decimals_separator": ",",
+        "discounts": (("Loyalty", Decimal("0.95")), ("Partner", Decimal("0.9"))),
+        "taxes": (("VAT", Decimal("19")), ("Local levy", Decimal("2.5"))),
+        "compound": False,
+        "exempt": False,
+    }
+    return PricingSnapshot(**(values | changes))
+
+
+def _issued(customer: Customer, pricing: PricingSnapshot) -> Invoice:
+    """An issued October invoice of twelve lines (a cap, an IP address), priced by the rules."""
+    return issue(make_invoice(customer, pricing, lines=12))
+
+
+@pytest.fixture
+def seller(db: None) -> BillingSettings:
+    row = BillingSettings.load()
+    row.seller_name = SELLER.name
+    row.seller_address = "\n".join(SELLER.address_lines)
+    row.seller_vat_id = SELLER.vat_id
+    row.seller_registration = SELLER.registration
+    row.support_email = SELLER.email
+    row.payment_instructions = PAY
+    row.payment_terms_days = 14
+    row.save()
+    return row
+
+
+@pytest.fixture
+def customer(eur: Currency, seller: BillingSettings) -> Customer:
+    return Customer.objects.create(
+        id=7,
+        email="client@example.test",
+        currency=eur,
+        country="FR",
+        company_name="Client SARL",
+        billing_address="12 rue de la Paix\n75002 Paris",
+    )
+
+
+def _amounts(root: etree._Element, path: str, ns: dict[str, str]) -> list[Decimal]:
+    return [Decimal(node.text) for node in root.xpath(path, namespaces=ns)]
+
+
+def test_cii_and_ubl_state_the_invoice_with_discounts_and_two_tax_rates(
+    customer: Customer, eur: Currency
+) -> None:
+    invoice = _issued(customer, _pricing(eur))
+    lines = list(invoice.lines.order_by("position"))
+    line_amounts = [line.amount.quantize(Decimal("0.01")) for line in lines]
+    taxes = [(Decimal(t["base"]), Decimal(t["amount"]), Decimal(t["rate"])) for t in invoice.taxes]
+    assert len(taxes) == 2
+    assert all(amount > 0 for _b, amount, _r in taxes)
+    einvoice = data.einvoice_of(invoice)
+
+    cii_xml = cii.cii_xml(einvoice)
+    schemas.check(cii_xml, schemas.cii_schema())
+    root = etree.fromstring(cii_xml)
+    assert (
+        _amounts(
+            root,
+            "//ram:LineTotalAmount[parent::ram:SpecifiedTradeSettlementLineMonetarySummation]",
+            CII_NS,
+        )
+        == line_amounts
+    )
+    # quantity × net price, rounded half-up, is each line's amount
+    quantities = _amounts(root, "//ram:BilledQuantity", CII_NS)
+    net_prices = _amounts(root, "//ram:NetPriceProductTradePrice/ram:ChargeAmount", CII_NS)
+    assert quantities == [Decimal(line.tokens) for line in lines]
+    assert net_prices == [Decimal("0.0091") * Decimal("0.95") * Decimal("0.9")] * len(lines)
+    assert [
+        (q * p).quantize(Decimal("0.01")) for q, p in zip(quantities, net_prices, strict=True)
+    ] == line_amounts
+    header = "//ram:ApplicableHeaderTradeSettlement/ram:ApplicableTradeTax"
+    assert list(zip(
+        _amounts(root, f"{header}/ram:BasisAmount", CII_NS),
+        _amounts(root, f"{header}/ram:CalculatedAmount", CII_NS),
+        _amounts(root, f"{header}/ram:RateApplicablePercent", CII_NS),
+        strict=True,
+    )) == taxes  # fmt: skip
+    summary = "//ram:SpecifiedTradeSettlementHeaderMonetarySummation"
+    assert _amounts(root, f"{summary}/ram:LineTotalAmount", CII_NS) == [invoice.subtotal]
+    assert _amounts(root, f"{summary}/ram:TaxBasisTotalAmount", CII_NS) == [invoice.subtotal]
+    assert _amounts(root, f"{summary}/ram:TaxTotalAmount", CII_NS) == [invoice.tax_total]
+    assert _amounts(root, f"{summary}/ram:GrandTotalAmount", CII_NS) == [invoice.total]
+    assert _amounts(root, f"{summary}/ram:DuePayableAmount", CII_NS) == [invoice.total]
+    assert root.xpath("string(//rsm:ExchangedDocument/ram:ID)", namespaces=CII_NS) == "INV-000001"
+    assert root.xpath("string(//ram:IBANID)", namespaces=CII_NS) == "DE89370400440532013000"
+    assert (
+        root.xpath("string(//ram:DueDateDateTime/udt:DateTimeString)", namespaces=CII_NS)
+        == "20261116"
+    )
+    assert sum(line_amounts) == invoice.subtotal
+    assert invoice.subtotal + sum(t[1] for t in taxes) == invoice.total
+
+    ubl_xml = ubl.ubl_xml(einvoice)
+    schemas.check(ubl_xml, schemas.ubl_schema())
+    doc = etree.fromstring(ubl_xml)
+    assert _amounts(doc, "//cac:InvoiceLine/cbc:LineExtensionAmount", UBL_NS) == line_amounts
+    assert _amounts(doc, "//cac:InvoiceLine/cbc:InvoicedQuantity", UBL_NS) == quantities
+    assert _amounts(doc, "//cac:InvoiceLine/cac:Price/cbc:PriceAmount", UBL_NS) == net_prices
+    assert list(zip(
+        _amounts(doc, "//cac:TaxSubtotal/cbc:TaxableAmount", UBL_NS),
+        _amounts(doc, "//cac:TaxSubtotal/cbc:TaxAmount", UBL_NS),
+        _amounts(doc, "//cac:TaxSubtotal/cac:TaxCategory/cbc:Percent", UBL_NS),
+        strict=True,
+    )) == taxes  # fmt: skip
+    assert _amounts(doc, "/inv:Invoice/cac:TaxTotal/cbc:TaxAmount", UBL_NS) == [invoice.tax_total]
+    money = "//cac:LegalMonetaryTotal"
+    assert _amounts(doc, f"{money}/cbc:LineExtensionAmount", UBL_NS) == [invoice.subtotal]
+    assert _amounts(doc, f"{money}/cbc:TaxExclusiveAmount", UBL_NS) == [invoice.subtotal]
+    assert _amounts(doc, f"{money}/cbc:TaxInclusiveAmount", UBL_NS) == [invoice.total]
+    assert _amounts(doc, f"{money}/cbc:PayableAmount", UBL_NS) == [invoice.total]
+    assert (
+        doc.xpath("string(/inv:Invoice/cbc:CustomizationID)", namespaces=UBL_NS)
+        == ubl.CUSTOMIZATION
+    )
+    assert {n.get("currencyID") for n in doc.xpath("//*[@currencyID]")} == {"EUR"}
+
+
+def test_reverse_charge_and_billing_exempt_carry_the_exemption(
+    customer: Customer, eur: Currency
+) -> None:
+    reason = "Reverse charge: Art. 196 Directive 2006/112/EC"
+    Customer.objects.filter(pk=customer.pk).update(
+        vat_id="FR12345678901", tax_exemption_reason=reason
+    )
+    customer.refresh_from_db()
+    reverse = _issued(customer, _pricing(eur, taxes=(), discounts=()))
+    assert reverse.tax_total == 0
+    assert reverse.total > 0
+    einvoice = data.einvoice_of(reverse)
+    cii_root = etree.fromstring(cii.cii_xml(einvoice))
+    schemas.check(etree.tostring(cii_root), schemas.cii_schema())
+    tax = cii_root.xpath(
+        "//ram:ApplicableHeaderTradeSettlement/ram:ApplicableTradeTax", namespaces=CII_NS
+    )
+    assert len(tax) == 1
+    assert tax[0].findtext(f"{{{cii.RAM}}}CategoryCode") == "AE"
+    assert tax[0].findtext(f"{{{cii.RAM}}}ExemptionReasonCode") == "VATEX-EU-AE"
+    assert tax[0].findtext(f"{{{cii.RAM}}}ExemptionReason") == reason
+    assert Decimal(tax[0].findtext(f"{{{cii.RAM}}}BasisAmount")) == reverse.subtotal
+    assert Decimal(tax[0].findtext(f"{{{cii.RAM}}}CalculatedAmount")) == 0
+    assert {
+        n.text
+        for n in cii_root.xpath(
+            "//ram:SpecifiedLineTradeSettlement/ram:ApplicableTradeTax/ram:CategoryCode",
+            namespaces=CII_NS,
+        )
+    } == {"AE"}
+    ubl_root = etree.fromstring(ubl.ubl_xml(einvoice))
+    schemas.check(etree.tostring(ubl_root), schemas.ubl_schema())
+    category = ubl_root.xpath("//cac:TaxSubtotal/cac:TaxCategory", namespaces=UBL_NS)[0]
+    assert category.findtext(f"{{{ubl.CBC}}}ID") == "AE"
+    assert category.findtext(f"{{{ubl.CBC}}}TaxExemptionReasonCode") == "VATEX-EU-AE"
+    assert category.findtext(f"{{{ubl.CBC}}}TaxExemptionReason") == reason
+    payable = ubl_root.xpath("//cac:LegalMonetaryTotal/cbc:PayableAmount", namespaces=UBL_NS)
+    assert Decimal(payable[0].text) == reverse.total
+
+    Invoice.objects.all().delete()
+    Customer.objects.filter(pk=customer.pk).update(vat_id="", tax_exemption_reason="")
+    customer.refresh_from_db()
+    exempt = _issued(customer, _pricing(eur, taxes=(), exempt=True))
+    assert exempt.total == 0
+    einvoice = data.einvoice_of(exempt)
+    ubl_root = etree.fromstring(ubl.ubl_xml(einvoice))
+    schemas.check(etree.tostring(ubl_root), schemas.ubl_schema())
+    category = ubl_root.xpath("//cac:TaxSubtotal/cac:TaxCategory", namespaces=UBL_NS)[0]
+    assert category.findtext(f"{{{ubl.CBC}}}ID") == "E"
+    assert (
+        category.findtext(f"{{{ubl.CBC}}}TaxExemptionReason")
+        == "Not charged: billing-exempt customer"
+    )
+    assert (
+        _amounts(ubl_root, "//cac:InvoiceLine/cbc:LineExtensionAmount", UBL_NS)
+        == [Decimal("0.00")] * 12
+    )
+    cii_xml = cii.cii_xml(einvoice)
+    schemas.check(cii_xml, schemas.cii_schema())
+    assert b"<ram:CategoryCode>E</ram:CategoryCode>" in cii_xml
+
+
+def test_the_schemas_reject_a_broken_invoice() -> None:
+    """The check is real: an invoice without its seller fails the XSD."""
+    broken = b"""<?xml version="1.0"?>
+      <Invoice xmlns="urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
+      xmlns:cbc="urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2">
+      <cbc:ID>1</cbc:ID></Invoice>"""
+    with pytest.raises(schemas.SchemaError, match="IssueDate"):
+        schemas.check(broken, schemas.ubl_schema())
+
+
+def test_the_facturx_pdf_is_pdfa3_with_the_cii_inside(customer: Customer, eur: Currency) -> None:
+    invoice = _issued(customer, _pricing(eur))
+    pdf = documents.facturx_document(invoice)
+    name, xml = get_xml_from_pdf(pdf, check_xsd=True)
+    assert name == "factur-x.xml"
+    assert xml == cii.cii_xml(data.einvoice_of(invoice))
+    reader = PdfReader(BytesIO(pdf))
+    metadata = reader.xmp_metadata
+    assert metadata is not None
+    xmp = metadata.rdf_root.toxml()
+    assert "<pdfaid:part>3</pdfaid:part>" in xmp
+    assert "EN 16931" in xmp
+    assert "Invoice INV-000001" in reader.pages[0].extract_text()
+
+
+def test_downloads_in_the_api_admin_and_portal(
+    customer: Customer, eur: Currency, admin_client: Client
+) -> None:
+    invoice = _issued(customer, _pricing(eur))
+    api = staff_client(Invoice, actions=("view",))
+    ubl_response = api.get(f"/api/v1/invoices/{invoice.pk}/ubl/")
+    assert ubl_response.status_code == 200, ubl_response.content
+    assert ubl_response["Content-Type"] == "application/xml"
+    assert 'filename="invoice-000001-ubl.xml"' in ubl_response["Content-Disposition"]
+    schemas.check(ubl_response.content, schemas.ubl_schema())
+    facturx = api.get(f"/api/v1/invoices/{invoice.pk}/facturx/")
+    assert facturx.status_code == 200
+    assert get_xml_from_pdf(facturx.content, check_xsd=True)[0] == "factur-x.xml"
+    assert (
+        staff_client(Customer, actions=("view",))
+        .get(f"/api/v1/invoices/{invoice.pk}/ubl/")
+        .status_code
+        == 403
+    )
+
+    # The default PDF is plain until the setting is on, then it is the Factur-X one.
+    assert b"factur-x.xml" not in api.get(f"/api/v1/invoices/{invoice.pk}/pdf/").content
+    BillingSettings.objects.update_or_create(pk=1, defaults={"einvoice_pdf": True})
+    _name, attached, _type = invoice_message(invoice).attachments[0]
+    assert get_xml_from_pdf(attached)[0] == "factur-x.xml"  # the e-mail's PDF too
+    assert (
+        get_xml_from_pdf(api.get(f"/api/v1/invoices/{invoice.pk}/pdf/").content)[0]
+        == "factur-x.xml"
+    )
+
+    page = admin_client.get(f"/admin/usage/invoice/{invoice.pk}/change/").content.decode()
+    assert f"/admin/usage/invoice/{invoice.pk}/ubl/" in page
+    assert f"/admin/usage/invoice/{invoice.pk}/facturx/" in page
+    assert (
+        admin_client.get(f"/admin/usage/invoice/{invoice.pk}/ubl/")["Content-Type"]
+        == "application/xml"
+    )
+    assert admin_client.get(f"/admin/usage/invoice/{invoice.pk}/facturx/").content.startswith(
+        b"%PDF"
+    )
+
+    user = User.objects.create_user(username="customer:7", password="x")
+    Customer.objects.filter(pk=customer.pk).update(user=user)
+    browser = Client()
+    browser.force_login(user)
+    portal = browser.get(f"/account/invoices/{invoice.pk}/facturx/")
+    assert portal.status_code == 200
+    assert get_xml_from_pdf(portal.content)[0] == "factur-x.xml"
+
+
+def test_a_draft_or_an_incomplete_invoice_has_no_einvoice(
+    customer: Customer, eur: Currency
+) -> None:
+    invoice = _issued(customer, _pricing(eur))
+    Invoice.objects.filter(pk=invoice.pk).update(status=InvoiceStatus.DRAFT, number=None)
+    api = staff_client(Invoice, actions=("view",))
+    draft = api.get(f"/api/v1/invoices/{invoice.pk}/ubl/")
+    assert draft.status_code == 409
+    assert set(body(draft)) == {"message", "errors"}
+    assert "issue the draft first" in body(draft)["message"]
+
+    Customer.objects.filter(pk=customer.pk).update(country="")
+    invoice = invoice_states.issue_invoice(invoice_id=invoice.pk)
+    missing = api.get(f"/api/v1/invoices/{invoice.pk}/facturx/")
+    assert missing.status_code == 409
+    assert "has no country" in body(missing)["message"]
+    # The default PDF stays a plain PDF rather than failing.
+    BillingSettings.objects.update_or_create(pk=1, defaults={"einvoice_pdf": True})
+    plain = api.get(f"/api/v1/invoices/{invoice.pk}/pdf/")
+    assert plain.status_code == 200
+    assert b"factur-x.xml" not in plain.content

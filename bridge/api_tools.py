@@ -1,7 +1,12 @@
-"""Pieces every app's staff API viewsets share: the 409 for a delete that rows still hold."""
+"""Pieces every app's staff API viewsets share: the 409 for a delete that rows still hold,
+and the view of a one-row settings model."""
+
+from typing import Any
 
 from django.db.models import Model, ProtectedError
-from rest_framework import exceptions, status
+from rest_framework import exceptions, generics, status
+
+from bridge.models import SingletonModel
 
 
 class Conflict(exceptions.APIException):
@@ -26,3 +31,12 @@ class ProtectedDestroyMixin:
     def delete_instance(self, instance: Model) -> None:
         """The delete itself; a viewset whose deletes go through a service overrides it."""
         instance.delete()
+
+
+class SingletonView(generics.RetrieveUpdateAPIView[Any]):
+    """A `SingletonModel` read and changed as one object, without an id. `queryset` names the
+    model, for the model permissions."""
+
+    def get_object(self) -> SingletonModel:
+        model: type[SingletonModel] = self.get_queryset().model
+        return model.load()

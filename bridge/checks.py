@@ -75,6 +75,33 @@ def check_bridge_secrets(app_configs: Any = None, **kwargs: Any) -> list[Warning
     return problems
 
 
+@register(Tags.security, deploy=True)
+def check_single_sign_on(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """The browser login route is assumed (DESIGN §4): production must name it, not rely
+    on the guessed default, or "log in to SolusIO" may lead every customer to a 404."""
+    template = settings.SOLUSIO_LOGIN_URL_TEMPLATE
+    if not template:
+        return [
+            Error(
+                "SOLUSIO_LOGIN_URL_TEMPLATE is not set; single sign-on would guess SolusIO's "
+                "browser login route.",
+                hint="Set it to the URL that logs a browser in with a one-time token, e.g. "
+                "https://SOLUSIO-HOST/auth/by_token?token={token} (check it once with "
+                "`manage.py solusio_probe --sso TEST-USER-EMAIL`).",
+                id="bridge.E010",
+            )
+        ]
+    if "{token}" not in template:
+        return [
+            Error(
+                "SOLUSIO_LOGIN_URL_TEMPLATE has no {token} placeholder.",
+                hint="The one-time token replaces {token}, e.g. ...?token={token}.",
+                id="bridge.E011",
+            )
+        ]
+    return []
+
+
 # django.core.mail.backends.<module>.EmailBackend that deliver nothing to anyone.
 _UNSENT_EMAIL_BACKENDS = frozenset({"console", "locmem", "dummy", "filebased"})
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from pricing import plan_sync
+from solusio import probe
 from solusio.connect import is_configured, solusio_client
 from solusio.errors import SolusIOError, Unauthorized
 from solusio.records import Settings
@@ -27,6 +28,7 @@ STEPS = (
     "billing integration (Step 7)",
     "default limit group (Step 5)",
     "plan prices (Step 3)",
+    "API shapes (probe)",
 )
 
 
@@ -103,10 +105,15 @@ def _check_billing(remote: Settings) -> Finding:
     problems = []
     if remote.billing_integration_type != settings.SOLUSIO_BILLING_INTEGRATION_TYPE:
         problems.append(f"type is {remote.billing_integration_type!r}")
-    if remote.billing_url != wanted:
-        problems.append(f"URL is {remote.billing_url!r}, not {wanted!r}")
+    driver = settings.SOLUSIO_BILLING_DRIVER
+    found = remote.driver(driver)
+    url, token = found or ("", "")
+    if found is None:
+        problems.append(f"there is no driver {driver!r}")
+    elif url != wanted:
+        problems.append(f"URL is {url!r}, not {wanted!r}")
     # Compared in constant time and never printed: it is the GetTokenPricing secret.
-    if not hmac.compare_digest(remote.billing_token.encode(), settings.PRICING_API_TOKEN.encode()):
+    if not hmac.compare_digest(token.encode(), settings.PRICING_API_TOKEN.encode()):
         problems.append("token differs from PRICING_API_TOKEN")
     if problems:
         return Finding(
@@ -114,10 +121,54 @@ def _check_billing(remote: Settings) -> Finding:
             False,
             "; ".join(problems),
             "Settings > Billing Integration: Custom billing, this URL, PRICING_API_TOKEN "
-            "(or run with --fix)",
+            "(or run with --fix; SOLUSIO_BILLING_INTEGRATION_TYPE and SOLUSIO_BILLING_DRIVER "
+            "say what is written)",
             fixable=True,
         )
     return Finding(step, True, f"custom billing points at {wanted} with the bridge's token")
+
+
+def billing_written() -> dict[str, object]:
+    """What `--fix` writes to `billing_integration`, from the settings."""
+    return {
+        "type": settings.SOLUSIO_BILLING_INTEGRATION_TYPE,
+        "drivers": {
+            settings.SOLUSIO_BILLING_DRIVER: {
+                "url": endpoint_url(),
+                "token": settings.PRICING_API_TOKEN,
+            }
+        },
+    }
+
+
+def billing_kept(kept: Settings) -> Finding:
+    """What SolusIO kept of `billing_written()`, read back after the write: a real SolusIO
+    may refuse, drop or rename a type or driver it does not know, without an error."""
+    step = "billing integration written (--fix)"
+    wanted_type, driver = settings.SOLUSIO_BILLING_INTEGRATION_TYPE, settings.SOLUSIO_BILLING_DRIVER
+    differences = []
+    if kept.billing_integration_type != wanted_type:
+        what = repr(kept.billing_integration_type) if kept.billing_integration_type else "none"
+        differences.append(f"wrote type {wanted_type!r}, SolusIO kept {what}")
+    found = kept.driver(driver)
+    if found is None:
+        differences.append(f"wrote driver {driver!r}, SolusIO kept no such driver")
+    else:
+        if found[0] != endpoint_url():
+            differences.append(f"wrote URL {endpoint_url()!r}, SolusIO kept {found[0]!r}")
+        if not hmac.compare_digest(found[1].encode(), settings.PRICING_API_TOKEN.encode()):
+            differences.append("wrote PRICING_API_TOKEN, SolusIO kept another token")
+    if differences:
+        return Finding(
+            step,
+            False,
+            "; ".join(differences),
+            "see what SolusIO's UI offers under Settings > Billing Integration and set "
+            "SOLUSIO_BILLING_INTEGRATION_TYPE / SOLUSIO_BILLING_DRIVER to match",
+        )
+    return Finding(
+        step, True, f"SolusIO kept type {wanted_type!r} and driver {driver!r} as written"
+    )
 
 
 def _check_limit_group() -> Finding:
@@ -177,11 +228,58 @@ def _check_plans() -> Finding:
     return Finding(step, True, f"all {len(remote)} plans priced as in the price book")
 
 
+def run_probe(
+    date_from: str = "",
+    date_to: str = "",
+    *,
+    sso_email: str | None = None,
+    cheap_only: bool = False,
+) -> list[probe.EndpointReport]:
+    """The first-day probe with the bridge's settings (the usage settings when they are set);
+    `cheap_only` skips servers, usage and the login token (no period needed then)."""
+    options = probe.ProbeOptions(
+        date_from=date_from,
+        date_to=date_to,
+        usage_path=getattr(settings, probe.USAGE_PATH_SETTING, "") or "/usage",
+        usage_from_param=getattr(settings, probe.USAGE_FROM_SETTING, "") or "filter[date_from]",
+        usage_to_param=getattr(settings, probe.USAGE_TO_SETTING, "") or "filter[date_to]",
+        billing_type=settings.SOLUSIO_BILLING_INTEGRATION_TYPE,
+        billing_driver=settings.SOLUSIO_BILLING_DRIVER,
+        sso_email=sso_email,
+        login_url_template=settings.SOLUSIO_LOGIN_URL_TEMPLATE,
+    )
+    with solusio_client(max_attempts=1) as client:
+        return probe.probe(client, options, cheap_only=cheap_only)
+
+
+def _check_shapes() -> Finding:
+    """The probe's cheap part: do settings, users, plans and limit groups carry what the
+    bridge reads?"""
+    step = "API shapes (probe)"
+    reports = run_probe(cheap_only=True)
+    bad = [r for r in reports if not r.ok or r.needed_missing]
+    if bad:
+        return Finding(
+            step,
+            False,
+            "; ".join(f"{r.endpoint.name}: {_shape_problem(r)}" for r in bad),
+            "run `manage.py solusio_probe` for field-by-field detail and the settings to change",
+        )
+    names = ", ".join(r.endpoint.name for r in reports)
+    return Finding(step, True, f"{names} carry every field the bridge reads")
+
+
+def _shape_problem(report: probe.EndpointReport) -> str:
+    if report.error or report.parse_error:
+        return report.error or report.parse_error
+    return "missing " + ", ".join(report.needed_missing)
+
+
 def run(*, fix: bool = False) -> list[Finding]:
     findings = _run_once()
     if fix and any(not f.ok and f.fixable for f in findings):
-        _fix(findings)
-        findings = _run_once()
+        written = _fix(findings)
+        findings = [*_run_once(), *written]
     return findings
 
 
@@ -194,28 +292,46 @@ def _run_once() -> list[Finding]:
         lambda: _check_billing(remote),
         _check_limit_group,
         _check_plans,
+        _check_shapes,
     ]
     return [api, *(check() for check in checks)]
 
 
-def _fix(findings: list[Finding]) -> None:
+def _fix(findings: list[Finding]) -> list[Finding]:
+    """Apply the fixable findings; returns what the writes left, as read back."""
     failing = {f.step for f in findings if not f.ok and f.fixable}
+    reports: list[Finding] = []
     patch: dict[str, object] = {}
     if "registration disabled (Step 4)" in failing:
         patch["features"] = {"allow_registration": False}
     if "billing integration (Step 7)" in failing:
-        patch["billing_integration"] = {
-            "type": settings.SOLUSIO_BILLING_INTEGRATION_TYPE,
-            "drivers": {"whmcs": {"url": endpoint_url(), "token": settings.PRICING_API_TOKEN}},
-        }
+        patch["billing_integration"] = billing_written()
     if patch:
-        with solusio_client() as client:
-            client.patch_settings(patch)
+        try:
+            with solusio_client() as client:
+                client.patch_settings(patch)
+                if "billing_integration" in patch:
+                    reports.append(billing_kept(client.get_settings()))
+        except SolusIOError as exc:
+            # A SolusIO that refuses a type it does not know may answer 422: say so, plainly.
+            reports.append(
+                Finding(
+                    "settings written (--fix)",
+                    False,
+                    f"SolusIO refused the settings change: {exc}",
+                    "check SOLUSIO_BILLING_INTEGRATION_TYPE / SOLUSIO_BILLING_DRIVER against "
+                    "what SolusIO's UI offers",
+                )
+            )
     if "default limit group (Step 5)" in failing:
         groups = user_services.mirror_limit_groups()
         default = next((g for g in groups if g.name.lower() == "default"), None)
         if default is not None:
             user_services.set_default_limit_group(limit_group=LimitGroup.objects.get(pk=default.pk))
     if "plan prices (Step 3)" in failing:
-        plan_sync.mirror_plans()
-        plan_sync.push_plan_prices()
+        try:
+            plan_sync.mirror_plans()
+            plan_sync.push_plan_prices()
+        except SolusIOError as exc:
+            reports.append(Finding("plan prices pushed (--fix)", False, str(exc)))
+    return reports

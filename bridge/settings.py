@@ -47,6 +47,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "bridge.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -92,12 +93,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# Prefix of the bridge's keys in Redis (Django's cache and the pricing answer cache).
+CACHE_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="bridge")
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="bridge"),
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
         }
     }
 else:
@@ -174,6 +177,9 @@ BRIDGE_PUBLIC_URL = env.str("BRIDGE_PUBLIC_URL", default="")
 # The billing integration type for custom billing in SolusIO's settings (assumed value,
 # DESIGN §4: the driver's url and token live under drivers.whmcs).
 SOLUSIO_BILLING_INTEGRATION_TYPE = env.str("SOLUSIO_BILLING_INTEGRATION_TYPE", default="custom")
+# The key under billing_integration.drivers that holds the bridge's URL and token (assumed
+# `whmcs`, the only driver the SDK knows); `solusio_doctor --fix` reports what SolusIO kept.
+SOLUSIO_BILLING_DRIVER = env.str("SOLUSIO_BILLING_DRIVER", default="whmcs")
 # Role and language of the SolusIO users the bridge creates; empty = SolusIO's defaults.
 SOLUSIO_USER_ROLE_IDS = [int(r) for r in env.list("SOLUSIO_USER_ROLE_IDS", default=[])]
 SOLUSIO_USER_LANGUAGE_ID = env.int("SOLUSIO_USER_LANGUAGE_ID", default=0) or None
@@ -323,12 +329,29 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {"InvoiceStatusEnum": "usage.models.InvoiceStatus"},
 }
 
+# Every record carries the request id (bridge.logs) that follows a change from the web
+# request into the tasks it enqueues. json: one object per line, for a log shipper.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"skip_unavailable": {"()": "bridge.outage.SkipUnavailable"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "request_id": {"()": "bridge.logs.RequestIdFilter"},
+        "skip_unavailable": {"()": "bridge.outage.SkipUnavailable"},
+    },
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "bridge.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         # 503s are logged once, by bridge.outage (one line each, a summary per minute).
@@ -337,6 +360,15 @@ LOGGING = {
         "fontTools": {"level": "WARNING"},
     },
 }
+# json: workers log through LOGGING too, instead of Celery's own plain format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT == "plain"
+
+# Error reports (off unless set): no personal data, no tracing; tagged with the request id.
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    from bridge.logs import init_sentry
+
+    init_sentry(SENTRY_DSN, environment=env.str("SENTRY_ENVIRONMENT", default="") or None)
 
 # --- Brute force -------------------------------------------------------------------------
 # Proxies in front of the bridge whose TRUSTED_PROXY_HEADER we believe (0: none, the client

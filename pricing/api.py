@@ -2,9 +2,9 @@
 pricing settings. Thin: validation is in pricing.serializers, cache invalidation in
 pricing.signals."""
 
-from rest_framework import generics, viewsets
+from rest_framework import viewsets
 
-from bridge.api_tools import ProtectedDestroyMixin
+from bridge.api_tools import ProtectedDestroyMixin, SingletonView
 from pricing.filters import TaxRuleFilter
 from pricing.models import Currency, Discount, Plan, PricingSettings, TaxRule
 from pricing.serializers import (
@@ -51,11 +51,8 @@ class PlanViewSet(viewsets.ModelViewSet):
     serializer_class = PlanSerializer
 
 
-class PricingSettingsView(generics.RetrieveUpdateAPIView):
+class PricingSettingsView(SingletonView):
     """The pricing settings: one object, no id."""
 
-    queryset = PricingSettings.objects.all()  # for the model permissions
+    queryset = PricingSettings.objects.all()
     serializer_class = PricingSettingsSerializer
-
-    def get_object(self) -> PricingSettings:
-        return PricingSettings.load()

@@ -29,6 +29,8 @@ from pricing.serializers import (
     PricingSettingsSerializer,
     TaxRuleSerializer,
 )
+from usage.models import SELLER_FIELDS, BillingSettings
+from usage.serializers import SellerSerializer
 from users.models import Customer
 from users.serializers import CustomerSerializer
 
@@ -59,8 +61,17 @@ ROW_SECTIONS = (
 )
 _ROW_SECTION_BY_NAME = {section.name: section for section in ROW_SECTIONS}
 SETTINGS_SECTION = "taxes_compound"
+SELLER_SECTION = "seller"  # the seller's invoice details (usage.models.BillingSettings)
 # The order they are applied in: a row may refer to rows of the sections before it.
-SECTIONS = ("currencies", "discounts", "tax_rules", SETTINGS_SECTION, "plans", "customers")
+SECTIONS = (
+    "currencies",
+    "discounts",
+    "tax_rules",
+    SETTINGS_SECTION,
+    "plans",
+    "customers",
+    SELLER_SECTION,
+)
 
 
 @dataclass
@@ -78,7 +89,7 @@ class ImportResult:
     def summary_lines(self) -> list[str]:
         lines = []
         for name, c in self.counts.items():
-            if name == SETTINGS_SECTION:
+            if name in (SETTINGS_SECTION, SELLER_SECTION):
                 lines.append(f"{name}: {'updated' if c.updated else 'unchanged'}")
             else:
                 lines.append(
@@ -123,6 +134,8 @@ def import_billing_data(*, data: Any, dry_run: bool = False) -> ImportResult:
         for name in SECTIONS:
             if name == SETTINGS_SECTION and name in data:
                 result.counts[name] = _import_settings(data[name])
+            elif name == SELLER_SECTION and name in data:
+                result.counts[name] = _import_seller(data[name])
             elif name in data:
                 result.counts[name] = _import_rows(_ROW_SECTION_BY_NAME[name], data[name])
         if dry_run:
@@ -135,20 +148,38 @@ def _key_list() -> str:
 
 
 def _import_settings(value: Any) -> SectionCounts:
-    counts = SectionCounts()
     if not isinstance(value, bool):
         # JSON has booleans; "yes" or 1 here is more likely a mistake than a choice.
         raise ImportFailed(f"{SETTINGS_SECTION}: Must be true or false.")
     instance = PricingSettings.load()
     serializer = PricingSettingsSerializer(instance, data={SETTINGS_SECTION: value})
+    return _save_one(SETTINGS_SECTION, instance, serializer)
+
+
+def _save_one(
+    section: str, instance: models.Model, serializer: serializers.ModelSerializer
+) -> SectionCounts:
+    """Validate and save a one-object section (a settings row)."""
+    counts = SectionCounts()
     if not serializer.is_valid():
-        raise ImportFailed(f"{SETTINGS_SECTION}: {_messages(serializer.errors)}")
+        raise ImportFailed(f"{section}: {_messages(serializer.errors)}")
     if _unchanged(instance, serializer.validated_data):
         counts.unchanged += 1
     else:
         serializer.save()
         counts.updated += 1
     return counts
+
+
+def _import_seller(value: Any) -> SectionCounts:
+    if not isinstance(value, Mapping):
+        raise ImportFailed(f"{SELLER_SECTION}: Expected an object, got {_json_type(value)}.")
+    unknown = [name for name in value if name not in SELLER_FIELDS]
+    if unknown:
+        raise ImportFailed(f"{SELLER_SECTION}: {unknown[0]}: Unknown field.")
+    instance = BillingSettings.load()
+    serializer = SellerSerializer(instance, data=dict(value), partial=True)
+    return _save_one(SELLER_SECTION, instance, serializer)
 
 
 def _import_rows(section: _Section, rows: Any) -> SectionCounts:

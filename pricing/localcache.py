@@ -1,32 +1,6 @@
-"""A per-process first level in front of the shared (Redis) cache of pricing answers.
-
-SolusIO asks for a customer's pricing on every page it renders, and the shared cache costs
-a Redis round trip per answer: on a 2-core host that round trip (the client's packing and
-parsing, the server's work, the thread hand-off) is a third of the request's CPU. Each
-web process therefore keeps the answers it has served in memory, valid only while the
-pricing generation they were computed under is the current one.
-
-Knowing the current generation without asking Redis every time is Redis's client-side
-caching: one connection per process in RESP3 with `CLIENT TRACKING ON BCAST PREFIX
-<generation key>`. Redis pushes an invalidation on that connection whenever the key is
-written, deleted, expired, evicted or flushed, and every request polls the connection
-without blocking (one non-blocking recv) before trusting its copy. The push is written by
-Redis in the same event-loop turn as the reply to the command that bumped the generation,
-so an answer served after the bump's caller got its reply is not stale; a process that
-bumps the generation itself (the admin's, an import's) drops its copy at once.
-
-An answer is valid exactly when its generation is the current one (generations only move
-forward: INCR, or a new time-based value after the key was lost), so what the tracking
-protects is the process's copy of the current generation. Whatever goes wrong with the
-tracking connection (Redis restarted, a proxy that does not speak RESP3, an unexpected
-message) forgets that copy and the process asks Redis again: the first level never
-answers from a generation it could not confirm. An invalidation also drops the answers
-kept, which can no longer match.
-
-Memory: at most PRICING_LOCAL_CACHE_SIZE answers per process (about 400 bytes each); when
-full, new answers are not kept (they are still served through the shared cache). Answers
-for unknown customers are never kept, so a flood of bad ids cannot fill it.
-"""
+"""The per-process copy of pricing answers, trusted only while Redis's client-side tracking
+confirms their generation is current, so a repeated answer costs no round trip and a change is
+still visible in the next response (docs/architecture.md, docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -42,7 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 logger = logging.getLogger(__name__)
 
 # (generation, deadline epoch seconds or None, body)
-Entry = tuple[int, float | None, bytes]
+Entry = tuple[bytes, float | None, bytes]
 
 
 class TrackingUnavailable(Exception):
@@ -57,12 +31,10 @@ class GenerationWatcher:
         self._key = key
         self._lock = threading.Lock()
         self._conn: Any = None
-        self._value: int | None = None
+        self._value: bytes | None = None
         self.on_change: Callable[[], None] = lambda: None
-        # Run on every new tracking connection, before the generation is read from it.
-        self.on_connect: Callable[[Any], None] = lambda conn: None
 
-    def current(self) -> int | None:
+    def current(self) -> bytes | None:
         """The generation, or None when it is unknown (no key, or Redis unreachable)."""
         with self._lock:
             try:
@@ -108,11 +80,6 @@ class GenerationWatcher:
         except Exception as exc:  # a server or proxy without RESP3 tracking
             conn.disconnect()
             raise TrackingUnavailable(str(exc)) from exc
-        try:
-            self.on_connect(conn)
-        except Exception:
-            conn.disconnect()
-            raise
         self._conn = conn
         self._value = None
 
@@ -128,12 +95,12 @@ class GenerationWatcher:
                 self._value = None
                 self.on_change()
 
-    def _read(self) -> int | None:
+    def _read(self) -> bytes | None:
         # A push that arrives before this reply was caused by a write executed before
         # this GET, whose effect the reply already shows: redis-py drops it, correctly.
         self._conn.send_command("GET", self._key)
-        raw = self._conn.read_response()
-        return None if raw is None else int(raw)
+        raw: bytes | None = self._conn.read_response()
+        return raw
 
     def _reset(self) -> None:
         if self._conn is not None:

@@ -187,3 +187,17 @@ class Plan(models.Model):
             and self.solusio_tokens_per_hour == self.tokens_per_hour
             and self.solusio_tokens_per_month == self.tokens_per_month
         )
+
+
+class PricingGeneration(models.Model):
+    """The pricing generation, one row, on databases other than PostgreSQL (which uses a
+    sequence): every change to what feeds GetTokenPricing bumps it in the change's own
+    transaction; the cache in Redis mirrors it (pricing/answercache.py). No admin."""
+
+    value = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "pricing generation"
+
+    def __str__(self) -> str:
+        return f"pricing generation {self.value}"

@@ -1,12 +1,6 @@
-"""The SolusIO API client: everything the bridge says to SolusIO goes through here.
-
-One `requests.Session` per client (connection pooling, keep-alive), Bearer auth, JSON in and
-out, connect and read timeouts, retries with capped exponential backoff and jitter on
-connection errors, timeouts, 5xx and 429 (Retry-After honoured), never on another 4xx.
-Answers come back as the typed records of `records` and `usage_schema`.
-
-A client is not meant to be shared between threads: make one per task or per thread.
-"""
+"""The SolusIO API client: everything the bridge says to SolusIO goes through here, with the
+configured timeouts and retries, and comes back as typed records. One pooled session per
+client, so make one per task or thread (docs/architecture.md, SolusIO)."""
 
 from __future__ import annotations
 
@@ -36,6 +30,7 @@ from solusio.errors import (
 from solusio.records import LimitGroup, LinkResult, Plan, Server, Settings, User, UserStatus
 from solusio.redact import redact
 from solusio.retry import RetryPolicy, parse_retry_after
+from solusio.schemas import plan_update_request
 from solusio.usage_schema import UsageRow, parse_usage_row
 
 log = logging.getLogger("solusio.client")
@@ -285,19 +280,24 @@ class SolusIOClient:
         ip_tokens_per_hour: int | None = None,
         ip_tokens_per_month: int | None = None,
     ) -> Plan:
+        """Change a plan's token prices as the official SDK and Terraform provider do: read
+        the plan, change the token fields, `PUT` the whole PlanUpdateRequest back (a partial
+        body may be refused, or reset the fields it leaves out)."""
         given = {
             "tokens_per_hour": tokens_per_hour,
             "tokens_per_month": tokens_per_month,
             "ip_tokens_per_hour": ip_tokens_per_hour,
             "ip_tokens_per_month": ip_tokens_per_month,
         }
-        body = {k: v for k, v in given.items() if v is not None}
-        if not body:
+        changes = {k: v for k, v in given.items() if v is not None}
+        if not changes:
             raise ValueError("update_plan_prices needs at least one price")
-        for key, value in body.items():
+        for key, value in changes.items():
             # Tokens can only be integers (seed, Step 1).
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{key} must be a non-negative integer, got {value!r}")
+        current = self.get_plan(plan_id)
+        body = {**plan_update_request(current.raw), **changes}
         return Plan.parse(self._data("PUT", f"/plans/{int(plan_id)}", json=body))
 
     def iter_limit_groups(self) -> Iterator[LimitGroup]:
@@ -425,7 +425,41 @@ class SolusIOClient:
                 )
                 self._sleep(delay)
 
+    def call_once(
+        self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None
+    ) -> tuple[int, Any]:
+        """One request, no retries, any HTTP status: (status, decoded JSON, or the text when
+        the body is not JSON, or None when empty). For the first-day probe, which reports
+        what SolusIO answers instead of acting on it; TransportError when nothing answers."""
+        response = self._exchange(method, path, params, json)
+        if not response.content.strip():
+            return response.status_code, None
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            return response.status_code, response.text
+
     def _send(self, method: str, path: str, params: Mapping[str, Any] | None, json: Any) -> Any:
+        response = self._exchange(method, path, params, json)
+        body = response.content
+        if 200 <= response.status_code < 300:
+            if response.status_code == 204 or not body.strip():
+                return None
+            try:
+                return response.json()
+            except ValueError:
+                raise InvalidResponse(
+                    f"response is not valid JSON ({len(body)} bytes; truncated?)",
+                    status=response.status_code,
+                    method=method,
+                    path=path,
+                ) from None
+        raise _error_from(response, method, path)
+
+    def _exchange(
+        self, method: str, path: str, params: Mapping[str, Any] | None, json: Any
+    ) -> requests.Response:
+        """Send one request and read the whole answer; TransportError when none came."""
         url = self.base_url + path
         if json is not None and log.isEnabledFor(logging.DEBUG):
             log.debug("SolusIO %s %s body %s", method, path, redact(json))
@@ -439,7 +473,7 @@ class SolusIOClient:
                 timeout=self.timeout,
                 verify=self.verify_tls,
             )
-            body = response.content
+            response.content  # noqa: B018 - read the body here, where its errors are caught
         except requests.Timeout as exc:
             raise TransportError(
                 f"timed out: {type(exc).__name__}", timeout=True, method=method, path=path
@@ -460,19 +494,7 @@ class SolusIOClient:
             response.status_code,
             elapsed_ms,
         )
-        if 200 <= response.status_code < 300:
-            if response.status_code == 204 or not body.strip():
-                return None
-            try:
-                return response.json()
-            except ValueError:
-                raise InvalidResponse(
-                    f"response is not valid JSON ({len(body)} bytes; truncated?)",
-                    status=response.status_code,
-                    method=method,
-                    path=path,
-                ) from None
-        raise _error_from(response, method, path)
+        return response
 
 
 def _may_still_run(exc: SolusIOError) -> bool:

@@ -88,11 +88,13 @@ class Plan:
     backup_price: Decimal | None = None
     is_backup_available: bool | None = None
     is_visible: bool | None = None
+    # The whole answer: a price change sends it back whole (`update_plan_prices`).
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def parse(cls, value: Any, where: str = "plan") -> Plan:
         data = p.obj(value, where)
-        return cls(**{name: read(data, where) for name, read in _PLAN_FIELDS})
+        return cls(**{name: read(data, where) for name, read in _PLAN_FIELDS}, raw=dict(data))
 
 
 _limit = s.reader(s.LIMIT, "limit")
@@ -167,6 +169,18 @@ class Settings:
             billing_token=_whmcs_token(whmcs, f"{where}.whmcs") or "",
             raw=dict(data),
         )
+
+    def driver(self, key: str) -> tuple[str, str] | None:
+        """(url, token) of billing driver `key` as SolusIO has it; None when it has no
+        such driver. Read leniently: the bridge writes these itself, and reports what it
+        finds rather than failing on it."""
+        billing = self.raw.get("billing_integration")
+        drivers = billing.get("drivers") if isinstance(billing, dict) else None
+        found = drivers.get(key) if isinstance(drivers, dict) else None
+        if not isinstance(found, dict):
+            return None
+        url, token = found.get("url"), found.get("token")
+        return (url if isinstance(url, str) else "", token if isinstance(token, str) else "")
 
 
 _server_id = s.reader(s.SERVER, "id")

@@ -7,15 +7,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+from bridge.backoff import Backoff
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Capped exponential backoff with jitter.
-
-    Retry n (1-based) waits `min(max_delay, base_delay * 2**(n-1))`, of which the last
-    `jitter` fraction is random, so workers that failed together do not come back together
-    while the wait still grows with every retry. A 429's Retry-After replaces the backoff,
-    capped at `max_retry_after` so one bad header cannot park a worker for hours.
+    """The client's retries: `bridge.backoff.Backoff(base_delay, max_delay, jitter)` between
+    attempts. A 429's Retry-After replaces the backoff, capped at `max_retry_after` so one
+    bad header cannot park a worker for hours.
     """
 
     max_attempts: int = 5
@@ -32,9 +31,7 @@ class RetryPolicy:
     retry_unfinished_writes: bool = True
 
     def backoff(self, retry_number: int, rng: random.Random | None = None) -> float:
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (retry_number - 1))
-        spread = ceiling * self.jitter
-        return ceiling - spread + (rng or random).random() * spread
+        return Backoff(self.base_delay, self.max_delay, self.jitter).delay(retry_number, rng)
 
     def retry_after(self, seconds: float) -> float:
         return max(0.0, min(seconds, self.max_retry_after))

@@ -175,6 +175,30 @@ PLAN_UPDATE_REQUEST = obj(
     ),
 )
 
+
+def plan_update_request(plan: Mapping[str, Any]) -> dict[str, Any]:
+    """The PlanUpdateRequest the official SDK would send for `plan` (a `GET /plans/{id}`
+    answer), unchanged: every field the plan has, lists as ids, limits without the read-only
+    disk ones, the SDK's omitempty fields left out when empty.
+
+    Fields the answer lacks are left out rather than invented: a strict SolusIO then names
+    them in its 422 instead of the bridge resetting them to a guess."""
+    body: dict[str, Any] = {}
+    omitempty = set(PLAN_UPDATE_FIELDS) - set(PLAN_UPDATE_REQUEST["required"])
+    for key in PLAN_UPDATE_FIELDS:
+        if key not in plan:
+            continue
+        value = plan[key]
+        if key == "limits" and isinstance(value, Mapping):
+            value = {k: v for k, v in value.items() if k in UPDATE_LIMITS}
+        elif key.startswith("available_") and isinstance(value, list):
+            value = [v["id"] if isinstance(v, Mapping) else v for v in value]
+        if key in omitempty and not value:
+            continue
+        body[key] = value
+    return body
+
+
 PLAN = obj(
     {
         **PLAN_UPDATE_FIELDS,

@@ -1,13 +1,5 @@
-"""Test helpers: a SolusIO simulator in a thread, a control handle, pytest fixtures.
-
-Other suites reuse this module. In a conftest::
-
-    from solusio.testing import solusio_settings, solusio_sim  # noqa: F401
-
-`solusio_sim` yields `SimulatorInfo(url, token, control)`, which unpacks as a tuple; each
-test gets a fresh simulator on its own ephemeral port, so parallel runs never collide.
-`solusio_settings` also points the bridge's settings (SOLUSIO_API_URL/TOKEN) at it.
-"""
+"""Test helpers: a SolusIO simulator in a thread on its own port, a control handle, and the
+`solusio_sim` / `solusio_settings` pytest fixtures other suites import in their conftest."""
 
 from __future__ import annotations
 

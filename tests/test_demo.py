@@ -17,6 +17,7 @@ from solusio.simulator.cli import add_arguments, build_simulator
 from solusio.simulator.server import start_in_thread
 from usage.models import Invoice
 from usage.rules import previous_period
+from usage.tests.test_money_display import pdf_text
 from users.models import Customer, SolusioAccount
 from users.tests.conftest import deliver_all
 
@@ -95,6 +96,16 @@ def test_closing_last_month_in_the_demo_makes_real_invoices(demo_simulator: Any)
     # Jane's London taxes and discount apply; John has neither.
     assert jane.total > jane.subtotal
     assert john.total == john.subtotal
+    # Complete invoices: the seller, each customer's address, Jane's VAT id, John's reason.
+    jane_pdf, john_pdf = (pdf_text(invoice) for invoice in (jane, john))
+    for text in (jane_pdf, john_pdf):
+        assert "Example Hosting Ltd" in text
+        assert "VAT id: GB123456789" in text
+        assert "IBAN GB33 BUKB 2020 1555 5555 55" in text
+    assert "221B Baker Street" in jane_pdf
+    assert "VAT id: GB987654321" in jane_pdf
+    assert "350 Fifth Avenue" in john_pdf
+    assert "No tax charged: Services supplied outside the UK" in john_pdf
 
 
 def test_the_demo_usage_is_the_same_on_every_start() -> None:

@@ -19,7 +19,7 @@ from bridge.admin_tools import ReadOnlyAdminMixin, SingletonModelAdmin
 from bridge.filters import MAX_ID
 from bridge.money import format_money
 from solusio.errors import SolusIOError
-from usage import emails, invoice_states, selectors
+from usage import emails, invoice_states, legal, selectors
 from usage.exports import invoices_csv
 from usage.filters import month_of
 from usage.models import (
@@ -137,10 +137,10 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = (
         "customer", "period", "period_start", "period_end", "status", "number", "currency",
         "tokens", "subtotal", "tax_total", "total", "tax_table", "snapshot_table",
-        "discrepancies", "generated_at", "issued_at", "paid_at", "voided_at", "email_delivery",
-        "documents",
+        "legal_table", "discrepancies", "generated_at", "issued_at", "paid_at", "voided_at",
+        "email_delivery", "documents",
     )  # fmt: skip
-    exclude = ("snapshot", "taxes", "fingerprint")
+    exclude = ("snapshot", "taxes", "fingerprint", "legal")
     change_list_template = "admin/usage/invoice/change_list.html"
 
     # Invoices come from the cycle close and change only through the actions (which need
@@ -211,6 +211,29 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             ("taxes", ", ".join(f"{label} {r.normalize():f} %" for label, r in s.taxes) or "none"),
             ("taxes compound", "yes" if s.compound else "no"),
             ("billing exempt", "yes" if s.exempt else "no"),
+        ]
+        body = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows)
+        return format_html("<table>{}</table>", body)
+
+    @admin.display(description="seller and customer")
+    def legal_table(self, obj: Invoice) -> SafeString:
+        details = legal.details_of(obj)
+        seller, buyer = details.seller, details.buyer
+        frozen = "as issued" if obj.legal else "current (frozen when issued)"
+        rows = [
+            ("details", frozen),
+            ("seller", ", ".join(filter(None, [seller.name, *seller.address.splitlines()]))),
+            ("seller VAT id", seller.vat_id or "—"),
+            (
+                "customer",
+                ", ".join(
+                    filter(None, [buyer.company_name, buyer.name, *buyer.address.splitlines()])
+                ),
+            ),
+            ("customer VAT id", buyer.vat_id or "—"),
+            ("tax exemption", buyer.tax_exemption_reason or "—"),
+            ("issue date", f"{details.issue_date:%Y-%m-%d}" if details.issue_date else "—"),
+            ("due date", f"{details.due_date:%Y-%m-%d}" if details.due_date else "—"),
         ]
         body = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows)
         return format_html("<table>{}</table>", body)

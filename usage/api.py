@@ -6,13 +6,13 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, generics, serializers, status, viewsets
+from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from bridge.api import StaffModelPermissions
-from bridge.api_tools import Conflict
+from bridge.api_tools import Conflict, SingletonView
 from bridge.filters import valid
 from solusio.errors import SolusIOError
 from usage import cycle, emails, invoice_states, selectors
@@ -159,14 +159,11 @@ class UsageRecordViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = UsageRecordFilter
 
 
-class BillingSettingsView(generics.RetrieveUpdateAPIView):
+class BillingSettingsView(SingletonView):
     """The cycle settings (auto-issue, dunning days): one object, no id."""
 
-    queryset = BillingSettings.objects.all()  # for the model permissions
+    queryset = BillingSettings.objects.all()
     serializer_class = BillingSettingsSerializer
-
-    def get_object(self) -> BillingSettings:
-        return BillingSettings.load()
 
 
 class DunningEventViewSet(viewsets.ReadOnlyModelViewSet):

@@ -1,9 +1,5 @@
-"""Build: the period's drafts from its stored usage, written as differences.
-
-Per batch of customers, "what should be billed" comes from the pure
-`usage.rules.build_invoice`; its fingerprint is compared with the stored draft's and only
-the difference is written (Kill Bill's split). Issued, paid and void invoices are frozen.
-"""
+"""Build: the period's drafts from its stored usage, per batch of customers, writing only what
+differs from the stored drafts; issued, paid and void invoices are frozen."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""The cycle close: pull → store → build → issue (DESIGN §6).
-
-Pull and store are `usage.pull`, build is `usage.build`, issue is `usage.invoice_states`. One
-close per period at a time (`db.period_lock`); the unique constraints are the last line of
-defence. Every step is idempotent, so a re-run, a second close started at once, or a
-re-run after a crash ends in the state one clean run leaves.
-"""
+"""The cycle close: pull → store → build → issue (DESIGN §6), one period at a time. Every step
+is idempotent, so a re-run or a second close ends in the state one clean run leaves
+(docs/architecture.md, Cycle close)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""The close's database plumbing: the per-period lock, bulk writes, and the one raw read.
-
-A close writes a row per usage item and a line per item: at 100,000 servers, hundreds of
-thousands of rows. On PostgreSQL they go through COPY (measured in docs/performance.md:
-Django's bulk_create spends most of its time preparing parameters in Python); elsewhere
-(SQLite) through bulk_create. Names come from the models' `_meta`, never spelled here.
-"""
+"""The close's database plumbing: the per-period lock, bulk writes (COPY on PostgreSQL, where
+`bulk_create` is too slow; `bulk_create` elsewhere) and the one raw read."""
 
 from __future__ import annotations
 
@@ -181,8 +176,9 @@ def update_each(
         f"FROM unnest(%s::{pk.cast_db_type(connection)}[], %s::{field.cast_db_type(connection)}[]) "
         f"AS n(pk, value) WHERE t.{qn(column_names(model, [pk.name])[0])} = n.pk"
     )
+    values = [field.get_db_prep_save(v, connection) for v in values]  # e.g. JSON wrapped
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, list(pks), list(values)])
+        cursor.execute(sql, [*params, list(pks), values])
 
 
 def usage_rows(

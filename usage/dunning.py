@@ -1,12 +1,6 @@
-"""Dunning: an issued invoice unpaid N days after issue (BillingSettings.dunning_days)
-suspends its customer; settling the last overdue invoice reactivates them.
-
-Status changes go through users.services.change_customer_status, which also syncs the
-status to SolusIO (the user-sync outbox). Every step is a DunningEvent, shown to staff.
-Only dunning's own suspensions are lifted here: a customer staff suspended or locked for
-another reason stays as staff left them. A status change the user sync cannot deliver
-(parked, or held behind a parked record) is logged as a `failed` step for staff.
-"""
+"""Dunning: an issued invoice unpaid `dunning_days` after issue suspends its customer (through
+the user sync); settling the last overdue invoice reactivates them. Only dunning's own
+suspensions are lifted here; every step is a DunningEvent for staff."""
 
 import logging
 from datetime import datetime

@@ -1,17 +1,6 @@
-"""Run a function in a forked child process with its own database connection.
-
-The cycle close's build is pure Python between two database round trips, so one process
-uses one core; a child building half of the customers uses the other. The child starts
-as a copy of the caller (its Django setup, settings and imports: nothing to pickle but
-the result), and must not touch the caller's database session: that session holds the
-close's advisory lock, and a libpq connection closed in the child would end it for both.
-So the child sets the inherited connections aside, unclosed, and opens its own; it leaves
-with os._exit, which runs no finalizer on them.
-
-If the caller dies, the child is killed too (Linux's parent-death signal), so a re-run
-never races a builder left behind. Use only outside a transaction: the child cannot see
-uncommitted rows.
-"""
+"""Run a function in a forked child with its own database connection, so the close's pure-Python
+build uses the second core. The child leaves the caller's connection (which holds the close's
+lock) unclosed and dies with its parent; use only outside a transaction."""
 
 from __future__ import annotations
 
@@ -84,6 +73,8 @@ class Child(Generic[T]):
                 for conn in connections.all(initialized_only=True):
                     conn.close()  # the child's own connections
             finally:
+                # No finalizer may run on the parent's connections (closing one ends the
+                # close's session and its advisory lock for both processes).
                 os._exit(status)
         os.close(write_end)
         self.pid = pid

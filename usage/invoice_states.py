@@ -9,7 +9,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from usage import db, emails
+from usage import db, emails, legal
 from usage.build import build_invoices
 from usage.cycle import CloseSummary
 from usage.models import Invoice, InvoiceCounter, InvoiceStatus
@@ -36,12 +36,13 @@ def issue_invoices(*, invoice_ids: Iterable[int], now: datetime | None = None) -
     for start in range(0, len(ids), ISSUE_BATCH):
         with transaction.atomic():
             counter = InvoiceCounter.objects.select_for_update().get_or_create(name=COUNTER)[0]
-            order = list(
+            rows = list(
                 Invoice.objects.select_for_update()
                 .filter(pk__in=ids[start : start + ISSUE_BATCH], status=InvoiceStatus.DRAFT)
                 .order_by("period", "customer_id", "id")
-                .values_list("id", flat=True)
+                .values_list("id", "customer_id")
             )
+            order = [invoice_id for invoice_id, _ in rows]
             # Number and status change together: only issued invoices have a number.
             db.update_each(
                 Invoice,
@@ -51,6 +52,9 @@ def issue_invoices(*, invoice_ids: Iterable[int], now: datetime | None = None) -
                 status=InvoiceStatus.ISSUED,
                 issued_at=now,
             )
+            # Seller and customer as they are now: later edits never change these invoices.
+            details = legal.details_on_issue(customer_ids=[c for _, c in rows], now=now)
+            db.update_each(Invoice, order, "legal", [details[c] for _, c in rows])
             # Nothing to pay is settled at issue (README, Dunning): paid, so the admin, the
             # API and the portal agree and no one is dunned over 0.00.
             Invoice.objects.filter(pk__in=order, total__lte=0).update(

@@ -4,11 +4,58 @@ Invariants the database can hold are constraints: one stored row per usage item 
 one invoice per (customer, period), unique invoice numbers, one settings row.
 """
 
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
 from bridge.models import SingletonModel
 from users.models import Customer
+
+PAYMENT_LINK_FIELDS = ("number", "total", "currency", "customer")
+LOGO_SUFFIXES = (".png", ".jpg", ".jpeg")
+# The seller as every invoice names it (DESIGN §6).
+SELLER_FIELDS = (
+    "seller_name",
+    "seller_address",
+    "seller_vat_id",
+    "seller_registration",
+    "support_email",
+    "payment_instructions",
+    "payment_link_template",
+    "payment_terms_days",
+    "logo_path",
+    "invoice_footer",
+)
+
+
+def logo_file(path: str) -> Path | None:
+    """The logo's file: `path` as given if absolute, else under the project's directory."""
+    if not path:
+        return None
+    candidate = Path(path)
+    if not candidate.is_absolute():
+        candidate = Path(settings.BASE_DIR) / candidate
+    return candidate if candidate.is_file() else None
+
+
+def validate_logo_path(value: str) -> None:
+    if not value.lower().endswith(LOGO_SUFFIXES):
+        raise ValidationError("The logo must be a PNG or JPEG file (.png, .jpg, .jpeg).")
+    if logo_file(value) is None:
+        raise ValidationError("No file at %(path)s on this server.", params={"path": value})
+
+
+def validate_payment_link_template(value: str) -> None:
+    try:
+        value.format(**dict.fromkeys(PAYMENT_LINK_FIELDS, "x"))
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValidationError(
+            "Use only {number}, {total}, {currency} and {customer} in braces (%(error)s).",
+            params={"error": exc},
+        ) from exc
 
 
 class BillingSettings(SingletonModel):
@@ -29,6 +76,40 @@ class BillingSettings(SingletonModel):
         help_text="E-mail each invoice (PDF attached) to the customer when it is issued. "
         "Staff can still re-send one by hand when this is off.",
     )
+    # SELLER_FIELDS: copied onto an invoice when it is issued (Invoice.legal), so editing
+    # them never changes an issued invoice.
+    seller_name = models.CharField("seller legal name", max_length=255, blank=True)
+    seller_address = models.TextField(blank=True, help_text="Postal address, one line per row.")
+    seller_vat_id = models.CharField("seller VAT / tax id", max_length=64, blank=True)
+    seller_registration = models.CharField(
+        "company registration",
+        max_length=255,
+        blank=True,
+        help_text="e.g. 'Registered in England and Wales, no. 01234567'.",
+    )
+    support_email = models.EmailField(blank=True)
+    payment_instructions = models.TextField(
+        blank=True,
+        help_text="How to pay: bank account, IBAN and BIC. Shown on every invoice.",
+    )
+    payment_link_template = models.CharField(
+        max_length=500,
+        blank=True,
+        validators=[validate_payment_link_template],
+        help_text="A link to pay online, with {number}, {total}, {currency} and {customer} "
+        "filled in, e.g. https://pay.example.com/?invoice={number}&amount={total}",
+    )
+    payment_terms_days = models.PositiveIntegerField(
+        default=14, help_text="The due date is the issue date plus this many days."
+    )
+    logo_path = models.CharField(
+        max_length=500,
+        blank=True,
+        validators=[validate_logo_path],
+        help_text="A PNG or JPEG on this server drawn on the invoice: an absolute path, or "
+        "one relative to the project's directory.",
+    )
+    invoice_footer = models.TextField(blank=True, help_text="Printed at the foot of each page.")
 
     class Meta(SingletonModel.Meta):
         verbose_name = "billing settings"
@@ -155,6 +236,9 @@ class Invoice(models.Model):
     # computed, so the invoice can be re-rendered and audited exactly later.
     snapshot = models.JSONField(default=dict)
     taxes = models.JSONField(default=list)
+    # Seller, customer, issue and due date as they were when the invoice was issued
+    # (usage.legal); empty on a draft, which shows the current ones.
+    legal = models.JSONField(default=dict, db_default={}, blank=True)
     discrepancies = models.PositiveIntegerField(
         default=0, help_text="Lines where SolusIO reported a different charge."
     )

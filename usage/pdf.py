@@ -1,19 +1,21 @@
-"""An invoice as PDF (fpdf2: pure Python, no system libraries).
-
-Money is written as the invoice's own snapshot of the customer's currency says (prefix,
-suffix, separators, decimals), so a PDF rendered years later matches the one sent.
-A Unicode TrueType font is used when one is found (INVOICE_PDF_FONT, or DejaVu Sans where
-the system has it); otherwise the PDF core font, which cannot draw every currency sign, so
-signs outside Latin-1 are spelled out (€ → EUR).
-"""
+"""An invoice as PDF (fpdf2, pure Python) with every field DESIGN §6 asks for: tables wrap
+long text so columns never overlap and repeat their heading on each page; money is written as
+the invoice's own currency snapshot says; without a Unicode font (INVOICE_PDF_FONT or DejaVu
+Sans), the core font's Latin-1 is used and other currency signs are spelled out (€ → EUR)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Sequence
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from fpdf import FPDF
+from fpdf.enums import TableBordersLayout
+from fpdf.fonts import FontFace
 
 from bridge.money import (
     format_discount,
@@ -22,8 +24,11 @@ from bridge.money import (
     format_tokens,
     token_price_decimals,
 )
-from usage.models import Invoice
+from usage.legal import LegalDetails, details_of, long_date, payment_link
+from usage.models import Invoice, logo_file
 from usage.rules import PricingSnapshot, Rule
+
+logger = logging.getLogger(__name__)
 
 _FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -43,6 +48,9 @@ _SPELLED = {
     }.items()
 }
 
+# The core font has no dashes: a hyphen reads the same in "1 October – 31 October".
+_LATIN1_DASHES = str.maketrans({"—": "-", "–": "-"})
+
 
 def _font_path() -> str | None:
     configured = getattr(settings, "INVOICE_PDF_FONT", "")
@@ -52,8 +60,38 @@ def _font_path() -> str | None:
     return None
 
 
+# Column widths (mm) of the line table: 190 = A4 less the 10 mm margins.
+LINE_WIDTHS = (59, 13, 15, 17, 23, 21, 16, 26)
+LINE_HEADINGS = (
+    "Description",
+    "Hours",
+    "Tokens per hour",
+    "Monthly cap (tokens)",
+    "Unit price (per hour)",
+    "Rule",
+    "Tokens",
+    "Amount",
+)
+_FOOTER_LINE = 3.6  # mm per footer text line
+# Periods are half-open: the last day of supply is the one holding the last instant before
+# the end.
+_ONE_MICROSECOND = timedelta(microseconds=1)
+
+Money = Callable[..., str]
+Tokens = Callable[[int], str]
+
+
+def _lines(*parts: str) -> str:
+    """Non-empty parts, one per line."""
+    return "\n".join(part.strip() for part in parts if part and part.strip())
+
+
+def _day(value: date | None) -> str:
+    return long_date(value) if value else ""
+
+
 class _Doc(FPDF):
-    def __init__(self) -> None:
+    def __init__(self, *, running_head: str, footer_lines: Sequence[str]) -> None:
         super().__init__(format="A4")
         self.unicode = False
         path = _font_path()
@@ -65,13 +103,42 @@ class _Doc(FPDF):
             self.unicode = True
         else:
             self.family = "Helvetica"
+        self.running_head = self.text_of(running_head)
+        self.footer_lines = [self.text_of(line) for line in footer_lines]
+        self.set_margins(10, 10, 10)
+        # Room for the footer, so the tables break before they reach it.
+        self.set_auto_page_break(True, margin=12 + _FOOTER_LINE * (len(self.footer_lines) + 1))
 
     def text_of(self, text: str) -> str:
         if self.unicode:
             return text
         for sign, spelled in _SPELLED.items():
             text = text.replace(sign, spelled)
+        text = text.translate(_LATIN1_DASHES)
         return text.encode("latin-1", "replace").decode("latin-1")
+
+    def header(self) -> None:
+        self.set_font(self.family, "", 8)
+        self.set_text_color(90)
+        self.cell(0, 5, self.running_head, new_x="LMARGIN", new_y="NEXT")
+        self.set_draw_color(180)
+        self.line(10, self.get_y(), 200, self.get_y())
+        self.set_text_color(0)
+        self.ln(3)
+
+    def footer(self) -> None:
+        top = self.h - 8 - _FOOTER_LINE * (len(self.footer_lines) + 1)
+        self.set_y(top)
+        self.set_draw_color(180)
+        self.line(10, top, 200, top)
+        self.set_font(self.family, "", 7)
+        self.set_text_color(90)
+        self.set_y(top + 1)
+        for line in self.footer_lines:
+            self.cell(150, _FOOTER_LINE, line, new_x="LMARGIN", new_y="NEXT")
+        self.set_xy(160, top + 1)
+        self.cell(40, _FOOTER_LINE, f"Page {self.page_no()} of {{nb}}", align="R")
+        self.set_text_color(0)
 
 
 def invoice_filename(invoice: Invoice) -> str:
@@ -83,78 +150,285 @@ def invoice_filename(invoice: Invoice) -> str:
 
 def render_invoice_pdf(invoice: Invoice) -> bytes:
     pricing = PricingSnapshot.from_json(invoice.snapshot)
-    customer = invoice.customer
+    legal = details_of(invoice)
+    seller = legal.seller
+    title = f"Invoice {invoice.display_number}" if invoice.number else "Draft invoice (not issued)"
 
-    def money(amount: Decimal) -> str:
-        return doc.text_of(format_money(amount, pricing))
+    def money(amount: Decimal, decimals: int | None = None) -> str:
+        return doc.text_of(format_money(amount, pricing, decimals=decimals))
 
     def tokens(count: int) -> str:
         return format_tokens(count, pricing)
 
-    doc = _Doc()
-    doc.set_title(f"Invoice {invoice.display_number}")
-    doc.add_page()
-    doc.set_font(doc.family, "B", 16)
-    title = f"Invoice {invoice.display_number}" if invoice.number else "Draft invoice"
-    doc.cell(0, 10, doc.text_of(title), new_x="LMARGIN", new_y="NEXT")
-    doc.set_font(doc.family, "", 10)
-    for text in (
-        f"Status: {invoice.get_status_display()}",
-        f"Period: {invoice.period:%B %Y} "
-        f"({invoice.period_start:%Y-%m-%d %H:%M} – {invoice.period_end:%Y-%m-%d %H:%M} UTC)",
-        f"Issued: {invoice.issued_at:%Y-%m-%d}" if invoice.issued_at else "Not issued yet",
-        f"Customer #{customer.pk}: {customer.name or ''} <{customer.email}>",
-        f"Currency: {pricing.currency}; 1 token = "
-        + format_money(
-            pricing.token_price, pricing, decimals=token_price_decimals(pricing.token_price)
+    footer = [
+        *seller.footer.splitlines(),
+        " · ".join(
+            part
+            for part in (
+                seller.name,
+                f"VAT id {seller.vat_id}" if seller.vat_id else "",
+                seller.registration,
+            )
+            if part
         ),
-    ):
-        doc.cell(0, 6, doc.text_of(text), new_x="LMARGIN", new_y="NEXT")
-    doc.ln(4)
+    ]
+    doc = _Doc(
+        running_head=" · ".join(part for part in (seller.name, title) if part),
+        footer_lines=[line for line in footer if line.strip()],
+    )
+    doc.set_title(title)
+    doc.add_page()
 
-    widths = (62, 14, 16, 18, 26, 20, 34)
-    headers = ("Item", "Hours", "Tok/h", "Tok/mo", "Rule", "Tokens", "Amount")
-    doc.set_font(doc.family, "B", 9)
-    for width, header in zip(widths, headers, strict=True):
-        doc.cell(width, 7, header, border="B", align="L" if header == "Item" else "R")
-    doc.ln()
-    doc.set_font(doc.family, "", 9)
-    for line in invoice.lines.all():
-        item = line.server_name + (" (IP)" if line.item == "additional_ip" else "")
-        cells = (
-            f"{item} — {line.plan_name}"[:48],
-            str(line.hours),
-            tokens(line.tokens_per_hour),
-            tokens(line.tokens_per_month),
-            Rule.label_of(line.rule) + (" *" if line.discrepancy else ""),
-            tokens(line.tokens),
-            money(line.amount),
-        )
-        for width, cell in zip(widths, cells, strict=True):
-            doc.cell(width, 6, doc.text_of(cell), align="L" if width == 62 else "R")
-        doc.ln()
+    _logo(doc, seller.logo_path)
+    doc.set_font(doc.family, "B", 18)
+    doc.cell(130, 10, doc.text_of(title), new_x="LMARGIN", new_y="NEXT")
+    doc.ln(2)
+    _parties(doc, legal)
     doc.ln(3)
-
-    def total_row(label: str, amount: Decimal, bold: bool = False) -> None:
-        doc.set_font(doc.family, "B" if bold else "", 10)
-        doc.cell(sum(widths[:-1]), 6, doc.text_of(label), align="R")
-        doc.cell(widths[-1], 6, money(amount), align="R", new_x="LMARGIN", new_y="NEXT")
-
-    for name, multiplier in pricing.discounts:
-        doc.set_font(doc.family, "", 9)
-        doc.cell(
-            0,
-            5,
-            doc.text_of(f"Discount applied to every line: {name}, {format_discount(multiplier)}"),
-            new_x="LMARGIN",
-            new_y="NEXT",
-        )
-    total_row(f"Subtotal ({tokens(invoice.tokens)} tokens)", invoice.subtotal)
-    for tax in invoice.taxes:
-        total_row(f"{tax['label']} {format_percent(Decimal(tax['rate']))}", Decimal(tax["amount"]))
-    total_row("Total", invoice.total, bold=True)
+    _facts(doc, invoice, legal, pricing)
+    doc.ln(4)
+    _line_table(doc, invoice, pricing, money, tokens)
+    doc.ln(3)
+    _totals(doc, invoice, pricing, money, tokens)
+    _payment(doc, invoice, legal, money)
     if invoice.discrepancies:
         doc.ln(2)
         doc.set_font(doc.family, "", 8)
-        doc.cell(0, 5, "* SolusIO reported a different charge for this line.")
+        doc.multi_cell(0, 4, "* SolusIO reported a different charge for this line.")
     return bytes(doc.output())
+
+
+def _logo(doc: _Doc, path: str) -> None:
+    """Top right of page 1, at most 50 × 16 mm; a logo that cannot be drawn is left out (the
+    invoice matters more than its decoration)."""
+    found = logo_file(path)
+    if found is None:
+        return
+    try:
+        doc.image(str(found), x=150, y=doc.get_y(), w=50, h=16, keep_aspect_ratio=True)
+    except (OSError, ValueError, RuntimeError):
+        logger.warning("invoice logo %s cannot be drawn", found, exc_info=True)
+
+
+def _block(doc: _Doc, x: float, y: float, width: float, heading: str, text: str) -> float:
+    """A headed block of lines at (x, y); returns where it ends."""
+    doc.set_xy(x, y)
+    doc.set_font(doc.family, "B", 9)
+    doc.cell(width, 5, heading, new_x="LEFT", new_y="NEXT")
+    doc.set_font(doc.family, "", 9)
+    doc.multi_cell(width, 4.5, doc.text_of(text), align="L", new_x="LEFT", new_y="NEXT")
+    return doc.get_y()
+
+
+def _parties(doc: _Doc, legal: LegalDetails) -> None:
+    seller, buyer = legal.seller, legal.buyer
+    top = doc.get_y()
+    seller_text = _lines(
+        seller.name or "(seller name not set)",
+        seller.address,
+        f"VAT id: {seller.vat_id}" if seller.vat_id else "",
+        seller.registration,
+        seller.support_email,
+    )
+    buyer_text = _lines(
+        buyer.company_name,
+        buyer.name,
+        buyer.address,
+        f"Country: {buyer.country}" if buyer.country else "",
+        f"VAT id: {buyer.vat_id}" if buyer.vat_id else "",
+        buyer.email,
+    )
+    end = max(
+        _block(doc, 10, top, 90, "From", seller_text),
+        _block(doc, 110, top, 90, "Bill to", buyer_text),
+    )
+    doc.set_xy(10, end)
+
+
+def _facts(doc: _Doc, invoice: Invoice, legal: LegalDetails, pricing: PricingSnapshot) -> None:
+    terms = legal.seller.payment_terms_days
+    last_day = (invoice.period_end - _ONE_MICROSECOND).astimezone(_billing_zone()).date()
+    first_day = invoice.period_start.astimezone(_billing_zone()).date()
+    facts: list[tuple[str, str]] = [
+        ("Invoice number", invoice.display_number if invoice.number else "Assigned on issue"),
+        ("Issue date", _day(legal.issue_date) or "Not issued yet"),
+        ("Period of supply", f"{_day(first_day)} – {_day(last_day)}"),
+        ("Due date", _day(legal.due_date) or f"{terms} days after issue"),
+        ("Customer number", str(legal.buyer.id)),
+        (
+            "Currency",
+            f"{pricing.currency}; 1 token = "
+            + format_money(
+                pricing.token_price, pricing, decimals=token_price_decimals(pricing.token_price)
+            ),
+        ),
+    ]
+    if invoice.status != "issued" and invoice.number:
+        facts.append(("Status", invoice.get_status_display()))
+    doc.set_font(doc.family, "", 9)
+    _two_columns(doc, facts, widths=(40, 150), align="LEFT", line_height=4.8, bold_labels=True)
+
+
+def _billing_zone() -> ZoneInfo:
+    return ZoneInfo(settings.BILLING_TIMEZONE)
+
+
+def _line_table(
+    doc: _Doc, invoice: Invoice, pricing: PricingSnapshot, money: Money, tokens: Tokens
+) -> None:
+    price = pricing.effective_token_price
+    doc.set_font(doc.family, "", 8)
+    with doc.table(
+        col_widths=LINE_WIDTHS,
+        width=sum(LINE_WIDTHS),
+        borders_layout=TableBordersLayout.HORIZONTAL_LINES,
+        text_align=("LEFT", "RIGHT", "RIGHT", "RIGHT", "RIGHT", "LEFT", "RIGHT", "RIGHT"),
+        line_height=3.8,
+        padding=(0.8, 1),
+        headings_style=FontFace(emphasis="BOLD", fill_color=235),
+        repeat_headings=1,
+    ) as table:
+        table.row(LINE_HEADINGS)
+        for line in invoice.lines.all():
+            item = line.server_name + (" (additional IP)" if line.item == "additional_ip" else "")
+            # A fixed monthly line is priced by the month (its tokens per hour are 0).
+            monthly = line.rule == Rule.FIXED_MONTHLY
+            unit = price * (line.tokens_per_month if monthly else line.tokens_per_hour)
+            unit_text = money(unit, token_price_decimals(unit)) + (" per month" if monthly else "")
+            cells = (
+                f"{item} — {line.plan_name}",
+                str(line.hours),
+                tokens(line.tokens_per_hour),
+                tokens(line.tokens_per_month) if line.tokens_per_month else "—",
+                unit_text,
+                Rule.label_of(line.rule) + (" *" if line.discrepancy else ""),
+                tokens(line.tokens),
+                money(line.amount),
+            )
+            table.row([doc.text_of(cell) for cell in cells])
+
+
+def _totals(
+    doc: _Doc, invoice: Invoice, pricing: PricingSnapshot, money: Money, tokens: Tokens
+) -> None:
+    # Discounts, subtotal, taxes and total stay together on one page.
+    height = 4 * len(pricing.discounts) + 6.5 * (len(invoice.taxes) + 4) + 4
+    if doc.will_page_break(height):
+        doc.add_page()
+    doc.set_font(doc.family, "", 8)
+    for name, multiplier in pricing.discounts:
+        doc.multi_cell(
+            0,
+            4,
+            doc.text_of(f"Discount applied to every line: {name}, {format_discount(multiplier)}"),
+            align="L",
+            new_x="LMARGIN",
+            new_y="NEXT",
+        )
+    doc.ln(1)
+    _amount_rows(doc, [(f"Subtotal ({tokens(invoice.tokens)} tokens)", money(invoice.subtotal))])
+    if invoice.taxes:
+        doc.ln(1)
+        doc.set_font(doc.family, "", 9)
+        with doc.table(
+            col_widths=(70, 30, 45, 45),
+            width=190,
+            borders_layout=TableBordersLayout.HORIZONTAL_LINES,
+            text_align=("LEFT", "RIGHT", "RIGHT", "RIGHT"),
+            line_height=4.5,
+            padding=(0.8, 1),
+            headings_style=FontFace(emphasis="BOLD", fill_color=235),
+        ) as table:
+            table.row(("Tax", "Rate", "Taxable amount", "Tax amount"))
+            for tax in invoice.taxes:
+                table.row(
+                    (
+                        doc.text_of(tax["label"]),
+                        format_percent(Decimal(tax["rate"])),
+                        money(Decimal(tax["base"])),
+                        money(Decimal(tax["amount"])),
+                    )
+                )
+        doc.ln(1)
+    _amount_rows(
+        doc,
+        [("Total tax", money(invoice.tax_total)), ("Total", money(invoice.total))],
+        bold_last=True,
+    )
+
+
+def _amount_rows(doc: _Doc, rows: Sequence[tuple[str, str]], bold_last: bool = False) -> None:
+    """Label and amount, right-aligned under the Amount column."""
+    doc.set_font(doc.family, "", 10)
+    _two_columns(doc, rows, widths=(120, 70), align="RIGHT", line_height=5.5, bold_last=bold_last)
+
+
+def _two_columns(
+    doc: _Doc,
+    rows: Sequence[tuple[str, str]],
+    *,
+    widths: tuple[float, float],
+    align: str,
+    line_height: float,
+    bold_labels: bool = False,
+    bold_last: bool = False,
+) -> None:
+    """Label-value rows without borders; long values wrap inside their column."""
+    bold = FontFace(emphasis="BOLD")
+    with doc.table(
+        col_widths=widths,
+        width=sum(widths),
+        first_row_as_headings=False,
+        borders_layout=TableBordersLayout.NONE,
+        text_align=(align, align),
+        line_height=line_height,
+        padding=(0.3, 1),
+    ) as table:
+        for index, (label, value) in enumerate(rows):
+            last = bold_last and index == len(rows) - 1
+            row = table.row()
+            row.cell(doc.text_of(label), style=bold if bold_labels or last else None)
+            row.cell(doc.text_of(value), style=bold if last else None)
+
+
+def _payment(doc: _Doc, invoice: Invoice, legal: LegalDetails, money: Money) -> None:
+    seller, buyer = legal.seller, legal.buyer
+    doc.ln(2)
+    doc.set_font(doc.family, "", 9)
+    if Decimal(invoice.tax_total) == 0:
+        reason = buyer.tax_exemption_reason or "No tax applies to this supply."
+        doc.multi_cell(0, 4.5, doc.text_of(f"No tax charged: {reason}"), align="L")
+        doc.set_x(doc.l_margin)
+    doc.ln(2)
+    if legal.due_date:
+        ask = (
+            f"Please pay {money(Decimal(invoice.total))} by {_day(legal.due_date)}, "
+            f"quoting {invoice.display_number}."
+        )
+    else:
+        ask = f"Payment is due {seller.payment_terms_days} days after the invoice is issued."
+    link = payment_link(legal, invoice)
+    paragraphs = [
+        (doc.text_of(_lines(ask, seller.payment_instructions)), ""),
+        (doc.text_of(f"Pay online: {link}") if link else "", link),
+        (
+            doc.text_of(f"Questions about this invoice: {seller.support_email}")
+            if seller.support_email
+            else "",
+            "",
+        ),
+    ]
+    paragraphs = [(text, target) for text, target in paragraphs if text]
+    # The payment block stays on one page: a page holding only its last line reads as lost.
+    height = 6.0
+    for text, _ in paragraphs:
+        measured = doc.multi_cell(0, 4.5, text, dry_run=True, output="HEIGHT")
+        assert isinstance(measured, float | int)
+        height += measured
+    if doc.will_page_break(height):
+        doc.add_page()
+    doc.set_font(doc.family, "B", 10)
+    doc.cell(0, 6, "How to pay", new_x="LMARGIN", new_y="NEXT")
+    doc.set_font(doc.family, "", 9)
+    for text, target in paragraphs:
+        doc.multi_cell(0, 4.5, text, align="L", link=target or None, new_x="LMARGIN")

@@ -1,14 +1,6 @@
-"""Overlap a slow producer with its consumer: iterate in a background thread, ahead.
-
-The cycle close waits on two things in turn: SolusIO rendering the next usage page, and
-PostgreSQL storing the last batch. `prefetched` runs the producer (fetching and parsing
-pages) in a thread that stays a bounded number of items ahead, so those waits overlap.
-
-The producer must not touch the database (Django's connections are per thread, and a test's
-transaction is invisible to another connection): give it HTTP and pure work only. Errors
-raised in it come out of the consumer's `next()`, in order; when the consumer stops early
-(an exception, a time limit), the producer is told to stop after its current item.
-"""
+"""Overlap a slow producer (SolusIO rendering usage pages) with its consumer (PostgreSQL storing
+the last batch): iterate a bounded number of items ahead in a thread. The producer must not
+touch the database; its errors come out of the consumer's `next()` in order."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ from typing import Any
 from rest_framework import serializers
 
 from usage.models import (
+    SELLER_FIELDS,
     BillingSettings,
     DunningEvent,
     Invoice,
@@ -55,7 +56,7 @@ class InvoiceDetailSerializer(InvoiceSerializer):
     email = InvoiceEmailSerializer(read_only=True, allow_null=True)
 
     class Meta(InvoiceSerializer.Meta):
-        fields = [*InvoiceSerializer.Meta.fields, "taxes", "snapshot", "lines", "email"]
+        fields = [*InvoiceSerializer.Meta.fields, "taxes", "snapshot", "legal", "lines", "email"]
         read_only_fields = fields
 
 
@@ -130,7 +131,15 @@ class UpcomingInvoiceSerializer(serializers.Serializer):
 class BillingSettingsSerializer(serializers.ModelSerializer):
     class Meta:
         model = BillingSettings
-        fields = ["auto_issue", "dunning_days", "email_invoices"]
+        fields = ["auto_issue", "dunning_days", "email_invoices", *SELLER_FIELDS]
+
+
+class SellerSerializer(serializers.ModelSerializer):
+    """The seller's invoice details alone (the importer's `seller` section)."""
+
+    class Meta:
+        model = BillingSettings
+        fields = list(SELLER_FIELDS)
 
 
 class DunningEventSerializer(serializers.ModelSerializer):

@@ -98,7 +98,7 @@ def send_invoice_emails(invoice_ids: list[int]) -> None:
             log.exception("invoice %s: e-mail delivery failed; the sweep will retry", invoice_id)
             continue
         if outcome.retry_in is not None:
-            emails.enqueue([invoice_id], countdown=outcome.retry_in)
+            emails.outbox.enqueue([invoice_id], countdown=outcome.retry_in)
 
 
 @shared_task(name="usage.tasks.sweep_invoice_emails", ignore_result=True)

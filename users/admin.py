@@ -23,6 +23,7 @@ from pricing.selectors import token_pricing
 from solusio.errors import SolusIOError
 from users import passwords, reconcile, services, sso, sync
 from users.models import (
+    INVOICE_DETAIL_FIELDS,
     Customer,
     LimitGroup,
     LoginAudit,
@@ -69,6 +70,7 @@ class CustomerAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("email", "name", "status")}),
         ("Billing", {"fields": ("currency", "country", "region", "billing_exempt", "discounts")}),
+        ("Invoice details", {"fields": INVOICE_DETAIL_FIELDS}),
         ("SolusIO", {"fields": ("limit_group",)}),
     )
     actions = ("log_in_as_customer", "resync", "retry_parked")

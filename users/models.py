@@ -14,6 +14,10 @@ class CustomerStatus(models.TextChoices):
     SUSPENDED = "suspended", "Suspended"
 
 
+# What an invoice names the customer by (DESIGN §6); copied onto each invoice on issue.
+INVOICE_DETAIL_FIELDS = ("company_name", "billing_address", "vat_id", "tax_exemption_reason")
+
+
 class Customer(models.Model):
     # The billing user id SolusIO sends as `userid` and stores as `billing_user_id`.
     # Explicit ids are allowed (imports keep the old billing system's ids).
@@ -25,6 +29,15 @@ class Customer(models.Model):
         max_length=2, blank=True, validators=[country_validator], help_text="ISO 3166-1 alpha-2."
     )
     region = models.CharField(max_length=100, blank=True)
+    company_name = models.CharField(max_length=255, blank=True)
+    billing_address = models.TextField(blank=True, help_text="Postal address, one line per row.")
+    vat_id = models.CharField("VAT id", max_length=64, blank=True)
+    tax_exemption_reason = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="Printed where no tax is charged, e.g. 'Reverse charge: VAT to be accounted "
+        "for by the recipient (Art. 196 Directive 2006/112/EC)'.",
+    )
     billing_exempt = models.BooleanField(
         default=False, help_text="Exempt customers are never charged: token cost 0."
     )

@@ -1,13 +1,5 @@
-"""Customer portal passwords (/account/): set by staff, or reset by the customer by e-mail.
-
-The portal signs customers in with a Django login of their own (`customer:<id>`, made by
-`services.set_customer_password`). A reset e-mail carries a link whose key (customer id and
-a Django password-reset token) sits in the URL's fragment: browsers never send a fragment to
-the server, so the token is in no access log, proxy log or Referer; the reset page's form
-posts it back in the body. A token is valid for PASSWORD_RESET_TIMEOUT seconds and only
-until the password changes or the customer signs in (both are part of its hash).
-Asking for a reset answers the same whether the address is a customer's or not.
-"""
+"""Customer portal passwords (/account/): set by staff, or reset by the customer by e-mail with
+a token carried in the URL's fragment, so it reaches no server log (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""Reconciliation: compare every SolusIO user with the customers (beat daily, on demand).
-
-Reports SolusIO users no customer owns (self-registration, which Step 4 rules out, or users
-made by hand), customers missing in SolusIO, and drift in status or limit group. With
-`fix`, missing and drifted customers are queued for sync from our side (the billing
-database is the master). Nothing in SolusIO is ever deleted here: a user we did not
-create is reported, not touched.
-"""
+"""Reconciliation: compare every SolusIO user with the customers and report the differences;
+`fix` queues syncs from our side (the billing database is the master). Nothing in SolusIO is
+ever deleted here."""
 
 from __future__ import annotations
 

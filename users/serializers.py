@@ -14,7 +14,7 @@ from pricing.serializers import (
     country_field,
 )
 from users import services
-from users.models import Customer, LimitGroup, SolusioAccount, SyncRecord
+from users.models import INVOICE_DETAIL_FIELDS, Customer, LimitGroup, SolusioAccount, SyncRecord
 
 
 class CustomerSerializer(ImmutableKeyMixin, ModelCleanMixin):
@@ -68,6 +68,7 @@ class CustomerSerializer(ImmutableKeyMixin, ModelCleanMixin):
             "status",
             "discounts",
             "limit_group",
+            *INVOICE_DETAIL_FIELDS,
             "solusio_user_id",
             "sync_state",
             "sync_error",

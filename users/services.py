@@ -1,11 +1,6 @@
-"""Writes on customers. The admin, the staff API, the importer and dunning all come here.
-
-Every write that changes what SolusIO should know about a customer also writes a sync
-record (the outbox, `users.sync`) in the same transaction, and asks for its delivery once
-the transaction commits. The customer row is written before the record, so two concurrent
-changes of one customer queue behind its row lock and their records get ids in the order
-the changes were made.
-"""
+"""Writes on customers (admin, staff API, importer, dunning). A write SolusIO should know about
+also writes a sync record in the same transaction, after the customer row, so concurrent
+changes get record ids in the order they were made."""
 
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -16,11 +11,19 @@ from django.db import transaction
 from bridge.db import advance_id_sequence
 from pricing.models import Currency, Discount
 from users import sync
-from users.models import Customer, CustomerStatus, LimitGroup, SolusioDefaults, SyncAction
+from users.models import (
+    INVOICE_DETAIL_FIELDS,
+    Customer,
+    CustomerStatus,
+    LimitGroup,
+    SolusioDefaults,
+    SyncAction,
+)
 
 # What update_customer may change; the id is the SolusIO billing_user_id and never changes.
 UPDATABLE_FIELDS = frozenset(
     {"email", "name", "currency", "country", "region", "billing_exempt", "status", "limit_group"}
+    | set(INVOICE_DETAIL_FIELDS)
 )
 
 
@@ -42,6 +45,10 @@ def create_customer(
     status: str = CustomerStatus.ACTIVE,
     discounts: Iterable[Discount] = (),
     limit_group: LimitGroup | None = None,
+    company_name: str = "",
+    billing_address: str = "",
+    vat_id: str = "",
+    tax_exemption_reason: str = "",
 ) -> Customer:
     """Create a customer, with the id the old billing system used when one is given, and
     queue the creation of its SolusIO user."""
@@ -59,6 +66,10 @@ def create_customer(
         billing_exempt=billing_exempt,
         status=status,
         limit_group=limit_group,
+        company_name=company_name,
+        billing_address=billing_address,
+        vat_id=vat_id,
+        tax_exemption_reason=tax_exemption_reason,
     )
     customer.full_clean()
     customer.save(force_insert=True)

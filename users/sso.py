@@ -1,11 +1,6 @@
-"""Single sign-on into the SolusIO user area (Step 9).
-
-A one-time token from `POST /users/{id}/tokens` for the customer's own SolusIO user, put
-into SOLUSIO_LOGIN_URL_TEMPLATE. The SolusIO user id comes from the customer's sync link,
-never from the request, so a customer can only ever reach their own user. Every attempt,
-the customer's own or staff's "log in as customer", is audited; the token is never
-logged or stored.
-"""
+"""Single sign-on into the SolusIO user area (Step 9): a one-time token for the customer's own
+SolusIO user, taken from the sync link and never from the request; every attempt is audited,
+the token never logged or stored."""
 
 from __future__ import annotations
 

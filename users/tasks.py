@@ -3,7 +3,6 @@
 import logging
 
 from celery import shared_task
-from django.conf import settings
 
 from bridge.tasks import MIRROR_TASK_OPTIONS
 from solusio.connect import is_configured
@@ -24,9 +23,7 @@ def deliver_customer(customer_id: int) -> None:
     result = sync.deliver_pending(customer_id=customer_id)
     if result.stopped is sync.Step.WAIT and result.retry_in is not None:
         # The sweep would find it too; asking for it at the due time is just quicker.
-        deliver_customer.apply_async(
-            (customer_id,), countdown=result.retry_in, queue=settings.SOLUSIO_SYNC_QUEUE
-        )
+        sync.outbox.enqueue([customer_id], countdown=result.retry_in)
 
 
 @shared_task(name="users.tasks.sweep_outbox", ignore_result=True)

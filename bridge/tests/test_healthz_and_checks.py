@@ -1,4 +1,5 @@
 import json
+from io import StringIO
 
 import pytest
 from django.core.management import call_command
@@ -75,6 +76,29 @@ def test_check_deploy_is_quiet_about_bridge_secrets_when_set() -> None:
     from bridge.checks import check_bridge_secrets
 
     assert check_bridge_secrets() == []
+
+
+@pytest.mark.parametrize(
+    ("template", "ids"),
+    [
+        ("", ["bridge.E010"]),
+        ("https://solusio.example.com/auth/by_token", ["bridge.E011"]),
+        ("https://solusio.example.com/auth/by_token?token={token}", []),
+    ],
+)
+def test_check_deploy_errors_without_a_single_sign_on_url(template: str, ids: list[str]) -> None:
+    from bridge.checks import check_single_sign_on
+
+    with override_settings(SOLUSIO_LOGIN_URL_TEMPLATE=template):
+        assert [e.id for e in check_single_sign_on()] == ids
+
+
+@override_settings(SOLUSIO_LOGIN_URL_TEMPLATE="")
+def test_production_mode_fails_without_a_single_sign_on_url() -> None:
+    # An error, not a warning: check --deploy fails at its default level.
+    with pytest.raises(SystemCheckError, match=r"bridge\.E010"):
+        call_command("check", "--deploy", stdout=StringIO(), stderr=StringIO())
+    call_command("check", stdout=StringIO(), stderr=StringIO())  # development is not held up
 
 
 @override_settings(PUBLIC_URL_IS_HTTPS=True, TRUSTED_PROXY_COUNT=0)

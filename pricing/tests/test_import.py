@@ -15,6 +15,7 @@ from bridge import jsonnum
 from pricing import imports
 from pricing.models import Currency, Discount, Plan, PricingSettings, TaxRule
 from pricing.tests.api_helpers import staff_client, unit_cost
+from usage.models import SELLER_FIELDS, BillingSettings, logo_file
 from users.models import Customer
 
 pytestmark = pytest.mark.django_db
@@ -50,6 +51,7 @@ def snapshot() -> dict[str, list]:
         "settings": list(PricingSettings.objects.values()),
         "plans": list(Plan.objects.order_by("id").values()),
         "customers": list(Customer.objects.order_by("id").values()),
+        "seller": list(BillingSettings.objects.values()),
         "customer_discounts": list(
             through.objects.order_by("customer_id", "discount_id").values_list(
                 "customer_id", "discount_id"
@@ -67,6 +69,7 @@ def test_importing_the_example_twice_gives_the_same_state(tmp_path: Path) -> Non
         "taxes_compound: updated",
         "plans: 3 created, 0 updated, 0 unchanged",
         "customers: 3 created, 0 updated, 0 unchanged",
+        "seller: updated",
     ]
     state = snapshot()
     second = run(EXAMPLE)
@@ -77,6 +80,7 @@ def test_importing_the_example_twice_gives_the_same_state(tmp_path: Path) -> Non
         "taxes_compound: unchanged",
         "plans: 0 created, 0 updated, 3 unchanged",
         "customers: 0 created, 0 updated, 3 unchanged",
+        "seller: unchanged",
     ]
     assert snapshot() == state
 
@@ -96,6 +100,12 @@ def test_the_example_is_stored_exactly() -> None:
     assert Customer.objects.get(pk=1042).billing_exempt is True
     assert Customer.objects.get(pk=18).status == "locked"
     assert PricingSettings.load().taxes_compound is True
+    max_ = Customer.objects.get(pk=18)
+    assert (max_.company_name, max_.vat_id) == ("Mustermann GmbH", "DE123456789")
+    assert max_.billing_address == "Musterstraße 1\n10115 Berlin\nGermany"
+    assert max_.tax_exemption_reason.startswith("Reverse charge")
+    seller = BillingSettings.load()
+    assert (seller.seller_name, seller.payment_terms_days) == ("Example Hosting Ltd", 30)
 
 
 def test_changed_rows_are_updated_and_others_left_alone(tmp_path: Path) -> None:
@@ -115,6 +125,7 @@ def test_changed_rows_are_updated_and_others_left_alone(tmp_path: Path) -> None:
         "taxes_compound: updated",
         "plans: 0 created, 1 updated, 2 unchanged",
         "customers: 0 created, 1 updated, 2 unchanged",
+        "seller: unchanged",
     ]
     assert Currency.objects.get(code="USD").token_price == Decimal("0.0012")
     alice = Customer.objects.get(pk=17)
@@ -214,7 +225,28 @@ def _set(section: str, index: int, **fields: Any):
         (
             lambda data: data.update(users=[]),
             "Unknown section 'users'; the sections are currencies, discounts, tax_rules, "
-            "taxes_compound, plans, customers.",
+            "taxes_compound, plans, customers, seller.",
+        ),
+        (
+            _set("customers", 1, vat_id="DE" + "9" * 70),
+            "customers[1] (id=18): vat_id: Ensure this field has no more than 64 characters.",
+        ),
+        (
+            lambda data: data["seller"].update(payment_link_template="https://x.test/{id}"),
+            "seller: payment_link_template: Use only {number}, {total}, {currency} and "
+            "{customer} in braces ('id').",
+        ),
+        (
+            lambda data: data["seller"].update(logo_path="examples/missing.png"),
+            "seller: logo_path: No file at examples/missing.png on this server.",
+        ),
+        (
+            lambda data: data["seller"].update(sellr_name="x"),
+            "seller: sellr_name: Unknown field.",
+        ),
+        (
+            lambda data: data.update(seller=[]),
+            "seller: Expected an object, got a list.",
         ),
     ],
 )
@@ -344,6 +376,26 @@ def test_the_example_documents_every_field() -> None:
         used = set().union(*(row.keys() for row in data[section.name]))
         assert used == writable, section.name
     assert set(data) == set(imports.SECTIONS)
+    assert set(data["seller"]) == set(SELLER_FIELDS)
+
+
+def test_the_demo_data_has_a_seller_and_customers_with_billing_addresses() -> None:
+    out = StringIO()
+    call_command("load_demo_data", stdout=out)
+    assert "seller: updated" in out.getvalue()
+    seller = BillingSettings.load()
+    assert seller.seller_name == "Example Hosting Ltd"
+    assert "London EC1A 1AA" in seller.seller_address
+    assert seller.seller_vat_id == "GB123456789"
+    assert logo_file(seller.logo_path) is not None
+    jane, john = Customer.objects.order_by("id")
+    assert (jane.company_name, jane.vat_id) == ("Doe Consulting Ltd", "GB987654321")
+    assert "London NW1 6XE" in jane.billing_address
+    assert "New York" in john.billing_address
+    assert (john.vat_id, bool(john.tax_exemption_reason)) == ("", True)
+    again = StringIO()
+    call_command("load_demo_data", stdout=again)
+    assert "seller: unchanged" in again.getvalue()
 
 
 def test_the_documented_example_imports_and_gives_the_documented_price(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ import time_machine
 from django.test import Client
 from django.utils import timezone
 
+from pricing.answercache import AnswerCache
 from pricing.models import Currency, Discount, PricingSettings, TaxRule
-from pricing.services import GENERATION_KEY
 from users.models import Customer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -156,33 +156,29 @@ def test_a_discount_starts_and_ends_at_its_exact_second(client: Client, gbp: Cur
 
 
 def test_losing_the_generation_key_invalidates_rather_than_serves_stale(
-    client: Client, gbp_customer: Customer
+    client: Client, gbp_customer: Customer, answer_cache: AnswerCache
 ) -> None:
-    from django.core.cache import cache
-
     assert cost(client) == Decimal("0.0008114406")
-    cache.delete(GENERATION_KEY)  # evicted, or Redis restarted without persistence
+    answer_cache.shared.forget_generation()  # evicted, or Redis restarted without persistence
     TaxRule.objects.filter(label="City Tax").update(rate=Decimal(10))  # no signal
     assert cost(client) == Decimal("0.00079") * Decimal("0.95") * Decimal("1.10") * Decimal("1.02")
 
 
 def test_answers_come_from_the_database_when_the_cache_is_down(
-    client: Client, gbp_customer: Customer, monkeypatch: pytest.MonkeyPatch
+    client: Client, gbp_customer: Customer, make_answer_cache: Callable[..., AnswerCache]
 ) -> None:
-    from django.core.cache.backends.redis import RedisCache
-
-    dead = RedisCache("redis://127.0.0.1:1/0", {})  # nothing listens on port 1
-    monkeypatch.setattr("pricing.services.cache", dead)
+    make_answer_cache(redis_url="redis://127.0.0.1:1/0")  # nothing listens on port 1
+    assert cost(client) == Decimal("0.0008114406")
     assert cost(client) == Decimal("0.0008114406")
 
 
 def test_a_transaction_that_changes_many_rows_bumps_the_generation_once(
-    gbp: Currency, monkeypatch: pytest.MonkeyPatch
+    gbp: Currency, answer_cache: AnswerCache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from django.db import transaction
 
     bumps: list[int] = []
-    monkeypatch.setattr("pricing.signals.bump_generation", lambda: bumps.append(1))
+    monkeypatch.setattr(answer_cache, "bump_generation", lambda: bumps.append(1))
     with transaction.atomic():
         for i in range(20):
             Customer.objects.create(id=100 + i, email=f"c{i}@example.com", currency=gbp)
@@ -190,12 +186,12 @@ def test_a_transaction_that_changes_many_rows_bumps_the_generation_once(
 
 
 def test_a_change_after_a_rolled_back_savepoint_still_bumps(
-    gbp: Currency, monkeypatch: pytest.MonkeyPatch
+    gbp: Currency, answer_cache: AnswerCache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from django.db import transaction
 
     bumps: list[int] = []
-    monkeypatch.setattr("pricing.signals.bump_generation", lambda: bumps.append(1))
+    monkeypatch.setattr(answer_cache, "bump_generation", lambda: bumps.append(1))
     with transaction.atomic():
         try:
             with transaction.atomic():
@@ -205,3 +201,18 @@ def test_a_change_after_a_rolled_back_savepoint_still_bumps(
             pass
         Customer.objects.create(id=201, email="y@example.com", currency=gbp)
     assert bumps == [1]
+
+
+def test_without_redis_answers_are_kept_in_djangos_cache(
+    client: Client,
+    gbp_customer: Customer,
+    make_answer_cache: Callable[..., AnswerCache],
+    django_assert_num_queries: Callable,
+) -> None:
+    cache = make_answer_cache(redis_url="")  # the embedded run: the file cache
+    assert cache.local is None
+    assert cost(client) == Decimal("0.0008114406")
+    with django_assert_num_queries(1):  # the generation, from the database each time
+        assert cost(client) == Decimal("0.0008114406")
+    _change_tax_rate(gbp_customer)
+    assert cost(client) == Decimal("0.00079") * Decimal("0.95") * Decimal("1.10") * Decimal("1.02")

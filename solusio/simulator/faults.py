@@ -1,16 +1,5 @@
-"""Fault injection and the call log of the simulator.
-
-Faults come two ways: a random rate per kind (noise, for soak runs and demos), and an exact
-queue, "fail the next N matching calls with X", which is what tests use.
-
-Kinds:
-- error: answer `status` (500 by default; 502/503 work too) without doing the request.
-- rate_limit: answer 429 with `Retry-After: retry_after` without doing the request.
-- slow: wait `delay` seconds, then do the request and answer normally.
-- drop: close the connection without an answer; the request is not done.
-- drop_after: do the request, then close the connection without an answer (a lost answer).
-- truncate: do the request and send only the first half of the JSON body.
-"""
+"""Fault injection and the call log of the simulator: a random rate per kind (noise, for soak
+runs and demos), or an exact queue, "fail the next N matching calls with X", for tests."""
 
 from __future__ import annotations
 
@@ -24,6 +13,10 @@ from typing import Any
 
 from solusio.redact import redact
 
+# error: answer `status` (500 by default) without doing the request; rate_limit: 429 with
+# `Retry-After`; slow: wait `delay`, then answer normally; drop: hang up without doing the
+# request; drop_after: do it, then hang up (a lost answer); truncate: do it and send half the
+# JSON body.
 KINDS = ("error", "rate_limit", "slow", "drop", "drop_after", "truncate")
 # Kinds that answer (or hang up) instead of doing the request.
 BEFORE = frozenset({"error", "rate_limit", "drop"})

@@ -1,20 +1,6 @@
 """The simulator's HTTP server: threaded, keep-alive, JSON, with faults and a call log.
-
-`/api/v1/...` is SolusIO (see `api`); `/_sim/...` is the control API tests and demos use:
-
-- GET  /_sim/health
-- GET  /_sim/calls[?since=SEQ]  the call log; DELETE /_sim/calls clears it
-- GET  /_sim/faults             current fault settings; DELETE /_sim/faults clears them
-- POST /_sim/faults             {"rates": {"error": 0.1, ...}, "error_status", "retry_after",
-                                 "slow_delay", "seed", "next": [{"kind", "count", "method",
-                                 "path", "status", "retry_after", "delay"}]}
-- POST /_sim/seed               {"seed", "users", "servers", "now", "tokens_mismatch_rate",
-                                 "named_users": [[billing_user_id, email], ...]}
-- POST /_sim/reset              back to the current seed: state, faults and call log
-- POST /_sim/servers            a hand-made server: {"user_id", "plan_id", "created_at",
-                                 "deleted_at", "resizes": [{"at", "plan_id"}], "additional_ip",
-                                 "status", "backups"}
-"""
+`/api/v1/...` is SolusIO (see `api`); `/_sim/...` is the control API tests and demos use
+(README, "Talking to SolusIO")."""
 
 from __future__ import annotations
 

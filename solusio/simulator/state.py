@@ -601,13 +601,18 @@ class SimState:
             return {pid: {k: plan[k] for k in keys} for pid, plan in self.plans.items()}
 
     def update_plan(self, pid: int, body: dict[str, Any]) -> dict[str, Any]:
-        """PUT /plans/{id}: every PlanUpdateRequest field sent is validated and kept; fields
-        not sent keep their values (the bridge sends the token fields alone today)."""
+        """PUT /plans/{id}: a whole PlanUpdateRequest, as the official SDK sends it. A field it
+        always sends missing is refused with a 422 naming it (a strict SolusIO's answer: a
+        partial body could reset what it leaves out); every field sent is validated, kept."""
         with self.lock:
             plan = self.plans.get(pid)
             if plan is None:
                 raise Missing
-            errors: dict[str, list[str]] = {}
+            errors: dict[str, list[str]] = {
+                key: [f"The {key.replace('_', ' ')} field is required."]
+                for key in schemas.PLAN_UPDATE_REQUEST["required"]
+                if key not in body
+            }
             clean: dict[str, Any] = {}
             for key in _TOKEN_FIELDS:
                 if key not in body:

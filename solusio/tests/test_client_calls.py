@@ -1,9 +1,11 @@
 """Every client call against the simulator over real HTTP."""
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
+from solusio import schemas
 from solusio.client import SolusIOClient
 from solusio.errors import NotFound, ValidationFailed
 from solusio.records import User, UserStatus
@@ -152,6 +154,31 @@ def test_plans_are_listed_and_repriced(client: SolusIOClient) -> None:
     assert (updated.tokens_per_hour, updated.tokens_per_month) == (15, 10500)
     assert (updated.ip_tokens_per_hour, updated.ip_tokens_per_month) == (2, 900)
     assert {p.id: p for p in client.list_plans()}[2] == updated
+
+
+def test_a_price_push_sends_the_whole_plan_back(client: SolusIOClient, sim: SimulatorInfo) -> None:
+    # Flags the bridge does not own must survive a price change (a partial PUT may reset them).
+    remote = sim.control.simulator.state.plans[3]  # type: ignore[union-attr]
+    remote.update(is_visible=False, backup_price=12.5, reset_limit_policy="vm_created_day")
+    sim.control.clear_calls()
+
+    updated = client.update_plan_prices(3, tokens_per_hour=22)
+
+    assert [(c["method"], c["path"]) for c in sim.control.calls()] == [
+        ("GET", "/plans/3"),
+        ("PUT", "/plans/3"),
+    ]
+    sent = sim.control.calls(method="PUT")[0]["body"]
+    assert schemas.problems(schemas.PLAN_UPDATE_REQUEST, sent) == []
+    assert (sent["tokens_per_hour"], sent["tokens_per_month"]) == (22, 15000)
+    assert (sent["is_visible"], sent["backup_price"]) == (False, 12.5)
+    assert sent["available_locations"] == [1]
+    assert (updated.tokens_per_hour, updated.is_visible, updated.backup_price) == (
+        22,
+        False,
+        Decimal("12.5"),
+    )
+    assert remote["reset_limit_policy"] == "vm_created_day"
 
 
 def test_plan_prices_must_be_whole_tokens(client: SolusIOClient) -> None:

@@ -5,7 +5,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from solusio.redact import redact, redact_headers
+from solusio.redact import redact, redact_emails, redact_headers
 from solusio.retry import RetryPolicy, parse_retry_after
 from solusio.tests import contract
 from solusio.usage_schema import UsageSchemaError, parse_usage_row
@@ -65,6 +65,15 @@ def test_backoff_stays_within_its_jitter_band() -> None:
             assert ceiling / 2 <= policy.backoff(n) <= ceiling
 
 
+def test_email_addresses_are_redacted_in_every_string() -> None:
+    page = {"data": [{"email": "Jane.Doe+x@mail.example.co.uk", "note": "ask bob@ex.test now"}]}
+    assert redact_emails(page) == {"data": [{"email": "***@***", "note": "ask ***@*** now"}]}
+    assert redact_emails({"n": 1, "url": "https://h.example/x"}) == {
+        "n": 1,
+        "url": "https://h.example/x",
+    }
+
+
 def test_redaction_reaches_nested_secrets() -> None:
     body = {
         "email": "a@example.test",
@@ -79,6 +88,17 @@ def test_redaction_reaches_nested_secrets() -> None:
         "list": [{"access_token": "***"}],
     }
     assert body["password"] == "p"  # a copy, the original untouched
+    # Token prices are not secrets; tokens and keys by any other name are.
+    assert redact({"tokens_per_hour": 7, "ip_tokens_per_month": 9, "billing_token": "b"}) == {
+        "tokens_per_hour": 7,
+        "ip_tokens_per_month": 9,
+        "billing_token": "***",
+    }
+    assert redact({"X-Api-Key": "k", "client_secret": "s", "apiKey": "a"}) == {
+        "X-Api-Key": "***",
+        "client_secret": "***",
+        "apiKey": "***",
+    }
     assert redact_headers({"Authorization": "Bearer s", "Accept": "a"}) == {
         "Authorization": "***",
         "Accept": "a",

@@ -113,10 +113,31 @@ def test_plan_update_refuses_what_the_sdk_could_not_send(
     sim: SimulatorInfo, change: dict[str, Any], field: str
 ) -> None:
     before = ok(sim, "GET", "/plans/2", schemas.item(schemas.PLAN))["data"]
-    response = call(sim, "PUT", "/plans/2", json=change)
+    whole = {**schemas.plan_update_request(before), **change}
+    response = call(sim, "PUT", "/plans/2", json=whole)
     assert response.status_code == 422
     assert list(response.json()["errors"]) == [field]
     assert ok(sim, "GET", "/plans/2", schemas.item(schemas.PLAN))["data"] == before
+
+
+def test_plan_update_refuses_a_partial_request_naming_what_is_missing(sim: SimulatorInfo) -> None:
+    before = ok(sim, "GET", "/plans/2", schemas.item(schemas.PLAN))["data"]
+    response = call(sim, "PUT", "/plans/2", json={"tokens_per_hour": 15, "tokens_per_month": 9})
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert set(errors) == set(schemas.PLAN_UPDATE_REQUEST["required"]) - {
+        "tokens_per_hour",
+        "tokens_per_month",
+    }
+    assert errors["is_visible"] == ["The is visible field is required."]
+    assert ok(sim, "GET", "/plans/2", schemas.item(schemas.PLAN))["data"] == before
+
+
+def test_a_plan_sent_back_unchanged_is_accepted_and_unchanged(sim: SimulatorInfo) -> None:
+    before = ok(sim, "GET", "/plans/3", schemas.item(schemas.PLAN))["data"]
+    request = schemas.plan_update_request(before)
+    assert schemas.problems(schemas.PLAN_UPDATE_REQUEST, request) == []
+    assert ok(sim, "PUT", "/plans/3", schemas.item(schemas.PLAN), json=request)["data"] == before
 
 
 def test_limit_groups(sim: SimulatorInfo) -> None:

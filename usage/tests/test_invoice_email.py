@@ -62,6 +62,7 @@ def record(invoice: Invoice) -> InvoiceEmail:
     return InvoiceEmail.objects.get(invoice=invoice)
 
 
+@pytest.mark.both_databases
 def test_issuing_emails_the_invoice_once_with_its_pdf(
     drafts: list[Invoice], eager: None, committed: Callable[..., Any]
 ) -> None:
@@ -87,6 +88,7 @@ def test_issuing_emails_the_invoice_once_with_its_pdf(
     assert InvoiceEmail.objects.count() == 1
 
 
+@pytest.mark.both_databases
 def test_a_close_that_issues_emails_each_invoice_once(
     client: SolusIOClient,
     customers: list[Customer],
@@ -107,6 +109,7 @@ def test_a_close_that_issues_emails_each_invoice_once(
     assert set(InvoiceEmail.objects.values_list("state", flat=True)) == {"sent"}
 
 
+@pytest.mark.both_databases
 def test_a_failing_smtp_server_is_retried_then_shown_as_failed(
     drafts: list[Invoice],
     eager: None,
@@ -122,15 +125,15 @@ def test_a_failing_smtp_server_is_retried_then_shown_as_failed(
     assert first.last_error == "SMTPServerDisconnected: Connection unexpectedly closed"
     assert first.next_attempt_at is not None
     # Not due yet: a task arriving early (the retry's own, or the sweep's) sends nothing.
-    assert emails.deliver(invoice_id=invoice.pk).step is emails.Step.NOTHING
+    assert emails.deliver(invoice_id=invoice.pk).step is emails.Step.IDLE
     assert emails.sweep(now=first.next_attempt_at - timedelta(seconds=1)) == 0
     second = emails.deliver(invoice_id=invoice.pk, now=first.next_attempt_at)
-    assert second.step is emails.Step.RETRY
+    assert second.step is emails.Step.WAIT
     assert second.retry_in is not None
     waited = record(invoice).next_attempt_at
     assert waited is not None
     assert waited - first.next_attempt_at > first.next_attempt_at - first.created_at  # grows
-    assert emails.deliver(invoice_id=invoice.pk, now=waited).step is emails.Step.FAILED
+    assert emails.deliver(invoice_id=invoice.pk, now=waited).step is emails.Step.PARKED
     failed = record(invoice)
     assert (failed.state, failed.attempts, failed.next_attempt_at) == ("failed", 3, None)
     assert mail.outbox == []
@@ -182,6 +185,7 @@ def test_turning_invoice_emails_off_sends_nothing(
     assert len(mail.outbox) == 1
 
 
+@pytest.mark.both_databases
 def test_the_sweep_sends_what_the_broker_lost(drafts: list[Invoice], eager: None) -> None:
     issued_at = timezone.now()
     invoice_states.issue_invoices(
@@ -265,6 +269,7 @@ def test_a_task_out_of_time_leaves_its_email_pending_and_stops(
     assert len(mail.outbox) == 3
 
 
+@pytest.mark.both_databases
 def test_the_sweep_stands_back_while_the_workers_have_a_backlog(
     drafts: list[Invoice], eager: None, monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
@@ -274,10 +279,10 @@ def test_the_sweep_stands_back_while_the_workers_have_a_backlog(
         invoice_ids=[d.pk for d in drafts], now=issued_at
     )  # never enqueued
     later = issued_at + timedelta(minutes=5)
-    monkeypatch.setattr(emails, "_queue_backlog", lambda: 11)  # waiting, not lost
+    monkeypatch.setattr(emails.outbox, "backlog", lambda: 11)  # waiting, not lost
     assert emails.sweep(now=later) == 0
     assert mail.outbox == []
-    monkeypatch.setattr(emails, "_queue_backlog", lambda: 10)
+    monkeypatch.setattr(emails.outbox, "backlog", lambda: 10)
     assert emails.sweep(now=later) == 3
     assert len(mail.outbox) == 3
 
@@ -287,7 +292,7 @@ def test_the_sweep_sweeps_when_the_broker_cannot_count(
 ) -> None:
     issued_at = timezone.now()
     invoice_states.issue_invoices(invoice_ids=[d.pk for d in drafts], now=issued_at)
-    monkeypatch.setattr(emails, "_queue_backlog", lambda: None)
+    monkeypatch.setattr(emails.outbox, "backlog", lambda: None)
     assert emails.sweep(now=issued_at + timedelta(minutes=5)) == 3
 
 

@@ -11,7 +11,7 @@ from django.test import Client
 from bridge.money import format_money
 from pricing.tests.api_helpers import body, staff_client
 from usage import invoice_states
-from usage.models import Invoice, InvoiceStatus
+from usage.models import SELLER_FIELDS, Invoice, InvoiceStatus
 from usage.pdf import render_invoice_pdf
 from usage.rules import PricingSnapshot
 from users.models import Customer
@@ -89,11 +89,18 @@ def test_admin_lists_filters_totals_and_acts(drafts: list[Invoice], admin_client
     assert detail.status_code == 200
     assert b"Pricing snapshot" in detail.content
     assert b'name="status"' not in detail.content  # read-only
+    assert b'name="legal"' not in detail.content
+    assert b"<th>details</th><td>as issued</td>" in detail.content  # issued above
+    draft = admin_client.get(f"/admin/usage/invoice/{drafts[2].pk}/change/")
+    assert b"<th>details</th><td>current (frozen when issued)</td>" in draft.content
     pdf = admin_client.get(f"/admin/usage/invoice/{drafts[0].pk}/pdf/")
     assert pdf["Content-Type"] == "application/pdf"
     orphans = admin_client.get("/admin/usage/usagerecord/?orphan=yes")
     assert orphans.status_code == 200
     assert admin_client.get("/admin/usage/billingsettings/").status_code == 302
+    settings_page = admin_client.get("/admin/usage/billingsettings/1/change/").content.decode()
+    for name in SELLER_FIELDS:
+        assert f'name="{name}"' in settings_page
 
 
 def test_the_staff_api_lists_and_acts(drafts: list[Invoice]) -> None:
@@ -112,6 +119,10 @@ def test_the_staff_api_lists_and_acts(drafts: list[Invoice]) -> None:
     assert set(body(again)) == {"message", "errors"}
     assert api.post(f"/api/v1/invoices/{one}/mark-paid/").status_code == 200
     assert api.get(f"/api/v1/invoices/{one}/pdf/")["Content-Type"] == "application/pdf"
+    assert detail["legal"] == {}  # a draft has no frozen details
+    frozen = body(api.get(f"/api/v1/invoices/{one}/"))["legal"]
+    assert frozen["customer"]["email"] == "customer1@example.test"
+    assert frozen["seller"]["payment_terms_days"] == 14
     assert api.get("/api/v1/invoices/export/?status=paid").content.decode().count("\n") == 3
     assert body(api.get("/api/v1/invoices/?status=paid"))["count"] == 1
 
@@ -139,10 +150,44 @@ def test_the_api_edits_billing_settings_and_lists_dunning(customers: list[Custom
         "auto_issue": False,
         "dunning_days": 14,
         "email_invoices": True,
+        "seller_name": "",
+        "seller_address": "",
+        "seller_vat_id": "",
+        "seller_registration": "",
+        "support_email": "",
+        "payment_instructions": "",
+        "payment_link_template": "",
+        "payment_terms_days": 14,
+        "logo_path": "",
+        "invoice_footer": "",
     }
-    changed = api.patch("/api/v1/billing-settings/", {"auto_issue": True}, format="json")
-    assert changed.status_code == 200
-    assert BillingSettings.load().auto_issue
+    seller = {
+        "auto_issue": True,
+        "seller_name": "Example Hosting Ltd",
+        "seller_address": "1 Server Street\nLondon",
+        "seller_vat_id": "GB123456789",
+        "payment_link_template": "https://pay.example.test/{number}?amount={total}",
+        "payment_terms_days": 30,
+        "logo_path": "examples/demo-logo.png",
+    }
+    changed = api.patch("/api/v1/billing-settings/", seller, format="json")
+    assert changed.status_code == 200, changed.content
+    row = BillingSettings.load()
+    assert row.auto_issue
+    assert (row.seller_name, row.seller_vat_id, row.payment_terms_days) == (
+        "Example Hosting Ltd",
+        "GB123456789",
+        30,
+    )
+    for field, bad in (
+        ("payment_link_template", "https://pay.example.test/{invoice_id}"),
+        ("logo_path", "examples/no-such-logo.png"),
+        ("logo_path", "README.md"),
+        ("support_email", "not an address"),
+    ):
+        refused = api.patch("/api/v1/billing-settings/", {field: bad}, format="json")
+        assert refused.status_code == 400, (field, bad)
+        assert set(body(refused)["errors"]) == {field}
     DunningEvent.objects.create(customer=customers[0], action="suspended", reason="x", at=AFTER)
     events = staff_client(DunningEvent, actions=("view",))
     assert body(events.get("/api/v1/dunning-events/?customer=1"))["count"] == 1

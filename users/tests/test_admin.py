@@ -115,6 +115,32 @@ def test_add_page_creates_a_customer_with_discounts(
     assert list(customer.discounts.all()) == [loyalty]
 
 
+def test_the_change_page_edits_the_invoice_details(
+    admin_client: Client, gbp_customer: Customer
+) -> None:
+    page = admin_client.get(change(gbp_customer.pk)).content.decode()
+    assert "Invoice details" in page
+    for name in ("company_name", "billing_address", "vat_id", "tax_exemption_reason"):
+        assert f'name="{name}"' in page
+    form = {
+        "email": gbp_customer.email,
+        "name": gbp_customer.name,
+        "status": gbp_customer.status,
+        "currency": gbp_customer.currency_id,
+        "country": gbp_customer.country,
+        "region": gbp_customer.region,
+        "discounts": [str(d.pk) for d in gbp_customer.discounts.all()],
+        "company_name": "Doe Consulting Ltd",
+        "billing_address": "221B Baker Street\nLondon",
+        "vat_id": "GB987654321",
+        "tax_exemption_reason": "",
+    }
+    assert admin_client.post(change(gbp_customer.pk), form).status_code == 302
+    gbp_customer.refresh_from_db()
+    assert (gbp_customer.company_name, gbp_customer.vat_id) == ("Doe Consulting Ltd", "GB987654321")
+    assert gbp_customer.billing_address.splitlines() == ["221B Baker Street", "London"]
+
+
 def test_search_by_id_email_and_name(
     admin_client: Client, gbp_customer: Customer, usd: Currency
 ) -> None:

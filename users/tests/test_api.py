@@ -99,6 +99,10 @@ def test_customer_crud(api: APIClient, usd: Currency, gbp: Currency, loyalty: Di
         "status": "active",
         "discounts": [loyalty.pk],
         "limit_group": None,  # no default limit group chosen yet
+        "company_name": "",
+        "billing_address": "",
+        "vat_id": "",
+        "tax_exemption_reason": "",
         "solusio_user_id": None,
         "sync_state": "pending",  # the SolusIO user is queued (users.sync)
         "sync_error": "",
@@ -109,13 +113,26 @@ def test_customer_crud(api: APIClient, usd: Currency, gbp: Currency, loyalty: Di
 
     patched = api.patch(
         "/api/v1/customers/17/",
-        {"id": 99, "currency": "GBP", "status": "suspended", "discounts": []},
+        {
+            "id": 99,
+            "currency": "GBP",
+            "status": "suspended",
+            "discounts": [],
+            "company_name": "Smith Ltd",
+            "billing_address": "1 High Street\nLeeds",
+            "vat_id": "GB123456789",
+        },
         format="json",
     )
     assert patched.status_code == 200, patched.content
     customer = Customer.objects.get()
     assert customer.pk == 17  # the billing user id never changes
     assert (customer.currency_id, customer.status) == ("GBP", "suspended")
+    assert (customer.company_name, customer.billing_address, customer.vat_id) == (
+        "Smith Ltd",
+        "1 High Street\nLeeds",
+        "GB123456789",
+    )
     assert list(customer.discounts.all()) == []
 
     replaced = api.put(

@@ -5,7 +5,8 @@ from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from solusio.testing import SimulatorInfo
 from users import services, sync
@@ -22,6 +23,19 @@ from users.tests.conftest import deliver_all, solusio_user
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture
+def requested(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """The deliveries asked of the broker, one list of customers per message batch."""
+    asked: list[list[int]] = []
+
+    def enqueue(ids: list[int], **options: Any) -> bool:
+        asked.append(list(ids))
+        return True
+
+    monkeypatch.setattr(sync.outbox, "enqueue", enqueue)
+    return asked
+
+
 def user_calls(info: SimulatorInfo, method: str | None = None) -> list[dict[str, Any]]:
     return [
         c
@@ -30,6 +44,7 @@ def user_calls(info: SimulatorInfo, method: str | None = None) -> list[dict[str,
     ]
 
 
+@pytest.mark.both_databases
 def test_creating_a_customer_creates_its_solusio_user(sim: SimulatorInfo, make_customer) -> None:
     services.mirror_limit_groups()
     services.set_default_limit_group(limit_group=LimitGroup.objects.get(name="Trial"))
@@ -66,6 +81,7 @@ def test_role_and_language_come_from_settings(
     assert (user["roles"], user["language_id"]) == ([2], 2)
 
 
+@pytest.mark.both_databases
 def test_edits_lock_suspend_unsuspend_and_delete_arrive_in_order(
     sim: SimulatorInfo, make_customer
 ) -> None:
@@ -246,6 +262,7 @@ def test_a_timed_out_update_is_not_sent_again_ahead_of_the_next_change(
     assert solusio_user(sim, customer.pk)["status"] == "active"  # type: ignore[index]
 
 
+@pytest.mark.both_databases
 def test_a_failing_update_is_retried_with_a_growing_delay(
     sim: SimulatorInfo, make_customer, settings: Any
 ) -> None:
@@ -270,6 +287,7 @@ def test_a_failing_update_is_retried_with_a_growing_delay(
     assert len(sim.control.calls()) == calls_before
 
 
+@pytest.mark.both_databases
 def test_a_permanent_failure_parks_the_record_and_holds_back_later_ones(
     sim: SimulatorInfo, make_customer
 ) -> None:
@@ -331,22 +349,16 @@ def test_deleting_never_touches_a_user_linked_to_someone_else(
     assert not user_calls(sim, "DELETE")
 
 
+@pytest.mark.both_databases
 def test_sweep_requests_delivery_of_stale_and_due_records(
-    sim: SimulatorInfo, make_customer, settings: Any, monkeypatch: pytest.MonkeyPatch
+    sim: SimulatorInfo, make_customer, settings: Any, requested: list[list[int]]
 ) -> None:
-    asked: list[int] = []
-
-    def enqueue_many(ids: list[int]) -> bool:
-        asked.extend(ids)
-        return True
-
-    monkeypatch.setattr(sync, "enqueue_many", enqueue_many)
     settings.SOLUSIO_SYNC_SWEEP_AFTER = 3600.0
     fresh = make_customer()
     assert sync.sweep() == 0  # just written: its on_commit message is on its way
     settings.SOLUSIO_SYNC_SWEEP_AFTER = 0.0
     assert sync.sweep() == 1
-    assert asked == [fresh.pk]
+    assert requested == [[fresh.pk]]
 
 
 def test_the_outbox_write_rolls_back_with_the_change(sim: SimulatorInfo, usd) -> None:
@@ -360,31 +372,24 @@ def test_the_outbox_write_rolls_back_with_the_change(sim: SimulatorInfo, usd) ->
     assert not SyncRecord.objects.exists()
 
 
+@pytest.mark.both_databases
 def test_delivery_is_requested_only_after_commit(
-    sim: SimulatorInfo, usd, django_capture_on_commit_callbacks, monkeypatch: pytest.MonkeyPatch
+    sim: SimulatorInfo, usd, django_capture_on_commit_callbacks, requested: list[list[int]]
 ) -> None:
-    asked: list[list[int]] = []
-
-    def enqueue_many(ids: list[int]) -> bool:
-        asked.append(ids)
-        return True
-
-    monkeypatch.setattr(sync, "enqueue_many", enqueue_many)
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
         first = services.create_customer(email="ida@example.com", currency=usd)
         services.change_customer_status(customer_id=first.pk, status="locked", reason="x")
         second = services.create_customer(email="joe@example.com", currency=usd)
-        assert asked == []
+        assert requested == []
     # One request per transaction, each customer once, in the order they were changed.
-    assert asked == [[first.pk, second.pk]]
+    assert requested == [[first.pk, second.pk]]
 
 
-def test_the_portable_path_delivers_the_same_way(
-    sim: SimulatorInfo, make_customer, monkeypatch: pytest.MonkeyPatch, settings: Any
+@pytest.mark.both_databases
+def test_a_retry_and_the_next_change_are_delivered_in_order(
+    sim: SimulatorInfo, make_customer, settings: Any
 ) -> None:
     settings.SOLUSIO_SYNC_CALL_ATTEMPTS = 1  # every failure goes back to the outbox
-    # SQLite (the embedded run) has no SKIP LOCKED or data-modifying CTEs.
-    monkeypatch.setattr(sync, "_postgres", lambda: False)
     customer = make_customer()
     services.change_customer_status(customer_id=customer.pk, status="locked", reason="x")
     sim.control.fail_next("error", 1, method="PUT")
@@ -457,22 +462,36 @@ def test_a_429_is_retried_after_its_retry_after_without_holding_the_worker(
     assert len(sim.control.calls(method="POST")) == 1
 
 
+@pytest.mark.both_databases
 def test_the_sweep_stands_back_while_the_queue_has_a_backlog(
-    sim: SimulatorInfo, make_customer, settings: Any, monkeypatch: pytest.MonkeyPatch
+    sim: SimulatorInfo,
+    make_customer,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    requested: list[list[int]],
 ) -> None:
-    asked: list[int] = []
-
-    def enqueue_many(ids: list[int]) -> bool:
-        asked.extend(ids)
-        return True
-
-    monkeypatch.setattr(sync, "enqueue_many", enqueue_many)
     settings.SOLUSIO_SYNC_SWEEP_AFTER = 0.0
     settings.SOLUSIO_SYNC_SWEEP_MAX_BACKLOG = 10
     make_customer()
-    monkeypatch.setattr(sync, "_queue_backlog", lambda: 11)
+    monkeypatch.setattr(sync.outbox, "backlog", lambda: 11)
     assert sync.sweep() == 0
-    monkeypatch.setattr(sync, "_queue_backlog", lambda: 10)
+    monkeypatch.setattr(sync.outbox, "backlog", lambda: 10)
     assert sync.sweep() == 1
-    monkeypatch.setattr(sync, "_queue_backlog", lambda: None)  # the broker cannot tell
+    monkeypatch.setattr(sync.outbox, "backlog", lambda: None)  # the broker cannot tell
     assert sync.sweep() == 1
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the SQL path is PostgreSQL's")
+def test_the_postgresql_claim_finds_the_head_record_through_the_open_records_index(
+    make_customer, sim: SimulatorInfo
+) -> None:
+    customer = make_customer()
+    params = {"customer": customer.pk, "now": timezone.now(), **sync._STATES}
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # usable, not just chosen
+        cursor.execute("EXPLAIN " + sync._sql(sync._CLAIM), params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "syncrecord_open_idx" in plan, plan
+    assert sync._claim(customer.pk, timezone.now())[0] == (  # type: ignore[index]
+        SyncRecord.objects.get(customer_id=customer.pk).pk
+    )

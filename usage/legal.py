@@ -1,0 +1,145 @@
+"""What an invoice states besides its lines (DESIGN §6): seller, customer, issue and due date,
+how to pay. Frozen into `Invoice.legal` when issued; a draft shows the current details."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+
+from bridge.money import round_money
+from usage.models import BillingSettings, Invoice
+from usage.rules import PricingSnapshot
+from users.models import Customer
+
+
+@dataclass(frozen=True)
+class Seller:
+    name: str
+    address: str
+    vat_id: str
+    registration: str
+    support_email: str
+    payment_instructions: str
+    payment_link_template: str
+    payment_terms_days: int
+    logo_path: str
+    footer: str
+
+
+@dataclass(frozen=True)
+class Buyer:
+    id: int
+    email: str
+    name: str
+    company_name: str
+    address: str
+    country: str
+    vat_id: str
+    tax_exemption_reason: str
+
+
+@dataclass(frozen=True)
+class LegalDetails:
+    seller: Seller
+    buyer: Buyer
+    issue_date: date | None  # None: a draft
+    due_date: date | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "seller": asdict(self.seller),
+            "customer": asdict(self.buyer),
+            "issue_date": self.issue_date.isoformat() if self.issue_date else None,
+            "due_date": self.due_date.isoformat() if self.due_date else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LegalDetails:
+        issue, due = data.get("issue_date"), data.get("due_date")
+        return cls(
+            seller=Seller(**data["seller"]),
+            buyer=Buyer(**data["customer"]),
+            issue_date=date.fromisoformat(issue) if issue else None,
+            due_date=date.fromisoformat(due) if due else None,
+        )
+
+
+def seller_of(row: BillingSettings) -> Seller:
+    return Seller(
+        name=row.seller_name,
+        address=row.seller_address,
+        vat_id=row.seller_vat_id,
+        registration=row.seller_registration,
+        support_email=row.support_email,
+        payment_instructions=row.payment_instructions,
+        payment_link_template=row.payment_link_template,
+        payment_terms_days=row.payment_terms_days,
+        logo_path=row.logo_path,
+        footer=row.invoice_footer,
+    )
+
+
+def buyer_of(customer: Customer) -> Buyer:
+    return Buyer(
+        id=customer.pk,
+        email=customer.email,
+        name=customer.name,
+        company_name=customer.company_name,
+        address=customer.billing_address,
+        country=customer.country,
+        vat_id=customer.vat_id,
+        tax_exemption_reason=customer.tax_exemption_reason,
+    )
+
+
+def issue_and_due_date(issued_at: datetime, terms_days: int) -> tuple[date, date]:
+    """The issue date is the calendar day in the billing time zone (as the periods are)."""
+    issued = issued_at.astimezone(ZoneInfo(settings.BILLING_TIMEZONE)).date()
+    return issued, issued + timedelta(days=terms_days)
+
+
+def details_on_issue(*, customer_ids: Iterable[int], now: datetime) -> dict[int, dict[str, Any]]:
+    """The `Invoice.legal` value of each customer's invoice issued at `now`."""
+    seller = seller_of(BillingSettings.load())
+    issued, due = issue_and_due_date(now, seller.payment_terms_days)
+    return {
+        customer.pk: LegalDetails(seller, buyer_of(customer), issued, due).as_json()
+        for customer in Customer.objects.filter(pk__in=set(customer_ids))
+    }
+
+
+def details_of(invoice: Invoice) -> LegalDetails:
+    """The issued invoice's frozen details; the current ones for a draft (and for an invoice
+    issued before details were frozen, with its dates from `issued_at`)."""
+    if invoice.legal:
+        return LegalDetails.from_json(invoice.legal)
+    seller = seller_of(BillingSettings.load())
+    issued = due = None
+    if invoice.issued_at:
+        issued, due = issue_and_due_date(invoice.issued_at, seller.payment_terms_days)
+    return LegalDetails(seller, buyer_of(invoice.customer), issued, due)
+
+
+def long_date(value: date) -> str:
+    """2 November 2026: no leading zero, the month in words (never mistaken for 11/2)."""
+    return f"{value.day} {value:%B %Y}"
+
+
+def payment_link(details: LegalDetails, invoice: Invoice) -> str:
+    """The seller's payment link for this invoice; empty for a draft or without a template."""
+    template = details.seller.payment_link_template
+    if not template or not invoice.number:
+        return ""
+    decimals = PricingSnapshot.from_json(invoice.snapshot).decimals
+    return template.format(
+        number=invoice.display_number,
+        total=round_money(Decimal(invoice.total), decimals),
+        currency=invoice.currency,
+        customer=invoice.customer_id,
+    )

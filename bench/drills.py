@@ -602,7 +602,7 @@ def redis_restore(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
                 status, body = gunicorn.pricing(userid)
                 attempted += 1
                 errors_500 += status == 500
-                fresh = pricing_services._render(userid)[0]
+                fresh = pricing_services.render(userid)[0]
                 if status == 200 and json.loads(body) != json.loads(fresh):
                     stale += 1
         return stale

@@ -1,42 +1,11 @@
 #!/usr/bin/env python
-"""Benchmark GetTokenPricing against a trivial JSON view on the production server.
+"""Benchmark GetTokenPricing against a trivial JSON view (/ping) on the production server.
 
     .venv/bin/python bench/pricing.py [--customers 100000] [--duration 10] [--connections 16]
 
-What it does, in order:
-
-1. Creates the PostgreSQL database `bench_pricing` (dropped and re-created; with --keep-db
-   an already seeded one is reused and kept afterwards), migrates it and loads --customers
-   customers with COPY: four currencies, five discounts attached to about a third of them
-   (one expired, one with a validity window), tax rules for a few countries and US states,
-   compound taxes, 1 % billing-exempt.
-2. Flushes Redis database 13 and uses it as the cache (--keep-cache keeps it when
-   --keep-db reused the database, to skip the slow cold warm-up on repeated runs).
-3. Starts gunicorn exactly as in production (`gunicorn -c bridge/gunicorn.conf.py
-   bridge.wsgi`, DJANGO_DEBUG=0) on a free loopback port and waits for /healthz.
-   GUNICORN_* variables in the environment are passed through, and --workers/--threads
-   override the two that matter, so settings can be compared.
-4. Warms up: computes and caches every customer's answer once through the service the
-   view calls (pricing.services.pricing_answer; two processes per CPU, each answer checked),
-   so the measured runs see the steady state of a warm cache; checks one answer of each
-   kind over HTTP (200, 404 for an unknown customer, 403 for a wrong token); restarts
-   gunicorn and waits until every worker logged that it copied the cached answers into
-   its memory (PRICING_LOCAL_CACHE_PREFILL, as after a deploy); then runs wrk for 2 s on
-   each endpoint.
-5. Runs wrk (a separate process; `apt-get install -y wrk`) with --connections keep-alive
-   connections for --duration seconds: POST /api/solusio for random userids, then
-   GET /ping. wrk's Lua `done` hook reports the exact p50 and p99 from its histogram.
-   wrk opens its connections in one burst, and gunicorn's first worker to wake may take
-   nearly all of them; a run where a worker holds less than 3/4 of its share, or during
-   which max_requests recycled a worker, is started again (reported as attempts;
-   --no-rerun measures the first start whatever happens).
-6. Prints requests/s, p50 and p99 of both, the ratio pricing/ping and the verdict against
-   the targets (ratio >= 0.85, pricing p99 <= 15 ms). Any non-2xx answer or socket error
-   fails the run (exit status 1). gunicorn is always stopped, whatever happens; the
-   database is dropped unless --keep-db, the cache flushed unless --keep-cache.
-
-When wrk is missing: as root the script installs it with apt-get (--no-install refuses);
-otherwise it prints the command and exits with status 2.
+Seeds its own database, warms the cache, runs gunicorn as in production and wrk against both
+endpoints, and prints the ratio and p99 against the targets; docs/performance.md ("Reproduce")
+says each step and why.
 """
 
 from __future__ import annotations

@@ -7,3 +7,6 @@ class BridgeConfig(AppConfig):
 
     def ready(self) -> None:
         from bridge import checks  # noqa: F401  (registers the system checks)
+        from bridge.metrics import connect_celery_signals
+
+        connect_celery_signals()

@@ -72,6 +72,16 @@ def check_bridge_secrets(app_configs: Any = None, **kwargs: Any) -> list[Warning
                 id="bridge.W007",
             )
         )
+    if not settings.METRICS_TOKEN and not settings.METRICS_INTERNAL_ONLY:
+        problems.append(
+            Warning(
+                "Neither METRICS_TOKEN nor METRICS_INTERNAL_ONLY is set: /metrics answers 403.",
+                hint="Set METRICS_TOKEN (Prometheus sends it as a bearer token), or "
+                "METRICS_INTERNAL_ONLY=1 when Prometheus scrapes the web service directly "
+                "on a private network.",
+                id="bridge.W008",
+            )
+        )
     return problems
 
 

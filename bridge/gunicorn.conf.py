@@ -31,6 +31,7 @@ host; see docs/performance.md for the measurements behind the defaults. A malfor
 """
 
 import os
+from typing import Any
 
 
 def _env_str(name: str, default: str) -> str:
@@ -122,3 +123,11 @@ def post_worker_init(worker: object) -> None:
     from pricing.services import start_prefill_local_answers
 
     start_prefill_local_answers()
+
+
+def child_exit(server: object, worker: Any) -> None:
+    """Drop an exited worker's live metric gauges (PROMETHEUS_MULTIPROC_DIR); its counters
+    stay in the directory, so totals do not drop when a worker is recycled."""
+    from bridge.metrics import mark_process_dead
+
+    mark_process_dead(worker.pid)

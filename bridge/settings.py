@@ -48,6 +48,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "bridge.logs.RequestIdMiddleware",
+    "bridge.metrics.ResponseClassMiddleware",  # early: it sees every response, 500s too
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -296,6 +297,15 @@ CELERY_BEAT_SCHEDULE = {
     # Invoice e-mails whose message the broker lost, or whose retry is due.
     "usage-invoice-email-sweep": {"task": "usage.tasks.sweep_invoice_emails", "schedule": 60.0},
 }
+
+# --- Metrics (bridge.metrics) --------------------------------------------------------
+# /metrics answers a bearer token (Authorization: Bearer <METRICS_TOKEN>), or, with no
+# token and METRICS_INTERNAL_ONLY=1, direct requests from private or loopback addresses that
+# did not come through the reverse proxy. With neither it answers 403 (DEBUG: open).
+# Multi-process counting (gunicorn, Celery) is PROMETHEUS_MULTIPROC_DIR, read by
+# prometheus_client itself from the environment.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_INTERNAL_ONLY = env.bool("METRICS_INTERNAL_ONLY", default=False)
 
 # --- REST API --------------------------------------------------------------------------
 REST_FRAMEWORK = {

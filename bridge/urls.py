@@ -6,6 +6,7 @@ from django.urls import include, path
 from django.views import defaults
 from drf_spectacular.views import SpectacularAPIView
 
+from bridge.metrics import metrics_view, timed_pricing
 from bridge.views import healthz, ping
 from pricing.views import get_token_pricing
 
@@ -13,13 +14,16 @@ admin.site.site_header = "SolusIO billing bridge"
 admin.site.site_title = "Billing bridge"
 admin.site.index_title = "Billing"
 
+pricing_view = timed_pricing(get_token_pricing)
+
 urlpatterns = [
-    path("api/solusio", get_token_pricing, name="get-token-pricing"),
-    path("api/solusio/", get_token_pricing),
+    path("api/solusio", pricing_view, name="get-token-pricing"),
+    path("api/solusio/", pricing_view),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/", include("bridge.api_urls")),
     path("healthz", healthz, name="healthz"),
     path("ping", ping, name="ping"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("account/invoices/", include("usage.urls")),
     path("account/", include("users.urls")),

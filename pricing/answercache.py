@@ -19,6 +19,7 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.db.models import F
 from redis.exceptions import ResponseError
 
+from bridge import metrics
 from pricing.localcache import Entry, GenerationWatcher, LocalAnswers
 from pricing.models import PricingGeneration
 
@@ -333,6 +334,7 @@ class AnswerCache:
         if local is not None:
             body = local.get(customer_id)
             if body is not None:
+                metrics.pricing_cache("local")
                 return body
         try:
             generation, entry = self.shared.read(customer_id)
@@ -340,17 +342,21 @@ class AnswerCache:
                 generation = self._publish()
         except Exception as exc:  # noqa: BLE001 - any cache failure: answer from the database
             self._log.warning("pricing cache unavailable (%r); answering from the database", exc)
+            metrics.pricing_cache("unavailable")
             return self.render(customer_id, None)[0]
         if generation is None:  # a change is not confirmed yet: nothing cached is trusted
+            metrics.pricing_cache("unconfirmed")
             return self.render(customer_id, None)[0]
         if entry is not None:
             entry_generation, deadline, body = entry
             # The deadline is checked here rather than left to the cache's TTL so that a
             # discount starts or ends at its exact second, whatever the cache's clock says.
             if entry_generation == generation and (deadline is None or time.time() < deadline):
+                metrics.pricing_cache("shared")
                 if local is not None and body != NOT_FOUND:
                     local.put(customer_id, entry)
                 return body
+        metrics.pricing_cache("miss")
         body, deadline = self.render(customer_id, generation)
         entry = (generation, deadline, body)
         if local is not None and body != NOT_FOUND:

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from bridge import metrics
 from solusio.client import SolusIOClient
 from solusio.connect import given_or_own
 from usage import db, selectors
@@ -89,4 +90,5 @@ def close_cycle(
         if customer_id is None:
             UsagePull.objects.filter(period=period.month).update(closed_at=timezone.now())
     summary.figures = selectors.period_figures(period, customer_id)
+    metrics.record_close(summary)
     return summary

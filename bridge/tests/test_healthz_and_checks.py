@@ -71,6 +71,7 @@ def test_check_deploy_flags_e_mail_that_is_not_sent_and_no_public_address(backen
     SOLUSIO_API_TOKEN="",
     EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
     BRIDGE_PUBLIC_URL="https://billing.example.net",
+    METRICS_TOKEN="m",
 )
 def test_check_deploy_is_quiet_about_bridge_secrets_when_set() -> None:
     from bridge.checks import check_bridge_secrets

@@ -34,10 +34,7 @@ import argparse
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -55,47 +52,7 @@ SIM_TOKEN = "bench-sync-token"
 TARGET_USERS_PER_S = 200.0
 TARGET_FAULT_FACTOR = 3.0
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            done = predicate()
-        except Exception:  # not up yet
-            done = False
-        if done:
-            return
-        time.sleep(0.1)
-    raise SystemExit(f"timed out waiting for {what}")
-
-
-class Processes:
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[Any]] = []
-
-    def start(self, args: list[str], env: dict[str, str] | None = None, **kw: Any) -> Any:
-        proc = subprocess.Popen(args, cwd=ROOT, env=env, **kw)
-        self.procs.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen[Any]) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.procs):
-            self.stop(proc)
+from bench._common import Processes, free_port, wait_for  # noqa: E402
 
 
 def main() -> int:
@@ -133,20 +90,7 @@ def run(args: argparse.Namespace, procs: Processes) -> int:
     db_url = admin_url.rsplit("/", 1)[0] + f"/{DB_NAME}"
 
     redis_port = free_port()
-    procs.start(
-        [
-            "redis-server",
-            "--port",
-            str(redis_port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+    procs.redis_server(redis_port)
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     env = {
         **os.environ,
@@ -239,25 +183,7 @@ def one_run(
 
     redis.Redis.from_url(env["REDIS_URL"]).flushdb()  # our private server only
 
-    sim = procs.start(
-        [
-            sys.executable,
-            "-m",
-            "solusio.simulator",
-            "--port",
-            "0",
-            "--seed-users",
-            "0",
-            "--token",
-            SIM_TOKEN,
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    line = sim.stdout.readline()
-    # Keep reading its output: a full pipe would stop the simulator mid-run.
-    threading.Thread(target=lambda: sim.stdout.read(), daemon=True).start()
-    api_url = line.split(" on ", 1)[1].split()[0]
+    sim, api_url = procs.simulator(SIM_TOKEN, "--seed-users", "0")
     root = api_url.rsplit("/api/v1", 1)[0]
     control = SimulatorControl(root)
     settings.SOLUSIO_API_URL = env["SOLUSIO_API_URL"] = api_url

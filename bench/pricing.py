@@ -256,7 +256,8 @@ def migrate_and_seed(customers: int, seed: bool) -> None:
         with connection.cursor() as cursor:
             with cursor.copy(
                 "COPY users_customer (id, email, name, currency_id, country, region,"
-                " billing_exempt, status, created_at, updated_at) FROM STDIN"
+                " billing_exempt, status, created_at, updated_at, company_name,"
+                " billing_address, vat_id, tax_exemption_reason) FROM STDIN"
             ) as copy:
                 for cid in range(1, customers + 1):
                     country, region = rng.choice(places)
@@ -272,6 +273,10 @@ def migrate_and_seed(customers: int, seed: bool) -> None:
                             "active",
                             now,
                             now,
+                            "",
+                            "",
+                            "",
+                            "",
                         )
                     )
                     draw = rng.random()

@@ -167,43 +167,57 @@ def _where_sql(model: type[models.Model], where: Q) -> tuple[str, list[Any]]:
 def update_each(
     model: type[models.Model],
     pks: Sequence[Any],
-    name: str,
-    values: Sequence[Any],
+    columns: dict[str, Sequence[Any]],
     **same: Any,
 ) -> None:
-    """Set field `name` to `values[i]` on row `pks[i]`, and each field in `same` to its value
-    on all of them, in one statement.
+    """Set each field in `columns` to its `values[i]` on row `pks[i]`, and each field in
+    `same` to its value on all of them, in one statement (each row is rewritten once).
 
     On PostgreSQL one UPDATE … FROM unnest(…): numbering 2,000 invoices took 0.06–0.1 s
     this way and 1.0–1.3 s through bulk_update (a CASE branch per row, evaluated for every
     row); elsewhere bulk_update."""
     if not pks:
         return
+    names = list(columns)
     if not is_postgresql():
         objects = [
-            model(pk=pk, **{name: value}, **same) for pk, value in zip(pks, values, strict=True)
+            model(pk=pk, **dict(zip(names, values, strict=True)), **same)
+            for pk, *values in zip(pks, *columns.values(), strict=True)
         ]
-        model._default_manager.bulk_update(objects, [name, *same], batch_size=len(objects))
+        model._default_manager.bulk_update(objects, [*names, *same], batch_size=len(objects))
         return
     qn = connection.ops.quote_name
     meta = model._meta
-    pk, field = meta.pk, meta.get_field(name)
+    pk = meta.pk
     assert pk is not None
-    assert isinstance(field, models.Field)
-    column, *others = (qn(c) for c in column_names(model, [name, *same]))
-    assignments = [f"{column} = n.value", *(f"{c} = %s" for c in others)]
+    varying = _fields(model, names)
+    vary_columns = [qn(c) for c in column_names(model, names)]
+    same_columns = [qn(c) for c in column_names(model, list(same))]
+    assignments = [
+        *(f"{c} = n.v{i}" for i, c in enumerate(vary_columns)),
+        *(f"{c} = %s" for c in same_columns),
+    ]
     params = [
         f.get_db_prep_save(v, connection)
         for f, v in zip(_fields(model, list(same)), same.values(), strict=True)
     ]
+    arrays = ", ".join(
+        [f"%s::{pk.cast_db_type(connection)}[]"]
+        + [f"%s::{f.cast_db_type(connection)}[]" for f in varying]
+    )
+    aliases = ", ".join(["pk", *(f"v{i}" for i in range(len(varying)))])
     sql = (
         f"UPDATE {qn(meta.db_table)} AS t SET {', '.join(assignments)} "  # noqa: S608
-        f"FROM unnest(%s::{pk.cast_db_type(connection)}[], %s::{field.cast_db_type(connection)}[]) "
-        f"AS n(pk, value) WHERE t.{qn(column_names(model, [pk.name])[0])} = n.pk"
+        f"FROM unnest({arrays}) AS n({aliases}) "
+        f"WHERE t.{qn(column_names(model, [pk.name])[0])} = n.pk"
     )
-    values = [field.get_db_prep_save(v, connection) for v in values]  # e.g. JSON wrapped
+    # Each value prepared for its column (e.g. JSON wrapped).
+    prepared = [
+        [f.get_db_prep_save(v, connection) for v in values]
+        for f, values in zip(varying, columns.values(), strict=True)
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, list(pks), values])
+        cursor.execute(sql, [*params, list(pks), *prepared])
 
 
 def usage_rows(

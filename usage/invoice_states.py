@@ -52,18 +52,19 @@ def issue_invoices(*, invoice_ids: Iterable[int], now: datetime | None = None) -
                 .values_list("id", "customer_id")
             )
             order = [invoice_id for invoice_id, _ in rows]
-            # Number and status change together: only issued invoices have a number.
+            # Number, status and the seller and customer as they are now (later edits never
+            # change these invoices) in one statement: each invoice row is rewritten once.
+            details = legal.details_on_issue(customer_ids=[c for _, c in rows], now=now)
             db.update_each(
                 Invoice,
                 order,
-                "number",
-                range(counter.last + 1, counter.last + 1 + len(order)),
+                {
+                    "number": range(counter.last + 1, counter.last + 1 + len(order)),
+                    "legal": [details[c] for _, c in rows],
+                },
                 status=InvoiceStatus.ISSUED,
                 issued_at=now,
             )
-            # Seller and customer as they are now: later edits never change these invoices.
-            details = legal.details_on_issue(customer_ids=[c for _, c in rows], now=now)
-            db.update_each(Invoice, order, "legal", [details[c] for _, c in rows])
             # Nothing to pay is settled at issue (README, Dunning): paid, so the admin, the
             # API and the portal agree and no one is dunned over 0.00.
             Invoice.objects.filter(pk__in=order, total__lte=0).update(

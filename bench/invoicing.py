@@ -283,7 +283,7 @@ def observed_floor(period: Any) -> int:
         found = cursor.fetchall()
     values = [
         (period.month, sid, "server", start, end, cid, uid or 0, uuid, name, pid, pname, 1,
-         tph, tpm, None, 0, cid)
+         tph, tpm, None, None, 0, cid)
         for sid, start, end, cid, uid, uuid, name, pid, pname, tph, tpm in found
     ]  # fmt: skip
     now = timezone.now()
@@ -296,7 +296,7 @@ def observed_floor(period: Any) -> int:
             build._INVOICE_FIELDS,
             (
                 (cid, period.month, "draft", period.start, period.end, "USD", 0, zero, zero,
-                 zero, {}, [], 0, "", now)
+                 zero, {}, [], 0, "", "", now)
                 for cid in customers
             ),
         )  # fmt: skip
@@ -306,7 +306,7 @@ def observed_floor(period: Any) -> int:
             build.LINE_FIELDS,
             (
                 (id_of[v[5]], i, v[1], v[7], v[8], v[9], v[10], v[2], v[3], v[4], v[11],
-                 v[12], v[13], "hourly", 0, zero, None, False)
+                 v[12], v[13], "hourly", 0, zero, None, False, None)
                 for i, v in enumerate(values)
                 if v[5] is not None
             ),

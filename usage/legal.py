@@ -4,7 +4,7 @@ how to pay. Frozen into `Invoice.legal` when issued; a draft shows the current d
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -53,8 +53,9 @@ class LegalDetails:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "seller": asdict(self.seller),
-            "customer": asdict(self.buyer),
+            # Flat records: a shallow copy (asdict's deep copy was most of issuing's CPU).
+            "seller": {f.name: getattr(self.seller, f.name) for f in fields(self.seller)},
+            "customer": {f.name: getattr(self.buyer, f.name) for f in fields(self.buyer)},
             "issue_date": self.issue_date.isoformat() if self.issue_date else None,
             "due_date": self.due_date.isoformat() if self.due_date else None,
         }
@@ -85,6 +86,13 @@ def seller_of(row: BillingSettings) -> Seller:
     )
 
 
+# The customer fields an invoice freezes (buyer_of reads no others).
+BUYER_FIELDS = (
+    "id", "email", "name", "company_name", "billing_address", "country", "vat_id",
+    "tax_exemption_reason",
+)  # fmt: skip
+
+
 def buyer_of(customer: Customer) -> Buyer:
     return Buyer(
         id=customer.pk,
@@ -110,7 +118,7 @@ def details_on_issue(*, customer_ids: Iterable[int], now: datetime) -> dict[int,
     issued, due = issue_and_due_date(now, seller.payment_terms_days)
     return {
         customer.pk: LegalDetails(seller, buyer_of(customer), issued, due).as_json()
-        for customer in Customer.objects.filter(pk__in=set(customer_ids))
+        for customer in Customer.objects.filter(pk__in=set(customer_ids)).only(*BUYER_FIELDS)
     }
 
 

@@ -36,35 +36,16 @@ elif str(ROOT) not in sys.path:
 
 os.environ.setdefault("BENCH_INVOICING_DB", os.environ.get("BENCH_OBSERVE_DB", "bench_observe"))
 
-from bench.invoicing import TOKEN, create_database, log, seed, setup_django  # noqa: E402
+from bench.invoicing import (  # noqa: E402
+    TOKEN,
+    create_database,
+    log,
+    seed,
+    setup_django,
+    start_simulator,
+)
 
 START = datetime(2026, 11, 15, tzinfo=UTC)
-
-
-def start_simulator(users: int, servers: int) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "solusio.simulator",
-            "--port",
-            "0",
-            "--seed-users",
-            str(users),
-            "--seed-servers",
-            str(servers),
-            "--token",
-            TOKEN,
-            "--now",
-            START.isoformat(),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    return process, line.split(" on ", 1)[1].split()[0]
 
 
 def stage(args: argparse.Namespace) -> dict[str, object]:
@@ -156,7 +137,7 @@ def main() -> int:
     setup_django(args.database_url)
     seed(args.customers)
     log(f"database seeded in {time.perf_counter() - started:.1f}s")
-    simulator, url = start_simulator(args.customers, args.servers)
+    simulator, url = start_simulator(args.customers, args.servers, START.isoformat())
     results = []
     try:
         for poll in range(args.polls + 1):

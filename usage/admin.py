@@ -121,27 +121,47 @@ class CustomerFilter(IdFilter):
     field = "customer_id"
 
 
-class DiscrepancyFilter(admin.SimpleListFilter):
-    """Whether SolusIO reported a different charge on any line (not the raw count)."""
+class YesNoFilter(admin.SimpleListFilter):
+    """A filter with two choices, "yes" and "no" (anything else is a clear 400-style error)."""
 
-    title = "discrepancies"
-    parameter_name = "discrepancies"
+    labels: tuple[str, str]  # what "yes" and "no" read as
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [
-            ("yes", "With discrepancies (held back from issuing)"),
-            ("no", "No discrepancies"),
-        ]
+        return [("yes", self.labels[0]), ("no", self.labels[1])]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
         if value in (None, ""):
             return queryset
         if value not in ("yes", "no"):
-            raise IncorrectLookupParameters(f"discrepancies must be yes or no: {value!r}")
-        if value == "yes":
-            return queryset.filter(discrepancies__gt=0)
-        return queryset.filter(discrepancies=0)
+            raise IncorrectLookupParameters(f"{self.parameter_name} must be yes or no: {value!r}")
+        return self.split(queryset, value == "yes")
+
+    def split(self, queryset: QuerySet[Any], yes: bool) -> QuerySet[Any]:
+        raise NotImplementedError
+
+
+class DiscrepancyFilter(YesNoFilter):
+    """Whether SolusIO reported a different charge on any line (not the raw count)."""
+
+    title = "discrepancies"
+    parameter_name = "discrepancies"
+    labels = ("With discrepancies (held back from issuing)", "No discrepancies")
+
+    def split(self, queryset: QuerySet[Any], yes: bool) -> QuerySet[Any]:
+        return queryset.filter(discrepancies__gt=0) if yes else queryset.filter(discrepancies=0)
+
+
+class HeldFilter(YesNoFilter):
+    """Drafts the close keeps for staff: usage it cannot price, or built from a fallback."""
+
+    title = "held for review"
+    parameter_name = "held"
+    labels = ("Held (unpriceable usage or fallback source)", "Not held")
+
+    def split(self, queryset: QuerySet[Any], yes: bool) -> QuerySet[Any]:
+        held = ~Q(hold_reason="") | ~Q(review_reason="")
+        return queryset.filter(held) if yes else queryset.exclude(held)
 
 
 def _pricing(invoice: Invoice) -> PricingSnapshot:
@@ -214,7 +234,7 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     )  # fmt: skip
     list_filter = (
         PeriodFilter, "status", "currency", OverdueFilter, CustomerFilter, DiscrepancyFilter,
-        ("hold_reason", admin.EmptyFieldListFilter),
+        HeldFilter,
     )  # fmt: skip
     search_fields = ("=number", "=customer__id", "customer__email", "customer__name")
     list_select_related = ("customer", "email")
@@ -634,26 +654,6 @@ class CreditNoteAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         response = HttpResponse(credit_notes_csv(notes), content_type="text/csv")
         response["Content-Disposition"] = 'attachment; filename="credit-notes.csv"'
         return response
-
-
-class YesNoFilter(admin.SimpleListFilter):
-    """A filter with two choices, "yes" and "no" (anything else is a clear 400-style error)."""
-
-    labels: tuple[str, str]  # what "yes" and "no" read as
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", self.labels[0]), ("no", self.labels[1])]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        if value in (None, ""):
-            return queryset
-        if value not in ("yes", "no"):
-            raise IncorrectLookupParameters(f"{self.parameter_name} must be yes or no: {value!r}")
-        return self.split(queryset, value == "yes")
-
-    def split(self, queryset: QuerySet[Any], yes: bool) -> QuerySet[Any]:
-        raise NotImplementedError
 
 
 class OrphanFilter(YesNoFilter):

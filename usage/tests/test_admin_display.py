@@ -108,3 +108,16 @@ def test_usage_rows_group_their_tokens(drafts: list[Invoice], admin_client: Clie
     html = admin_client.get("/admin/usage/usagerecord/").content.decode()
     assert '<td class="field-per_month">5,000</td>' in html
     assert '<td class="field-per_month">5000</td>' not in html
+
+
+def test_the_held_filter_finds_drafts_held_for_either_reason(
+    admin_client: Client, drafts: list[Invoice]
+) -> None:
+    Invoice.objects.filter(pk=drafts[0].pk).update(hold_reason="usage of a kind it cannot price")
+    Invoice.objects.filter(pk=drafts[1].pk).update(review_reason="built from observed usage")
+    html = admin_client.get("/admin/usage/invoice/").content.decode()
+    assert "Held (unpriceable usage or fallback source)" in html
+    held = admin_client.get("/admin/usage/invoice/?held=yes").context["cl"]
+    assert sorted(i.pk for i in held.result_list) == sorted([drafts[0].pk, drafts[1].pk])
+    assert admin_client.get("/admin/usage/invoice/?held=no").context["cl"].result_count == 1
+    assert admin_client.get("/admin/usage/invoice/?held=maybe")["Location"].endswith("?e=1")

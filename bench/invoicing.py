@@ -30,7 +30,7 @@ With `--source observed` the close bills observed usage (USAGE_SOURCE=observed):
 the stages, the month's observed intervals are loaded (one per simulator usage segment,
 with its additional IP, and a complete poll after the month, as the polls would have
 left them). The floor is then the I/O of that close: read every interval of the month
-in one query and COPY as many usage rows.
+in one query and COPY as many usage rows (and a backup row for each with backups on).
 """
 
 from __future__ import annotations
@@ -257,8 +257,9 @@ def stage(args: argparse.Namespace) -> dict[str, object]:
 
 def observed_floor(period: Any) -> int:
     """The I/O an observed close cannot avoid, without its logic: read the month's
-    intervals (binary, one query), COPY one usage row for each, then one draft invoice per
-    customer and one line per row (as the close writes them: COPY, ids read back)."""
+    intervals (binary, one query), COPY one usage row for each (two with backups on), then
+    one draft invoice per customer and one line per row (as the close writes them: COPY, ids
+    read back)."""
     from decimal import Decimal
 
     import psycopg
@@ -271,6 +272,7 @@ def observed_floor(period: Any) -> int:
     names = [
         "server_id", "started_at", "ended_at", "customer", "solusio_user_id", "server_uuid",
         "server_name", "plan_id", "plan_name", "tokens_per_hour", "tokens_per_month",
+        "backups_enabled", "backup_price",
     ]  # fmt: skip
     columns = ", ".join(db.column_names(ObservedInterval, names))
     sql = (
@@ -281,10 +283,12 @@ def observed_floor(period: Any) -> int:
     with psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, [period.end, period.start], binary=True)
         found = cursor.fetchall()
+    # A server row per interval, and a backup row (R7) per interval with backups on.
     values = [
-        (period.month, sid, "server", start, end, cid, uid or 0, uuid, name, pid, pname, 1,
-         tph, tpm, None, None, 0, cid)
-        for sid, start, end, cid, uid, uuid, name, pid, pname, tph, tpm in found
+        (period.month, sid, item, start, end, cid, uid or 0, uuid, name, pid, pname, 1,
+         tph, tpm, None, price, 0, cid)
+        for sid, start, end, cid, uid, uuid, name, pid, pname, tph, tpm, backups, bp in found
+        for item, price in [("server", None), *([("backup", bp)] if backups else [])]
     ]  # fmt: skip
     now = timezone.now()
     customers = sorted({row[3] for row in found if row[3] is not None})
@@ -311,7 +315,7 @@ def observed_floor(period: Any) -> int:
                 if v[5] is not None
             ),
         )  # fmt: skip
-    return len(found)
+    return len(values)
 
 
 def load_observed(url: str, month: str) -> int:
@@ -334,13 +338,16 @@ def load_observed(url: str, month: str) -> int:
     for r in client.iter_usage(period.start, period.end):
         key = (r.server.id, r.started_at)
         if str(r.item) == "additional_ip":
-            intervals[key][12] = 1  # additional_ips: the segment's server row came first
+            intervals[key][13] = 1  # additional_ips: the segment's server row came first
+            continue
+        if str(r.item) == "backup":  # backups_enabled, backup_price: as the IP, after it
+            intervals[key][11:13] = [True, r.backup_price]
             continue
         cid = r.user.billing_user_id if r.user.billing_user_id in known else None
         intervals[key] = [
             r.server.id, r.server.name, r.plan.name, r.server.uuid, r.user.id, cid, r.plan.id,
             r.plan.tokens_per_hour, r.plan.tokens_per_month, r.plan.ip_tokens_per_hour,
-            r.plan.ip_tokens_per_month, False, 0, "started", r.started_at, r.ended_at,
+            r.plan.ip_tokens_per_month, False, None, 0, "started", r.started_at, r.ended_at,
         ]  # fmt: skip
     with transaction.atomic():
         db.insert(ObservedInterval, [*observe.INTERVAL_FIELDS, "ended_at"], intervals.values())

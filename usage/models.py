@@ -512,6 +512,10 @@ class ObservedInterval(models.Model):
     ip_tokens_per_hour = models.PositiveIntegerField(null=True, blank=True)
     ip_tokens_per_month = models.PositiveIntegerField(null=True, blank=True)
     backups_enabled = models.BooleanField(null=True, blank=True)
+    # The plan's paid-backup price when observed, as UsageRecord.backup_price (R7).
+    backup_price = models.DecimalField(
+        max_digits=9, decimal_places=4, null=True, blank=True, help_text="Percent (rule R7)."
+    )
     additional_ips = models.PositiveSmallIntegerField(default=0)
     status = models.CharField(max_length=32)
     started_at = models.DateTimeField()

@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from itertools import groupby
 from typing import Any, NamedTuple
 
@@ -46,6 +47,7 @@ STATE_FIELDS = [
     "ip_tokens_per_hour",
     "ip_tokens_per_month",
     "backups_enabled",
+    "backup_price",
     "additional_ips",
     "status",
 ]
@@ -111,6 +113,7 @@ def _state(
         plan.ip_tokens_per_hour if plan else None,
         plan.ip_tokens_per_month if plan else None,
         server.backups_enabled,
+        plan.backup_price if plan else None,
         max(0, len(ips) - 1) if ips is not None else 0,  # the primary address is included
         server.status,
     )
@@ -213,6 +216,8 @@ _READ = [
     "ip_tokens_per_hour",
     "ip_tokens_per_month",
     "additional_ips",
+    "backups_enabled",
+    "backup_price",
     "started_at",
     "ended_at",
 ]
@@ -231,6 +236,8 @@ class _Clipped(NamedTuple):
     ip_tph: int | None
     ip_tpm: int | None
     additional_ips: int
+    backups_enabled: bool | None
+    backup_price: Decimal | None
     start: datetime
     end: datetime
 
@@ -255,7 +262,8 @@ _PAGE_SQL = """
     SELECT {i.server_id}, {i.server_uuid}, {i.server_name}, {i.solusio_user_id},
            {i.customer}, {i.plan_id}, {i.plan_name}, {i.tokens_per_hour},
            {i.tokens_per_month}, {i.ip_tokens_per_hour}, {i.ip_tokens_per_month},
-           {i.additional_ips}, {i.started_at}, {i.ended_at}
+           {i.additional_ips}, {i.backups_enabled}, {i.backup_price}, {i.started_at},
+           {i.ended_at}
     FROM {i}
     WHERE ({i.server_id}, {i.started_at}) > (%(server)s, %(start)s)
       AND {i.started_at} < %(upto)s
@@ -297,7 +305,7 @@ def _interval_values(
         yield from page
         if len(page) < _PAGE:
             return
-        params["server"], params["start"] = page[-1][0], page[-1][12]
+        params["server"], params["start"] = page[-1][0], page[-1][14]
 
 
 def _clipped(
@@ -313,17 +321,22 @@ def _clipped(
             yield _Clipped._make((*head, start, end))
 
 
-def _runs(intervals: Iterable[_Clipped], ip_index: int = 0) -> Iterator[list[_Clipped]]:
-    """Consecutive intervals that make one line: a server's (ip_index 0), or its
-    `ip_index`-th additional IP's (only intervals with at least that many IPs)."""
+def _runs(
+    intervals: Iterable[_Clipped], ip_index: int = 0, backups: bool = False
+) -> Iterator[list[_Clipped]]:
+    """Consecutive intervals that make one line: a server's (ip_index 0), its
+    `ip_index`-th additional IP's (only intervals with at least that many IPs), or with
+    `backups` its paid backups' (only intervals with backups on, one backup price)."""
     run: list[_Clipped] = []
     for iv in intervals:
-        if ip_index and iv.additional_ips < ip_index:
+        if (ip_index and iv.additional_ips < ip_index) or (backups and not iv.backups_enabled):
             if run:
                 yield run
                 run = []
             continue
-        if run and not run[-1].same_line(iv):
+        if run and (
+            not run[-1].same_line(iv) or (backups and iv.backup_price != run[-1].backup_price)
+        ):
             yield run
             run = []
         run.append(iv)
@@ -334,12 +347,13 @@ def _runs(intervals: Iterable[_Clipped], ip_index: int = 0) -> Iterator[list[_Cl
 def _row(run: list[_Clipped], item: str, ip_index: int, running: bool) -> tuple[Any, ...]:
     first, last = run[0], run[-1]
     is_ip = item == UsageItemKind.ADDITIONAL_IP
+    is_backup = item == UsageItemKind.BACKUP
     tph, tpm = (first.ip_tph, first.ip_tpm) if is_ip else (first.tph, first.tpm)
-    if tph is None or tpm is None:
+    if tph is None or tpm is None or (is_backup and first.backup_price is None):
+        what = "IP prices" if is_ip else "backup price" if is_backup else "prices"
         raise ObservationError(
             f"server {first.server_id} ({first.server_name}): plan {first.plan_id} has no "
-            f"{'IP ' if is_ip else ''}prices in SolusIO's plan list; observed usage cannot "
-            "price it"
+            f"{what} in SolusIO's plan list; observed usage cannot price it"
         )
     # Rows are keyed (server, item, start); a server's second and later additional IPs
     # that start together are told apart by a microsecond each (hours come from the
@@ -359,6 +373,7 @@ def _row(run: list[_Clipped], item: str, ip_index: int, running: bool) -> tuple[
         started_hours(first.start, last.end),  # R1 on the clipped, merged segment
         tph,
         tpm,
+        first.backup_price if is_backup else None,  # R7 reads it on backup rows only
         first.customer_id,
     )
 
@@ -372,7 +387,9 @@ def observed_rows(
     """The period's observed usage (up to `upto`, for a month to date) as tuples in
     `usage.pull.USAGE_FIELDS` order less period, reported tokens and generation: a
     `server` row per owner-and-plan segment, an `additional_ip` row per additional IP and
-    segment. Raises ObservationError for a segment without prices."""
+    segment, a `backup` row per segment with backups on (the plan's runtime prices and
+    backup price, as `/usage` gives them). Raises ObservationError for a segment without
+    prices."""
     end = period.end if upto is None else min(period.end, upto)
     running = upto is not None and end < period.end
     for _, group in groupby(_clipped(period, end, customer_ids), key=lambda iv: iv.server_id):
@@ -382,6 +399,8 @@ def observed_rows(
         for k in range(1, max(iv.additional_ips for iv in intervals) + 1):
             for run in _runs(intervals, k):
                 yield _row(run, UsageItemKind.ADDITIONAL_IP, k, running and run[-1].end >= end)
+        for run in _runs(intervals, backups=True):
+            yield _row(run, UsageItemKind.BACKUP, 0, running and run[-1].end >= end)
 
 
 def require_complete_observation(period: Period) -> ObservationPoll:

@@ -192,10 +192,9 @@ def store_observed_usage(
     rows = orphans = 0
     fresh = not UsageRecord.objects.filter(period=period.month).exists()
     for batch in batched(observe.observed_rows(period), PULL_BATCH):
-        # Observed rows are USAGE_FIELDS less period, reported tokens, backup price and
-        # generation.
-        values = [(period.month, *row[:13], None, None, generation, row[13]) for row in batch]
-        orphans += sum(1 for row in batch if row[13] is None)
+        # Observed rows are USAGE_FIELDS less period, reported tokens and generation.
+        values = [(period.month, *row[:13], None, row[13], generation, row[14]) for row in batch]
+        orphans += sum(1 for row in batch if row[14] is None)
         _write(values, fresh)
         rows += len(values)
         progress("pull", rows)

@@ -245,9 +245,9 @@ def drafts_from_solusio(
 
 def observed_input(row: Sequence[Any]) -> UsageInput:
     """An `observe.observed_rows` row as the rules read it (observations report no charge)."""
-    (sid, item, started, ended, _, _, uuid, name, plan_id, plan_name, hours, tph, tpm, _) = row
+    (sid, item, started, ended, _, _, uuid, name, plan_id, plan_name, hours, tph, tpm, bp, _) = row
     return UsageInput(
-        sid, uuid, name, plan_id, plan_name, str(item), started, ended, hours, tph, tpm, None
+        sid, uuid, name, plan_id, plan_name, str(item), started, ended, hours, tph, tpm, None, bp
     )
 
 

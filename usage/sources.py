@@ -139,7 +139,7 @@ def _observed_hours(period: Period, customer_id: int | None) -> _Observed:
             row[1],
             row[8],
             row[7],
-            row[13],
+            row[14],
             row[10],
         )
         hours[(server_id, str(item), plan_id)] += n

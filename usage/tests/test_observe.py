@@ -295,3 +295,76 @@ def test_two_polls_at_once_record_each_change_once(
         .order_by("started_at")
         .values_list("backups_enabled", flat=True)
     ) == [False, True]
+
+
+@pytest.fixture
+def backups(
+    poll: Poller,
+    sim: SimulatorInfo,
+    customers: list[Customer],
+    add_server: Callable[..., dict[str, Any]],
+) -> dict[str, int]:
+    """Plan 1 (7/5000, backups at 10 %): server a (customer 1) with backups on all October,
+    server c (customer 3) with backups on from the 3rd to the 11th; server b (customer 2,
+    plan 2) without backups."""
+    a = add_server(1, 1, OCT - timedelta(days=1))["id"]
+    b = add_server(2, 2, OCT - timedelta(days=1))["id"]
+    c = add_server(3, 1, OCT - timedelta(days=1))["id"]
+    sim.control.change_servers([a], backups=True)
+    poll(at(-0.5))
+    sim.control.change_servers([c], backups=True)
+    poll(at(2))
+    sim.control.change_servers([c], backups=False)
+    poll(at(10))
+    poll(at(31, 5))
+    return {"a": a, "b": b, "c": c}
+
+
+def test_observed_backups_are_billed_by_r7(
+    backups: dict[str, int], client: SolusIOClient, settings: Any
+) -> None:
+    a, c = backups["a"], backups["c"]
+    assert list(
+        ObservedInterval.objects.filter(server_id=c)
+        .order_by("started_at")
+        .values_list("backups_enabled", "backup_price")
+    ) == [(False, 10), (True, 10), (False, 10)]
+    rows = {(row[0], row[1]): row for row in observe.observed_rows(OCTOBER)}
+    assert rows[(a, "backup")][10:] == (744, 7, 5000, 10, 1)
+    assert rows[(a, "server")][13] is None  # the backup price rides on backup rows only
+    settings.USAGE_SOURCE = "observed"
+    close.close_cycle(period=OCTOBER, client=client, now=AFTER, auto_issue=False)
+    # a: 744 h capped at 5000 tokens, backups 10 % of that.
+    assert sorted(_lines(1)) == [("backup", 744, 500, False), ("server", 744, 5000, False)]
+    # c: one server line although backups changed; backups from the 3rd to the 11th:
+    # 192 h × 7 = 1344 tokens, 10 % = 134.4 → 134 (R7 rounds half up).
+    assert sorted(_lines(3)) == [("backup", 192, 134, False), ("server", 744, 5000, False)]
+    # b: backups off, no backup line.
+    assert [line[0] for line in _lines(2)] == ["server"]
+
+
+def test_observed_backups_without_a_backup_price_cannot_be_priced(
+    backups: dict[str, int],
+) -> None:
+    ObservedInterval.objects.filter(server_id=backups["a"]).update(backup_price=None)
+    with pytest.raises(observe.ObservationError, match="has no backup price"):
+        list(observe.observed_rows(OCTOBER))
+
+
+def test_both_compares_backup_hours_with_usage(
+    backups: dict[str, int], client: SolusIOClient, settings: Any
+) -> None:
+    settings.USAGE_SOURCE = "both"
+    summary = close.close_cycle(period=OCTOBER, client=client, now=AFTER, auto_issue=False)
+    assert summary.source == "usage_api"
+    # /usage's backup row for a (the whole month) agrees with the observed one.
+    assert sorted(_lines(1)) == [("backup", 744, 500, False), ("server", 744, 5000, False)]
+    assert Invoice.objects.get(customer_id=1).discrepancies == 0
+    # c: /usage bills no backups (the simulator applies its current setting, off, to the
+    # whole segment); the observed backup hours have no line to flag.
+    assert [line[0] for line in _lines(3)] == ["server"]
+    # A backup line observation disagrees with is flagged: a's backups never observed.
+    ObservedInterval.objects.filter(server_id=backups["a"]).update(backups_enabled=False)
+    Invoice.objects.all().delete()
+    close.close_cycle(period=OCTOBER, client=client, now=AFTER, auto_issue=False)
+    assert sorted(_lines(1)) == [("backup", 744, 500, True), ("server", 744, 5000, False)]

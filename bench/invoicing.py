@@ -136,6 +136,15 @@ def seed(customers: int) -> None:
     advance_id_sequence(model=Customer, past_id=customers)
 
 
+def prepare_database(url: str, customers: int) -> None:
+    """A new bench database, migrated, with `customers` customers."""
+    started = time.perf_counter()
+    create_database(url)
+    setup_django(url)
+    seed(customers)
+    log(f"database seeded in {time.perf_counter() - started:.1f}s")
+
+
 def start_simulator(users: int, servers: int, now: str) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
         [
@@ -408,11 +417,7 @@ def main() -> int:
         print(json.dumps(stage(args)))
         return 0
 
-    started = time.perf_counter()
-    create_database(args.database_url)
-    setup_django(args.database_url)
-    seed(args.customers)
-    log(f"database seeded in {time.perf_counter() - started:.1f}s")
+    prepare_database(args.database_url, args.customers)
     year, month = (int(x) for x in args.month.split("-"))
     now = f"{year + (month == 12):04d}-{month % 12 + 1:02d}-15T00:00:00+00:00"
     simulator, url = start_simulator(args.customers, args.servers, now)

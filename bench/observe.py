@@ -38,9 +38,8 @@ os.environ.setdefault("BENCH_INVOICING_DB", os.environ.get("BENCH_OBSERVE_DB", "
 
 from bench.invoicing import (  # noqa: E402
     TOKEN,
-    create_database,
     log,
-    seed,
+    prepare_database,
     setup_django,
     start_simulator,
 )
@@ -132,11 +131,7 @@ def main() -> int:
         print(json.dumps(stage(args)))
         return 0
 
-    started = time.perf_counter()
-    create_database(args.database_url)
-    setup_django(args.database_url)
-    seed(args.customers)
-    log(f"database seeded in {time.perf_counter() - started:.1f}s")
+    prepare_database(args.database_url, args.customers)
     simulator, url = start_simulator(args.customers, args.servers, START.isoformat())
     results = []
     try:

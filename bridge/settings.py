@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "pricing",
     "users",
     "usage",
+    "payments",
     "solusio",
 ]
 

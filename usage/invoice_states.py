@@ -75,6 +75,10 @@ def issue_invoices(*, invoice_ids: Iterable[int], now: datetime | None = None) -
             # The customers' e-mails, recorded with the issue and sent once it commits.
             emails.record_issued(invoice_ids=order, now=now)
             issued += len(order)
+        # Customers holding credit (an earlier overpayment) have it put on these invoices.
+        from payments import services as payments  # payments builds on usage; import late
+
+        payments.apply_credit(customer_ids=[c for _, c in rows], now=now)
     return issued
 
 
@@ -85,26 +89,16 @@ def issue_invoice(*, invoice_id: int) -> Invoice:
     return Invoice.objects.get(pk=invoice_id)
 
 
-def _transition(invoice_id: int, allowed: set[str], **changes: Any) -> Invoice:
-    with transaction.atomic():
-        invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
-        if invoice.status not in allowed:
-            raise InvoiceStateError(
-                f"{invoice.display_number} is {invoice.status}; allowed from: "
-                + ", ".join(sorted(allowed))
-            )
-        for name, value in changes.items():
-            setattr(invoice, name, value)
-        invoice.save(update_fields=list(changes))
-    return invoice
+def mark_paid(*, invoice_id: int, now: datetime | None = None, user: Any = None) -> Invoice:
+    """Staff's word that the open balance was paid: recorded as a manual payment of it
+    (payments.services), which settles the invoice and may lift a dunning suspension."""
+    from payments import services as payments  # payments builds on usage; import late
 
-
-def mark_paid(*, invoice_id: int, now: datetime | None = None) -> Invoice:
-    invoice = _transition(
-        invoice_id, {InvoiceStatus.ISSUED}, status=InvoiceStatus.PAID, paid_at=now or timezone.now()
-    )
-    _after_settlement(invoice, now)
-    return invoice
+    try:
+        payments.pay_balance_by_hand(invoice_id=invoice_id, now=now, user=user)
+    except payments.PaymentError as exc:
+        raise InvoiceStateError(str(exc)) from exc
+    return Invoice.objects.get(pk=invoice_id)
 
 
 def void_invoice(
@@ -192,15 +186,10 @@ def _credit(
             name=CREDIT_NOTE_COUNTER
         )[0]
         invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
-        if invoice.status == InvoiceStatus.PAID:
+        if invoice.status not in (InvoiceStatus.ISSUED, InvoiceStatus.PAID):
             raise InvoiceStateError(
-                f"{invoice.display_number} is paid: a paid invoice is not voided or "
-                "corrected here (refunds belong to payments)"
-            )
-        if invoice.status != InvoiceStatus.ISSUED:
-            raise InvoiceStateError(
-                f"{invoice.display_number} is {invoice.status}; only an issued invoice is "
-                "voided or corrected"
+                f"{invoice.display_number} is {invoice.status}; only an issued or paid "
+                "invoice is voided or corrected"
             )
         counter.last += 1
         counter.save(update_fields=["last"])
@@ -216,6 +205,11 @@ def _credit(
         invoice.status = InvoiceStatus.VOID
         invoice.voided_at = now
         invoice.save(update_fields=["status", "voided_at"])
+        # What was paid on it becomes the customer's credit (refundable against this
+        # credit note, or used by their next invoice).
+        from payments import services as payments  # payments builds on usage; import late
+
+        payments.release_allocations(invoice_id=invoice.pk, now=now)
     return invoice, note
 
 

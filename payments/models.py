@@ -1,0 +1,99 @@
+"""Money received from customers and how it settles their invoices.
+
+A payment is money in (or, negative, a refund out), unique on its external reference so a
+webhook or a bank statement seen twice records nothing twice. An allocation puts part of a
+payment on one invoice; an invoice's balance is its total less its allocations, and what a
+payment has not allocated is the customer's credit, which the next invoice uses (as an
+allocation shown on that invoice, never as a change to it).
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from usage.models import CreditNote, Invoice
+from users.models import Customer
+
+
+class PaymentMethod(models.TextChoices):
+    CARD = "card", "Card"
+    SEPA_DEBIT = "sepa_debit", "SEPA Direct Debit"
+    BANK_TRANSFER = "bank_transfer", "Bank transfer"
+    MANUAL = "manual", "Manual"
+
+
+class Payment(models.Model):
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="payments")
+    # Exact money; negative for a refund (which names the credit note it pays out).
+    amount = models.DecimalField(max_digits=20, decimal_places=4)
+    currency = models.CharField(max_length=3)
+    method = models.CharField(max_length=16, choices=PaymentMethod.choices)
+    reference = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="The payment provider's or bank's reference: a payment is recorded once "
+        "per method and reference.",
+    )
+    received_at = models.DateTimeField()
+    credit_note = models.ForeignKey(
+        CreditNote,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="refunds",
+        help_text="The credit note a refund pays out.",
+    )
+    note = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["method", "reference"],
+                condition=~Q(reference=""),
+                name="payment_once_per_reference",
+            ),
+            models.CheckConstraint(condition=~Q(amount=0), name="payment_not_zero"),
+            # A refund is money out against a credit note; money in never names one.
+            models.CheckConstraint(
+                condition=Q(amount__gt=0, credit_note__isnull=True)
+                | Q(amount__lt=0, credit_note__isnull=False),
+                name="payment_refund_has_credit_note",
+            ),
+            models.CheckConstraint(
+                condition=Q(method__in=PaymentMethod.values), name="payment_method_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["customer", "currency"], name="payment_customer")]
+
+    def __str__(self) -> str:
+        when = f"{self.received_at:%Y-%m-%d}"
+        return f"{self.amount} {self.currency} {self.get_method_display()} ({when})"
+
+
+class Allocation(models.Model):
+    """Part of a payment put on an invoice; positive, at most the payment's amount in all
+    (services.allocate keeps that under the customer's row lock)."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="allocations")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="allocations")
+    amount = models.DecimalField(max_digits=20, decimal_places=4)
+    allocated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["allocated_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["payment", "invoice"], name="allocation_once"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="allocation_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} of payment {self.payment_id} on invoice {self.invoice_id}"

@@ -52,10 +52,12 @@ def record_payment(
     invoice_id: int | None = None,
     note: str = "",
     user: AbstractBaseUser | None = None,
+    now: datetime | None = None,
 ) -> Recorded:
     """Record money received and settle the customer's open invoices with it: `invoice_id`
     first when given, then the oldest. What is left over is credit for the next invoice.
-    Idempotent on (method, reference)."""
+    Idempotent on (method, reference). `now` is when this is processed (dunning's clock);
+    `received_at` when the money arrived (the invoice's paid date)."""
     amount = _positive(amount)
     currency = _currency(currency)
     if method not in PaymentMethod.values:
@@ -80,7 +82,7 @@ def record_payment(
             created_by=user if user is not None and user.is_authenticated else None,
         )
         settled = _allocate(customer_id, currency, paid_at=received_at, first=invoice_id)
-        _after_commit(customer_id, settled)
+        _reactivate(customer_id, settled, now)
     return Recorded(payment, created=True, settled=settled)
 
 
@@ -111,6 +113,7 @@ def pay_balance_by_hand(
             invoice_id=invoice.pk,
             note=note,
             user=user,
+            now=now,
         )
 
 
@@ -175,7 +178,7 @@ def release_allocations(*, invoice_id: int, now: datetime | None = None) -> list
     _lock_customer(invoice.customer_id)
     Allocation.objects.filter(invoice_id=invoice_id).delete()
     settled = _allocate(invoice.customer_id, invoice.currency, paid_at=now or timezone.now())
-    _after_commit(invoice.customer_id, settled)
+    _reactivate(invoice.customer_id, settled, now)
     return settled
 
 
@@ -189,7 +192,7 @@ def apply_credit(*, customer_ids: Iterable[int], now: datetime | None = None) ->
         with transaction.atomic():
             _lock_customer(customer_id)
             paid = _allocate(customer_id, currency, paid_at=now)
-            _after_commit(customer_id, paid)
+            _reactivate(customer_id, paid, now)
         settled += paid
     return settled
 
@@ -235,13 +238,14 @@ def customers_with_credit(customer_ids: Iterable[int]) -> list[tuple[int, str]]:
         received[(row["customer_id"], row["currency"])] = row["s"]
     if not received:
         return []
-    for row in (
+    for customer_id, currency, used in (
         Allocation.objects.filter(payment__customer_id__in=[c for c, _ in received])
         .values("payment__customer_id", "payment__currency")
         .annotate(s=Sum("amount"))
+        .values_list("payment__customer_id", "payment__currency", "s")
     ):
-        key = (row["payment__customer_id"], row["payment__currency"])
-        received[key] = received.get(key, ZERO) - row["s"]
+        key = (customer_id, currency)
+        received[key] = received.get(key, ZERO) - used
     return sorted(key for key, left in received.items() if left > 0)
 
 
@@ -257,8 +261,9 @@ def _allocate(
     left = credit(customer_id, currency)
     if left <= 0:
         return []
-    payments = [
-        [payment_id, amount - (used or ZERO)]
+    # [payment id, money it has left], oldest first.
+    payments: list[tuple[int, list[Decimal]]] = [
+        (payment_id, [amount - (used or ZERO)])
         for payment_id, amount, used in Payment.objects.filter(
             customer_id=customer_id, currency=currency, amount__gt=0
         )
@@ -292,11 +297,12 @@ def _allocate(
         left -= take
         rest = take
         for funding in payments:
-            part = min(rest, funding[1])
+            payment_id, remaining = funding
+            part = min(rest, remaining[0])
             if part > 0:
-                funding[1] -= part
+                remaining[0] -= part
                 rest -= part
-                _add_allocation(funding[0], invoice.pk, part, paid_at)
+                _add_allocation(payment_id, invoice.pk, part, paid_at)
         if take == due:
             invoice.status = InvoiceStatus.PAID
             invoice.paid_at = paid_at
@@ -372,16 +378,13 @@ def _currency(code: str) -> str:
     return code
 
 
-def _after_commit(customer_id: int, settled: list[int]) -> None:
-    if not settled:
-        return
-
-    def reactivate() -> None:
+def _reactivate(customer_id: int, settled: list[int], now: datetime | None) -> None:
+    """Settling may lift a dunning suspension: in the payment's transaction, so the two
+    commit together (the status change reaches SolusIO through the sync outbox)."""
+    if settled:
         from usage import dunning  # dunning needs users.services; keep the import local
 
-        dunning.reactivate_if_settled(customer_id=customer_id)
-
-    transaction.on_commit(reactivate)
+        dunning.reactivate_if_settled(customer_id=customer_id, now=now)
 
 
 __all__ = [

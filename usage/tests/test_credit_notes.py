@@ -11,6 +11,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from bridge.money import NBSP, format_money
+from payments import services as payments
 from usage import close, invoice_states
 from usage.models import BillingSettings, CreditNote, CreditNoteKind, Invoice, InvoiceStatus
 from usage.pdf import render_credit_note_pdf
@@ -75,7 +76,7 @@ def test_a_void_credits_the_invoice_with_every_amount_negated(drafts: list[Invoi
 def test_a_retried_void_issues_exactly_one_credit_note(drafts: list[Invoice]) -> None:
     invoice = issued(drafts)[0]
     invoice_states.void_invoice(invoice_id=invoice.pk)
-    with pytest.raises(invoice_states.InvoiceStateError, match="only an issued invoice"):
+    with pytest.raises(invoice_states.InvoiceStateError, match="only an issued or paid invoice"):
         invoice_states.void_invoice(invoice_id=invoice.pk)
     assert CreditNote.objects.count() == 1
     # And the database holds it even if a caller skipped the state check.
@@ -87,17 +88,21 @@ def test_a_retried_void_issues_exactly_one_credit_note(drafts: list[Invoice]) ->
 
 
 @pytest.mark.both_databases
-def test_drafts_and_paid_invoices_are_not_credited(drafts: list[Invoice]) -> None:
+def test_drafts_are_not_credited_and_a_paid_invoice_credits_into_credit(
+    drafts: list[Invoice],
+) -> None:
     paid = issued(drafts[:1])[0]
     invoice_states.mark_paid(invoice_id=paid.pk)
-    with pytest.raises(invoice_states.InvoiceStateError, match="refunds belong to payments"):
-        invoice_states.void_invoice(invoice_id=paid.pk)
     with pytest.raises(invoice_states.InvoiceStateError, match="draft"):
         invoice_states.correct_invoice(invoice_id=drafts[1].pk, reason="typo")
     with pytest.raises(invoice_states.InvoiceStateError, match="needs a reason"):
         invoice_states.void_invoice(invoice_id=paid.pk, reason="  ")
     assert not CreditNote.objects.exists()
     assert Invoice.objects.get(pk=paid.pk).status == InvoiceStatus.PAID
+    # Voiding a paid invoice credits it; what was paid is the customer's credit again.
+    invoice_states.void_invoice(invoice_id=paid.pk, reason="Cancelled order")
+    assert CreditNote.objects.get().invoice_id == paid.pk
+    assert payments.credit(paid.customer_id, paid.currency) == paid.total
 
 
 @pytest.mark.both_databases

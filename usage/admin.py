@@ -174,10 +174,15 @@ class InvoiceLineInline(ReadOnlyAdminMixin, admin.TabularInline):
     can_delete = False
     fields = (
         "position", "server_name", "item", "plan_name", "started_at", "ended_at", "hours",
-        "per_hour", "per_month", "backup_price", "rule_display", "tokens_display",
+        "per_hour", "per_month", "backup_percent", "rule_display", "tokens_display",
         "amount_display", "discrepancy_display",
     )  # fmt: skip
     readonly_fields = fields
+
+    @admin.display(description="backup price")
+    def backup_percent(self, obj: InvoiceLine) -> str:
+        # R7: a percentage of the runtime charge; blank on the lines it does not apply to.
+        return "" if obj.backup_price is None else format_percent(obj.backup_price)
 
     @admin.display(description="tokens / hour")
     def per_hour(self, obj: InvoiceLine) -> str:

@@ -73,7 +73,7 @@ class CustomerAdmin(CacheRefusalAdmin):
     fieldsets = (
         (None, {"fields": ("email", "name", "status")}),
         ("Billing", {"fields": ("currency", "country", "region", "billing_exempt", "discounts")}),
-        ("Invoice details", {"fields": INVOICE_DETAIL_FIELDS}),
+        ("Invoice details", {"fields": (*INVOICE_DETAIL_FIELDS, "language")}),
         ("SolusIO", {"fields": ("limit_group",)}),
     )
     actions = ("log_in_as_customer", "resync", "retry_parked")

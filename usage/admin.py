@@ -687,7 +687,7 @@ class UsageRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     list_display = (
         "period", "billing_user_id", "customer", "server_name", "item", "plan_name", "hours",
-        "per_hour", "per_month", "backup_price", "reported", "started_at", "ended_at",
+        "per_hour", "per_month", "backup_percent", "reported", "started_at", "ended_at",
     )  # fmt: skip
     list_filter = (OrphanFilter, UnknownKindFilter, PeriodFilter, "item")
     search_fields = ("=billing_user_id", "=server_id", "server_name", "server_uuid")
@@ -701,6 +701,10 @@ class UsageRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="tokens / month", ordering="tokens_per_month")
     def per_month(self, obj: UsageRecord) -> str:
         return format_tokens(obj.tokens_per_month)
+
+    @admin.display(description="backup price", ordering="backup_price")
+    def backup_percent(self, obj: UsageRecord) -> str | None:
+        return None if obj.backup_price is None else format_percent(obj.backup_price)
 
     @admin.display(description="SolusIO's tokens", ordering="reported_tokens")
     def reported(self, obj: UsageRecord) -> str | None:

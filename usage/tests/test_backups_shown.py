@@ -68,7 +68,6 @@ def test_the_pdf_and_the_csv_show_the_backup_line(backed_up: Invoice) -> None:
     assert ",backups,500," in row
 
 
-
 def test_the_admin_shows_the_backup_price_as_a_percentage(
     backed_up: Invoice, admin_client: Client
 ) -> None:
@@ -79,6 +78,7 @@ def test_the_admin_shows_the_backup_price_as_a_percentage(
         "<p></p>",
         f"<p>10{NBSP}%</p>",
     ]
+
 
 def test_the_staff_api_shows_the_backup_line_and_its_percentage(backed_up: Invoice) -> None:
     api = staff_client(Invoice)

@@ -11,6 +11,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends fonts-dejavu-co
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
+# The translation catalogues' .mo files are build output (not in git): Babel, pure Python.
+RUN pybabel compile --domain django --directory locale
 # A fixed uid: docker-compose.yml's in-memory metrics volume is mounted for this uid.
 RUN mkdir -p /var/lib/bridge /var/lib/bridge-metrics \
  && env -u PROMETHEUS_MULTIPROC_DIR DJANGO_SECRET_KEY=build-only PRICING_API_TOKEN=build-only \

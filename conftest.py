@@ -6,8 +6,15 @@ from decimal import Decimal
 import pytest
 from django.core.cache import cache
 
+from bridge.i18n import compile_catalogues
 from pricing.models import Currency, Discount, PricingSettings, TaxRule
 from users.models import Customer
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The .mo catalogues are build output (bin/setup makes them): a plain `pytest` after a
+    # .po changed must not test yesterday's translations. Before any test activates one.
+    compile_catalogues(only_stale=True)
 
 
 @pytest.fixture(autouse=True)

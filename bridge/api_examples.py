@@ -77,6 +77,7 @@ CUSTOMER = {
     "billing_address": "1 Example Street\nLondon SW1A 1AA",
     "vat_id": "GB123456789",
     "tax_exemption_reason": "",
+    "language": "en",
     "solusio_user_id": 12,
     "sync_state": "synced",
     "sync_error": "",

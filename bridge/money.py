@@ -4,10 +4,19 @@ Rounding: money is rounded half-up to the currency's decimals (its minor unit); 
 price that is computed (a customer's unit cost) is rounded half-up to 15 significant
 digits. Display: a currency's prefix, separators, decimals and suffix, tokens grouped in
 thousands. Plain values in, so pricing, usage and users all build on it.
+
+Separators follow the active language (issue 12 §5): in the bridge's own language
+(LANGUAGE_CODE, English) they are the currency's, as staff set them for SolusIO; in another
+language they are that language's (Django's locale formats: German writes 1.234,56 whatever
+the currency), so a third language needs no code here. Digits never go through float.
 """
 
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Protocol
+
+from django.conf import settings
+from django.utils import formats, translation
+from django.utils.translation import gettext
 
 from bridge.jsonnum import plain_decimal
 
@@ -73,6 +82,30 @@ def token_price_decimals(token_price: Decimal) -> int:
 # --- Display -------------------------------------------------------------------------------
 
 
+def _locale_separators() -> tuple[str, str] | None:
+    """(thousands, decimals) of the active language; None in the bridge's own language,
+    where each currency's separators apply."""
+    language = translation.get_language()
+    if not language or language.split("-")[0] == settings.LANGUAGE_CODE.split("-")[0]:
+        return None
+    return (
+        str(formats.get_format("THOUSAND_SEPARATOR", lang=language)),
+        str(formats.get_format("DECIMAL_SEPARATOR", lang=language)),
+    )
+
+
+def _separators(currency: CurrencyDisplay) -> tuple[str, str]:
+    return _locale_separators() or (currency.thousands_separator, currency.decimals_separator)
+
+
+def localize_plain(value: Decimal) -> str:
+    """A number in plain digits, exact, with the active language's decimal mark:
+    "12.5", in German "12,5" (never "1E+1")."""
+    text = plain_decimal(value)
+    separators = _locale_separators()
+    return text.replace(".", separators[1]) if separators else text
+
+
 def format_number(
     amount: Decimal, decimals: int, thousands_separator: str, decimals_separator: str
 ) -> str:
@@ -110,9 +143,7 @@ def format_money(
     shown. decimals: more places than the currency's (token prices), never fewer.
     """
     digits = currency.decimals if decimals is None else decimals
-    number = format_number(
-        amount, digits, currency.thousands_separator, currency.decimals_separator
-    )
+    number = format_number(amount, digits, *_separators(currency))
     sign, number = ("-", number[1:]) if number.startswith("-") else ("", number)
     prefix, suffix = currency.display_prefix, currency.display_suffix
     if compact and prefix:
@@ -124,19 +155,28 @@ def format_tokens(tokens: int, currency: CurrencyDisplay | None = None) -> str:
     """A token count grouped in thousands: with commas, like the seed, or beside a
     currency's amounts with its thousands separator, so "5,000" never reads as five where
     the comma is the decimal mark (a currency without one groups with a non-breaking space).
+    In another language than the bridge's: that language's grouping ("5.000" in German).
     """
-    separator = "," if currency is None else currency.thousands_separator or NBSP
-    return _unbreakable(format_number(Decimal(tokens), 0, separator, "."))
+    localized = _locale_separators()
+    if localized:
+        separator = localized[0]
+    else:
+        separator = "," if currency is None else currency.thousands_separator
+    return _unbreakable(format_number(Decimal(tokens), 0, separator or NBSP, "."))
 
 
 def format_percent(rate: Decimal) -> str:
-    """A rate in percent, exact, in plain digits: "6 %", "12.5 %" (never "1E+1 %")."""
-    return f"{plain_decimal(rate)}{NBSP}%"
+    """A rate in percent, exact, in plain digits: "6 %", "12.5 %" (never "1E+1 %"); in
+    German "12,5 %"."""
+    return f"{localize_plain(rate)}{NBSP}%"
 
 
 def format_discount(multiplier: Decimal) -> str:
     """A discount multiplier as people read it: 0.95 → "5 % discount (×0.95)"."""
-    return f"{format_percent((1 - multiplier) * 100)} discount (×{plain_decimal(multiplier)})"
+    return gettext("%(percent)s discount (×%(multiplier)s)") % {
+        "percent": format_percent((1 - multiplier) * 100),
+        "multiplier": localize_plain(multiplier),
+    }
 
 
 __all__ = [
@@ -149,6 +189,7 @@ __all__ = [
     "format_number",
     "format_percent",
     "format_tokens",
+    "localize_plain",
     "round_money",
     "round_significant",
     "round_token_price",

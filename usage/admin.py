@@ -174,10 +174,15 @@ class InvoiceLineInline(ReadOnlyAdminMixin, admin.TabularInline):
     can_delete = False
     fields = (
         "position", "server_name", "item", "plan_name", "started_at", "ended_at", "hours",
-        "per_hour", "per_month", "backup_price", "rule_display", "tokens_display",
+        "per_hour", "per_month", "backup_percent", "rule_display", "tokens_display",
         "amount_display", "discrepancy_display",
     )  # fmt: skip
     readonly_fields = fields
+
+    @admin.display(description="backup price")
+    def backup_percent(self, obj: InvoiceLine) -> str:
+        # R7: a percentage of the runtime charge; blank on the lines it does not apply to.
+        return "" if obj.backup_price is None else format_percent(obj.backup_price)
 
     @admin.display(description="tokens / hour")
     def per_hour(self, obj: InvoiceLine) -> str:
@@ -682,7 +687,7 @@ class UsageRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     list_display = (
         "period", "billing_user_id", "customer", "server_name", "item", "plan_name", "hours",
-        "per_hour", "per_month", "backup_price", "reported", "started_at", "ended_at",
+        "per_hour", "per_month", "backup_percent", "reported", "started_at", "ended_at",
     )  # fmt: skip
     list_filter = (OrphanFilter, UnknownKindFilter, PeriodFilter, "item")
     search_fields = ("=billing_user_id", "=server_id", "server_name", "server_uuid")
@@ -696,6 +701,10 @@ class UsageRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="tokens / month", ordering="tokens_per_month")
     def per_month(self, obj: UsageRecord) -> str:
         return format_tokens(obj.tokens_per_month)
+
+    @admin.display(description="backup price", ordering="backup_price")
+    def backup_percent(self, obj: UsageRecord) -> str | None:
+        return None if obj.backup_price is None else format_percent(obj.backup_price)
 
     @admin.display(description="SolusIO's tokens", ordering="reported_tokens")
     def reported(self, obj: UsageRecord) -> str | None:

@@ -12,7 +12,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import connection, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from bridge.money import format_money
 from bridge.outbox import Outbox, Outcome, Step
@@ -161,7 +162,13 @@ def _failed(record: InvoiceEmail, exc: BaseException, now: datetime) -> Outcome:
 
 
 def invoice_message(invoice: Invoice) -> EmailMessage:
-    """The customer's e-mail: a short note with the total and the PDF attached."""
+    """The customer's e-mail, in their language: a short note with the total and the PDF
+    attached."""
+    with translation.override(invoice.customer.language):
+        return _invoice_message(invoice)
+
+
+def _invoice_message(invoice: Invoice) -> EmailMessage:
     # Imported here: fpdf2 takes a fifth of a second to import, and the close (which
     # records e-mails) never renders one.
     from usage.einvoice.documents import invoice_pdf
@@ -171,20 +178,21 @@ def invoice_message(invoice: Invoice) -> EmailMessage:
     customer = invoice.customer
     details = legal.details_of(invoice)
     link = legal.payment_link(details, invoice)
+    names = {"number": invoice.display_number, "month": legal.month_and_year(invoice.period)}
     lines = [
-        f"Hello {customer.name or customer.email},",
+        _("Hello %(name)s,") % {"name": customer.name or customer.email},
         "",
-        f"your invoice {invoice.display_number} for {invoice.period:%B %Y} is attached.",
-        f"Total: {format_money(invoice.total, pricing)}",
+        _("your invoice %(number)s for %(month)s is attached.") % names,
+        _("Total: %(amount)s") % {"amount": format_money(invoice.total, pricing)},
     ]
     if details.due_date and invoice.total > 0:
-        lines.append(f"Due date: {legal.long_date(details.due_date)}")
+        lines.append(_("Due date: %(date)s") % {"date": legal.long_date(details.due_date)})
     if link and invoice.total > 0:
-        lines.append(f"Pay online: {link}")
-    lines += ["", "Thank you."]
+        lines.append(_("Pay online: %(link)s") % {"link": link})
+    lines += ["", _("Thank you.")]
     support = details.seller.support_email
     message = EmailMessage(
-        subject=f"Invoice {invoice.display_number} for {invoice.period:%B %Y}",
+        subject=_("Invoice %(number)s for %(month)s") % names,
         body="\n".join(lines),
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[customer.email],

@@ -11,6 +11,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.utils import dateformat
+from django.utils.translation import gettext_lazy, pgettext
 
 from bridge.money import round_money
 from usage.models import BillingSettings, Invoice
@@ -135,8 +137,29 @@ def details_of(invoice: Invoice) -> LegalDetails:
 
 
 def long_date(value: date) -> str:
-    """2 November 2026: no leading zero, the month in words (never mistaken for 11/2)."""
-    return f"{value.day} {value:%B %Y}"
+    """2 November 2026 in English: no leading zero, the month in words (never mistaken for
+    11/2); each language writes its own (German 02.11.2026), as its catalogue says."""
+    return dateformat.format(value, pgettext("date format", "j F Y"))
+
+
+def month_and_year(value: date) -> str:
+    """November 2026, the month in the active language ("Oktober 2026")."""
+    return dateformat.format(value, pgettext("month format", "F Y"))
+
+
+# An invoice's status as its customer reads it (the model's labels are the staff's words).
+_STATUS_LABELS = {
+    "draft": gettext_lazy("Draft"),
+    "issued": gettext_lazy("Issued"),
+    "paid": gettext_lazy("Paid"),
+    "void": gettext_lazy("Void"),
+}
+
+
+def status_label(status: str) -> str:
+    """The status in the active language; one this version does not know, as stored."""
+    label = _STATUS_LABELS.get(status)
+    return str(label) if label else status
 
 
 def payment_link(details: LegalDetails, invoice: Invoice) -> str:

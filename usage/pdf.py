@@ -1,7 +1,9 @@
 """An invoice as PDF (fpdf2, pure Python) with every field DESIGN §6 asks for: tables wrap
 long text so columns never overlap and repeat their heading on each page; money is written as
 the invoice's own currency snapshot says; without a Unicode font (INVOICE_PDF_FONT or DejaVu
-Sans), the core font's Latin-1 is used and other currency signs are spelled out (€ → EUR)."""
+Sans), the core font's Latin-1 is used and other currency signs are spelled out (€ → EUR).
+A document is written in its customer's language (Customer.language): labels from the
+translation catalogues, dates and numbers as that language writes them."""
 
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.http import HttpResponse
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from fpdf import FPDF
 from fpdf.enums import TableBordersLayout
 from fpdf.fonts import FontFace
@@ -25,7 +30,7 @@ from bridge.money import (
     format_tokens,
     token_price_decimals,
 )
-from usage.legal import LegalDetails, details_of, long_date, payment_link
+from usage.legal import LegalDetails, details_of, long_date, payment_link, status_label
 from usage.models import CreditNote, Invoice, InvoiceLine, logo_file
 from usage.rules import PricingSnapshot, Rule
 
@@ -64,14 +69,14 @@ def _font_path() -> str | None:
 # Column widths (mm) of the line table: 190 = A4 less the 10 mm margins.
 LINE_WIDTHS = (59, 13, 15, 17, 23, 21, 16, 26)
 LINE_HEADINGS = (
-    "Description",
-    "Hours",
-    "Tokens per hour",
-    "Monthly cap (tokens)",
-    "Unit price (per hour)",
-    "Rule",
-    "Tokens",
-    "Amount",
+    gettext_lazy("Description"),
+    gettext_lazy("Hours"),
+    gettext_lazy("Tokens per hour"),
+    gettext_lazy("Monthly cap (tokens)"),
+    gettext_lazy("Unit price (per hour)"),
+    gettext_lazy("Rule"),
+    gettext_lazy("Tokens"),
+    gettext_lazy("Amount"),
 )
 _FOOTER_LINE = 3.6  # mm per footer text line
 # Periods are half-open: the last day of supply is the one holding the last instant before
@@ -138,7 +143,9 @@ class _Doc(FPDF):
         for line in self.footer_lines:
             self.cell(150, _FOOTER_LINE, line, new_x="LMARGIN", new_y="NEXT")
         self.set_xy(160, top + 1)
-        self.cell(40, _FOOTER_LINE, f"Page {self.page_no()} of {{nb}}", align="R")
+        # fpdf2 replaces {nb} with the page count when the document is written.
+        page = _("Page %(page)s of %(pages)s") % {"page": self.page_no(), "pages": "{nb}"}
+        self.cell(40, _FOOTER_LINE, self.text_of(page), align="R")
         self.set_text_color(0)
 
 
@@ -161,9 +168,19 @@ def credit_note_pdf_response(note: CreditNote) -> HttpResponse:
 
 
 def render_invoice_pdf(invoice: Invoice) -> bytes:
+    """The invoice in its customer's language."""
+    with translation.override(invoice.customer.language):
+        return _invoice_pdf(invoice)
+
+
+def _invoice_pdf(invoice: Invoice) -> bytes:
     pricing = PricingSnapshot.from_json(invoice.snapshot)
     legal = details_of(invoice)
-    title = f"Invoice {invoice.display_number}" if invoice.number else "Draft invoice (not issued)"
+    title = (
+        _("Invoice %(number)s") % {"number": invoice.display_number}
+        if invoice.number
+        else _("Draft invoice (not issued)")
+    )
     doc, money, tokens = _start(title, legal, pricing)
     _facts(doc, invoice, legal, pricing)
     doc.ln(4)
@@ -174,30 +191,39 @@ def render_invoice_pdf(invoice: Invoice) -> bytes:
     if invoice.discrepancies:
         doc.ln(2)
         doc.set_font(doc.family, "", 8)
-        doc.multi_cell(0, 4, "* SolusIO reported a different charge for this line.")
+        doc.multi_cell(0, 4, doc.text_of(_("* SolusIO reported a different charge for this line.")))
     return bytes(doc.output())
 
 
 def render_credit_note_pdf(note: CreditNote) -> bytes:
     """The invoice's layout, titled "Credit note", naming the invoice it reverses; its
-    amounts are the invoice's negated."""
+    amounts are the invoice's negated. In the customer's language."""
+    with translation.override(note.invoice.customer.language):
+        return _credit_note_pdf(note)
+
+
+def _credit_note_pdf(note: CreditNote) -> bytes:
     invoice = note.invoice
     pricing = PricingSnapshot.from_json(invoice.snapshot)
     legal = LegalDetails.from_json(note.legal)
-    doc, money, tokens = _start(f"Credit note {note.display_number}", legal, pricing)
+    title = _("Credit note %(number)s") % {"number": note.display_number}
+    doc, money, tokens = _start(title, legal, pricing)
     first_day, last_day = _supply_days(invoice)
     issued = invoice.legal.get("issue_date") if invoice.legal else None
+    credited = invoice.display_number
+    if issued:
+        credited = _("%(number)s of %(date)s") % {
+            "number": credited,
+            "date": _day(date.fromisoformat(issued)),
+        }
     facts = [
-        ("Credit note number", note.display_number),
-        ("Issue date", _day(legal.issue_date)),
-        (
-            "Credits invoice",
-            invoice.display_number + (f" of {_day(date.fromisoformat(issued))}" if issued else ""),
-        ),
-        ("Period of supply", f"{_day(first_day)} – {_day(last_day)}"),
-        ("Customer number", str(legal.buyer.id)),
-        ("Currency", pricing.currency),
-        ("Reason", note.reason),
+        (_("Credit note number"), note.display_number),
+        (_("Issue date"), _day(legal.issue_date)),
+        (_("Credits invoice"), credited),
+        (_("Period of supply"), f"{_day(first_day)} – {_day(last_day)}"),
+        (_("Customer number"), str(legal.buyer.id)),
+        (_("Currency"), pricing.currency),
+        (_("Reason"), note.reason),
     ]
     doc.set_font(doc.family, "", 9)
     _two_columns(doc, facts, widths=(40, 150), align="LEFT", line_height=4.8, bold_labels=True)
@@ -211,8 +237,8 @@ def render_credit_note_pdf(note: CreditNote) -> bytes:
         0,
         4.5,
         doc.text_of(
-            f"This credit note reverses invoice {invoice.display_number} in full: "
-            f"{money(-note.total)} is no longer owed."
+            _("This credit note reverses invoice %(number)s in full: %(amount)s is no longer owed.")
+            % {"number": invoice.display_number, "amount": money(-note.total)}
         ),
         align="L",
     )
@@ -254,7 +280,7 @@ def _start(title: str, legal: LegalDetails, pricing: PricingSnapshot) -> tuple[_
             part
             for part in (
                 seller.name,
-                f"VAT id {seller.vat_id}" if seller.vat_id else "",
+                _("VAT id %(vat_id)s") % {"vat_id": seller.vat_id} if seller.vat_id else "",
                 seller.registration,
             )
             if part
@@ -292,7 +318,7 @@ def _block(doc: _Doc, x: float, y: float, width: float, heading: str, text: str)
     """A headed block of lines at (x, y); returns where it ends."""
     doc.set_xy(x, y)
     doc.set_font(doc.family, "B", 9)
-    doc.cell(width, 5, heading, new_x="LEFT", new_y="NEXT")
+    doc.cell(width, 5, doc.text_of(heading), new_x="LEFT", new_y="NEXT")
     doc.set_font(doc.family, "", 9)
     doc.multi_cell(width, 4.5, doc.text_of(text), align="L", new_x="LEFT", new_y="NEXT")
     return doc.get_y()
@@ -302,9 +328,9 @@ def _parties(doc: _Doc, legal: LegalDetails) -> None:
     seller, buyer = legal.seller, legal.buyer
     top = doc.get_y()
     seller_text = _lines(
-        seller.name or "(seller name not set)",
+        seller.name or _("(seller name not set)"),
         seller.address,
-        f"VAT id: {seller.vat_id}" if seller.vat_id else "",
+        _vat_id(seller.vat_id),
         seller.registration,
         seller.support_email,
     )
@@ -312,36 +338,47 @@ def _parties(doc: _Doc, legal: LegalDetails) -> None:
         buyer.company_name,
         buyer.name,
         buyer.address,
-        f"Country: {buyer.country}" if buyer.country else "",
-        f"VAT id: {buyer.vat_id}" if buyer.vat_id else "",
+        _("Country: %(country)s") % {"country": buyer.country} if buyer.country else "",
+        _vat_id(buyer.vat_id),
         buyer.email,
     )
     end = max(
-        _block(doc, 10, top, 90, "From", seller_text),
-        _block(doc, 110, top, 90, "Bill to", buyer_text),
+        _block(doc, 10, top, 90, _("From"), seller_text),
+        _block(doc, 110, top, 90, _("Bill to"), buyer_text),
     )
     doc.set_xy(10, end)
+
+
+def _vat_id(vat_id: str) -> str:
+    return _("VAT id: %(vat_id)s") % {"vat_id": vat_id} if vat_id else ""
 
 
 def _facts(doc: _Doc, invoice: Invoice, legal: LegalDetails, pricing: PricingSnapshot) -> None:
     terms = legal.seller.payment_terms_days
     first_day, last_day = _supply_days(invoice)
+    token_price = format_money(
+        pricing.token_price, pricing, decimals=token_price_decimals(pricing.token_price)
+    )
     facts: list[tuple[str, str]] = [
-        ("Invoice number", invoice.display_number if invoice.number else "Assigned on issue"),
-        ("Issue date", _day(legal.issue_date) or "Not issued yet"),
-        ("Period of supply", f"{_day(first_day)} – {_day(last_day)}"),
-        ("Due date", _day(legal.due_date) or f"{terms} days after issue"),
-        ("Customer number", str(legal.buyer.id)),
         (
-            "Currency",
-            f"{pricing.currency}; 1 token = "
-            + format_money(
-                pricing.token_price, pricing, decimals=token_price_decimals(pricing.token_price)
-            ),
+            _("Invoice number"),
+            invoice.display_number if invoice.number else _("Assigned on issue"),
+        ),
+        (_("Issue date"), _day(legal.issue_date) or _("Not issued yet")),
+        (_("Period of supply"), f"{_day(first_day)} – {_day(last_day)}"),
+        (
+            _("Due date"),
+            _day(legal.due_date) or _("%(days)s days after issue") % {"days": terms},
+        ),
+        (_("Customer number"), str(legal.buyer.id)),
+        (
+            _("Currency"),
+            _("%(currency)s; 1 token = %(price)s")
+            % {"currency": pricing.currency, "price": token_price},
         ),
     ]
     if invoice.status != "issued" and invoice.number:
-        facts.append(("Status", invoice.get_status_display()))
+        facts.append((_("Status"), status_label(invoice.status)))
     doc.set_font(doc.family, "", 9)
     _two_columns(doc, facts, widths=(40, 150), align="LEFT", line_height=4.8, bold_labels=True)
 
@@ -374,18 +411,23 @@ def _line_table(
         headings_style=FontFace(emphasis="BOLD", fill_color=235),
         repeat_headings=1,
     ) as table:
-        table.row(LINE_HEADINGS)
+        table.row([doc.text_of(str(heading)) for heading in LINE_HEADINGS])
+        suffixes = {
+            "additional_ip": _("%(server)s (additional IP)"),
+            "backup": _("%(server)s (backups)"),
+        }
         for line in lines:
-            suffix = {"additional_ip": " (additional IP)", "backup": " (backups)"}.get(
-                line.item, ""
-            )
-            item = line.server_name + suffix
+            item = suffixes.get(line.item, "%(server)s") % {"server": line.server_name}
             # A fixed monthly line is priced by the month (its tokens per hour are 0).
             monthly = line.rule == Rule.FIXED_MONTHLY
             unit = price * (line.tokens_per_month if monthly else line.tokens_per_hour)
-            unit_text = money(unit, token_price_decimals(unit)) + (" per month" if monthly else "")
+            unit_text = money(unit, token_price_decimals(unit))
+            if monthly:
+                unit_text = _("%(price)s per month") % {"price": unit_text}
             if line.backup_price is not None:  # R7: a percentage of the runtime charge
-                unit_text = f"{format_percent(line.backup_price)} of runtime"
+                unit_text = _("%(percent)s of runtime") % {
+                    "percent": format_percent(line.backup_price)
+                }
             cells = (
                 f"{item} — {line.plan_name}",
                 str(line.hours),
@@ -411,13 +453,17 @@ def _totals(
         doc.multi_cell(
             0,
             4,
-            doc.text_of(f"Discount applied to every line: {name}, {format_discount(multiplier)}"),
+            doc.text_of(
+                _("Discount applied to every line: %(name)s, %(discount)s")
+                % {"name": name, "discount": format_discount(multiplier)}
+            ),
             align="L",
             new_x="LMARGIN",
             new_y="NEXT",
         )
     doc.ln(1)
-    _amount_rows(doc, [(f"Subtotal ({tokens(invoice.tokens)} tokens)", money(invoice.subtotal))])
+    subtotal = _("Subtotal (%(tokens)s tokens)") % {"tokens": tokens(invoice.tokens)}
+    _amount_rows(doc, [(subtotal, money(invoice.subtotal))])
     if invoice.taxes:
         doc.ln(1)
         doc.set_font(doc.family, "", 9)
@@ -430,7 +476,7 @@ def _totals(
             padding=(0.8, 1),
             headings_style=FontFace(emphasis="BOLD", fill_color=235),
         ) as table:
-            table.row(("Tax", "Rate", "Taxable amount", "Tax amount"))
+            table.row((_("Tax"), _("Rate"), _("Taxable amount"), _("Tax amount")))
             for tax in invoice.taxes:
                 table.row(
                     (
@@ -443,7 +489,7 @@ def _totals(
         doc.ln(1)
     _amount_rows(
         doc,
-        [("Total tax", money(invoice.tax_total)), ("Total", money(invoice.total))],
+        [(_("Total tax"), money(invoice.tax_total)), (_("Total"), money(invoice.total))],
         bold_last=True,
     )
 
@@ -487,23 +533,29 @@ def _payment(doc: _Doc, invoice: Invoice, legal: LegalDetails, money: Money) -> 
     doc.ln(2)
     doc.set_font(doc.family, "", 9)
     if Decimal(invoice.tax_total) == 0:
-        reason = buyer.tax_exemption_reason or "No tax applies to this supply."
-        doc.multi_cell(0, 4.5, doc.text_of(f"No tax charged: {reason}"), align="L")
+        reason = buyer.tax_exemption_reason or _("No tax applies to this supply.")
+        no_tax = _("No tax charged: %(reason)s") % {"reason": reason}
+        doc.multi_cell(0, 4.5, doc.text_of(no_tax), align="L")
         doc.set_x(doc.l_margin)
     doc.ln(2)
     if legal.due_date:
-        ask = (
-            f"Please pay {money(Decimal(invoice.total))} by {_day(legal.due_date)}, "
-            f"quoting {invoice.display_number}."
-        )
+        ask = _("Please pay %(amount)s by %(date)s, quoting %(number)s.") % {
+            "amount": money(Decimal(invoice.total)),
+            "date": _day(legal.due_date),
+            "number": invoice.display_number,
+        }
     else:
-        ask = f"Payment is due {seller.payment_terms_days} days after the invoice is issued."
+        ask = _("Payment is due %(days)s days after the invoice is issued.") % {
+            "days": seller.payment_terms_days
+        }
     link = payment_link(legal, invoice)
     paragraphs = [
         (doc.text_of(_lines(ask, seller.payment_instructions)), ""),
-        (doc.text_of(f"Pay online: {link}") if link else "", link),
+        (doc.text_of(_("Pay online: %(link)s") % {"link": link}) if link else "", link),
         (
-            doc.text_of(f"Questions about this invoice: {seller.support_email}")
+            doc.text_of(
+                _("Questions about this invoice: %(email)s") % {"email": seller.support_email}
+            )
             if seller.support_email
             else "",
             "",
@@ -512,14 +564,14 @@ def _payment(doc: _Doc, invoice: Invoice, legal: LegalDetails, money: Money) -> 
     paragraphs = [(text, target) for text, target in paragraphs if text]
     # The payment block stays on one page: a page holding only its last line reads as lost.
     height = 6.0
-    for text, _ in paragraphs:
+    for text, _target in paragraphs:
         measured = doc.multi_cell(0, 4.5, text, dry_run=True, output="HEIGHT")
         assert isinstance(measured, float | int)
         height += measured
     if doc.will_page_break(height):
         doc.add_page()
     doc.set_font(doc.family, "B", 10)
-    doc.cell(0, 6, "How to pay", new_x="LMARGIN", new_y="NEXT")
+    doc.cell(0, 6, doc.text_of(_("How to pay")), new_x="LMARGIN", new_y="NEXT")
     doc.set_font(doc.family, "", 9)
     for text, target in paragraphs:
         doc.multi_cell(0, 4.5, text, align="L", link=target or None, new_x="LMARGIN")

@@ -29,6 +29,8 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+from django.utils.translation import gettext_lazy
+
 from bridge.money import round_money  # pure too: no ORM, no HTTP
 
 _ONE_HOUR = timedelta(hours=1)
@@ -44,8 +46,9 @@ class Rule(StrEnum):
 
     @property
     def label(self) -> str:
-        """What customers read: the stored code ("monthly_cap") is never shown to them."""
-        return _RULE_LABELS[self]
+        """What customers read, in the active language: the stored code ("monthly_cap") is
+        never shown to them."""
+        return str(_RULE_LABELS[self])
 
     @classmethod
     def label_of(cls, code: str) -> str:
@@ -58,11 +61,11 @@ class Rule(StrEnum):
 
 
 _RULE_LABELS = {
-    Rule.HOURLY: "Hourly",
-    Rule.MONTHLY_CAP: "Monthly cap",
-    Rule.FIXED_MONTHLY: "Fixed monthly",
-    Rule.FREE: "Free",
-    Rule.BACKUPS: "Backups",
+    Rule.HOURLY: gettext_lazy("Hourly"),
+    Rule.MONTHLY_CAP: gettext_lazy("Monthly cap"),
+    Rule.FIXED_MONTHLY: gettext_lazy("Fixed monthly"),
+    Rule.FREE: gettext_lazy("Free"),
+    Rule.BACKUPS: gettext_lazy("Backups"),
 }
 
 

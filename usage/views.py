@@ -3,6 +3,7 @@ the current month costs so far. Who the customer is comes from users.selectors."
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
@@ -28,7 +29,7 @@ def invoices(request: HttpRequest, customer: Customer) -> HttpResponse:
     try:
         preview = selectors.preview_invoice(customer_id=customer.pk)
     except SolusIOError:
-        preview_error = "The current month's usage is not available right now."
+        preview_error = _("The current month's usage is not available right now.")
     return render(
         request,
         "usage/account_invoices.html",
@@ -76,7 +77,7 @@ def invoice_facturx(request: HttpRequest, customer: Customer, pk: int) -> HttpRe
         body = documents.facturx_document(invoice)
     except EInvoiceError as exc:
         return HttpResponse(
-            f"This invoice has no e-invoice yet: {exc}.",
+            _("This invoice has no e-invoice yet: %(reason)s.") % {"reason": exc},
             status=409,
             content_type="text/plain; charset=utf-8",
         )

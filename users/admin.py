@@ -35,14 +35,30 @@ from users.models import (
     SolusioDefaults,
     SyncRecord,
     SyncRecordState,
+    default_language,
 )
 from users.selectors import LOG_IN_AS_CUSTOMER_PERMISSION, can_retry_sync, last_reconcile_run
 
 PREVIEW_TOKENS = 1_000
 
 
+class CustomerForm(ModelForm):
+    """The admin's customer form; a language left out (a script posting the form as it was
+    before languages) is the default one, as in the API and the importer."""
+
+    # No Meta: the admin builds the form for its fieldsets on this base.
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "language" in self.fields:
+            self.fields["language"].required = False
+
+    def clean_language(self) -> str:
+        return str(self.cleaned_data.get("language") or default_language())
+
+
 @admin.register(Customer)
 class CustomerAdmin(CacheRefusalAdmin):
+    form = CustomerForm
     list_display = (
         "id",
         "email",
@@ -73,7 +89,7 @@ class CustomerAdmin(CacheRefusalAdmin):
     fieldsets = (
         (None, {"fields": ("email", "name", "status")}),
         ("Billing", {"fields": ("currency", "country", "region", "billing_exempt", "discounts")}),
-        ("Invoice details", {"fields": INVOICE_DETAIL_FIELDS}),
+        ("Invoice details", {"fields": (*INVOICE_DETAIL_FIELDS, "language")}),
         ("SolusIO", {"fields": ("limit_group",)}),
     )
     actions = ("log_in_as_customer", "resync", "retry_parked")

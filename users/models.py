@@ -3,15 +3,26 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from bridge.models import SingletonModel
 from pricing.models import Currency, Discount, country_validator
 
 
 class CustomerStatus(models.TextChoices):
-    ACTIVE = "active", "Active"
-    LOCKED = "locked", "Locked"
-    SUSPENDED = "suspended", "Suspended"
+    # Translated: the portal shows the customer their status in their language.
+    ACTIVE = "active", _("Active")
+    LOCKED = "locked", _("Locked")
+    SUSPENDED = "suspended", _("Suspended")
+
+
+def language_choices() -> list[tuple[str, str]]:
+    """settings.LANGUAGES: a callable, so adding a language is a setting, not a migration."""
+    return list(settings.LANGUAGES)
+
+
+def default_language() -> str:
+    return settings.LANGUAGE_CODE
 
 
 # What an invoice names the customer by (DESIGN §6); copied onto each invoice on issue.
@@ -40,6 +51,14 @@ class Customer(models.Model):
     )
     billing_exempt = models.BooleanField(
         default=False, help_text="Exempt customers are never charged: token cost 0."
+    )
+    # Invoices, e-mails and the portal speak it (issue 12 §5); an issued invoice's frozen
+    # details are values, so changing it re-renders the same invoice in the new language.
+    language = models.CharField(
+        max_length=16,
+        choices=language_choices,
+        default=default_language,
+        help_text="Invoices, e-mails and the customer portal use this language.",
     )
     status = models.CharField(
         max_length=16, choices=CustomerStatus.choices, default=CustomerStatus.ACTIVE

@@ -15,6 +15,7 @@ from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.core.cache import cache
 from django.core.mail import send_mail
 from django.template.loader import render_to_string
+from django.utils import translation
 from django.utils.encoding import force_bytes, force_str
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
@@ -116,9 +117,12 @@ def send_reset(*, customer_id: int | None, reset_url: str) -> bool:
         "valid_minutes": max(1, settings.PASSWORD_RESET_TIMEOUT // 60),
     }
     try:
+        with translation.override(customer.language):
+            subject = render_to_string("account/reset_email_subject.txt", context).strip()
+            body = render_to_string("account/reset_email.txt", context)
         send_mail(
-            subject=render_to_string("account/reset_email_subject.txt", context).strip(),
-            message=render_to_string("account/reset_email.txt", context),
+            subject=subject,
+            message=body,
             from_email=settings.DEFAULT_FROM_EMAIL,
             recipient_list=[customer.email],
         )

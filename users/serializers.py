@@ -69,6 +69,7 @@ class CustomerSerializer(ImmutableKeyMixin, ModelCleanMixin):
             "discounts",
             "limit_group",
             *INVOICE_DETAIL_FIELDS,
+            "language",
             "solusio_user_id",
             "sync_state",
             "sync_error",

@@ -18,12 +18,14 @@ from users.models import (
     LimitGroup,
     SolusioDefaults,
     SyncAction,
+    default_language,
 )
 
 # What update_customer may change; the id is the SolusIO billing_user_id and never changes.
 UPDATABLE_FIELDS = frozenset(
     {"email", "name", "currency", "country", "region", "billing_exempt", "status", "limit_group"}
     | set(INVOICE_DETAIL_FIELDS)
+    | {"language"}
 )
 
 
@@ -49,6 +51,7 @@ def create_customer(
     billing_address: str = "",
     vat_id: str = "",
     tax_exemption_reason: str = "",
+    language: str = "",  # empty: settings.LANGUAGE_CODE
 ) -> Customer:
     """Create a customer, with the id the old billing system used when one is given, and
     queue the creation of its SolusIO user."""
@@ -70,6 +73,7 @@ def create_customer(
         billing_address=billing_address,
         vat_id=vat_id,
         tax_exemption_reason=tax_exemption_reason,
+        language=language or default_language(),
     )
     customer.full_clean()
     customer.save(force_insert=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from urllib.parse import quote, urlsplit
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 
 from solusio.connect import solusio_client
 from solusio.errors import NotFound, SolusIOError
@@ -14,7 +15,8 @@ from users.models import Customer, CustomerStatus, LoginAudit, SolusioAccount
 
 
 class LoginRefused(Exception):
-    """No token for this customer; `message` is safe to show them."""
+    """No token for this customer; `message` is safe to show them (in the active language,
+    which on the portal is the customer's)."""
 
     def __init__(self, outcome: str, message: str) -> None:
         self.outcome = outcome
@@ -59,25 +61,25 @@ def login_url(
 def _login_url(customer: Customer) -> str:
     if customer.status == CustomerStatus.SUSPENDED:
         raise LoginRefused(
-            "suspended", "Your account is suspended. Please contact billing to reactivate it."
+            "suspended", _("Your account is suspended. Please contact billing to reactivate it.")
         )
     if customer.status == CustomerStatus.LOCKED:
-        raise LoginRefused("locked", "Your account is locked. Please contact support.")
+        raise LoginRefused("locked", _("Your account is locked. Please contact support."))
     account = SolusioAccount.objects.filter(customer_id=customer.pk).first()
     if account is None or account.solusio_user_id is None:
         raise LoginRefused(
-            "not_synced", "Your control panel account is still being set up; try again shortly."
+            "not_synced", _("Your control panel account is still being set up; try again shortly.")
         )
     try:
         with solusio_client() as client:
             token = client.create_login_token(account.solusio_user_id)
     except NotFound:
         raise LoginRefused(
-            "not_found", "Your control panel account is being repaired; try again shortly."
+            "not_found", _("Your control panel account is being repaired; try again shortly.")
         ) from None
     except SolusIOError as exc:
         # The message is the client's, which never carries the token (none was issued).
         raise LoginRefused(
-            "solusio_error", "The control panel is not reachable right now; try again shortly."
+            "solusio_error", _("The control panel is not reachable right now; try again shortly.")
         ) from exc
     return login_url_template().replace("{token}", quote(token, safe=""))

@@ -13,6 +13,7 @@ from django.contrib.auth.forms import AuthenticationForm, SetPasswordMixin
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
@@ -20,16 +21,18 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from users import passwords, services, sso
 from users.decorators import customer_required
-from users.models import Customer
+from users.models import Customer, language_choices
 
 
 class CustomerLoginForm(AuthenticationForm):
     """E-mail and password; the login behind it is the customer's own (`customer:<id>`)."""
 
-    username = forms.EmailField(label="E-mail", widget=forms.EmailInput(attrs={"autofocus": True}))
+    username = forms.EmailField(
+        label=_("E-mail"), widget=forms.EmailInput(attrs={"autofocus": True})
+    )
     error_messages = {
         **AuthenticationForm.error_messages,
-        "invalid_login": "Please enter a correct e-mail and password.",
+        "invalid_login": _("Please enter a correct e-mail and password."),
     }
 
     def clean(self) -> dict[str, Any]:
@@ -58,7 +61,33 @@ class AccountLogoutView(auth_views.LogoutView):
 @require_safe
 @customer_required
 def account_home(request: HttpRequest, customer: Customer) -> HttpResponse:
-    return render(request, "account/home.html", {"customer": customer})
+    return render(
+        request,
+        "account/home.html",
+        {
+            "customer": customer,
+            "language_form": LanguageForm(initial={"language": customer.language}),
+        },
+    )
+
+
+class LanguageForm(forms.Form):
+    language = forms.ChoiceField(label=_("Language"), choices=language_choices)
+
+
+@never_cache
+@require_POST
+@customer_required
+def set_language(request: HttpRequest, customer: Customer) -> HttpResponse:
+    """The customer's own choice of language (Customer.language), as staff can set it."""
+    form = LanguageForm(request.POST)
+    if form.is_valid():
+        services.update_customer(
+            customer=customer,
+            changes={"language": form.cleaned_data["language"]},
+            reason="language chosen in the portal",
+        )
+    return redirect("account-home")
 
 
 @never_cache
@@ -82,7 +111,7 @@ def open_control_panel(request: HttpRequest, customer: Customer) -> HttpResponse
 
 class ForgotPasswordForm(forms.Form):
     email = forms.EmailField(
-        label="E-mail",
+        label=_("E-mail"),
         max_length=254,
         widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"}),
     )
@@ -93,12 +122,12 @@ class ResetPasswordForm(SetPasswordMixin, forms.Form):
     password checked by AUTH_PASSWORD_VALIDATORS."""
 
     key = forms.CharField(
-        label="Reset code (from the e-mail)",
+        label=_("Reset code (from the e-mail)"),
         max_length=200,
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )
     new_password1, new_password2 = SetPasswordMixin.create_password_fields(
-        label1="New password", label2="New password again"
+        label1=_("New password"), label2=_("New password again")
     )
     target: passwords.ResetTarget | None = None
 
@@ -107,8 +136,10 @@ class ResetPasswordForm(SetPasswordMixin, forms.Form):
         self.target = passwords.check_reset_key(key)
         if self.target is None:
             raise forms.ValidationError(
-                "This reset link is not valid any more (used, expired or mistyped). "
-                "Ask for a new one.",
+                _(
+                    "This reset link is not valid any more (used, expired or mistyped). "
+                    "Ask for a new one."
+                ),
                 code="invalid_key",
             )
         return key

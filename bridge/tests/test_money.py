@@ -4,6 +4,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from fractions import Fraction
 
+from django.utils import translation
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -139,3 +140,40 @@ def test_token_display_reads_back_as_the_count(tokens: int) -> None:
     text = money.format_tokens(tokens)
     assert int(text.replace(",", "")) == tokens
     assert all(len(group) == 3 for group in text.split(",")[1:])
+
+
+# --- In the customer's language (issue 12 §5) ------------------------------------------------
+
+
+def test_german_writes_decimal_commas_and_point_grouping_whatever_the_currency() -> None:
+    with translation.override("de"):
+        assert money.format_money(Decimal("1234567.5"), GBP) == f"£1.234.567,50{NB}GBP"
+        assert money.format_money(Decimal("12345.6"), EURO) == f"12.345,60{NB}€"
+        assert money.format_money(Decimal("0.001"), GBP, decimals=5) == f"£0,00100{NB}GBP"
+        assert money.format_tokens(5000) == "5.000"
+        assert money.format_tokens(5000, GBP) == "5.000"
+        assert money.format_percent(Decimal("12.50")) == f"12,5{NB}%"
+        assert money.format_discount(Decimal("0.95")) == f"5{NB}% Rabatt (×0,95)"
+        assert money.localize_plain(Decimal("0.00079")) == "0,00079"
+    # English keeps each currency's own separators, as before.
+    with translation.override("en"):
+        assert money.format_money(Decimal("1234567.5"), GBP) == f"£1,234,567.50{NB}GBP"
+        assert money.format_money(Decimal("12345.6"), EURO) == f"12.345,60{NB}€"
+        assert money.format_tokens(5000, EURO) == "5.000"
+
+
+@given(amount=amounts, decimals=places, cur=st.sampled_from([GBP, EURO]))
+def test_the_german_display_reads_back_as_the_rounded_amount(
+    amount: Decimal, decimals: int, cur: Cur
+) -> None:
+    cur = replace(cur, decimals=decimals)
+    with translation.override("de"):
+        text = money.format_money(amount, cur).replace(NB, " ")
+    sign = text.startswith("-")
+    number = text.removeprefix("-").removeprefix(cur.display_prefix)
+    number = number.removesuffix(cur.display_suffix)
+    whole, _, fraction = number.partition(",")
+    assert all(len(group) == 3 for group in whole.split(".")[1:])
+    assert len(fraction) == decimals
+    plain = whole.replace(".", "") + ("." + fraction if fraction else "")
+    assert Decimal(("-" if sign else "") + plain) == money.round_money(amount, decimals)

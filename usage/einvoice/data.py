@@ -3,6 +3,10 @@
 Each line is billed in tokens: quantity = tokens, gross price = the token price, net price =
 the token price × the customer's discount multipliers, so quantity × net price rounded
 half-up to the currency's decimals is the line amount exactly as `usage.rules` computed it.
+
+The free texts (notes, line names, payment terms, exemption reasons) are in the customer's
+language (Customer.language); codes, amounts and dates in the XML's own fields stay as the
+syntaxes define them.
 """
 
 from __future__ import annotations
@@ -14,10 +18,14 @@ from decimal import Decimal, localcontext
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from stdnum import iban as iban_number
 
-from bridge.money import round_money
+from bridge.money import localize_plain, round_money
 from usage import legal
+from usage.legal import long_date
 from usage.models import Invoice, InvoiceStatus
 from usage.rules import PricingSnapshot, Rule
 
@@ -27,7 +35,7 @@ VATEX_REVERSE_CHARGE = "VATEX-EU-AE"
 # UNCL 4461 payment means: SEPA credit transfer, credit transfer, not defined.
 SEPA_CREDIT_TRANSFER, CREDIT_TRANSFER, NOT_DEFINED = "58", "30", "1"
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
-_ITEM_NAMES = {"server": "server", "additional_ip": "IP address"}
+_ITEM_NAMES = {"server": gettext_lazy("server"), "additional_ip": gettext_lazy("IP address")}
 _EXACT = 400  # Decimal precision at which a product of stored values is exact
 
 
@@ -98,6 +106,7 @@ class EInvoice:
     iban: str
     payment_text: str
     payment_terms: str
+    language: str  # of the free texts: the customer's (an ISO 639-1 code, "en")
 
     def money(self, amount: Decimal) -> str:
         """An amount as the invoice rounded it: half-up to the currency's decimals."""
@@ -176,7 +185,13 @@ def _first_day(instant: datetime) -> date:
 
 
 def einvoice_of(invoice: Invoice) -> EInvoice:
-    """The issued invoice's e-invoice data; raises NotIssued for a draft."""
+    """The issued invoice's e-invoice data, its texts in the customer's language; raises
+    NotIssued for a draft."""
+    with translation.override(invoice.customer.language):
+        return _einvoice_of(invoice)
+
+
+def _einvoice_of(invoice: Invoice) -> EInvoice:
     if invoice.status == InvoiceStatus.DRAFT or not invoice.number:
         raise NotIssued("only an issued invoice has an e-invoice: issue the draft first")
     pricing = PricingSnapshot.from_json(invoice.snapshot)
@@ -202,7 +217,8 @@ def einvoice_of(invoice: Invoice) -> EInvoice:
         Line(
             id=str(line.position),
             name=f"{line.server_name} ({_ITEM_NAMES.get(line.item, line.item)})",
-            description=f"{line.plan_name}: {line.hours} h, {Rule.label_of(line.rule)}",
+            description=_("%(plan)s: %(hours)s h, %(rule)s")
+            % {"plan": line.plan_name, "hours": line.hours, "rule": Rule.label_of(line.rule)},
             quantity=line.tokens,
             gross_price=gross,
             net_price=net.normalize() if net else Decimal(0),
@@ -227,12 +243,19 @@ def einvoice_of(invoice: Invoice) -> EInvoice:
         )
     else:
         taxes = (_no_tax(subtotal, buyer, exemption_reason, pricing.exempt),)
-    notes = [f"Discount {name}: × {m.normalize():f}" for name, m in pricing.discounts]
+    notes = [
+        _("Discount %(name)s: × %(multiplier)s") % {"name": name, "multiplier": localize_plain(m)}
+        for name, m in pricing.discounts
+    ]
     if len(taxes) > 1:
+        each = ", ".join(
+            _("%(label)s %(rate)s %% on %(base)s")
+            % {"label": t.label, "rate": localize_plain(t.rate), "base": localize_plain(t.base)}
+            for t in taxes
+        )
         notes.append(
-            "Taxes: "
-            + ", ".join(f"{t.label} {t.rate.normalize():f} % on {t.base:f}" for t in taxes)
-            + (" (compound)" if pricing.compound else "")
+            (_("Taxes: %(taxes)s (compound)") if pricing.compound else _("Taxes: %(taxes)s"))
+            % {"taxes": each}
         )
     iban = _iban_in(payment_text)
     means = SEPA_CREDIT_TRANSFER if iban else CREDIT_TRANSFER if payment_text else NOT_DEFINED
@@ -258,7 +281,8 @@ def einvoice_of(invoice: Invoice) -> EInvoice:
         payment_means=means,
         iban=iban,
         payment_text=payment_text,
-        payment_terms=f"Due {due:%Y-%m-%d}" if due else "",
+        payment_terms=_("Due %(date)s") % {"date": long_date(due)} if due else "",
+        language=translation.get_language() or settings.LANGUAGE_CODE,
     )
 
 
@@ -271,9 +295,9 @@ def _no_tax(subtotal: Decimal, buyer: Party, reason: str, billing_exempt: bool) 
             Decimal(0),
             subtotal,
             Decimal(0),
-            "Reverse charge",
+            _("Reverse charge"),
             VATEX_REVERSE_CHARGE,
             reason,
         )
-    text = reason or ("Not charged: billing-exempt customer" if billing_exempt else "No tax")
-    return TaxBreakdown(EXEMPT, Decimal(0), subtotal, Decimal(0), "Exempt", "", text)
+    text = reason or (_("Not charged: billing-exempt customer") if billing_exempt else _("No tax"))
+    return TaxBreakdown(EXEMPT, Decimal(0), subtotal, Decimal(0), _("Exempt"), "", text)

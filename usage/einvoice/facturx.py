@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils import translation
+from django.utils.translation import gettext as _
+
 from usage.einvoice import cii, schemas
 from usage.einvoice.data import EInvoice
+from usage.legal import long_date
 
 
 def facturx_pdf(pdf: bytes, data: EInvoice) -> bytes:
@@ -15,12 +19,16 @@ def facturx_pdf(pdf: bytes, data: EInvoice) -> bytes:
 
     xml = cii.cii_xml(data)
     schemas.check(xml, schemas.cii_schema())
-    metadata: dict[str, Any] = {
-        "author": data.seller.name or "Billing",
-        "keywords": "Factur-X, Invoice",
-        "title": f"{data.seller.name}: Invoice {data.number}".strip(": "),
-        "subject": f"Invoice {data.number} dated {data.issue_date:%Y-%m-%d}",
-    }
+    # The PDF's own metadata speaks the invoice's language, as its pages do.
+    with translation.override(data.language):
+        title = _("Invoice %(number)s") % {"number": data.number}
+        metadata: dict[str, Any] = {
+            "author": data.seller.name or "Billing",
+            "keywords": "Factur-X, Invoice",
+            "title": f"{data.seller.name}: {title}" if data.seller.name else title,
+            "subject": _("Invoice %(number)s dated %(date)s")
+            % {"number": data.number, "date": long_date(data.issue_date)},
+        }
     result: bytes = generate_from_binary(
         pdf,
         xml,
@@ -28,6 +36,6 @@ def facturx_pdf(pdf: bytes, data: EInvoice) -> bytes:
         level="en16931",
         check_xsd=False,  # checked above, with the error shape this project reports
         pdf_metadata=metadata,
-        lang="en",
+        lang=data.language,
     )
     return result

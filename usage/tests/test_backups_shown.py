@@ -68,6 +68,18 @@ def test_the_pdf_and_the_csv_show_the_backup_line(backed_up: Invoice) -> None:
     assert ",backups,500," in row
 
 
+def test_the_admin_shows_the_backup_price_as_a_percentage(
+    backed_up: Invoice, admin_client: Client
+) -> None:
+    page = admin_client.get(f"/admin/usage/invoice/{backed_up.pk}/change/").content.decode()
+    cells = page.split('<td class="field-backup_percent">')[1:]
+    # The server line has none (blank), the backup line its 10 % (was the raw "10.0000").
+    assert [cell.split("</td>")[0].strip() for cell in cells] == [
+        "<p></p>",
+        f"<p>10{NBSP}%</p>",
+    ]
+
+
 def test_the_staff_api_shows_the_backup_line_and_its_percentage(backed_up: Invoice) -> None:
     api = staff_client(Invoice)
     detail = body(api.get(f"/api/v1/invoices/{backed_up.pk}/"))

@@ -103,6 +103,7 @@ def test_customer_crud(api: APIClient, usd: Currency, gbp: Currency, loyalty: Di
         "billing_address": "",
         "vat_id": "",
         "tax_exemption_reason": "",
+        "language": "en",  # settings.LANGUAGE_CODE
         "solusio_user_id": None,
         "sync_state": "pending",  # the SolusIO user is queued (users.sync)
         "sync_error": "",

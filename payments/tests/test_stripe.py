@@ -602,3 +602,62 @@ def test_secrets_never_reach_the_logs(
     assert caplog.records  # stripe's own request lines were captured
     assert SECRET_KEY not in caplog.text
     assert WEBHOOK_SECRET not in caplog.text
+
+
+# --- Staff -------------------------------------------------------------------------------
+
+
+def test_staff_read_stripe_events_and_collections_with_view_permission_only() -> None:
+    from pricing.tests.api_helpers import make_user
+
+    models = [StripeEvent, CollectionAttempt, StripeCustomer]
+    nobody = Client()
+    nobody.force_login(make_user("nobody"))
+    viewer = Client()
+    viewer.force_login(make_user("viewer", models=models, actions=["view"]))
+    keeper = Client()
+    keeper.force_login(make_user("keeper", models=models))
+    for name in ("stripeevent", "collectionattempt", "stripecustomer"):
+        url = f"/admin/payments/{name}/"
+        assert nobody.get(url).status_code == 403
+        assert viewer.get(url).status_code == 200
+        assert keeper.get(url + "add/").status_code == 403  # nobody adds these by hand
+    customer = Customer.objects.create(email="hal@example.test", currency=currency("USD", 2))
+    saved_method(customer, "pm_card_visa")
+    delete = f"/admin/payments/stripecustomer/{customer.pk}/delete/"
+    assert viewer.get(delete).status_code == 403
+    assert keeper.post(delete, {"post": "yes"}).status_code == 302
+    assert not StripeCustomer.objects.exists()
+
+
+def test_check_says_when_stripe_is_half_configured(settings: Any) -> None:
+    from payments.checks import check_stripe_settings
+
+    settings.STRIPE_SECRET_KEY, settings.STRIPE_WEBHOOK_SECRET = SECRET_KEY, ""
+    assert [w.id for w in check_stripe_settings()] == ["payments.W001"]
+    settings.STRIPE_WEBHOOK_SECRET, settings.BRIDGE_PUBLIC_URL = WEBHOOK_SECRET, ""
+    assert [w.id for w in check_stripe_settings()] == ["payments.W002"]
+    settings.BRIDGE_PUBLIC_URL = "https://billing.example.test"
+    assert check_stripe_settings() == []
+
+
+def test_the_pdf_carries_the_pay_link(fake_stripe: RunningFake, make: Make, settings: Any) -> None:
+    import io
+    from pathlib import Path
+
+    import pdfplumber
+
+    from usage.einvoice.documents import invoice_pdf
+
+    settings.BRIDGE_PUBLIC_URL = "https://billing.example.test"
+    invoice = make("30.00")
+    body = invoice_pdf(invoice)
+    with pdfplumber.open(io.BytesIO(body)) as doc:
+        links = [link["uri"] for page in doc.pages for link in page.hyperlinks]
+        text = "".join(page.extract_text() or "" for page in doc.pages)
+    link = stripe_pay.pay_link(invoice)
+    assert link in links
+    assert "Pay online: https://billing.example.test/account/pay/" in text
+    out = Path(__file__).resolve().parents[2] / "var" / "screenshots" / "stripe-invoice.pdf"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(body)  # for a look (pdftoppm), as the PDF tests do

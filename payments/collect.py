@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from payments import services, stripe_pay
+from payments import minor_units, services, stripe_pay
 from payments.models import CollectionAttempt, CollectionState, StripeCustomer
 from usage.models import BillingSettings, Invoice, InvoiceStatus
 
@@ -109,7 +109,7 @@ def _charge(
     row: CollectionAttempt, invoice: Invoice, saved: StripeCustomer, now: datetime
 ) -> CollectionAttempt:
     params: dict[str, Any] = {
-        "amount": stripe_pay.to_minor(Decimal(row.amount), row.currency),
+        "amount": minor_units.to_minor(Decimal(row.amount), row.currency),
         "currency": row.currency.lower(),
         "customer": saved.stripe_customer_id,
         "payment_method": saved.payment_method_id,

@@ -18,7 +18,6 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, cast
 
 import stripe
@@ -29,8 +28,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from bridge.money import round_money
 from payments import services
+from payments.minor_units import from_minor, to_minor
 from payments.models import (
     PaymentMethod,
     StripeCustomer,
@@ -56,57 +55,6 @@ def client() -> stripe.StripeClient:
         max_network_retries=settings.STRIPE_MAX_NETWORK_RETRIES,
         http_client=stripe.RequestsClient(timeout=settings.STRIPE_TIMEOUT),
     )
-
-
-# --- Amounts ---------------------------------------------------------------------------
-
-# Stripe's zero-decimal currencies (amount 500 is ¥500).
-ZERO_DECIMAL = frozenset(
-    [
-        "BIF",
-        "CLP",
-        "DJF",
-        "GNF",
-        "JPY",
-        "KMF",
-        "KRW",
-        "MGA",
-        "PYG",
-        "RWF",
-        "VND",
-        "VUV",
-        "XAF",
-        "XOF",
-        "XPF",
-    ]
-)
-# Charged in whole units but counted in hundredths by the API (500 ISK is 50000).
-WHOLE_UNITS_IN_HUNDREDTHS = frozenset({"ISK", "UGX"})
-# Three-decimal currencies: counted in thousandths, charged to the hundredth (last digit 0).
-THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
-
-
-def _places(currency: str) -> tuple[int, int]:
-    """(decimals the API counts in, decimals a charge may have)."""
-    code = currency.upper()
-    if code in ZERO_DECIMAL:
-        return 0, 0
-    if code in WHOLE_UNITS_IN_HUNDREDTHS:
-        return 2, 0
-    if code in THREE_DECIMAL:
-        return 3, 2
-    return 2, 2
-
-
-def to_minor(amount: Decimal, currency: str) -> int:
-    """`amount` as Stripe's integer amount: half-up to the places Stripe charges in."""
-    api_places, charge_places = _places(currency)
-    return int(round_money(amount, charge_places).scaleb(api_places))
-
-
-def from_minor(amount: int, currency: str) -> Decimal:
-    """Stripe's integer amount as money (exact)."""
-    return Decimal(amount).scaleb(-_places(currency)[0])
 
 
 # --- Pay links -------------------------------------------------------------------------

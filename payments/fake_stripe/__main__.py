@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import os
 import time
 
 from payments.fake_stripe import FakeState, start_in_thread
@@ -11,10 +12,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8091)
-    parser.add_argument("--secret-key", required=True, help="the STRIPE_SECRET_KEY it accepts")
-    parser.add_argument("--webhook-secret", required=True, help="signs the webhook events")
+    # From the environment by default, so the keys stay off the command line (ps).
+    parser.add_argument(
+        "--secret-key",
+        default=os.environ.get("STRIPE_SECRET_KEY", ""),
+        help="the key it accepts (default: $STRIPE_SECRET_KEY)",
+    )
+    parser.add_argument(
+        "--webhook-secret",
+        default=os.environ.get("STRIPE_WEBHOOK_SECRET", ""),
+        help="signs the webhook events (default: $STRIPE_WEBHOOK_SECRET)",
+    )
     parser.add_argument("--webhook-url", default="", help="where the events are POSTed")
     args = parser.parse_args()
+    if not (args.secret_key and args.webhook_secret):
+        parser.error(
+            "set --secret-key and --webhook-secret (or STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET)"
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     state = FakeState(
         secret_key=args.secret_key, webhook_secret=args.webhook_secret, webhook_url=args.webhook_url

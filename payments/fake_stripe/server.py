@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 import requests
 
 from payments.fake_stripe.state import Delivery, FakeState, StripeFault, _Declined, sign
+from payments.minor_units import from_minor
 
 log = logging.getLogger("payments.fake_stripe")
 
@@ -273,8 +274,6 @@ def _send_later(state: FakeState, events: list[dict[str, Any]]) -> None:
 
 
 def _money(amount: int, currency: str) -> str:
-    from payments.stripe_pay import from_minor
-
     return f"{from_minor(amount, currency):,} {currency.upper()}"
 
 

@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.celery import app
-from payments import collect, stripe_pay
+from payments import collect, minor_units, stripe_pay
 from payments.fake_stripe import RunningFake, sign
 from payments.fake_stripe.testing import SECRET_KEY, WEBHOOK_SECRET, control
 from payments.models import (
@@ -164,7 +164,7 @@ def portal(customer: Customer) -> Client:
     ],
 )
 def test_amounts_go_to_stripe_in_its_minor_unit(amount: str, code: str, minor: int) -> None:
-    assert stripe_pay.to_minor(D(amount), code) == minor
+    assert minor_units.to_minor(D(amount), code) == minor
 
 
 @given(
@@ -174,7 +174,7 @@ def test_amounts_go_to_stripe_in_its_minor_unit(amount: str, code: str, minor: i
 def test_an_amount_in_stripes_unit_comes_back_exactly(cents: int, code: str) -> None:
     places = 0 if code in ("JPY", "ISK") else 2
     amount = D(cents).scaleb(-places)
-    assert stripe_pay.from_minor(stripe_pay.to_minor(amount, code), code) == amount
+    assert minor_units.from_minor(minor_units.to_minor(amount, code), code) == amount
 
 
 # --- Checkout ----------------------------------------------------------------------------

@@ -661,3 +661,33 @@ def test_the_pdf_carries_the_pay_link(fake_stripe: RunningFake, make: Make, sett
     out = Path(__file__).resolve().parents[2] / "var" / "screenshots" / "stripe-invoice.pdf"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(body)  # for a look (pdftoppm), as the PDF tests do
+
+
+def test_an_event_stripe_could_not_be_asked_about_waits_for_the_sweep(
+    fake_stripe: RunningFake,
+    make: Make,
+    client: Client,
+    settings: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from payments import tasks
+
+    invoice = make("42.50")
+    started = stripe_pay.start_checkout(invoice, return_url=RETURN)
+    completed, _ = pay_on_stripe(fake_stripe, started.url)
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # Stripe unreachable while the task runs
+    assert signed_post(client, completed).status_code == 200  # stored; its task not run
+    with pytest.raises(stripe_pay.Transient):
+        stripe_pay.process_event(completed["id"])
+    row = StripeEvent.objects.get(event_id=completed["id"])
+    assert row.state == StripeEventState.RECEIVED
+    assert not Payment.objects.exists()
+    settings.STRIPE_API_BASE = fake_stripe.url
+    assert tasks.stripe_sweep() == 0  # too recent: its own retry is still coming
+    StripeEvent.objects.filter(pk=row.pk).update(
+        received_at=datetime.now(UTC) - timedelta(minutes=3)
+    )
+    assert tasks.stripe_sweep() == 1  # eager: processed right here
+    row.refresh_from_db()
+    assert row.state == StripeEventState.PROCESSED
+    assert fresh(invoice).status == InvoiceStatus.PAID

@@ -154,9 +154,14 @@ def _charge(
     data = intent.to_dict()
     if data.get("status") == "succeeded":
         data["payment_method"] = {"id": saved.payment_method_id, "type": saved.payment_method_type}
-        stripe_pay.record_intent(
-            data, received_at=now, note=f"Automatic collection {row.attempt}", now=now
-        )
+        try:
+            stripe_pay.record_intent(
+                data, received_at=now, note=f"Automatic collection {row.attempt}", now=now
+            )
+        except services.PaymentError as exc:
+            # The money was taken: never charge again; staff see why it is not recorded.
+            error = f"charged, but not recorded: {exc}"
+            return _update(row, CollectionState.SUCCEEDED, now, error=error, intent_id=intent.id)
         return _update(row, CollectionState.SUCCEEDED, now, intent_id=intent.id)
     if data.get("status") == "processing":  # SEPA: the webhook says how it ends
         return _update(row, CollectionState.PROCESSING, now, intent_id=intent.id)

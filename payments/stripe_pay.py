@@ -175,6 +175,12 @@ def start_checkout(invoice: Invoice, *, return_url: str, now: datetime | None = 
         session = stripe_client.v1.checkout.sessions.create(
             cast(Any, params), {"idempotency_key": key}
         )
+        replayed = session.last_response and session.last_response.headers.get(
+            "Idempotent-Replayed"
+        )
+        if replayed == "true":
+            # Stripe replays the session as it was first created: ask for it as it is now.
+            session = stripe_client.v1.checkout.sessions.retrieve(session.id)
         if session.status == "expired":
             # The key outlived its session (both last about a day): a new one this hour.
             hour = int((now or timezone.now()).timestamp()) // 3600
@@ -187,9 +193,9 @@ def start_checkout(invoice: Invoice, *, return_url: str, now: datetime | None = 
             _("Online payment is not available right now; please try again later.")
         ) from exc
     if session.status == "complete":
-        return Checkout(
-            url=session.success_url or return_url, session_id=session.id, processing=True
-        )
+        # Paid already (the webhook is on its way): back to our page, which says so.
+        url = _join(return_url, f"session_id={session.id}")
+        return Checkout(url=url, session_id=session.id, processing=True)
     if not session.url:
         raise CheckoutUnavailable(_("Online payment is not available right now."))
     return Checkout(url=session.url, session_id=session.id)

@@ -133,7 +133,8 @@ class _Handler(BaseHTTPRequestHandler):
             except StripeFault as fault:
                 status, body = fault.status, fault.body
             if key and self.command == "POST":
-                state.idempotent[key] = (fingerprint, status, body)
+                # A snapshot: Stripe replays the first answer as it was, not the object now.
+                state.idempotent[key] = (fingerprint, status, json.loads(json.dumps(body)))
         self._json(status, body)
         _send_later(state, events)
 

@@ -691,3 +691,20 @@ def test_an_event_stripe_could_not_be_asked_about_waits_for_the_sweep(
     row.refresh_from_db()
     assert row.state == StripeEventState.PROCESSED
     assert fresh(invoice).status == InvoiceStatus.PAID
+
+
+def test_pay_now_again_after_paying_says_it_is_being_processed(
+    fake_stripe: RunningFake, make: Make
+) -> None:
+    invoice = make("20.00")
+    started = stripe_pay.start_checkout(invoice, return_url=RETURN)
+    pay_on_stripe(fake_stripe, started.url)  # paid; the webhook has not arrived
+    again = stripe_pay.start_checkout(fresh(invoice), return_url=RETURN)
+    assert again.processing
+    assert again.url == f"{RETURN}?session_id={started.session_id}"
+    assert len(fake_stripe.state.sessions) == 1
+    # An expired session (and its key still remembered) gets a new one.
+    fake_stripe.state.sessions[started.session_id].update(status="open", expires_at=0)
+    renewed = stripe_pay.start_checkout(fresh(invoice), return_url=RETURN)
+    assert not renewed.processing
+    assert renewed.session_id != started.session_id

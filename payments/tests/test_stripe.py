@@ -708,3 +708,16 @@ def test_pay_now_again_after_paying_says_it_is_being_processed(
     renewed = stripe_pay.start_checkout(fresh(invoice), return_url=RETURN)
     assert not renewed.processing
     assert renewed.session_id != started.session_id
+
+
+def test_billing_settings_offer_automatic_collection_only_with_stripe_on(
+    settings: Any, admin_client: Client
+) -> None:
+    settings.STRIPE_SECRET_KEY = settings.STRIPE_WEBHOOK_SECRET = ""
+    page = admin_client.get("/admin/usage/billingsettings/", follow=True)
+    assert page.status_code == 200
+    assert 'name="auto_issue"' in page.content.decode()
+    assert 'name="auto_collect"' not in page.content.decode()
+    settings.STRIPE_SECRET_KEY, settings.STRIPE_WEBHOOK_SECRET = SECRET_KEY, WEBHOOK_SECRET
+    page = admin_client.get("/admin/usage/billingsettings/", follow=True)
+    assert 'name="auto_collect"' in page.content.decode()

@@ -73,7 +73,12 @@ def pay_invoice(request: HttpRequest, customer: Customer, pk: int) -> HttpRespon
     """ "Pay now" on the portal's invoices page: the signed-in customer's own invoice only."""
     if not stripe_pay.enabled():
         raise Http404
-    invoice = Invoice.objects.filter(pk=pk, customer=customer).select_related("customer").first()
+    invoice = (
+        Invoice.objects.filter(pk=pk, customer=customer)
+        .exclude(status=InvoiceStatus.DRAFT)  # customers never see a draft
+        .select_related("customer")
+        .first()
+    )
     if invoice is None:
         raise Http404
     return _checkout(request, invoice)

@@ -80,11 +80,15 @@ Make = Callable[..., Invoice]
 
 @pytest.fixture
 def make() -> Make:
-    """An issued invoice of `total` in `code` for a customer of that currency."""
+    """An issued invoice (or a draft) of `total` in `code` for a customer of that currency."""
     counter = iter(range(1, 1000))
 
     def build(
-        total: str, code: str = "USD", decimals: int = 2, customer: Customer | None = None
+        total: str,
+        code: str = "USD",
+        decimals: int = 2,
+        customer: Customer | None = None,
+        issued: bool = True,
     ) -> Invoice:
         n = next(counter)
         if customer is None:
@@ -103,7 +107,8 @@ def make() -> Make:
             snapshot=snapshot(code, decimals),
             generated_at=datetime(2025, 12, 1, tzinfo=UTC),
         )
-        invoice_states.issue_invoices(invoice_ids=[invoice.pk])
+        if issued:
+            invoice_states.issue_invoices(invoice_ids=[invoice.pk])
         return Invoice.objects.select_related("customer").get(pk=invoice.pk)
 
     return build
@@ -279,6 +284,8 @@ def test_pay_now_redirects_the_customer_to_checkout_for_their_own_invoice(
     assert answer.status_code == 303
     assert answer["Location"].startswith(f"{fake_stripe.url}/checkout/cs_test_")
     assert browser.post(f"/account/invoices/{theirs.pk}/pay/").status_code == 404
+    draft = make("5.00", customer=invoice.customer, issued=False)
+    assert browser.post(f"/account/invoices/{draft.pk}/pay/").status_code == 404
     assert browser.get(f"/account/invoices/{invoice.pk}/pay/").status_code == 405
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(User.objects.get(username=f"customer:{invoice.customer_id}"))

@@ -100,6 +100,7 @@ BILLING_SETTINGS = {
     "auto_issue": True,
     "dunning_days": 14,
     "email_invoices": True,
+    "auto_collect": False,
     **SELLER_SETTINGS,
 }
 INVOICE = {

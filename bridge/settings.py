@@ -267,6 +267,24 @@ INVOICE_EMAIL_SWEEP_AFTER = env.float("INVOICE_EMAIL_SWEEP_AFTER", default=120.0
 INVOICE_EMAIL_SWEEP_MAX_BACKLOG = env.int("INVOICE_EMAIL_SWEEP_MAX_BACKLOG", default=100)
 INVOICE_EMAIL_TASK_BATCH = env.int("INVOICE_EMAIL_TASK_BATCH", default=50)
 
+# --- Online payment (Stripe, payments/stripe_pay.py) -----------------------------------
+# Off unless both secrets are set: no Pay button, no pay link, the webhook answers 404.
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+# Stripe's API by default; tests and the demo point it at payments/fake_stripe.
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
+# Seconds a webhook's signed timestamp may be old (Stripe's own default): older is a replay.
+STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
+# Seconds one call to Stripe may take, and the client's own retries (same idempotency key).
+STRIPE_TIMEOUT = env.float("STRIPE_TIMEOUT", default=30.0)
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+# Automatic collection: days after a declined off-session charge to try again; one more
+# attempt than there are entries. The default retries at days 1, 4 and 11, before dunning's
+# default 14-day suspension.
+STRIPE_COLLECT_RETRY_DAYS = [
+    int(d) for d in env.list("STRIPE_COLLECT_RETRY_DAYS", default=["1", "3", "7"])
+]
+
 # --- Celery ----------------------------------------------------------------------------
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
@@ -328,6 +346,9 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Invoice e-mails whose message the broker lost, or whose retry is due.
     "usage-invoice-email-sweep": {"task": "usage.tasks.sweep_invoice_emails", "schedule": 60.0},
+    # Stripe (issue 14 §2): webhook events whose task the broker lost, and automatic
+    # collections whose retry is due. Both do nothing while Stripe is off.
+    "payments-stripe-sweep": {"task": "payments.tasks.stripe_sweep", "schedule": 300.0},
 }
 
 # --- Metrics (bridge.metrics) --------------------------------------------------------
@@ -405,6 +426,9 @@ LOGGING = {
         "django.request": {"filters": ["skip_unavailable"]},
         # fpdf2 subsets the invoice font through fontTools, which logs each step at INFO.
         "fontTools": {"level": "WARNING"},
+        # stripe logs request and response bodies at DEBUG (a PaymentIntent's client_secret):
+        # never below INFO, whatever LOG_LEVEL says.
+        "stripe": {"level": "INFO"},
     },
 }
 # json: workers log through LOGGING too, instead of Celery's own plain format.

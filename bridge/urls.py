@@ -27,6 +27,7 @@ urlpatterns = [
     path("ping", ping, name="ping"),
     path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
+    path("", include("payments.stripe_urls")),
     path("account/invoices/", include("usage.urls")),
     path("account/", include("users.urls")),
 ]

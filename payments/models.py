@@ -97,3 +97,24 @@ class Allocation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.amount} of payment {self.payment_id} on invoice {self.invoice_id}"
+
+
+# Stripe's models live in their own module (issue 14 §2); imported here so Django finds them.
+from payments.stripe_models import (  # noqa: E402
+    CollectionAttempt,
+    CollectionState,
+    StripeCustomer,
+    StripeEvent,
+    StripeEventState,
+)
+
+__all__ = [
+    "Allocation",
+    "CollectionAttempt",
+    "CollectionState",
+    "Payment",
+    "PaymentMethod",
+    "StripeCustomer",
+    "StripeEvent",
+    "StripeEventState",
+]

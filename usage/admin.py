@@ -724,7 +724,11 @@ class UsagePullAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(BillingSettings)
 class BillingSettingsAdmin(SingletonModelAdmin):
-    pass
+    def get_exclude(self, request: HttpRequest, obj: Any = None) -> Any:
+        from payments import stripe_pay  # payments builds on usage; import late
+
+        # Nothing shows online payment while Stripe is off (README, "Online payment").
+        return () if stripe_pay.enabled() else ("auto_collect",)
 
 
 @admin.register(DunningEvent)

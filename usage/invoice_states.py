@@ -79,6 +79,10 @@ def issue_invoices(*, invoice_ids: Iterable[int], now: datetime | None = None) -
         from payments import services as payments  # payments builds on usage; import late
 
         payments.apply_credit(customer_ids=[c for _, c in rows], now=now)
+        # Customers who saved a payment method are charged for what is left (if enabled).
+        from payments import collect
+
+        collect.after_issue(invoice_ids=order)
     return issued
 
 

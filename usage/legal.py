@@ -163,7 +163,13 @@ def status_label(status: str) -> str:
 
 
 def payment_link(details: LegalDetails, invoice: Invoice) -> str:
-    """The seller's payment link for this invoice; empty for a draft or without a template."""
+    """The link to pay this invoice online: the bridge's own signed Stripe pay link while
+    Stripe is on, else the seller's template filled in; empty for a draft."""
+    from payments import stripe_pay  # payments builds on usage; import late
+
+    online = stripe_pay.pay_link(invoice)
+    if online:
+        return online
     template = details.seller.payment_link_template
     if not template or not invoice.number:
         return ""

@@ -110,6 +110,13 @@ class BillingSettings(SingletonModel):
         "one relative to the project's directory.",
     )
     invoice_footer = models.TextField(blank=True, help_text="Printed at the foot of each page.")
+    auto_collect = models.BooleanField(
+        "collect automatically",
+        default=False,
+        help_text="When Stripe is configured: charge the payment method a customer saved at "
+        "checkout when their invoice is issued; a declined charge is tried again "
+        "(STRIPE_COLLECT_RETRY_DAYS) and recorded for staff.",
+    )
     einvoice_pdf = models.BooleanField(
         "Factur-X PDF",
         default=False,

@@ -43,3 +43,7 @@ def issue() -> Callable[..., Invoice]:
         return Invoice.objects.get(pk=invoice.pk)
 
     return make
+
+
+# The fake Stripe with the bridge's settings pointed at it (payments/fake_stripe/testing.py).
+from payments.fake_stripe.testing import fake_stripe  # noqa: E402, F401

@@ -151,6 +151,7 @@ def test_the_api_edits_billing_settings_and_lists_dunning(customers: list[Custom
         "dunning_days": 14,
         "email_invoices": True,
         "einvoice_pdf": False,
+        "auto_collect": False,
         "seller_name": "",
         "seller_address": "",
         "seller_vat_id": "",

@@ -259,6 +259,13 @@ INVOICE_EMAIL_SWEEP_AFTER = env.float("INVOICE_EMAIL_SWEEP_AFTER", default=120.0
 # The sweep stands back while more messages than this wait in the queue (workers behind).
 INVOICE_EMAIL_SWEEP_MAX_BACKLOG = env.int("INVOICE_EMAIL_SWEEP_MAX_BACKLOG", default=100)
 INVOICE_EMAIL_TASK_BATCH = env.int("INVOICE_EMAIL_TASK_BATCH", default=50)
+# Payment reminders (payments.reminders): the same knobs for the dunning schedule's e-mails.
+REMINDER_EMAIL_MAX_ATTEMPTS = env.int("REMINDER_EMAIL_MAX_ATTEMPTS", default=6)
+REMINDER_EMAIL_RETRY_BASE = env.float("REMINDER_EMAIL_RETRY_BASE", default=60.0)
+REMINDER_EMAIL_RETRY_MAX = env.float("REMINDER_EMAIL_RETRY_MAX", default=3600.0)
+REMINDER_EMAIL_SWEEP_AFTER = env.float("REMINDER_EMAIL_SWEEP_AFTER", default=120.0)
+REMINDER_EMAIL_SWEEP_MAX_BACKLOG = env.int("REMINDER_EMAIL_SWEEP_MAX_BACKLOG", default=100)
+REMINDER_EMAIL_TASK_BATCH = env.int("REMINDER_EMAIL_TASK_BATCH", default=50)
 
 # --- Celery ----------------------------------------------------------------------------
 if REDIS_URL:
@@ -321,6 +328,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Invoice e-mails whose message the broker lost, or whose retry is due.
     "usage-invoice-email-sweep": {"task": "usage.tasks.sweep_invoice_emails", "schedule": 60.0},
+    # Payment reminders (the dunning sweep writes them) whose message was lost or is due.
+    "payments-reminder-sweep": {"task": "payments.tasks.sweep_reminders", "schedule": 60.0},
 }
 
 # --- Metrics (bridge.metrics) --------------------------------------------------------

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from pricing.models import Currency
-from usage import invoice_states
+from usage import invoice_states, selectors
 from usage.models import Invoice
 from users.models import Customer
 
@@ -38,6 +38,8 @@ def issue() -> Callable[..., Invoice]:
             subtotal=Decimal(total),
             total=Decimal(total),
             generated_at=at,
+            # The customer's prices as a close would freeze them (PDFs, e-mails read them).
+            snapshot=selectors.PricingContext(at).snapshot(customer).as_json(),
         )
         invoice_states.issue_invoices(invoice_ids=[invoice.pk], now=at)
         return Invoice.objects.get(pk=invoice.pk)

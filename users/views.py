@@ -18,6 +18,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from payments import selectors as payment_selectors
 from users import passwords, services, sso
 from users.decorators import customer_required
 from users.models import Customer
@@ -58,7 +59,12 @@ class AccountLogoutView(auth_views.LogoutView):
 @require_safe
 @customer_required
 def account_home(request: HttpRequest, customer: Customer) -> HttpResponse:
-    return render(request, "account/home.html", {"customer": customer})
+    context = {
+        "customer": customer,
+        "balances": payment_selectors.balances(customer.pk),
+        "step": payment_selectors.dunning_step(customer),
+    }
+    return render(request, "account/home.html", context)
 
 
 @never_cache

@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.db.models import (
     Case,
     DecimalField,
@@ -19,6 +21,7 @@ from django.db.models import (
     When,
 )
 from django.db.models.functions import Coalesce
+from django.utils.translation import gettext as _
 
 from bridge.money import CurrencyDisplay, format_money
 from payments.models import Allocation, Payment, Reminder, ReminderState
@@ -189,3 +192,37 @@ def dunning_step(customer: Customer) -> DunningStep | None:
         reminder.sent_at,
         suspended=False,
     )
+
+
+@dataclass(frozen=True)
+class PaidLine:
+    """One allocation as the invoice's documents print it, below the total."""
+
+    label: str  # "Paid 2026-11-03 (bank transfer)" or "Credit applied"
+    amount: Decimal
+
+
+def paid_lines(invoice: Invoice) -> list[PaidLine]:
+    """What was put on the invoice, oldest first: money received before the invoice was
+    issued is credit it used, the rest a payment on its day (in the billing time zone, as
+    invoice dates are)."""
+    zone = ZoneInfo(settings.BILLING_TIMEZONE)
+    lines = []
+    for allocation in (
+        Allocation.objects.filter(invoice=invoice)
+        .select_related("payment")
+        .order_by("allocated_at", "id")
+    ):
+        payment = allocation.payment
+        if invoice.issued_at is not None and payment.received_at < invoice.issued_at:
+            label = _("Credit applied")
+        else:
+            method = str(payment.get_method_display())
+            if method[1:2].islower():  # "bank transfer", but "SEPA Direct Debit"
+                method = method[:1].lower() + method[1:]
+            label = _("Paid %(date)s (%(method)s)") % {
+                "date": f"{payment.received_at.astimezone(zone):%Y-%m-%d}",
+                "method": method,
+            }
+        lines.append(PaidLine(str(label), allocation.amount))
+    return lines

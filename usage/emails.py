@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from bridge.money import format_money
 from bridge.outbox import Outbox, Outcome, Step
@@ -160,6 +161,21 @@ def _failed(record: InvoiceEmail, exc: BaseException, now: datetime) -> Outcome:
     return Outcome(Step.WAIT, retry_in=delay)
 
 
+def _paid_so_far(invoice: Invoice, pricing: PricingSnapshot) -> list[str]:
+    """Each payment or credit put on the invoice, and the amount still due (none: the
+    total is due)."""
+    from payments import selectors as payment_selectors  # payments builds on usage
+
+    paid = payment_selectors.paid_lines(invoice) if invoice.number else []
+    if not paid:
+        return []
+    due = format_money(payment_selectors.balance_of(invoice), pricing)
+    return [
+        *(f"{line.label}: {format_money(-line.amount, pricing)}" for line in paid),
+        _("Amount due: %(amount)s") % {"amount": due},
+    ]
+
+
 def invoice_message(invoice: Invoice) -> EmailMessage:
     """The customer's e-mail: a short note with the total and the PDF attached."""
     # Imported here: fpdf2 takes a fifth of a second to import, and the close (which
@@ -177,6 +193,7 @@ def invoice_message(invoice: Invoice) -> EmailMessage:
         f"your invoice {invoice.display_number} for {invoice.period:%B %Y} is attached.",
         f"Total: {format_money(invoice.total, pricing)}",
     ]
+    lines += _paid_so_far(invoice, pricing)
     if details.due_date and invoice.total > 0:
         lines.append(f"Due date: {legal.long_date(details.due_date)}")
     if link and invoice.total > 0:

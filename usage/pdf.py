@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.http import HttpResponse
+from django.utils.translation import gettext as _
 from fpdf import FPDF
 from fpdf.enums import TableBordersLayout
 from fpdf.fonts import FontFace
@@ -25,6 +26,7 @@ from bridge.money import (
     format_tokens,
     token_price_decimals,
 )
+from payments import selectors as payment_selectors
 from usage.legal import LegalDetails, details_of, long_date, payment_link
 from usage.models import CreditNote, Invoice, InvoiceLine, logo_file
 from usage.rules import PricingSnapshot, Rule
@@ -170,7 +172,8 @@ def render_invoice_pdf(invoice: Invoice) -> bytes:
     _line_table(doc, invoice.lines.all(), pricing, money, tokens)
     doc.ln(3)
     _totals(doc, invoice, pricing, money, tokens)
-    _payment(doc, invoice, legal, money)
+    due = _paid_so_far(doc, invoice, money)
+    _payment(doc, invoice, legal, money, due)
     if invoice.discrepancies:
         doc.ln(2)
         doc.set_font(doc.family, "", 8)
@@ -448,6 +451,22 @@ def _totals(
     )
 
 
+def _paid_so_far(doc: _Doc, invoice: Invoice, money: Money) -> Decimal | None:
+    """Below the total, each payment or credit put on the invoice and the amount still due.
+    Returns that amount; None when nothing was paid (the total is due)."""
+    lines = payment_selectors.paid_lines(invoice) if invoice.number else []
+    if not lines:
+        return None
+    due = payment_selectors.balance_of(invoice)
+    rows = [(line.label, money(-line.amount)) for line in lines]
+    rows.append((_("Amount due"), money(due)))
+    if doc.will_page_break(5.5 * len(rows) + 1):  # with the amount due, never without it
+        doc.add_page()
+    doc.ln(1)
+    _amount_rows(doc, rows, bold_last=True)
+    return due
+
+
 def _amount_rows(doc: _Doc, rows: Sequence[tuple[str, str]], bold_last: bool = False) -> None:
     """Label and amount, right-aligned under the Amount column."""
     doc.set_font(doc.family, "", 10)
@@ -482,7 +501,9 @@ def _two_columns(
             row.cell(doc.text_of(value), style=bold if last else None)
 
 
-def _payment(doc: _Doc, invoice: Invoice, legal: LegalDetails, money: Money) -> None:
+def _payment(
+    doc: _Doc, invoice: Invoice, legal: LegalDetails, money: Money, due: Decimal | None
+) -> None:
     seller, buyer = legal.seller, legal.buyer
     doc.ln(2)
     doc.set_font(doc.family, "", 9)
@@ -491,10 +512,12 @@ def _payment(doc: _Doc, invoice: Invoice, legal: LegalDetails, money: Money) -> 
         doc.multi_cell(0, 4.5, doc.text_of(f"No tax charged: {reason}"), align="L")
         doc.set_x(doc.l_margin)
     doc.ln(2)
-    if legal.due_date:
+    if due is not None and due <= 0:
+        ask = _("Paid in full: thank you.")
+    elif legal.due_date:
+        owed = Decimal(invoice.total) if due is None else due
         ask = (
-            f"Please pay {money(Decimal(invoice.total))} by {_day(legal.due_date)}, "
-            f"quoting {invoice.display_number}."
+            f"Please pay {money(owed)} by {_day(legal.due_date)}, quoting {invoice.display_number}."
         )
     else:
         ask = f"Payment is due {seller.payment_terms_days} days after the invoice is issued."
@@ -512,7 +535,7 @@ def _payment(doc: _Doc, invoice: Invoice, legal: LegalDetails, money: Money) -> 
     paragraphs = [(text, target) for text, target in paragraphs if text]
     # The payment block stays on one page: a page holding only its last line reads as lost.
     height = 6.0
-    for text, _ in paragraphs:
+    for text, _link in paragraphs:
         measured = doc.multi_cell(0, 4.5, text, dry_run=True, output="HEIGHT")
         assert isinstance(measured, float | int)
         height += measured

@@ -7,7 +7,12 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
 
-from payments.serializers import PaymentSerializer, RecordPaymentSerializer, RefundSerializer
+from payments.serializers import (
+    PaymentSerializer,
+    RecordPaymentSerializer,
+    RefundSerializer,
+    ReminderSerializer,
+)
 from pricing.serializers import (
     CurrencySerializer,
     DiscountSerializer,
@@ -99,6 +104,7 @@ SELLER_SETTINGS = {
 BILLING_SETTINGS = {
     "auto_issue": True,
     "dunning_days": 14,
+    "reminder_days": "-3, 1, 7",
     "email_invoices": True,
     **SELLER_SETTINGS,
 }
@@ -335,6 +341,22 @@ REFUND = {
     "received_at": "2026-11-21T10:00:00Z",
     "note": "Paid back to Jane's account",
 }
+REMINDER = {
+    "id": 4,
+    "customer": 1,
+    "invoice": 7,
+    "invoice_number": "INV-000007",
+    "number": 2,
+    "days": 1,
+    "due_date": "2026-11-15",
+    "state": "sent",
+    "attempts": 1,
+    "last_error": "",
+    "recipient": "jane@example.co.uk",
+    "created_at": "2026-11-16T00:37:00Z",
+    "next_attempt_at": None,
+    "sent_at": "2026-11-16T00:37:02Z",
+}
 TOKEN_PRICING = {
     "base_token_unit_cost": "0.00079",
     "user_token_unit_cost": "0.0008114406",
@@ -467,4 +489,10 @@ _examples(
     REFUND,
     REFUND,
     summary="At most the customer's credit and what the credit note has left",
+)
+_examples(
+    ReminderSerializer,
+    "The second reminder",
+    REMINDER,
+    summary="One day after the due date; INV-000007 still partly unpaid",
 )

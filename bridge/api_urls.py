@@ -9,7 +9,7 @@ from django.urls import path, reverse
 from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from payments.api import PaymentViewSet, RefundViewSet
+from payments.api import PaymentViewSet, RefundViewSet, ReminderViewSet
 from pricing.api import (
     CurrencyViewSet,
     DiscountViewSet,
@@ -77,6 +77,7 @@ router.register("usage", UsageRecordViewSet, basename="usage")
 router.register("dunning-events", DunningEventViewSet, basename="dunningevent")
 router.register("payments", PaymentViewSet, basename="payment")
 router.register("refunds", RefundViewSet, basename="refund")
+router.register("reminders", ReminderViewSet, basename="reminder")
 
 urlpatterns = [
     # A singleton: no list, no id (the router only builds list/detail routes).

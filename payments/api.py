@@ -17,9 +17,14 @@ from bridge.api import StaffModelPermissions
 from bridge.api_tools import Conflict
 from payments import services
 from payments.exports import payments_csv
-from payments.filters import PaymentFilter
-from payments.models import Allocation, Payment
-from payments.serializers import PaymentSerializer, RecordPaymentSerializer, RefundSerializer
+from payments.filters import PaymentFilter, ReminderFilter
+from payments.models import Allocation, Payment, Reminder
+from payments.serializers import (
+    PaymentSerializer,
+    RecordPaymentSerializer,
+    RefundSerializer,
+    ReminderSerializer,
+)
 from usage.models import CreditNote
 
 
@@ -144,3 +149,12 @@ class RefundViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, viewsets.Gen
                 user=_staff(request),
             )
         )
+
+
+class ReminderViewSet(viewsets.ReadOnlyModelViewSet):
+    """Payment reminders the dunning schedule wrote: one per open invoice and step, with
+    their delivery, newest first."""
+
+    queryset = Reminder.objects.select_related("invoice").order_by("-created_at", "-id")
+    serializer_class = ReminderSerializer
+    filterset_class = ReminderFilter

@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 from django_filters import rest_framework as filters
 
 from bridge.filters import CodeFilter, IdFilter
-from payments.models import Payment, PaymentMethod
+from payments.models import Payment, PaymentMethod, Reminder, ReminderState
 
 
 class PaymentFilter(filters.FilterSet):
@@ -30,3 +30,13 @@ class PaymentFilter(filters.FilterSet):
 
     def filter_invoice(self, queryset: QuerySet[Payment], name: str, value: int) -> Any:
         return queryset.filter(pk__in=queryset.filter(allocations__invoice_id=value).values("pk"))
+
+
+class ReminderFilter(filters.FilterSet):
+    customer = IdFilter(field_name="customer_id")
+    invoice = IdFilter(field_name="invoice_id")
+    state = filters.ChoiceFilter(choices=ReminderState.choices)
+
+    class Meta:
+        model = Reminder
+        fields: list[str] = []

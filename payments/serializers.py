@@ -7,7 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 from payments import selectors
-from payments.models import Allocation, Payment, PaymentMethod
+from payments.models import Allocation, Payment, PaymentMethod, Reminder
 from usage.models import Invoice
 
 
@@ -40,6 +40,19 @@ class PaymentSerializer(serializers.ModelSerializer):
             return "0.0000"
         used = sum((a.amount for a in obj.allocations.all()), Decimal(0))
         return f"{(obj.amount - used).quantize(Decimal('0.0001')):f}"
+
+
+class ReminderSerializer(serializers.ModelSerializer):
+    invoice_number = serializers.CharField(source="invoice.display_number", read_only=True)
+
+    class Meta:
+        model = Reminder
+        fields = [
+            "id", "customer", "invoice", "invoice_number", "number", "days", "due_date",
+            "state", "attempts", "last_error", "recipient", "created_at", "next_attempt_at",
+            "sent_at",
+        ]  # fmt: skip
+        read_only_fields = fields
 
 
 class RecordPaymentSerializer(serializers.Serializer):

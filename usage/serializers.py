@@ -141,7 +141,10 @@ class UpcomingInvoiceSerializer(serializers.Serializer):
 class BillingSettingsSerializer(serializers.ModelSerializer):
     class Meta:
         model = BillingSettings
-        fields = ["auto_issue", "dunning_days", "email_invoices", "einvoice_pdf", *SELLER_FIELDS]
+        fields = [
+            "auto_issue", "dunning_days", "reminder_days", "email_invoices", "einvoice_pdf",
+            *SELLER_FIELDS,
+        ]  # fmt: skip
 
 
 class SellerSerializer(serializers.ModelSerializer):

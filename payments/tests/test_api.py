@@ -170,3 +170,27 @@ def test_a_refund_needs_its_own_permission_and_pays_out_credit_only(
     assert services.credit(customer.pk, "USD") == Decimal("70.00")
     listed = body(token_client(cast.viewer).get(REFUNDS))["results"]
     assert [row["reference"] for row in listed] == ["re_1"]
+
+
+def test_reminders_are_listed_for_staff_who_may_view_them(
+    cast: Cast,  # noqa: F811
+    customer: Customer,
+    other: Customer,
+    issue: Callable[..., Invoice],
+) -> None:
+    from datetime import UTC, datetime
+
+    from payments import reminders
+
+    mine = issue(customer, 10, "100.00")
+    issue(other, 10, "5.00")
+    assert reminders.record_due(now=datetime(2026, 11, 16, tzinfo=UTC)) == 2
+    assert token_client(cast.nobody).get("/api/v1/reminders/").status_code == 403
+    viewer = token_client(cast.viewer)
+    listed = body(viewer.get(f"/api/v1/reminders/?customer={customer.pk}"))["results"]
+    assert [(r["invoice_number"], r["number"], r["days"], r["state"]) for r in listed] == [
+        ("INV-000001", 2, 1, "pending")
+    ]
+    assert body(viewer.get(f"/api/v1/reminders/?invoice={mine.pk}"))["count"] == 1
+    assert body(viewer.get("/api/v1/reminders/?state=sent"))["count"] == 0
+    assert viewer.get("/api/v1/reminders/?state=lost").status_code == 400

@@ -17,6 +17,7 @@ from bridge.celery import app as celery_app
 from payments import reminders, selectors, services
 from payments.models import PaymentMethod, Reminder, ReminderState
 from payments.tests.conftest import ISSUED
+from payments.tests.test_portal import signed_in
 from usage import dunning, tasks
 from usage.models import BillingSettings, Invoice, InvoiceStatus, validate_reminder_days
 from users.models import Customer, CustomerStatus
@@ -98,6 +99,8 @@ def test_reminders_follow_the_schedule_once_each_until_paid(
     step = selectors.dunning_step(customer)
     assert step is not None
     assert step.label == "Reminder 2 sent 2026-11-16 (INV-000001, 1 day after the due date)"
+    home = signed_in(customer).get("/account/").content.decode()
+    assert f'<p class="dunning-step">{step.label}</p>' in home
 
     pay(customer, "60.00", DUE + 2 * DAY, "BANK-2")
     assert Invoice.objects.get(pk=invoice.pk).status == InvoiceStatus.PAID

@@ -1,6 +1,7 @@
 """Admin for billing staff: payments (recorded through payments.services, never edited or
 deleted: a refund or a void corrects one), refunds against credit notes, reminders."""
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -71,12 +72,10 @@ class AllocationInline(ReadOnlyAdminMixin, admin.TabularInline):
     readonly_fields = fields
 
 
-class RecordPaymentForm(forms.Form):
-    """The fields of services.record_payment; the service validates the rest."""
+class MoneyForm(forms.Form):
+    """What a payment and a refund both say; payments.services validates the rest."""
 
-    customer = forms.IntegerField(min_value=1, help_text="The customer number (billing id).")
     amount = forms.DecimalField(max_digits=20, decimal_places=4, min_value=Decimal("0.0001"))
-    currency = forms.CharField(min_length=3, max_length=3, help_text="ISO 4217, e.g. EUR.")
     method = forms.ChoiceField(choices=PaymentMethod.choices, initial=PaymentMethod.BANK_TRANSFER)
     reference = forms.CharField(
         max_length=255,
@@ -84,21 +83,25 @@ class RecordPaymentForm(forms.Form):
         help_text="The bank's or provider's reference: the same one is recorded only once.",
     )
     received_at = forms.SplitDateTimeField(widget=AdminSplitDateTime, label="Received at")
+    note = forms.CharField(max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class RecordPaymentForm(MoneyForm):
+    customer = forms.IntegerField(min_value=1, help_text="The customer number (billing id).")
+    currency = forms.CharField(min_length=3, max_length=3, help_text="ISO 4217, e.g. EUR.")
     invoice = forms.IntegerField(
         required=False,
         min_value=1,
         help_text="Settle this invoice (its id) first; otherwise the oldest open ones. "
         "What is left is credit.",
     )
-    note = forms.CharField(max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    field_order = [
+        "customer", "amount", "currency", "method", "reference", "received_at", "invoice", "note",
+    ]  # fmt: skip
 
 
-class RefundForm(forms.Form):
-    amount = forms.DecimalField(max_digits=20, decimal_places=4, min_value=Decimal("0.0001"))
-    method = forms.ChoiceField(choices=PaymentMethod.choices, initial=PaymentMethod.BANK_TRANSFER)
-    reference = forms.CharField(max_length=255, required=False)
-    received_at = forms.SplitDateTimeField(widget=AdminSplitDateTime, label="Paid out at")
-    note = forms.CharField(max_length=500, required=False)
+class RefundForm(MoneyForm):
+    pass
 
 
 def _user(request: HttpRequest) -> AbstractBaseUser | None:
@@ -186,42 +189,52 @@ class PaymentAdmin(admin.ModelAdmin):
                 "amount": selectors.balance_of(invoice),
             }
         form = RecordPaymentForm(request.POST or None, initial=initial)
-        if request.method == "POST" and form.is_valid():
-            data = form.cleaned_data
-            try:
-                recorded = services.record_payment(
-                    customer_id=data["customer"],
-                    amount=data["amount"],
-                    currency=data["currency"],
-                    method=data["method"],
-                    received_at=data["received_at"],
-                    reference=data["reference"],
-                    invoice_id=data["invoice"],
-                    note=data["note"],
-                    user=_user(request),
-                )
-            except services.PaymentError as exc:
-                form.add_error(None, str(exc))
-            else:
-                payment = recorded.payment
-                if recorded.created:
-                    self.log_addition(request, payment, [{"added": {}}])
-                    settled = len(recorded.settled)
-                    self.message_user(
-                        request,
-                        f"Recorded {payment}; {settled} invoice(s) now paid.",
-                        messages.SUCCESS,
-                    )
-                else:
-                    self.message_user(
-                        request,
-                        f"Already recorded under this reference: {payment}. Nothing changed.",
-                        messages.WARNING,
-                    )
-                return HttpResponseRedirect(
-                    reverse("admin:payments_payment_change", args=[payment.pk])
-                )
+        done = self._record(
+            request,
+            form,
+            lambda data: services.record_payment(
+                customer_id=data["customer"],
+                amount=data["amount"],
+                currency=data["currency"],
+                method=data["method"],
+                received_at=data["received_at"],
+                reference=data["reference"],
+                invoice_id=data["invoice"],
+                note=data["note"],
+                user=_user(request),
+            ),
+        )
+        if done is not None:
+            return done
         return self._form_page(request, "Record a payment", form, "Record payment")
+
+    def _record(
+        self,
+        request: HttpRequest,
+        form: forms.Form,
+        record: Callable[[dict[str, Any]], services.Recorded],
+    ) -> HttpResponse | None:
+        """Record the posted form through the service and go to the payment; None (the
+        form again, with the service's error) when it is not valid or refused."""
+        if request.method != "POST" or not form.is_valid():
+            return None
+        try:
+            recorded = record(form.cleaned_data)
+        except services.PaymentError as exc:
+            form.add_error(None, str(exc))
+            return None
+        payment = recorded.payment
+        if recorded.created:
+            self.log_addition(request, payment, [{"added": {}}])
+            paid = f"; {len(recorded.settled)} invoice(s) now paid" if payment.amount > 0 else ""
+            self.message_user(request, f"Recorded {payment}{paid}.", messages.SUCCESS)
+        else:
+            self.message_user(
+                request,
+                f"Already recorded under this reference: {payment}. Nothing changed.",
+                messages.WARNING,
+            )
+        return HttpResponseRedirect(reverse("admin:payments_payment_change", args=[payment.pk]))
 
     def _form_page(
         self, request: HttpRequest, title: str, form: forms.Form, submit: str, **extra: Any
@@ -264,27 +277,21 @@ class PaymentAdmin(admin.ModelAdmin):
             request.POST or None,
             initial={"amount": max(min(credit, left), Decimal(0)), "received_at": timezone.now()},
         )
-        if request.method == "POST" and form.is_valid():
-            data = form.cleaned_data
-            try:
-                recorded = services.refund(
-                    credit_note_id=note.pk,
-                    amount=data["amount"],
-                    method=data["method"],
-                    received_at=data["received_at"],
-                    reference=data["reference"],
-                    note=data["note"],
-                    user=_user(request),
-                )
-            except services.PaymentError as exc:
-                form.add_error(None, str(exc))
-            else:
-                if recorded.created:
-                    self.log_addition(request, recorded.payment, [{"added": {}}])
-                self.message_user(request, f"Refund recorded: {recorded.payment}.")
-                return HttpResponseRedirect(
-                    reverse("admin:payments_payment_change", args=[recorded.payment.pk])
-                )
+        done = self._record(
+            request,
+            form,
+            lambda data: services.refund(
+                credit_note_id=note.pk,
+                amount=data["amount"],
+                method=data["method"],
+                received_at=data["received_at"],
+                reference=data["reference"],
+                note=data["note"],
+                user=_user(request),
+            ),
+        )
+        if done is not None:
+            return done
         display = selectors.currency_display(note.currency)
         return self._form_page(
             request,

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from payments import services
 from pricing.models import Currency
 from usage import invoice_states, selectors
 from usage.models import Invoice
@@ -45,3 +46,23 @@ def issue() -> Callable[..., Invoice]:
         return Invoice.objects.get(pk=invoice.pk)
 
     return make
+
+
+def received(
+    customer: Customer,
+    amount: str,
+    reference: str = "",
+    *,
+    at: datetime = ISSUED,
+    method: str = "bank_transfer",
+) -> services.Recorded:
+    """`amount` USD from `customer`, recorded (and processed) at `at`."""
+    return services.record_payment(
+        customer_id=customer.pk,
+        amount=Decimal(amount),
+        currency="USD",
+        method=method,
+        received_at=at,
+        reference=reference,
+        now=at,
+    )

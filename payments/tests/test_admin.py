@@ -18,7 +18,7 @@ from bridge.tests.test_staff_permissions import (
 )
 from payments import services
 from payments.models import Allocation, Payment, PaymentMethod
-from payments.tests.conftest import ISSUED
+from payments.tests.conftest import ISSUED, received
 from usage import invoice_states
 from usage.models import Invoice, InvoiceStatus
 from users.models import Customer
@@ -91,14 +91,7 @@ def test_payments_are_read_only_once_recorded_and_listed_with_their_display(
     issue: Callable[..., Invoice],
 ) -> None:
     issue(customer, 10, "100.00")
-    payment = services.record_payment(
-        customer_id=customer.pk,
-        amount=Decimal("1234.50"),
-        currency="USD",
-        method=PaymentMethod.BANK_TRANSFER,
-        received_at=ISSUED,
-        reference="B-1",
-    ).payment
+    payment = received(customer, "1234.50", "B-1").payment
     assert signed_in(cast.nobody).get(PAYMENTS).status_code == 403
     listed = page(cast.viewer, PAYMENTS)
     assert "$1,234.50 USD" in listed
@@ -177,14 +170,7 @@ def test_invoices_and_customers_show_paid_balance_credit_and_the_dunning_step(
     issue: Callable[..., Invoice],
 ) -> None:
     invoice = issue(customer, 10, "100.00")
-    services.record_payment(
-        customer_id=customer.pk,
-        amount=Decimal("40.00"),
-        currency="USD",
-        method=PaymentMethod.CARD,
-        received_at=ISSUED,
-        reference="ch_1",
-    )
+    received(customer, "40.00", "ch_1", method=PaymentMethod.CARD)
     listed = page(cast.viewer, "/admin/usage/invoice/")
     assert '<td class="field-paid_display">$40.00 USD</td>' in listed
     assert '<td class="field-balance_display">$60.00 USD</td>' in listed

@@ -15,7 +15,7 @@ from bridge.tests.test_staff_permissions import (
 )
 from payments import services
 from payments.models import Payment, PaymentMethod
-from payments.tests.conftest import ISSUED
+from payments.tests.conftest import received
 from pricing.tests.api_helpers import body, token_client
 from usage import invoice_states
 from usage.models import Invoice, InvoiceStatus
@@ -140,14 +140,7 @@ def test_a_refund_needs_its_own_permission_and_pays_out_credit_only(
     issue: Callable[..., Invoice],
 ) -> None:
     invoice = issue(customer, 10, "100.00")
-    services.record_payment(
-        customer_id=customer.pk,
-        amount=Decimal("100.00"),
-        currency="USD",
-        method=PaymentMethod.CARD,
-        received_at=ISSUED,
-        reference="ch_1",
-    )
+    received(customer, "100.00", "ch_1", method=PaymentMethod.CARD)
     assert Invoice.objects.get(pk=invoice.pk).status == InvoiceStatus.PAID
     invoice_states.void_invoice(invoice_id=invoice.pk, reason="Billed twice")
     note = Invoice.objects.get(pk=invoice.pk).credit_note

@@ -3,14 +3,12 @@ still due."""
 
 from collections.abc import Callable
 from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from payments import services
 from payments.models import PaymentMethod
-from payments.tests.conftest import ISSUED
+from payments.tests.conftest import ISSUED, received
 from usage.emails import invoice_message
 from usage.models import Invoice
 from usage.pdf import render_invoice_pdf
@@ -21,14 +19,7 @@ pytestmark = pytest.mark.django_db
 
 
 def pay(customer: Customer, amount: str, reference: str, days: int, method: str) -> None:
-    services.record_payment(
-        customer_id=customer.pk,
-        amount=Decimal(amount),
-        currency="USD",
-        method=method,
-        received_at=ISSUED + timedelta(days=days),
-        reference=reference,
-    )
+    received(customer, amount, reference, at=ISSUED + timedelta(days=days), method=method)
 
 
 def test_payments_and_credit_are_lines_below_the_total_with_the_amount_due(

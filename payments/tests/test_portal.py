@@ -2,29 +2,18 @@
 account page, and paid and balance on the invoice list; only the customer's own."""
 
 from collections.abc import Callable
-from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
 
-from payments import services
-from payments.models import PaymentMethod
-from payments.tests.conftest import ISSUED
+from payments.tests.conftest import received
 from solusio.errors import SolusIOError
 from usage import selectors
 from usage.models import Invoice
+from usage.tests.test_preview_and_account import _login
 from users.models import Customer
 
 pytestmark = pytest.mark.django_db
-
-
-def signed_in(customer: Customer) -> Client:
-    user = User.objects.create_user(username=f"customer:{customer.pk}", password="x")
-    Customer.objects.filter(pk=customer.pk).update(user=user)
-    browser = Client()
-    browser.force_login(user)
-    return browser
 
 
 def text(response: object) -> str:
@@ -39,17 +28,10 @@ def test_the_payments_page_lists_the_customers_own_payments_and_credit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     issue(customer, 10, "100.00")
-    for who, amount, reference in [(customer, "130.00", "B-ANN"), (other, "5.00", "B-BOB")]:
-        services.record_payment(
-            customer_id=who.pk,
-            amount=Decimal(amount),
-            currency="USD",
-            method=PaymentMethod.BANK_TRANSFER,
-            received_at=ISSUED,
-            reference=reference,
-        )
+    received(customer, "130.00", "B-ANN")
+    received(other, "5.00", "B-BOB")
     issue(customer, 11, "50.00")  # uses 30.00 of credit, 20.00 left to pay
-    browser = signed_in(customer)
+    browser = _login(customer)
 
     page = text(browser.get("/account/payments/"))
     assert "B-ANN" in page

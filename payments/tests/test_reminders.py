@@ -2,7 +2,7 @@
 sent through an outbox; payments stop them, and settling the balance reactivates."""
 
 import smtplib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -13,13 +13,13 @@ from django.core import mail
 from django.core.exceptions import ValidationError
 from django.core.mail.backends.base import BaseEmailBackend
 
-from bridge.celery import app as celery_app
 from payments import reminders, selectors, services
-from payments.models import PaymentMethod, Reminder, ReminderState
-from payments.tests.conftest import ISSUED
-from payments.tests.test_portal import signed_in
+from payments.models import Reminder, ReminderState
+from payments.tests.conftest import ISSUED, received
 from usage import dunning, tasks
 from usage.models import BillingSettings, Invoice, InvoiceStatus, validate_reminder_days
+from usage.tests.test_invoice_email import eager  # noqa: F401 - a fixture
+from usage.tests.test_preview_and_account import _login
 from users.models import Customer, CustomerStatus
 
 pytestmark = pytest.mark.django_db
@@ -28,15 +28,10 @@ DUE = datetime(2026, 11, 15, 9, tzinfo=UTC)  # issued 1 November, 14 days' terms
 
 
 @pytest.fixture
-def eager() -> Iterator[None]:
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = previous
-
-
-@pytest.fixture
-def sweep(django_capture_on_commit_callbacks: Any, eager: None) -> Callable[[datetime], int]:
+def sweep(
+    django_capture_on_commit_callbacks: Any,
+    eager: None,  # noqa: F811 - the fixture imported above
+) -> Callable[[datetime], int]:
     """The dunning sweep's reminder step at `now`, its deliveries run as a worker would."""
 
     def run(now: datetime) -> int:
@@ -54,15 +49,7 @@ def plain(text: object) -> str:
 
 
 def pay(customer: Customer, amount: str, at: datetime, reference: str) -> services.Recorded:
-    return services.record_payment(
-        customer_id=customer.pk,
-        amount=Decimal(amount),
-        currency="USD",
-        method=PaymentMethod.BANK_TRANSFER,
-        received_at=at,
-        reference=reference,
-        now=at,
-    )
+    return received(customer, amount, reference, at=at)
 
 
 def test_reminder_days_are_validated() -> None:
@@ -99,7 +86,7 @@ def test_reminders_follow_the_schedule_once_each_until_paid(
     step = selectors.dunning_step(customer)
     assert step is not None
     assert step.label == "Reminder 2 sent 2026-11-16 (INV-000001, 1 day after the due date)"
-    home = signed_in(customer).get("/account/").content.decode()
+    home = _login(customer).get("/account/").content.decode()
     assert f'<p class="dunning-step">{step.label}</p>' in home
 
     pay(customer, "60.00", DUE + 2 * DAY, "BANK-2")

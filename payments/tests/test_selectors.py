@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from payments import selectors, services
-from payments.models import Allocation, Payment, PaymentMethod
-from payments.tests.conftest import ISSUED
+from payments.models import Allocation, Payment
+from payments.tests.conftest import ISSUED, received
 from usage.models import Invoice
 from users.models import Customer
 
@@ -33,14 +33,7 @@ def test_reads_agree_with_the_services(
     for i, cents in enumerate(totals):
         issue(customer, 1 + i, str(D(cents) / 100), at=ISSUED + timedelta(days=i))
     for n, cents in enumerate(payments):
-        services.record_payment(
-            customer_id=customer.pk,
-            amount=D(cents) / 100,
-            currency="USD",
-            method=PaymentMethod.CARD,
-            received_at=ISSUED + timedelta(days=10),
-            reference=f"P{n}",
-        )
+        received(customer, str(D(cents) / 100), f"P{n}", at=ISSUED + timedelta(days=10))
     owed = D(0)
     for invoice in selectors.with_paid(Invoice.objects.all()):
         plain = Invoice.objects.get(pk=invoice.pk)  # no annotation: the reads query

@@ -68,8 +68,18 @@ class AllocationInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = Allocation
     extra = 0
     can_delete = False
-    fields = ("invoice", "amount", "allocated_at")
+    fields = ("invoice", "amount_display", "allocated_at")
     readonly_fields = fields
+
+    @admin.display(description="amount")
+    def amount_display(self, obj: Allocation) -> str:
+        payment = obj.payment
+        return format_money(
+            obj.amount, selectors.currency_display(payment.currency, payment.customer.currency)
+        )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Allocation]:
+        return super().get_queryset(request).select_related("payment__customer__currency")
 
 
 class MoneyForm(forms.Form):
@@ -224,14 +234,15 @@ class PaymentAdmin(admin.ModelAdmin):
             form.add_error(None, str(exc))
             return None
         payment = recorded.payment
+        what = f"{selectors.payment_amount(payment)} by {payment.get_method_display()}"
         if recorded.created:
             self.log_addition(request, payment, [{"added": {}}])
             paid = f"; {len(recorded.settled)} invoice(s) now paid" if payment.amount > 0 else ""
-            self.message_user(request, f"Recorded {payment}{paid}.", messages.SUCCESS)
+            self.message_user(request, f"Recorded {what}{paid}.", messages.SUCCESS)
         else:
             self.message_user(
                 request,
-                f"Already recorded under this reference: {payment}. Nothing changed.",
+                f"Already recorded under this reference: {what}. Nothing changed.",
                 messages.WARNING,
             )
         return HttpResponseRedirect(reverse("admin:payments_payment_change", args=[payment.pk]))

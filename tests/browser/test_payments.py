@@ -57,3 +57,37 @@ def test_payments_page_after_a_partial_payment(page: Page, bridge: Bridge, shot:
     assert box is not None
     assert box["x"] + box["width"] <= 360
     shot(page, "portal-payments-phone")
+
+
+def test_staff_record_a_payment_from_the_invoice_and_see_the_balance(
+    page: Page, bridge: Bridge, shot: Shot
+) -> None:
+    from django.contrib.auth.models import User
+
+    from tests.browser.test_admin import admin_login
+
+    User.objects.create_superuser("boss", "boss@example.com", PASSWORD)
+    ann = bridge.customer("ann@example.com", name="Ann Example")
+    invoice = invoice_states.issue_invoice(invoice_id=bridge.october_draft(ann).pk)
+    admin_login(page, bridge, PASSWORD)
+
+    page.goto(f"{bridge.url}/admin/usage/invoice/{invoice.pk}/change/")
+    page.get_by_role("link", name="Record a payment of this invoice…").click()
+    expect(page.locator("input[name=amount]")).to_have_value(f"{invoice.total:.4f}")
+    page.locator("input[name=amount]").fill("1.50")
+    page.locator("input[name=reference]").fill("BANK-778")
+    shot(page, "admin-record-payment")
+    page.get_by_role("button", name="Record payment").click()
+    expect(page.locator(".messagelist")).to_contain_text(
+        "Recorded $1.50\u00a0USD by Bank transfer; 0 invoice(s) now paid."
+    )
+    allocation = page.locator(".inline-related tbody tr", has_text=invoice.display_number)
+    expect(allocation).to_contain_text("$1.50\u00a0USD")
+    shot(page, "admin-payment")
+
+    page.goto(f"{bridge.url}/admin/users/customer/{ann.pk}/change/")
+    balance = page.locator(".customer-payments table.balances")
+    expect(balance).to_contain_text(f"${invoice.total - Decimal('1.50'):.2f}\u00a0USD")
+    expect(page.locator(".customer-payments table.payments")).to_contain_text("BANK-778")
+    page.locator(".customer-payments").scroll_into_view_if_needed()
+    shot(page, "admin-customer-payments")

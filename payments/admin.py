@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from bridge.admin_tools import ReadOnlyAdminMixin
 from bridge.money import format_money
-from payments import selectors, services
+from payments import reminders, selectors, services
 from payments.exports import payments_csv
 from payments.models import Allocation, Payment, PaymentMethod, Reminder
 from usage.models import CreditNote, Invoice, InvoiceStatus
@@ -334,6 +334,20 @@ class ReminderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ("state", CustomerIdFilter)
     search_fields = ("=customer__id", "customer__email", "=invoice__number")
     list_select_related = ("customer", "invoice")
+    actions = ["retry"]
+    readonly_fields = [field.name for field in Reminder._meta.fields]
+
+    # Only the action below changes a reminder (it needs "change"); every field is read-only.
+    keep_permissions = ("change",)
+
+    @admin.action(description="Send selected failed reminders again", permissions=["change"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[Reminder]) -> None:
+        ids = list(queryset.values_list("id", flat=True))
+        queued = reminders.retry(reminder_ids=ids)
+        self.message_user(
+            request,
+            f"Queued {queued} of {len(ids)} (only failed reminders of open invoices are sent).",
+        )
 
     @admin.display(description="step")
     def step(self, obj: Reminder) -> str:

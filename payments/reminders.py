@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -105,6 +106,26 @@ def record_due(*, now: datetime | None = None) -> int:
         outbox.request_delivery(ids)
     log.info("payment reminders: %d due", len(new))
     return len(new)
+
+
+def retry(*, reminder_ids: Iterable[int]) -> int:
+    """Staff: send failed reminders again (after fixing the mail server or the address),
+    unless their invoice was settled meanwhile. Returns how many were queued."""
+    with transaction.atomic():
+        ids = list(
+            Reminder.objects.filter(
+                pk__in=list(reminder_ids),
+                state=ReminderState.FAILED,
+                invoice__status=InvoiceStatus.ISSUED,
+            )
+            .select_for_update()
+            .values_list("id", flat=True)
+        )
+        Reminder.objects.filter(pk__in=ids).update(
+            state=ReminderState.PENDING, attempts=0, next_attempt_at=None, last_error=""
+        )
+        outbox.request_delivery(ids)
+    return len(ids)
 
 
 def deliver(*, reminder_id: int, now: datetime | None = None) -> Outcome:

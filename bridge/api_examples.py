@@ -7,6 +7,12 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
 
+from payments.serializers import (
+    PaymentSerializer,
+    RecordPaymentSerializer,
+    RefundSerializer,
+    ReminderSerializer,
+)
 from pricing.serializers import (
     CurrencySerializer,
     DiscountSerializer,
@@ -99,6 +105,7 @@ SELLER_SETTINGS = {
 BILLING_SETTINGS = {
     "auto_issue": True,
     "dunning_days": 14,
+    "reminder_days": "-3, 1, 7",
     "email_invoices": True,
     "auto_collect": False,
     **SELLER_SETTINGS,
@@ -117,6 +124,8 @@ INVOICE = {
     "subtotal": "3.7525",
     "tax_total": "0.3002",
     "total": "4.0527",
+    "paid": "1.0000",
+    "balance": "3.0527",
     "discrepancies": 0,
     "hold_reason": "",
     "review_reason": "",
@@ -295,6 +304,61 @@ DUNNING_EVENT = {
     "reason": "INV-000007 unpaid 14 days after issue",
     "at": "2026-11-15T01:00:00Z",
 }
+PAYMENT = {
+    "id": 12,
+    "customer": 1,
+    "amount": "1.0000",
+    "currency": "GBP",
+    "method": "bank_transfer",
+    "reference": "RF18000000000000000007",
+    "received_at": "2026-11-10T00:00:00Z",
+    "credit_note": None,
+    "note": "",
+    "created_at": "2026-11-10T08:12:40Z",
+    "allocations": [
+        {
+            "invoice": 7,
+            "invoice_number": "INV-000007",
+            "amount": "1.0000",
+            "allocated_at": "2026-11-10T00:00:00Z",
+        }
+    ],
+    "unallocated": "0.0000",
+}
+RECORD_PAYMENT = {
+    "customer": 1,
+    "amount": "1.00",
+    "currency": "GBP",
+    "method": "bank_transfer",
+    "reference": "RF18000000000000000007",
+    "received_at": "2026-11-10T00:00:00Z",
+    "invoice": 7,
+    "note": "",
+}
+REFUND = {
+    "credit_note": 1,
+    "amount": "4.0527",
+    "method": "bank_transfer",
+    "reference": "REFUND-CN-000001",
+    "received_at": "2026-11-21T10:00:00Z",
+    "note": "Paid back to Jane's account",
+}
+REMINDER = {
+    "id": 4,
+    "customer": 1,
+    "invoice": 7,
+    "invoice_number": "INV-000007",
+    "number": 2,
+    "days": 1,
+    "due_date": "2026-11-15",
+    "state": "sent",
+    "attempts": 1,
+    "last_error": "",
+    "recipient": "jane@example.co.uk",
+    "created_at": "2026-11-16T00:37:00Z",
+    "next_attempt_at": None,
+    "sent_at": "2026-11-16T00:37:02Z",
+}
 TOKEN_PRICING = {
     "base_token_unit_cost": "0.00079",
     "user_token_unit_cost": "0.0008114406",
@@ -408,3 +472,29 @@ _examples(
     summary="The seller's details go on every invoice issued from now on",
 )
 _examples(DunningEventSerializer, "A suspension", DUNNING_EVENT)
+_examples(
+    PaymentSerializer,
+    "A bank transfer",
+    PAYMENT,
+    summary="Part of INV-000007 paid; recorded once per method and reference",
+)
+_examples(
+    RecordPaymentSerializer,
+    "A bank transfer",
+    RECORD_PAYMENT,
+    RECORD_PAYMENT,
+    summary="Settles INV-000007 first, then the oldest open invoices; the rest is credit",
+)
+_examples(
+    RefundSerializer,
+    "Refund a voided invoice's payment",
+    REFUND,
+    REFUND,
+    summary="At most the customer's credit and what the credit note has left",
+)
+_examples(
+    ReminderSerializer,
+    "The second reminder",
+    REMINDER,
+    summary="One day after the due date; INV-000007 still partly unpaid",
+)

@@ -266,6 +266,13 @@ INVOICE_EMAIL_SWEEP_AFTER = env.float("INVOICE_EMAIL_SWEEP_AFTER", default=120.0
 # The sweep stands back while more messages than this wait in the queue (workers behind).
 INVOICE_EMAIL_SWEEP_MAX_BACKLOG = env.int("INVOICE_EMAIL_SWEEP_MAX_BACKLOG", default=100)
 INVOICE_EMAIL_TASK_BATCH = env.int("INVOICE_EMAIL_TASK_BATCH", default=50)
+# Payment reminders (payments.reminders): the same knobs for the dunning schedule's e-mails.
+REMINDER_EMAIL_MAX_ATTEMPTS = env.int("REMINDER_EMAIL_MAX_ATTEMPTS", default=6)
+REMINDER_EMAIL_RETRY_BASE = env.float("REMINDER_EMAIL_RETRY_BASE", default=60.0)
+REMINDER_EMAIL_RETRY_MAX = env.float("REMINDER_EMAIL_RETRY_MAX", default=3600.0)
+REMINDER_EMAIL_SWEEP_AFTER = env.float("REMINDER_EMAIL_SWEEP_AFTER", default=120.0)
+REMINDER_EMAIL_SWEEP_MAX_BACKLOG = env.int("REMINDER_EMAIL_SWEEP_MAX_BACKLOG", default=100)
+REMINDER_EMAIL_TASK_BATCH = env.int("REMINDER_EMAIL_TASK_BATCH", default=50)
 
 # --- Online payment (Stripe, payments/stripe_pay.py) -----------------------------------
 # Off unless both secrets are set: no Pay button, no pay link, the webhook answers 404.
@@ -349,6 +356,8 @@ CELERY_BEAT_SCHEDULE = {
     # Stripe (issue 14 §2): webhook events whose task the broker lost, and automatic
     # collections whose retry is due. Both do nothing while Stripe is off.
     "payments-stripe-sweep": {"task": "payments.tasks.stripe_sweep", "schedule": 300.0},
+    # Payment reminders (the dunning sweep writes them) whose message was lost or is due.
+    "payments-reminder-sweep": {"task": "payments.tasks.sweep_reminders", "schedule": 60.0},
 }
 
 # --- Metrics (bridge.metrics) --------------------------------------------------------
@@ -389,7 +398,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["bridge.api.SchemaReaders"],
     "SCHEMA_PATH_PREFIX": "/api/v1",
     # Invoices and customers both have a `status` with its own choices.
-    "ENUM_NAME_OVERRIDES": {"InvoiceStatusEnum": "usage.models.InvoiceStatus"},
+    "ENUM_NAME_OVERRIDES": {
+        "InvoiceStatusEnum": "usage.models.InvoiceStatus",
+        "ReminderStateEnum": "payments.models.ReminderState",
+    },
     # /api/v1/docs/ (Swagger UI) and /api/v1/docs/redoc/ load their scripts from this
     # server's static files (whitenoise), never from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",

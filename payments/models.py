@@ -73,6 +73,8 @@ class Payment(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["customer", "currency"], name="payment_customer")]
+        # Paying money back is its own grant: recording money in is routine clerk work.
+        permissions = [("refund_payment", "Can refund money to a customer")]
 
     def __str__(self) -> str:
         when = f"{self.received_at:%Y-%m-%d}"
@@ -99,6 +101,63 @@ class Allocation(models.Model):
         return f"{self.amount} of payment {self.payment_id} on invoice {self.invoice_id}"
 
 
+class ReminderState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"  # gave up after REMINDER_EMAIL_MAX_ATTEMPTS
+    SKIPPED = "skipped", "Skipped"  # paid or voided before it went out
+
+
+class Reminder(models.Model):
+    """A payment reminder e-mail about one open invoice, at one step of the dunning schedule
+    (BillingSettings.reminder_days): written by the dunning sweep (one per invoice and step,
+    a constraint, so two sweeps never remind twice), sent by a task after commit with
+    retries, and kept as the record staff and the customer see."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="reminders")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="reminders")
+    days = models.IntegerField(help_text="The step: days after the due date (negative: before it).")
+    number = models.PositiveSmallIntegerField(help_text="1 for the first step, and so on.")
+    due_date = models.DateField()
+    state = models.CharField(
+        max_length=8, choices=ReminderState.choices, default=ReminderState.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    recipient = models.CharField(max_length=254, blank=True, help_text="Where it was sent.")
+    created_at = models.DateTimeField()
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "days"], name="reminder_once_per_step"),
+            models.CheckConstraint(
+                condition=Q(state__in=ReminderState.values), name="reminder_state_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at", "created_at"],
+                condition=Q(state="pending"),
+                name="reminder_pending",
+            ),
+            models.Index(fields=["customer", "-created_at"], name="reminder_customer"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Reminder {self.number} about invoice {self.invoice_id} ({self.state})"
+
+    @property
+    def step_label(self) -> str:
+        if self.days < 0:
+            return f"{-self.days} day{'s' if self.days < -1 else ''} before the due date"
+        if self.days == 0:
+            return "on the due date"
+        return f"{self.days} day{'s' if self.days > 1 else ''} after the due date"
+
+
 # Stripe's models live in their own module (issue 14 §2); imported here so Django finds them.
 from payments.stripe_models import (  # noqa: E402
     CollectionAttempt,
@@ -114,6 +173,8 @@ __all__ = [
     "CollectionState",
     "Payment",
     "PaymentMethod",
+    "Reminder",
+    "ReminderState",
     "StripeCustomer",
     "StripeEvent",
     "StripeEventState",

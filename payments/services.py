@@ -197,6 +197,18 @@ def apply_credit(*, customer_ids: Iterable[int], now: datetime | None = None) ->
     return settled
 
 
+def apply_open_credit(*, now: datetime | None = None) -> list[int]:
+    """The beat's safety net: put credit on the open invoices of every customer who holds
+    both (a crash between issuing and `apply_credit` would otherwise leave them owing while
+    in credit). Idempotent: credit used once is no longer credit. Returns invoices paid."""
+    open_customers = (
+        Invoice.objects.filter(status=InvoiceStatus.ISSUED, total__gt=0)
+        .values_list("customer_id", flat=True)
+        .distinct()
+    )
+    return apply_credit(customer_ids=open_customers, now=now)
+
+
 # Reads --------------------------------------------------------------------------------
 
 
@@ -392,6 +404,7 @@ __all__ = [
     "PaymentError",
     "Recorded",
     "apply_credit",
+    "apply_open_credit",
     "credit",
     "customers_with_credit",
     "invoice_balance",

@@ -25,6 +25,8 @@ from bridge.money import (
     format_tokens,
     token_price_decimals,
 )
+from payments import panels
+from payments import selectors as payment_selectors
 from solusio.errors import SolusIOError
 from usage import emails, invoice_states, legal, selectors
 from usage.cycle import CloseError
@@ -235,7 +237,8 @@ def _money(invoice: Invoice, amount: Decimal) -> str:
 class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "number_display", "customer", "period_display", "status", "currency", "tokens_display",
-        "total_display", "discrepancies_display", "issued_at", "paid_at", "email_display",
+        "total_display", "paid_display", "balance_display", "discrepancies_display", "issued_at",
+        "paid_at", "email_display",
     )  # fmt: skip
     list_filter = (
         PeriodFilter, "status", "currency", OverdueFilter, CustomerFilter, DiscrepancyFilter,
@@ -251,8 +254,8 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "customer", "period", "period_start", "period_end", "status", "number_display",
         "currency", "tokens_display", "subtotal_display", "tax_total_display", "total_display",
         "tax_table", "snapshot_table", "legal_table", "discrepancies_display", "hold_reason",
-        "review_reason", "generated_at", "issued_at", "paid_at", "voided_at", "email_delivery",
-        "documents",
+        "review_reason", "generated_at", "issued_at", "paid_at", "voided_at", "payments_panel",
+        "email_delivery", "documents",
     )  # fmt: skip
     exclude = (
         "snapshot", "taxes", "fingerprint", "legal", "number", "tokens", "subtotal", "tax_total",
@@ -287,6 +290,21 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="total", ordering="total")
     def total_display(self, obj: Invoice) -> str:
         return _money(obj, obj.total)
+
+    @admin.display(description="paid", ordering="paid_amount")
+    def paid_display(self, obj: Invoice) -> str:
+        return _money(obj, payment_selectors.paid_of(obj))
+
+    @admin.display(description="balance", ordering="balance_amount")
+    def balance_display(self, obj: Invoice) -> str:
+        return _money(obj, payment_selectors.balance_of(obj))
+
+    @admin.display(description="payments")
+    def payments_panel(self, obj: Invoice) -> SafeString:
+        return panels.invoice_payments(obj)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Invoice]:
+        return payment_selectors.with_paid(super().get_queryset(request))
 
     @admin.display(description="discrepancies", ordering="discrepancies")
     def discrepancies_display(self, obj: Invoice) -> str:
@@ -615,7 +633,7 @@ class CreditNoteAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ("invoice", "invoice__customer")
     readonly_fields = (
         "number_display", "invoice", "kind", "reason", "issued_at", "currency", "tokens",
-        "subtotal", "tax_total", "total", "document",
+        "subtotal", "tax_total", "total", "document", "refunds",
     )  # fmt: skip
     exclude = ("number", "taxes", "lines", "legal")
     actions = ["export_csv"]
@@ -631,6 +649,10 @@ class CreditNoteAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="total", ordering="total")
     def total_display(self, obj: CreditNote) -> str:
         return _money(obj.invoice, obj.total)
+
+    @admin.display(description="refunds")
+    def refunds(self, obj: CreditNote) -> SafeString:
+        return panels.credit_note_refunds(obj)
 
     @admin.display(description="document")
     def document(self, obj: CreditNote) -> SafeString:

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from bridge.api import StaffModelPermissions
 from bridge.api_tools import Conflict, SingletonView
 from bridge.filters import valid
+from payments.selectors import with_paid
 from solusio.errors import SolusIOError
 from usage import cycle, emails, invoice_states, selectors
 from usage.einvoice import documents
@@ -78,7 +79,7 @@ class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
         return InvoiceSerializer if self.action in ("list", "export") else InvoiceDetailSerializer
 
     def get_queryset(self) -> QuerySet[Invoice]:
-        queryset = super().get_queryset()
+        queryset = with_paid(super().get_queryset())  # paid and balance in the same query
         if self.action == "retrieve":
             return queryset.prefetch_related("lines")
         return queryset

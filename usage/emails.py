@@ -161,6 +161,21 @@ def _failed(record: InvoiceEmail, exc: BaseException, now: datetime) -> Outcome:
     return Outcome(Step.WAIT, retry_in=delay)
 
 
+def _paid_so_far(invoice: Invoice, pricing: PricingSnapshot) -> list[str]:
+    """Each payment or credit put on the invoice, and the amount still due (none: the
+    total is due)."""
+    from payments import selectors as payment_selectors  # payments builds on usage
+
+    paid = payment_selectors.paid_lines(invoice) if invoice.number else []
+    if not paid:
+        return []
+    due = format_money(payment_selectors.balance_of(invoice), pricing)
+    return [
+        *(f"{line.label}: {format_money(-line.amount, pricing)}" for line in paid),
+        _("Amount due: %(amount)s") % {"amount": due},
+    ]
+
+
 def invoice_message(invoice: Invoice) -> EmailMessage:
     """The customer's e-mail, in their language: a short note with the total and the PDF
     attached."""
@@ -185,6 +200,7 @@ def _invoice_message(invoice: Invoice) -> EmailMessage:
         _("your invoice %(number)s for %(month)s is attached.") % names,
         _("Total: %(amount)s") % {"amount": format_money(invoice.total, pricing)},
     ]
+    lines += _paid_so_far(invoice, pricing)
     if details.due_date and invoice.total > 0:
         lines.append(_("Due date: %(date)s") % {"date": legal.long_date(details.due_date)})
     if link and invoice.total > 0:

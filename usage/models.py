@@ -58,6 +58,34 @@ def validate_payment_link_template(value: str) -> None:
         ) from exc
 
 
+def parse_reminder_days(value: str) -> list[int]:
+    """ "-3, 1, 7" -> [-3, 1, 7]: days from the due date (negative before it), distinct and
+    sorted. Empty: no reminders. ValueError with a message for staff on anything else."""
+    days: set[int] = set()
+    for part in value.replace(";", ",").split(","):
+        text = part.strip()
+        if not text:
+            continue
+        try:
+            day = int(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a whole number of days") from None
+        if not -365 <= day <= 365:
+            raise ValueError(f"{day} is more than a year from the due date")
+        days.add(day)
+    return sorted(days)
+
+
+def validate_reminder_days(value: str) -> None:
+    try:
+        parse_reminder_days(value)
+    except ValueError as exc:
+        raise ValidationError(
+            "Whole days from the due date separated by commas, e.g. -3, 1, 7 (%(error)s).",
+            params={"error": exc},
+        ) from exc
+
+
 class BillingSettings(SingletonModel):
     """The one row of staff-editable cycle settings."""
 
@@ -70,6 +98,15 @@ class BillingSettings(SingletonModel):
         default=14,
         help_text="Suspend a customer whose issued invoice is still unpaid this many days "
         "after issue. 0 turns dunning off.",
+    )
+    reminder_days = models.CharField(
+        max_length=200,
+        blank=True,
+        default="-3, 1, 7",
+        validators=[validate_reminder_days],
+        help_text="E-mail a payment reminder about each open invoice this many days from its "
+        "due date, comma-separated; negative is before it (e.g. -3, 1, 7). Empty: none. "
+        "Suspension still follows the dunning days.",
     )
     email_invoices = models.BooleanField(
         default=True,
@@ -123,6 +160,9 @@ class BillingSettings(SingletonModel):
         help_text="Make every issued invoice's PDF a Factur-X e-invoice (EN 16931): a "
         "PDF/A-3 with the invoice's XML inside, which accounting software reads.",
     )
+
+    def reminder_offsets(self) -> list[int]:
+        return parse_reminder_days(self.reminder_days)
 
     class Meta(SingletonModel.Meta):
         verbose_name = "billing settings"

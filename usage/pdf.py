@@ -30,6 +30,7 @@ from bridge.money import (
     format_tokens,
     token_price_decimals,
 )
+from payments import selectors as payment_selectors
 from usage.legal import LegalDetails, details_of, long_date, payment_link, status_label
 from usage.models import CreditNote, Invoice, InvoiceLine, logo_file
 from usage.rules import PricingSnapshot, Rule
@@ -187,7 +188,8 @@ def _invoice_pdf(invoice: Invoice) -> bytes:
     _line_table(doc, invoice.lines.all(), pricing, money, tokens)
     doc.ln(3)
     _totals(doc, invoice, pricing, money, tokens)
-    _payment(doc, invoice, legal, money)
+    due = _paid_so_far(doc, invoice, money)
+    _payment(doc, invoice, legal, money, due)
     if invoice.discrepancies:
         doc.ln(2)
         doc.set_font(doc.family, "", 8)
@@ -494,6 +496,22 @@ def _totals(
     )
 
 
+def _paid_so_far(doc: _Doc, invoice: Invoice, money: Money) -> Decimal | None:
+    """Below the total, each payment or credit put on the invoice and the amount still due.
+    Returns that amount; None when nothing was paid (the total is due)."""
+    lines = payment_selectors.paid_lines(invoice) if invoice.number else []
+    if not lines:
+        return None
+    due = payment_selectors.balance_of(invoice)
+    rows = [(line.label, money(-line.amount)) for line in lines]
+    rows.append((_("Amount due"), money(due)))
+    if doc.will_page_break(5.5 * len(rows) + 1):  # with the amount due, never without it
+        doc.add_page()
+    doc.ln(1)
+    _amount_rows(doc, rows, bold_last=True)
+    return due
+
+
 def _amount_rows(doc: _Doc, rows: Sequence[tuple[str, str]], bold_last: bool = False) -> None:
     """Label and amount, right-aligned under the Amount column."""
     doc.set_font(doc.family, "", 10)
@@ -528,7 +546,9 @@ def _two_columns(
             row.cell(doc.text_of(value), style=bold if last else None)
 
 
-def _payment(doc: _Doc, invoice: Invoice, legal: LegalDetails, money: Money) -> None:
+def _payment(
+    doc: _Doc, invoice: Invoice, legal: LegalDetails, money: Money, due: Decimal | None
+) -> None:
     seller, buyer = legal.seller, legal.buyer
     doc.ln(2)
     doc.set_font(doc.family, "", 9)
@@ -538,9 +558,12 @@ def _payment(doc: _Doc, invoice: Invoice, legal: LegalDetails, money: Money) -> 
         doc.multi_cell(0, 4.5, doc.text_of(no_tax), align="L")
         doc.set_x(doc.l_margin)
     doc.ln(2)
-    if legal.due_date:
+    if due is not None and due <= 0:
+        ask = _("Paid in full: thank you.")
+    elif legal.due_date:
+        owed = Decimal(invoice.total) if due is None else due
         ask = _("Please pay %(amount)s by %(date)s, quoting %(number)s.") % {
-            "amount": money(Decimal(invoice.total)),
+            "amount": money(owed),
             "date": _day(legal.due_date),
             "number": invoice.display_number,
         }

@@ -6,6 +6,7 @@ from typing import Any
 from rest_framework import serializers
 
 from bridge.jsonnum import plain_decimal
+from payments.serializers import balance_field, paid_field
 from usage.models import (
     SELLER_FIELDS,
     BillingSettings,
@@ -32,14 +33,16 @@ class InvoiceLineSerializer(serializers.ModelSerializer):
 class InvoiceSerializer(serializers.ModelSerializer):
     display_number = serializers.CharField(read_only=True)
     period = serializers.SerializerMethodField()
+    paid = paid_field()
+    balance = balance_field()
 
     class Meta:
         model = Invoice
         fields = [
             "id", "display_number", "number", "customer", "period", "period_start",
             "period_end", "status", "currency", "tokens", "subtotal", "tax_total", "total",
-            "discrepancies", "hold_reason", "review_reason", "generated_at", "issued_at",
-            "paid_at", "voided_at",
+            "paid", "balance", "discrepancies", "hold_reason", "review_reason", "generated_at",
+            "issued_at", "paid_at", "voided_at",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -139,7 +142,8 @@ class BillingSettingsSerializer(serializers.ModelSerializer):
     class Meta:
         model = BillingSettings
         fields = [
-            "auto_issue", "dunning_days", "email_invoices", "einvoice_pdf", "auto_collect",
+            "auto_issue", "dunning_days", "reminder_days", "email_invoices", "einvoice_pdf",
+            "auto_collect",
             *SELLER_FIELDS,
         ]  # fmt: skip
 

@@ -59,9 +59,15 @@ def close_previous_period() -> str:
 
 @shared_task(name="usage.tasks.dunning_sweep", acks_late=True, ignore_result=True)
 def dunning_sweep() -> int:
-    """Suspend customers whose issued invoices are overdue (idempotent: only active ones)."""
+    """Settle open invoices from credit left unused (a crash between issuing and applying
+    it), write the payment reminders that are due, then suspend customers whose issued
+    invoices are overdue. Each step is idempotent. Returns how many were suspended."""
+    from payments import reminders
+    from payments import services as payments
     from usage import dunning
 
+    payments.apply_open_credit()  # first: what credit settles is neither reminded nor dunned
+    reminders.record_due()
     return dunning.sweep()
 
 

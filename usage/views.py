@@ -7,6 +7,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from payments.selectors import with_paid
 from solusio.errors import SolusIOError
 from usage import selectors
 from usage.einvoice import documents
@@ -24,7 +25,9 @@ VISIBLE = (InvoiceStatus.ISSUED, InvoiceStatus.PAID, InvoiceStatus.VOID)
 @require_safe
 @customer_required
 def invoices(request: HttpRequest, customer: Customer) -> HttpResponse:
-    rows = Invoice.objects.filter(customer=customer, status__in=VISIBLE).order_by("-period")
+    rows = with_paid(Invoice.objects.filter(customer=customer, status__in=VISIBLE)).order_by(
+        "-period"
+    )
     preview_error = preview = None
     try:
         preview = selectors.preview_invoice(customer_id=customer.pk)

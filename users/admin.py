@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 
 from bridge import money
 from bridge.admin_tools import CountryListFilter, ReadOnlyAdminMixin, SingletonModelAdmin
+from payments import panels
 from pricing import calc
 from pricing.admin import CacheRefusalAdmin
 from pricing.selectors import token_pricing
@@ -81,6 +82,7 @@ class CustomerAdmin(CacheRefusalAdmin):
         "token_pricing",
         "sync_panel",
         "dunning_panel",
+        "payments_panel",
         "observed_servers",
         "portal_login",
         "created_at",
@@ -167,6 +169,10 @@ class CustomerAdmin(CacheRefusalAdmin):
         events = obj.dunning.select_related("invoice").order_by("-at", "-id")[:10]
         return render_to_string("admin/users/customer/dunning_panel.html", {"events": events})
 
+    @admin.display(description="payments")
+    def payments_panel(self, obj: Customer) -> SafeString:
+        return panels.customer_payments(obj)
+
     @admin.display(description="observed servers")
     def observed_servers(self, obj: Customer) -> SafeString:
         return observed_servers_panel(obj.pk)
@@ -223,6 +229,11 @@ class CustomerAdmin(CacheRefusalAdmin):
             ),
             ("Customer portal (/account/)", {"fields": ("portal_login",)}),
             ("SolusIO sync (last 10 changes)", {"fields": ("sync_panel",)}),
+            *(
+                [("Payments, balance and reminders", {"fields": ("payments_panel",)})]
+                if request.user.has_perm(panels.VIEW_PAYMENT)
+                else []
+            ),
             ("Dunning (last 10 steps)", {"fields": ("dunning_panel",)}),
             *(
                 [("Observed servers (polls of SolusIO)", {"fields": ("observed_servers",)})]

@@ -19,6 +19,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from payments import selectors as payment_selectors
 from users import passwords, services, sso
 from users.decorators import customer_required
 from users.models import Customer, language_choices
@@ -67,6 +68,8 @@ def account_home(request: HttpRequest, customer: Customer) -> HttpResponse:
         {
             "customer": customer,
             "language_form": LanguageForm(initial={"language": customer.language}),
+            "balances": payment_selectors.balances(customer.pk),
+            "step": payment_selectors.dunning_step(customer),
         },
     )
 

@@ -6,8 +6,9 @@ from decimal import Decimal
 
 import pytest
 
+from payments import services
 from pricing.models import Currency
-from usage import invoice_states
+from usage import invoice_states, selectors
 from usage.models import Invoice
 from users.models import Customer
 
@@ -38,11 +39,33 @@ def issue() -> Callable[..., Invoice]:
             subtotal=Decimal(total),
             total=Decimal(total),
             generated_at=at,
+            # The customer's prices as a close would freeze them (PDFs, e-mails read them).
+            snapshot=selectors.PricingContext(at).snapshot(customer).as_json(),
         )
         invoice_states.issue_invoices(invoice_ids=[invoice.pk], now=at)
         return Invoice.objects.get(pk=invoice.pk)
 
     return make
+
+
+def received(
+    customer: Customer,
+    amount: str,
+    reference: str = "",
+    *,
+    at: datetime = ISSUED,
+    method: str = "bank_transfer",
+) -> services.Recorded:
+    """`amount` USD from `customer`, recorded (and processed) at `at`."""
+    return services.record_payment(
+        customer_id=customer.pk,
+        amount=Decimal(amount),
+        currency="USD",
+        method=method,
+        received_at=at,
+        reference=reference,
+        now=at,
+    )
 
 
 # The fake Stripe with the bridge's settings pointed at it (payments/fake_stripe/testing.py).

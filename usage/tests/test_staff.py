@@ -149,6 +149,7 @@ def test_the_api_edits_billing_settings_and_lists_dunning(customers: list[Custom
     assert body(api.get("/api/v1/billing-settings/")) == {
         "auto_issue": False,
         "dunning_days": 14,
+        "reminder_days": "-3, 1, 7",
         "email_invoices": True,
         "einvoice_pdf": False,
         "auto_collect": False,
@@ -186,6 +187,7 @@ def test_the_api_edits_billing_settings_and_lists_dunning(customers: list[Custom
         ("logo_path", "examples/no-such-logo.png"),
         ("logo_path", "README.md"),
         ("support_email", "not an address"),
+        ("reminder_days", "-3, soon"),
     ):
         refused = api.patch("/api/v1/billing-settings/", {field: bad}, format="json")
         assert refused.status_code == 400, (field, bad)

@@ -54,7 +54,7 @@ def model_permission(action: str) -> type[StaffModelPermissions]:
 
 # The apps whose models the staff API serves: one permission on any of them makes a reader
 # of the API's schema.
-API_APPS = ("pricing", "users", "usage")
+API_APPS = ("pricing", "users", "usage", "payments")
 
 
 class SchemaReaders(permissions.BasePermission):

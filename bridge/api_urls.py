@@ -9,6 +9,7 @@ from django.urls import path, reverse
 from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from payments.bank.api import BankEntryViewSet, BankStatementViewSet
 from pricing.api import (
     CurrencyViewSet,
     DiscountViewSet,
@@ -74,6 +75,8 @@ router.register("invoices", InvoiceViewSet, basename="invoice")
 router.register("credit-notes", CreditNoteViewSet, basename="creditnote")
 router.register("usage", UsageRecordViewSet, basename="usage")
 router.register("dunning-events", DunningEventViewSet, basename="dunningevent")
+router.register("bank-statements", BankStatementViewSet, basename="bankstatement")
+router.register("bank-entries", BankEntryViewSet, basename="bankentry")
 
 urlpatterns = [
     # A singleton: no list, no id (the router only builds list/detail routes).

@@ -13,8 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 from django.db.models import DecimalField, Q, Sum, Value
 from django.db.models.functions import Coalesce
@@ -89,7 +90,7 @@ def import_statement(
     filename: str = "",
     format: str | None = None,
     account: str = "",
-    user: AbstractBaseUser | None = None,
+    user: AbstractBaseUser | AnonymousUser | None = None,
     now: datetime | None = None,
 ) -> ImportSummary:
     """Store the statement's new credit entries and match them. StatementError for a
@@ -110,7 +111,7 @@ def import_statement(
                 format=parsed.format,
                 account=account,
                 imported_at=now,
-                imported_by=user if user is not None and user.is_authenticated else None,
+                imported_by=_actor(user),
                 skipped=parsed.skipped,
             )
             BankEntry.objects.bulk_create(
@@ -180,12 +181,14 @@ def load_book(numbers: Iterable[int] = ()) -> matching.Book:
         .values_list("id", "number", "customer_id", "currency", "total", "paid")
     )
     for pk, number, customer_id, currency, total, paid in rows:
+        assert number is not None  # an issued invoice has a number (a constraint)
         book.add(matching.OpenInvoice(pk, number, customer_id, currency, total - paid, open=True))
     others = set(numbers) - book.by_number.keys()
     if others:
         for pk, number, customer_id, currency, status in Invoice.objects.filter(
             number__in=others
         ).values_list("id", "number", "customer_id", "currency", "status"):
+            assert number is not None  # asked for by number
             book.add(
                 matching.OpenInvoice(
                     pk, number, customer_id, currency, ZERO, open=False,
@@ -205,6 +208,11 @@ def payment_reference(entry: BankEntry) -> str:
     return f"{entry.account}:{entry.external_id}" if entry.account else entry.external_id
 
 
+def _actor(user: AbstractBaseUser | AnonymousUser | None) -> Any:
+    """The signed-in user who acted, or None (a command, an anonymous request)."""
+    return user if isinstance(user, AbstractBaseUser) and user.is_authenticated else None
+
+
 def _received_at(booked_on: date) -> datetime:
     return datetime(booked_on.year, booked_on.month, booked_on.day, tzinfo=UTC)
 
@@ -222,7 +230,7 @@ def _as_entry(row: BankEntry) -> matching.Entry:
 def match_entries(
     entry_ids: Sequence[int],
     *,
-    user: AbstractBaseUser | None = None,
+    user: AbstractBaseUser | AnonymousUser | None = None,
     now: datetime | None = None,
 ) -> MatchResult:
     """Match the unmatched entries among `entry_ids` and record the matched ones as
@@ -254,12 +262,13 @@ def match_entries(
                             reference=payment_reference(row),
                             invoice_id=decision.invoice.id,
                             note=f"Bank transfer matched by {decision.how}: {row.text}"[:500],
-                            user=user,
+                            user=_actor(user),
                             now=now,
                         )
                     except services.PaymentError as exc:
                         decision = matching.Decision(None, str(exc), matching.suggest(entry, book))
                     else:
+                        assert decision.invoice is not None
                         book.paid(decision.invoice, row.amount)
                         row.state, row.payment, row.reason = (
                             EntryState.MATCHED,
@@ -281,7 +290,7 @@ def assign(
     *,
     entry_id: int,
     invoice_id: int,
-    user: AbstractBaseUser | None = None,
+    user: AbstractBaseUser | AnonymousUser | None = None,
     now: datetime | None = None,
 ) -> services.Recorded:
     """Staff's choice: the unmatched entry pays `invoice_id` (then the customer's oldest
@@ -303,7 +312,7 @@ def assign(
             reference=payment_reference(entry),
             invoice_id=invoice.pk,
             note=f"Bank transfer assigned by staff: {entry.text}"[:500],
-            user=user,
+            user=_actor(user),
             now=now,
         )
         entry.state, entry.payment, entry.reason, entry.suggestions = (

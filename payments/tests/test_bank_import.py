@@ -47,7 +47,7 @@ def invoices(usd: Currency, issue: Callable[..., Invoice]) -> dict[int, Invoice]
         issue(carol, 9, "30.00"),
         issue(carol, 10, "42.42"),
     ]
-    by_number = {invoice.number: invoice for invoice in made}
+    by_number = {invoice.number or 0: invoice for invoice in made}
     assert sorted(by_number) == [1, 2, 3, 4, 5, 6]
     return by_number
 

@@ -105,6 +105,7 @@ INVOICE = {
     "id": 7,
     "display_number": "INV-000007",
     "number": 7,
+    "payment_reference": "RF09000000007",
     "customer": 1,
     "period": "2026-10",
     "period_start": "2026-10-01T00:00:00Z",

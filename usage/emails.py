@@ -179,6 +179,8 @@ def invoice_message(invoice: Invoice) -> EmailMessage:
     ]
     if details.due_date and invoice.total > 0:
         lines.append(f"Due date: {legal.long_date(details.due_date)}")
+    if invoice.total > 0 and invoice.number:
+        lines.append(f"Bank transfer reference: {invoice.printed_payment_reference}")
     if link and invoice.total > 0:
         lines.append(f"Pay online: {link}")
     lines += ["", "Thank you."]

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.http import HttpResponse
+from django.utils.translation import gettext as _
 from fpdf import FPDF
 from fpdf.enums import TableBordersLayout
 from fpdf.fonts import FontFace
@@ -499,8 +500,17 @@ def _payment(doc: _Doc, invoice: Invoice, legal: LegalDetails, money: Money) -> 
     else:
         ask = f"Payment is due {seller.payment_terms_days} days after the invoice is issued."
     link = payment_link(legal, invoice)
+    reference = invoice.printed_payment_reference
     paragraphs = [
         (doc.text_of(_lines(ask, seller.payment_instructions)), ""),
+        (
+            doc.text_of(
+                _("Payment reference for bank transfers: %(reference)s") % {"reference": reference}
+            )
+            if reference
+            else "",
+            "",
+        ),
         (doc.text_of(f"Pay online: {link}") if link else "", link),
         (
             doc.text_of(f"Questions about this invoice: {seller.support_email}")
@@ -512,7 +522,7 @@ def _payment(doc: _Doc, invoice: Invoice, legal: LegalDetails, money: Money) -> 
     paragraphs = [(text, target) for text, target in paragraphs if text]
     # The payment block stays on one page: a page holding only its last line reads as lost.
     height = 6.0
-    for text, _ in paragraphs:
+    for text, _target in paragraphs:
         measured = doc.multi_cell(0, 4.5, text, dry_run=True, output="HEIGHT")
         assert isinstance(measured, float | int)
         height += measured

@@ -98,6 +98,8 @@ class EInvoice:
     iban: str
     payment_text: str
     payment_terms: str
+    # BT-83, what a transfer quotes: the invoice's ISO 11649 RF reference.
+    payment_reference: str
 
     def money(self, amount: Decimal) -> str:
         """An amount as the invoice rounded it: half-up to the currency's decimals."""
@@ -259,6 +261,7 @@ def einvoice_of(invoice: Invoice) -> EInvoice:
         iban=iban,
         payment_text=payment_text,
         payment_terms=f"Due {due:%Y-%m-%d}" if due else "",
+        payment_reference=invoice.payment_reference,
     )
 
 

@@ -22,6 +22,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from payments.models import Allocation, Payment, PaymentMethod
+from usage import db
 from usage.models import CreditNote, Invoice, InvoiceStatus
 from users.models import Customer, CustomerStatus
 
@@ -311,10 +312,8 @@ def record_payments(
             settled_by.setdefault(item.customer_id, []).extend(settled)
             results[index] = Recorded(payment, created=True, settled=settled)
         _write_allocations(added, paid_so_far)
-        Invoice.objects.bulk_update(
-            [Invoice(pk=pk, status=InvoiceStatus.PAID, paid_at=at) for pk, at in paid.items()],
-            ["status", "paid_at"],
-            batch_size=1000,
+        db.update_each(
+            Invoice, list(paid), {"paid_at": list(paid.values())}, status=InvoiceStatus.PAID
         )
         for customer_id, settled in settled_by.items():
             # Only a suspended customer can be reactivated: skip the others' queries.
@@ -386,7 +385,7 @@ def _write_allocations(
     for (payment_id, invoice_id), (amount, at) in added.items():
         if (payment_id, invoice_id) in existing:
             row_id, before = existing[(payment_id, invoice_id)]
-            grown.append(Allocation(pk=row_id, amount=before + amount))
+            grown.append((row_id, before + amount))
         else:
             fresh.append(
                 Allocation(
@@ -394,7 +393,7 @@ def _write_allocations(
                 )
             )
     Allocation.objects.bulk_create(fresh, batch_size=2000)
-    Allocation.objects.bulk_update(grown, ["amount"], batch_size=1000)
+    db.update_each(Allocation, [pk for pk, _a in grown], {"amount": [a for _p, a in grown]})
 
 
 # Reads --------------------------------------------------------------------------------

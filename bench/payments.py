@@ -40,9 +40,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-os.environ.setdefault(
-    "BENCH_INVOICING_DB", os.environ.get("BENCH_PAYMENTS_DB", "bench_payments")
-)
+os.environ.setdefault("BENCH_INVOICING_DB", os.environ.get("BENCH_PAYMENTS_DB", "bench_payments"))
 
 from bench.invoicing import QueryCounter, log, prepare_database, setup_django  # noqa: E402
 
@@ -189,7 +187,8 @@ def main() -> int:
     started = time.perf_counter()
     make_invoices(args.invoices)
     content, expected = make_statement(args.entries, args.unreferenced)
-    log(f"{args.invoices:,} invoices and the statement made in {time.perf_counter() - started:.1f}s")
+    made_in = time.perf_counter() - started
+    log(f"{args.invoices:,} invoices and the statement made in {made_in:.1f}s")
     with tempfile.NamedTemporaryFile(suffix=".xml") as statement:
         statement.write(content)
         statement.flush()

@@ -4,6 +4,7 @@ unmatched entry: assign it to an invoice, match again, or ignore it (change_bank
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -18,6 +19,13 @@ from django.utils.html import format_html_join
 from payments.bank import services
 from payments.models import BankEntry, BankStatement, EntryState, StatementFormat
 from usage.models import Invoice, InvoiceStatus
+
+
+def plain(amount: Decimal, currency: str) -> str:
+    """An exact amount as the bank booked it ("30.00 USD"): nothing rounded, only the
+    zeros beyond the cents that the 4-place column adds are left out."""
+    cents = amount.quantize(Decimal("0.01"))
+    return f"{cents if cents == amount else amount.normalize():f}\u00a0{currency}"
 
 
 class UploadForm(forms.Form):
@@ -71,7 +79,7 @@ class BankStatementAdmin(admin.ModelAdmin):
                 form.add_error("file", str(exc))
             else:
                 level = messages.WARNING if summary.already_imported else messages.SUCCESS
-                self.message_user(request, f"{upload.name}: {summary}", level)
+                self.message_user(request, f"Imported {upload.name}: {summary}", level)
                 target = reverse("admin:payments_bankentry_changelist")
                 query = f"?statement__id__exact={summary.statement}"
                 if summary.unmatched:
@@ -96,10 +104,7 @@ class AssignForm(forms.Form):
 
 @admin.register(BankEntry)
 class BankEntryAdmin(admin.ModelAdmin):
-    list_display = [
-        "booked_on", "amount", "currency", "counterparty", "text", "state", "reason",
-        "suggested", "payment",
-    ]  # fmt: skip
+    list_display = ["booked_on", "money", "counterparty", "text", "state", "reason", "suggested"]
     list_filter = ["state", "currency", "statement"]
     search_fields = ["text", "counterparty", "structured_reference", "external_id"]
     list_select_related = ["payment"]
@@ -125,6 +130,10 @@ class BankEntryAdmin(admin.ModelAdmin):
             entry.suggested_invoices = [invoices[pk] for pk in entry.suggestions if pk in invoices]
         return changelist
 
+    @admin.display(description="Amount", ordering="amount")
+    def money(self, entry: BankEntry) -> str:
+        return plain(entry.amount, entry.currency)
+
     @admin.display(description="Likely invoices")
     def suggested(self, entry: BankEntry) -> str:
         rows = getattr(entry, "suggested_invoices", None)
@@ -135,13 +144,12 @@ class BankEntryAdmin(admin.ModelAdmin):
             return "—"
         return format_html_join(
             ", ",
-            '<a href="{}">{}</a> ({} {}, {})',
+            '<a href="{}">{}</a> ({}, {})',
             (
                 (
                     reverse("admin:usage_invoice_change", args=[i.pk]),
                     i.display_number,
-                    i.total.normalize(),
-                    i.currency,
+                    plain(i.total, i.currency),
                     i.customer.name or i.customer.email,
                 )
                 for i in rows
@@ -173,7 +181,9 @@ class BankEntryAdmin(admin.ModelAdmin):
                 else:
                     paid = f"; paid {len(recorded.settled)} invoice(s)" if recorded.settled else ""
                     self.message_user(
-                        request, f"Recorded {recorded.payment} on {invoice.display_number}{paid}."
+                        request,
+                        f"Recorded the transfer of {plain(entry.amount, entry.currency)} on "
+                        f"{invoice.display_number}{paid}.",
                     )
                     return None
         suggestions = Invoice.objects.select_related("customer").in_bulk(entry.suggestions)
@@ -181,7 +191,11 @@ class BankEntryAdmin(admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "title": "Assign a bank transfer to an invoice",
             "entry": entry,
-            "suggestions": [suggestions[pk] for pk in entry.suggestions if pk in suggestions],
+            "amount": plain(entry.amount, entry.currency),
+            "suggestions": [
+                (invoice, plain(invoice.total, invoice.currency))
+                for invoice in (suggestions[pk] for pk in entry.suggestions if pk in suggestions)
+            ],
             "form": form,
             "error": error,
             "action": request.POST.get("action", ""),

@@ -13,6 +13,7 @@ from payments import references
 from payments.bank import parsing, services
 from payments.bank.parsing import StatementError
 from payments.models import BankEntry, BankStatement, EntryState, Payment, PaymentMethod
+from payments.tests.factories import sample_invoices
 from pricing.models import Currency
 from usage.models import Invoice, InvoiceStatus
 from users.models import Customer
@@ -29,27 +30,8 @@ def read(name: str) -> bytes:
 
 
 @pytest.fixture
-def invoices(usd: Currency, issue: Callable[..., Invoice]) -> dict[int, Invoice]:
-    """INV-000001..6 as the sample files expect them (numbers follow the issue order)."""
-    ann = Customer.objects.create(
-        id=1, email="ann@example.test", name="Ann Example", company_name="Example GmbH",
-        currency=usd,
-    )  # fmt: skip
-    bob = Customer.objects.create(id=2, email="bob@example.test", name="Bob Builder", currency=usd)
-    carol = Customer.objects.create(
-        id=3, email="carol@example.test", name="Carol Jones", currency=usd
-    )
-    made = [
-        issue(ann, 9, "100.00"),
-        issue(bob, 9, "50.00"),
-        issue(ann, 10, "75.25"),
-        issue(bob, 10, "30.00"),
-        issue(carol, 9, "30.00"),
-        issue(carol, 10, "42.42"),
-    ]
-    by_number = {invoice.number or 0: invoice for invoice in made}
-    assert sorted(by_number) == [1, 2, 3, 4, 5, 6]
-    return by_number
+def invoices(usd: Currency) -> dict[int, Invoice]:
+    return sample_invoices(usd)
 
 
 def status(invoice: Invoice) -> str:

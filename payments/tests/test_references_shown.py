@@ -9,10 +9,8 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from rest_framework.test import APIClient
 
-from payments.tests.conftest import ISSUED
 from solusio.testing import running_simulator
 from usage.models import Invoice
-from usage.selectors import PricingContext
 from users.models import Customer
 
 pytestmark = pytest.mark.django_db
@@ -31,10 +29,7 @@ def solusio(settings: Any) -> Iterator[None]:
 def test_the_portal_and_the_api_show_the_reference(
     customer: Customer, issue: Callable[..., Invoice], solusio: None
 ) -> None:
-    invoice = issue(customer, 10, "30.00")
-    # The page writes money as the invoice's pricing snapshot says.
-    snapshot = PricingContext(ISSUED).snapshot(customer).as_json()
-    Invoice.objects.filter(pk=invoice.pk).update(snapshot=snapshot)
+    invoice = issue(customer, 10, "30.00", priced=True)  # the page writes money from it
     login = User.objects.create_user(username=f"customer:{customer.pk}", password="x")
     Customer.objects.filter(pk=customer.pk).update(user=login)
     portal = Client()

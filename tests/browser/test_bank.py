@@ -2,61 +2,27 @@
 entries with their likely invoices, assign one to an invoice."""
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime
-from decimal import Decimal
 from pathlib import Path
 
 from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
 
 from payments.models import BankEntry, EntryState
+from payments.tests.factories import sample_invoices
 from pricing.models import Currency
 from tests.browser.conftest import PASSWORD, Bridge
 from tests.browser.test_admin import admin_login, run_action
-from usage import invoice_states
 from usage.models import Invoice, InvoiceStatus
-from usage.selectors import PricingContext
-from users.models import Customer
 
 Shot = Callable[[Page, str], Path]
 STATEMENT = Path(__file__).resolve().parents[2] / "payments/tests/data/camt053_001_02.xml"
-ISSUED = datetime(2026, 11, 1, 1, tzinfo=UTC)
-
-
-def issued(customer: Customer, month: int, total: str) -> Invoice:
-    invoice = Invoice.objects.create(
-        customer=customer,
-        period=date(2026, month, 1),
-        period_start=datetime(2026, month, 1, tzinfo=UTC),
-        period_end=datetime(2026, month + 1, 1, tzinfo=UTC),
-        currency="USD",
-        subtotal=Decimal(total),
-        total=Decimal(total),
-        snapshot=PricingContext(ISSUED).snapshot(customer).as_json(),
-        generated_at=ISSUED,
-    )
-    invoice_states.issue_invoices(invoice_ids=[invoice.pk], now=ISSUED)
-    return Invoice.objects.get(pk=invoice.pk)
 
 
 def test_upload_a_statement_and_assign_an_unmatched_transfer(
     page: Page, bridge: Bridge, shot: Shot
 ) -> None:
     User.objects.create_superuser("boss", "boss@example.com", PASSWORD)
-    usd = Currency.objects.get(code="USD")
-    ann, bob, carol = (
-        Customer.objects.create(email=f"{name.lower()}@example.com", name=name, currency=usd)
-        for name in ("Ann Example", "Bob Builder", "Carol Jones")
-    )
-    made = [
-        issued(ann, 9, "100.00"),
-        issued(bob, 9, "50.00"),
-        issued(ann, 10, "75.25"),
-        issued(bob, 10, "30.00"),
-        issued(carol, 9, "30.00"),
-        issued(carol, 10, "42.42"),
-    ]
-    assert [invoice.number for invoice in made] == [1, 2, 3, 4, 5, 6]
+    sample_invoices(Currency.objects.get(code="USD"), priced=True)
 
     page.set_viewport_size({"width": 1600, "height": 900})  # the entries' list is wide
     admin_login(page, bridge, PASSWORD)

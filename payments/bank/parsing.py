@@ -176,7 +176,9 @@ def _camt_entry(
     status = _text(entry, "c:Sts/c:Cd", ns) or _text(entry, "c:Sts", ns)
     if direction not in ("CRDT", "DBIT"):
         raise StatementError(f"{where}: CdtDbtInd is {direction!r}, not CRDT or DBIT")
-    if direction != "CRDT" or status != "BOOK":
+    # A reversal (RvslInd) undoes an earlier entry: a "credit" that returns a debit.
+    reversal = _text(entry, "c:RvslInd", ns).lower() in ("true", "1")
+    if direction != "CRDT" or status != "BOOK" or reversal:
         return None
     amount_node = entry.find("c:Amt", ns)
     if amount_node is None or not (amount_node.text or "").strip():

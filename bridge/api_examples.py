@@ -393,7 +393,13 @@ _examples(
     "A correction",
     {
         "credit_note": {**CREDIT_NOTE_DETAIL, "kind": "correction"},
-        "invoice": {**INVOICE_DETAIL, "id": 8, "status": "draft", "number": None},
+        "invoice": {
+            **INVOICE_DETAIL,
+            "id": 8,
+            "status": "draft",
+            "number": None,
+            "payment_reference": "",
+        },
     },
     summary="The credit note and the new draft",
 )

@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from bridge.api import StaffModelPermissions, model_permission
+from bridge.api_examples import _examples
 from bridge.filters import IdFilter
 from payments.bank import services
 from payments.models import BankEntry, BankStatement, EntryState, StatementFormat
@@ -152,3 +153,54 @@ class BankEntryViewSet(viewsets.ReadOnlyModelViewSet):
             )
         entry.refresh_from_db()
         return Response(BankEntrySerializer(entry).data)
+
+
+# The schema's examples (bridge/api_examples.py has the others).
+SUMMARY = {
+    "statement": 12,
+    "format": "camt053",
+    "account": "DE89370400440532013000",
+    "already_imported": False,
+    "entries": 148,
+    "new": 140,
+    "duplicates": 8,
+    "skipped": 31,
+    "matched": 133,
+    "unmatched": 7,
+    "invoices_paid": 131,
+}
+_examples(ImportSummarySerializer, "An imported statement", SUMMARY, summary="camt.053")
+_examples(
+    BankStatementSerializer,
+    "A camt.053 statement",
+    {
+        "id": 12,
+        "filename": "camt053-2026-11-30.xml",
+        "format": "camt053",
+        "account": "DE89370400440532013000",
+        "imported_at": "2026-11-30T18:05:00Z",
+        "imported_by": 3,
+        **{k: SUMMARY[k] for k in ("entries", "duplicates", "skipped", "matched", "unmatched")},
+    },
+)
+_examples(
+    BankEntrySerializer,
+    "A transfer waiting for staff",
+    {
+        "id": 1401,
+        "statement": 12,
+        "account": "DE89370400440532013000",
+        "external_id": "2026113000004",
+        "amount": "30.0000",
+        "currency": "USD",
+        "booked_on": "2026-11-30",
+        "text": "hosting fee",
+        "structured_reference": "",
+        "counterparty": "Carol Jones",
+        "state": "unmatched",
+        "reason": "2 open invoices have this amount: no reference to tell them apart",
+        "payment": None,
+        "suggestions": [5, 4],
+    },
+)
+_examples(AssignSerializer, "Pays invoice 5", {"invoice": 5}, {"invoice": 5})

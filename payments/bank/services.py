@@ -134,16 +134,22 @@ def import_statement(
                 # An entry an earlier statement recorded stays that statement's.
                 ignore_conflicts=True,
             )
+            new_ids = list(
+                BankEntry.objects.filter(statement=statement).values_list("id", flat=True)
+            )
+            # Counted with the entries: a process killed before matching leaves them
+            # unmatched for staff (Match again), the statement saying what it holds.
+            BankStatement.objects.filter(pk=statement.pk).update(
+                entries=len(parsed.entries),
+                duplicates=len(parsed.entries) - len(new_ids),
+                unmatched=len(new_ids),
+            )
     except IntegrityError:
         # The same file imported at the same moment by someone else: theirs stands.
         return _summary(BankStatement.objects.get(file_hash=digest), already=True)
-    new_ids = list(BankEntry.objects.filter(statement=statement).values_list("id", flat=True))
     result = match_entries(new_ids, user=user, now=now)
     BankStatement.objects.filter(pk=statement.pk).update(
-        entries=len(parsed.entries),
-        duplicates=len(parsed.entries) - len(new_ids),
-        matched=result.matched,
-        unmatched=result.unmatched,
+        matched=result.matched, unmatched=result.unmatched
     )
     statement.refresh_from_db()
     log.info(

@@ -114,6 +114,7 @@ INVOICE = {
     "id": 7,
     "display_number": "INV-000007",
     "number": 7,
+    "payment_reference": "RF09000000007",
     "customer": 1,
     "period": "2026-10",
     "period_start": "2026-10-01T00:00:00Z",
@@ -458,7 +459,13 @@ _examples(
     "A correction",
     {
         "credit_note": {**CREDIT_NOTE_DETAIL, "kind": "correction"},
-        "invoice": {**INVOICE_DETAIL, "id": 8, "status": "draft", "number": None},
+        "invoice": {
+            **INVOICE_DETAIL,
+            "id": 8,
+            "status": "draft",
+            "number": None,
+            "payment_reference": "",
+        },
     },
     summary="The credit note and the new draft",
 )

@@ -10,6 +10,7 @@ from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from payments.api import PaymentViewSet, RefundViewSet, ReminderViewSet
+from payments.bank.api import BankEntryViewSet, BankStatementViewSet
 from pricing.api import (
     CurrencyViewSet,
     DiscountViewSet,
@@ -78,6 +79,8 @@ router.register("dunning-events", DunningEventViewSet, basename="dunningevent")
 router.register("payments", PaymentViewSet, basename="payment")
 router.register("refunds", RefundViewSet, basename="refund")
 router.register("reminders", ReminderViewSet, basename="reminder")
+router.register("bank-statements", BankStatementViewSet, basename="bankstatement")
+router.register("bank-entries", BankEntryViewSet, basename="bankentry")
 
 urlpatterns = [
     # A singleton: no list, no id (the router only builds list/detail routes).

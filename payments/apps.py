@@ -13,3 +13,5 @@ class PaymentsConfig(AppConfig):
         from payments.checks import check_stripe_settings
 
         checks.register(check_stripe_settings)
+        # The bank statements' admin lives beside their code (payments/bank/).
+        from payments.bank import admin  # noqa: F401

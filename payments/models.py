@@ -158,6 +158,115 @@ class Reminder(models.Model):
         return f"{self.days} day{'s' if self.days > 1 else ''} after the due date"
 
 
+class StatementFormat(models.TextChoices):
+    CAMT053 = "camt053", "ISO 20022 camt.053"
+    CSV = "csv", "CSV"
+
+
+class BankStatement(models.Model):
+    """One imported bank statement file; the same file (by content) is imported once."""
+
+    file_hash = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the file.")
+    filename = models.CharField(max_length=255, blank=True)
+    format = models.CharField(max_length=8, choices=StatementFormat.choices)
+    account = models.CharField(
+        max_length=64, blank=True, help_text="The statement's account (IBAN), when it names one."
+    )
+    imported_at = models.DateTimeField()
+    imported_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    # What the import found: credit entries new to us, those already known from an
+    # earlier (overlapping) statement, and debits or unbooked entries it skipped.
+    entries = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    matched = models.PositiveIntegerField(default=0)
+    unmatched = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-imported_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(format__in=StatementFormat.values), name="bankstatement_format_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.filename or self.get_format_display()} ({self.imported_at:%Y-%m-%d %H:%M})"
+
+
+class EntryState(models.TextChoices):
+    UNMATCHED = "unmatched", "Unmatched"
+    MATCHED = "matched", "Matched"
+    IGNORED = "ignored", "Ignored"
+
+
+class BankEntry(models.Model):
+    """Money in on the bank account: a credit entry of a statement, recorded once per
+    account however many statements list it."""
+
+    statement = models.ForeignKey(
+        BankStatement,
+        on_delete=models.PROTECT,
+        related_name="bank_entries",
+        help_text="The first statement that listed it.",
+    )
+    account = models.CharField(max_length=64, blank=True)
+    external_id = models.CharField(
+        max_length=128,
+        help_text="The bank's reference (AcctSvcrRef), or a hash of date, amount, text and "
+        "occurrence when the bank gives none.",
+    )
+    amount = models.DecimalField(max_digits=20, decimal_places=4)
+    currency = models.CharField(max_length=3)
+    booked_on = models.DateField()
+    text = models.CharField(max_length=1000, blank=True, help_text="Remittance information.")
+    structured_reference = models.CharField(max_length=64, blank=True)
+    counterparty = models.CharField(max_length=255, blank=True)
+    state = models.CharField(
+        max_length=10, choices=EntryState.choices, default=EntryState.UNMATCHED
+    )
+    reason = models.CharField(
+        max_length=500, blank=True, help_text="Why it was not matched automatically."
+    )
+    payment = models.OneToOneField(
+        Payment,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="bank_entry",
+    )
+    # Invoice ids staff are most likely to want, best first (same amount, name, number).
+    suggestions = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-booked_on", "-id"]
+        verbose_name_plural = "bank entries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "external_id"], name="bankentry_once_per_account"
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="bankentry_credit"),
+            models.CheckConstraint(
+                condition=Q(state__in=EntryState.values), name="bankentry_state_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(state=EntryState.MATCHED, payment__isnull=False)
+                | (~Q(state=EntryState.MATCHED) & Q(payment__isnull=True)),
+                name="bankentry_matched_iff_payment",
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "booked_on"], name="bankentry_state")]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency} on {self.booked_on} ({self.counterparty or '?'})"
+
+
 # Stripe's models live in their own module (issue 14 §2); imported here so Django finds them.
 from payments.stripe_models import (  # noqa: E402
     CollectionAttempt,
@@ -169,12 +278,16 @@ from payments.stripe_models import (  # noqa: E402
 
 __all__ = [
     "Allocation",
+    "BankEntry",
+    "BankStatement",
     "CollectionAttempt",
     "CollectionState",
+    "EntryState",
     "Payment",
     "PaymentMethod",
     "Reminder",
     "ReminderState",
+    "StatementFormat",
     "StripeCustomer",
     "StripeEvent",
     "StripeEventState",

@@ -9,10 +9,12 @@ totals are already exact in the currency's minor unit, and only subtracted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import bisect
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
@@ -20,8 +22,9 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from payments.models import Allocation, Payment, PaymentMethod
+from usage import db
 from usage.models import CreditNote, Invoice, InvoiceStatus
-from users.models import Customer
+from users.models import Customer, CustomerStatus
 
 ZERO = Decimal(0)
 
@@ -209,6 +212,202 @@ def apply_open_credit(*, now: datetime | None = None) -> list[int]:
     return apply_credit(customer_ids=open_customers, now=now)
 
 
+@dataclass(frozen=True)
+class PaymentIn:
+    """One payment for record_payments: record_payment's arguments."""
+
+    customer_id: int
+    amount: Decimal
+    currency: str
+    method: str
+    received_at: datetime
+    reference: str = ""
+    invoice_id: int | None = None
+    note: str = ""
+
+
+def record_payments(
+    items: Sequence[PaymentIn],
+    *,
+    user: AbstractBaseUser | None = None,
+    now: datetime | None = None,
+) -> list[Recorded | PaymentError]:
+    """record_payment for many payments in one transaction, with the same outcome as
+    recording them one by one in order, in a handful of queries whatever their number
+    (a bank statement's thousands of transfers): the customers are locked at once (in id
+    order, so two batches never deadlock), their credit, payments and open invoices read
+    once, allocated in memory by the same ledger, and written in bulk. Each item's
+    result is its Recorded or the PaymentError it raised alone. An IntegrityError (a
+    reference recorded concurrently for another customer) rolls the batch back: record
+    those one by one."""
+    created_by: Any = user if user is not None and user.is_authenticated else None
+    results: list[Recorded | PaymentError | None] = [None] * len(items)
+    valid: list[tuple[int, PaymentIn]] = []
+    for index, item in enumerate(items):
+        try:
+            amount, currency = _positive(item.amount), _currency(item.currency)
+            if item.method not in PaymentMethod.values:
+                raise PaymentError(f"unknown payment method {item.method!r}")
+        except PaymentError as exc:
+            results[index] = exc
+            continue
+        valid.append(
+            (
+                index,
+                replace(item, amount=amount, currency=currency, reference=item.reference.strip()),
+            )
+        )
+    with transaction.atomic():
+        customer_ids = sorted({item.customer_id for _i, item in valid})
+        statuses = dict(
+            Customer.objects.select_for_update()
+            .filter(pk__in=customer_ids)
+            .order_by("pk")
+            .values_list("pk", "status")
+        )
+        references = {(item.method, item.reference) for _i, item in valid if item.reference}
+        known: dict[tuple[str, str], Payment] = {}
+        if references:
+            for payment in Payment.objects.filter(
+                method__in={m for m, _r in references}, reference__in={r for _m, r in references}
+            ):
+                known[(payment.method, payment.reference)] = payment
+        invoices = {
+            pk: (customer_id, currency, number)
+            for pk, customer_id, currency, number in Invoice.objects.filter(
+                pk__in={item.invoice_id for _i, item in valid if item.invoice_id is not None}
+            ).values_list("pk", "customer_id", "currency", "number")
+        }
+        new: list[tuple[int, PaymentIn, Payment]] = []
+        for index, item in valid:
+            try:
+                if item.customer_id not in statuses:
+                    raise PaymentError(f"no customer {item.customer_id}")
+                existing = known.get((item.method, item.reference)) if item.reference else None
+                if existing is not None:
+                    same = _same(existing, item.customer_id, item.amount, item.currency)
+                    results[index] = Recorded(same, created=False)
+                    continue
+                if item.invoice_id is not None:
+                    _check_known_invoice(invoices.get(item.invoice_id), item)
+            except PaymentError as exc:
+                results[index] = exc
+                continue
+            payment = Payment(
+                customer_id=item.customer_id,
+                amount=item.amount.quantize(Decimal("0.0001")),  # as the column returns it
+                currency=item.currency,
+                method=item.method,
+                reference=item.reference,
+                received_at=item.received_at,
+                note=item.note[:500],
+                created_by=created_by,
+            )
+            if item.reference:
+                known[(item.method, item.reference)] = payment  # twice in one batch: once
+            new.append((index, item, payment))
+        # Read before the new payments exist: the ledger receives them one by one.
+        ledgers, paid_so_far = _ledgers({(item.customer_id, item.currency) for _i, item, _p in new})
+        Payment.objects.bulk_create([payment for _i, _item, payment in new])
+        added: dict[tuple[int, int], tuple[Decimal, datetime]] = {}
+        paid: dict[int, datetime] = {}
+        settled_by: dict[int, list[int]] = {}
+        for index, item, payment in new:
+            ledger = ledgers[(item.customer_id, item.currency)]
+            ledger.receive(payment.pk, item.received_at, item.amount)
+            allocations, settled = ledger.settle(item.invoice_id)
+            for payment_id, invoice_id, amount in allocations:
+                before, at = added.get((payment_id, invoice_id), (ZERO, item.received_at))
+                added[(payment_id, invoice_id)] = (before + amount, at)
+            for invoice_id in settled:
+                paid[invoice_id] = item.received_at
+            settled_by.setdefault(item.customer_id, []).extend(settled)
+            results[index] = Recorded(payment, created=True, settled=settled)
+        _write_allocations(added, paid_so_far)
+        db.update_each(
+            Invoice, list(paid), {"paid_at": list(paid.values())}, status=InvoiceStatus.PAID
+        )
+        for customer_id, settled in settled_by.items():
+            # Only a suspended customer can be reactivated: skip the others' queries.
+            if statuses[customer_id] == CustomerStatus.SUSPENDED:
+                _reactivate(customer_id, settled, now)
+    return [result for result in results if result is not None]
+
+
+def _check_known_invoice(found: tuple[int, str, int | None] | None, item: PaymentIn) -> None:
+    """_check_invoice on a row already read."""
+    if found is None or found[0] != item.customer_id:
+        raise PaymentError(f"invoice {item.invoice_id} is not customer {item.customer_id}'s")
+    if found[1] != item.currency:
+        number = f"INV-{found[2]:06d}" if found[2] else f"draft #{item.invoice_id}"
+        raise PaymentError(f"{number} is in {found[1]}, the payment in {item.currency}")
+
+
+def _ledgers(
+    keys: set[tuple[int, str]],
+) -> tuple[dict[tuple[int, str], _Ledger], dict[tuple[int, int], tuple[int, Decimal]]]:
+    """The ledgers of (customer, currency) pairs, read in four queries (the caller holds
+    the customers' locks), and the existing allocations on their open invoices:
+    (payment, invoice) → (row id, amount)."""
+    customer_ids = {customer_id for customer_id, _c in keys}
+    ledgers = {key: _Ledger(credit=ZERO, fundings=[], dues=[]) for key in keys}
+    for payment_id, customer_id, currency, received_at, amount, used in (
+        Payment.objects.filter(customer_id__in=customer_ids)
+        .annotate(used=Sum("allocations__amount"))
+        .order_by("received_at", "id")
+        .values_list("id", "customer_id", "currency", "received_at", "amount", "used")
+    ):
+        ledger = ledgers.get((customer_id, currency))
+        if ledger is None:
+            continue
+        # Credit is money received less money allocated; refunds (negative) lower it.
+        ledger.credit += amount - (used or ZERO)
+        if amount > 0 and amount - (used or ZERO) > 0:
+            ledger.fundings.append(
+                _Funding((received_at, payment_id), payment_id, amount - (used or ZERO))
+            )
+    open_invoices = list(
+        Invoice.objects.select_for_update()
+        .filter(customer_id__in=customer_ids, status=InvoiceStatus.ISSUED)
+        .order_by("issued_at", "number")
+        .values_list("id", "customer_id", "currency", "total")
+    )
+    existing: dict[tuple[int, int], tuple[int, Decimal]] = {}
+    paid: dict[int, Decimal] = {}
+    for row_id, payment_id, invoice_id, amount in Allocation.objects.filter(
+        invoice_id__in=[row[0] for row in open_invoices]
+    ).values_list("id", "payment_id", "invoice_id", "amount"):
+        existing[(payment_id, invoice_id)] = (row_id, amount)
+        paid[invoice_id] = paid.get(invoice_id, ZERO) + amount
+    for invoice_id, customer_id, currency, total in open_invoices:
+        ledger = ledgers.get((customer_id, currency))
+        if ledger is not None:
+            ledger.dues.append([invoice_id, total - paid.get(invoice_id, ZERO)])
+    return ledgers, existing
+
+
+def _write_allocations(
+    added: dict[tuple[int, int], tuple[Decimal, datetime]],
+    existing: dict[tuple[int, int], tuple[int, Decimal]],
+) -> None:
+    """New (payment, invoice) pairs inserted (dated when the money was received, as
+    _allocate dates them), a pair that already had a row grown."""
+    grown = []
+    fresh = []
+    for (payment_id, invoice_id), (amount, at) in added.items():
+        if (payment_id, invoice_id) in existing:
+            row_id, before = existing[(payment_id, invoice_id)]
+            grown.append((row_id, before + amount))
+        else:
+            fresh.append(
+                Allocation(
+                    payment_id=payment_id, invoice_id=invoice_id, amount=amount, allocated_at=at
+                )
+            )
+    Allocation.objects.bulk_create(fresh, batch_size=2000)
+    db.update_each(Allocation, [pk for pk, _a in grown], {"amount": [a for _p, a in grown]})
+
+
 # Reads --------------------------------------------------------------------------------
 
 
@@ -273,54 +472,102 @@ def _allocate(
     left = credit(customer_id, currency)
     if left <= 0:
         return []
-    # [payment id, money it has left], oldest first.
-    payments: list[tuple[int, list[Decimal]]] = [
-        (payment_id, [amount - (used or ZERO)])
-        for payment_id, amount, used in Payment.objects.filter(
-            customer_id=customer_id, currency=currency, amount__gt=0
-        )
-        .annotate(used=Sum("allocations__amount"))
-        .order_by("received_at", "id")
-        .values_list("id", "amount", "used")
-        if amount - (used or ZERO) > 0
-    ]
     open_invoices = list(
         Invoice.objects.select_for_update()
         .filter(customer_id=customer_id, currency=currency, status=InvoiceStatus.ISSUED)
         .order_by("issued_at", "number")
     )
-    if first is not None:
-        open_invoices.sort(key=lambda invoice: invoice.pk != first)  # stable: rest stay in order
     paid_so_far = dict(
         Allocation.objects.filter(invoice__in=open_invoices)
         .values("invoice_id")
         .annotate(s=Sum("amount"))
         .values_list("invoice_id", "s")
     )
-    settled: list[int] = []
-    for invoice in open_invoices:
-        if left <= 0:
-            break
-        due = invoice.total - paid_so_far.get(invoice.pk, ZERO)
-        if due <= 0:
-            continue
-        # Refunds only lower the credit, so the payments' remainders always cover `take`.
-        take = min(due, left)
-        left -= take
-        rest = take
-        for funding in payments:
-            payment_id, remaining = funding
-            part = min(rest, remaining[0])
-            if part > 0:
-                remaining[0] -= part
-                rest -= part
-                _add_allocation(payment_id, invoice.pk, part, paid_at)
-        if take == due:
-            invoice.status = InvoiceStatus.PAID
-            invoice.paid_at = paid_at
-            invoice.save(update_fields=["status", "paid_at"])
-            settled.append(invoice.pk)
+    ledger = _Ledger(
+        credit=left,
+        fundings=[
+            _Funding((received_at, payment_id), payment_id, amount - (used or ZERO))
+            for payment_id, received_at, amount, used in Payment.objects.filter(
+                customer_id=customer_id, currency=currency, amount__gt=0
+            )
+            .annotate(used=Sum("allocations__amount"))
+            .order_by("received_at", "id")
+            .values_list("id", "received_at", "amount", "used")
+            if amount - (used or ZERO) > 0
+        ],
+        dues=[[i.pk, i.total - paid_so_far.get(i.pk, ZERO)] for i in open_invoices],
+    )
+    allocations, settled = ledger.settle(first)
+    for payment_id, invoice_id, amount in allocations:
+        _add_allocation(payment_id, invoice_id, amount, paid_at)
+    by_id = {invoice.pk: invoice for invoice in open_invoices}
+    for invoice_id in settled:
+        invoice = by_id[invoice_id]
+        invoice.status = InvoiceStatus.PAID
+        invoice.paid_at = paid_at
+        invoice.save(update_fields=["status", "paid_at"])
     return settled
+
+
+@dataclass
+class _Funding:
+    order: tuple[datetime, int]  # (received_at, id): the oldest money is used first
+    payment_id: int
+    left: Decimal
+
+
+@dataclass
+class _Ledger:
+    """One customer's money in one currency while it is allocated: the credit, the
+    payments with money left (oldest first) and the open invoices' dues (oldest issued
+    first). record_payment and record_payments both settle through it."""
+
+    credit: Decimal
+    fundings: list[_Funding]
+    dues: list[list]  # [invoice id, due]
+
+    def receive(self, payment_id: int, received_at: datetime, amount: Decimal) -> None:
+        self.credit += amount
+        bisect.insort(
+            self.fundings, _Funding((received_at, payment_id), payment_id, amount), key=_order
+        )
+
+    def settle(self, first: int | None) -> tuple[list[tuple[int, int, Decimal]], list[int]]:
+        """Allocations (payment, invoice, amount) putting the credit on the dues, `first`
+        first, and the invoices that leaves with nothing due."""
+        allocations: list[tuple[int, int, Decimal]] = []
+        settled: list[int] = []
+        if self.credit <= 0:
+            return allocations, settled
+        order = self.dues
+        if first is not None:
+            order = sorted(order, key=lambda due: due[0] != first)  # stable: rest in order
+        for entry in order:
+            if self.credit <= 0:
+                break
+            invoice_id, due = entry
+            if due <= 0:
+                continue
+            # Refunds only lower the credit, so the payments' remainders always cover `take`.
+            take = min(due, self.credit)
+            self.credit -= take
+            rest = take
+            for funding in self.fundings:
+                part = min(rest, funding.left)
+                if part > 0:
+                    funding.left -= part
+                    rest -= part
+                    allocations.append((funding.payment_id, invoice_id, part))
+            entry[1] = due - take
+            if take == due:
+                settled.append(invoice_id)
+        self.dues = [entry for entry in self.dues if entry[1] > 0]
+        self.fundings = [funding for funding in self.fundings if funding.left > 0]
+        return allocations, settled
+
+
+def _order(funding: _Funding) -> tuple[datetime, int]:
+    return funding.order
 
 
 def _add_allocation(payment_id: int, invoice_id: int, amount: Decimal, at: datetime) -> None:
@@ -402,6 +649,7 @@ def _reactivate(customer_id: int, settled: list[int], now: datetime | None) -> N
 __all__ = [
     "PaymentConflict",
     "PaymentError",
+    "PaymentIn",
     "Recorded",
     "apply_credit",
     "apply_open_credit",
@@ -410,6 +658,7 @@ __all__ = [
     "invoice_balance",
     "pay_balance_by_hand",
     "record_payment",
+    "record_payments",
     "refund",
     "release_allocations",
 ]

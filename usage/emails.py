@@ -203,6 +203,11 @@ def _invoice_message(invoice: Invoice) -> EmailMessage:
     lines += _paid_so_far(invoice, pricing)
     if details.due_date and invoice.total > 0:
         lines.append(_("Due date: %(date)s") % {"date": legal.long_date(details.due_date)})
+    if invoice.total > 0 and invoice.number:
+        lines.append(
+            _("Bank transfer reference: %(reference)s")
+            % {"reference": invoice.printed_payment_reference}
+        )
     if link and invoice.total > 0:
         lines.append(_("Pay online: %(link)s") % {"link": link})
     lines += ["", _("Thank you.")]

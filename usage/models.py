@@ -361,6 +361,21 @@ class Invoice(models.Model):
         return f"INV-{self.number:06d}" if self.number else f"draft #{self.pk}"
 
     @property
+    def payment_reference(self) -> str:
+        """The ISO 11649 creditor reference a bank transfer quotes ("RF78000000123");
+        empty for a draft. Derived from the number, never stored."""
+        from payments import references  # payments builds on usage; this module is pure
+
+        return references.for_invoice(self.number) if self.number else ""
+
+    @property
+    def printed_payment_reference(self) -> str:
+        """The reference as people copy it, in groups of four: "RF78 0000 0012 3"."""
+        from payments import references
+
+        return references.grouped(self.payment_reference)
+
+    @property
     def is_frozen(self) -> bool:
         return self.status != InvoiceStatus.DRAFT
 

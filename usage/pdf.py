@@ -572,8 +572,17 @@ def _payment(
             "days": seller.payment_terms_days
         }
     link = payment_link(legal, invoice)
+    reference = invoice.printed_payment_reference
     paragraphs = [
         (doc.text_of(_lines(ask, seller.payment_instructions)), ""),
+        (
+            doc.text_of(
+                _("Payment reference for bank transfers: %(reference)s") % {"reference": reference}
+            )
+            if reference
+            else "",
+            "",
+        ),
         (doc.text_of(_("Pay online: %(link)s") % {"link": link}) if link else "", link),
         (
             doc.text_of(

@@ -32,6 +32,10 @@ class InvoiceLineSerializer(serializers.ModelSerializer):
 
 class InvoiceSerializer(serializers.ModelSerializer):
     display_number = serializers.CharField(read_only=True)
+    payment_reference = serializers.CharField(
+        read_only=True,
+        help_text="ISO 11649 creditor reference (RF…) for bank transfers; empty for a draft.",
+    )
     period = serializers.SerializerMethodField()
     paid = paid_field()
     balance = balance_field()
@@ -39,10 +43,10 @@ class InvoiceSerializer(serializers.ModelSerializer):
     class Meta:
         model = Invoice
         fields = [
-            "id", "display_number", "number", "customer", "period", "period_start",
-            "period_end", "status", "currency", "tokens", "subtotal", "tax_total", "total",
-            "paid", "balance", "discrepancies", "hold_reason", "review_reason", "generated_at",
-            "issued_at", "paid_at", "voided_at",
+            "id", "display_number", "number", "payment_reference", "customer", "period",
+            "period_start", "period_end", "status", "currency", "tokens", "subtotal",
+            "tax_total", "total", "paid", "balance", "discrepancies", "hold_reason",
+            "review_reason", "generated_at", "issued_at", "paid_at", "voided_at",
         ]  # fmt: skip
         read_only_fields = fields
 

@@ -1,18 +1,18 @@
 """Customers with issued invoices to pay."""
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
 
 from payments import services
+from payments.tests.factories import ISSUED, issue_invoice
 from pricing.models import Currency
-from usage import invoice_states, selectors
 from usage.models import Invoice
 from users.models import Customer
 
-ISSUED = datetime(2026, 11, 1, 1, tzinfo=UTC)
+__all__ = ["ISSUED"]
 
 
 @pytest.fixture
@@ -28,24 +28,7 @@ def other(usd: Currency) -> Customer:
 @pytest.fixture
 def issue() -> Callable[..., Invoice]:
     """An issued USD invoice of `total` for `customer` and `month` of 2026."""
-
-    def make(customer: Customer, month: int, total: str, at: datetime = ISSUED) -> Invoice:
-        invoice = Invoice.objects.create(
-            customer=customer,
-            period=date(2026, month, 1),
-            period_start=datetime(2026, month, 1, tzinfo=UTC),
-            period_end=datetime(2026, month + 1, 1, tzinfo=UTC),
-            currency="USD",
-            subtotal=Decimal(total),
-            total=Decimal(total),
-            generated_at=at,
-            # The customer's prices as a close would freeze them (PDFs, e-mails read them).
-            snapshot=selectors.PricingContext(at).snapshot(customer).as_json(),
-        )
-        invoice_states.issue_invoices(invoice_ids=[invoice.pk], now=at)
-        return Invoice.objects.get(pk=invoice.pk)
-
-    return make
+    return issue_invoice
 
 
 def received(

@@ -92,7 +92,7 @@ def cii_xml(data: EInvoice) -> bytes:
     _el(transaction, "ram:ApplicableHeaderTradeDelivery")
 
     settlement = _el(transaction, "ram:ApplicableHeaderTradeSettlement")
-    _el(settlement, "ram:PaymentReference", data.number)
+    _el(settlement, "ram:PaymentReference", data.payment_reference or data.number)
     _el(settlement, "ram:InvoiceCurrencyCode", data.currency)
     means = _el(settlement, "ram:SpecifiedTradeSettlementPaymentMeans")
     _el(means, "ram:TypeCode", data.payment_means)

@@ -107,6 +107,8 @@ class EInvoice:
     payment_text: str
     payment_terms: str
     language: str  # of the free texts: the customer's (an ISO 639-1 code, "en")
+    # BT-83, what a transfer quotes: the invoice's ISO 11649 RF reference.
+    payment_reference: str
 
     def money(self, amount: Decimal) -> str:
         """An amount as the invoice rounded it: half-up to the currency's decimals."""
@@ -283,6 +285,7 @@ def _einvoice_of(invoice: Invoice) -> EInvoice:
         payment_text=payment_text,
         payment_terms=_("Due %(date)s") % {"date": long_date(due)} if due else "",
         language=translation.get_language() or settings.LANGUAGE_CODE,
+        payment_reference=invoice.payment_reference,
     )
 
 

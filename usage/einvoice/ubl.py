@@ -87,7 +87,7 @@ def ubl_xml(data: EInvoice) -> bytes:
 
     means = _el(root, "cac:PaymentMeans")
     _el(means, "cbc:PaymentMeansCode", data.payment_means)
-    _el(means, "cbc:PaymentID", data.number)
+    _el(means, "cbc:PaymentID", data.payment_reference or data.number)
     if data.iban:
         _el(_el(means, "cac:PayeeFinancialAccount"), "cbc:ID", data.iban)
     if data.payment_text or data.payment_terms:

@@ -134,6 +134,9 @@ def test_cii_and_ubl_state_the_invoice_with_discounts_and_two_tax_rates(
     assert _amounts(root, f"{summary}/ram:DuePayableAmount", CII_NS) == [invoice.total]
     assert root.xpath("string(//rsm:ExchangedDocument/ram:ID)", namespaces=CII_NS) == "INV-000001"
     assert root.xpath("string(//ram:IBANID)", namespaces=CII_NS) == "DE89370400440532013000"
+    # BT-83: a transfer quotes the ISO 11649 reference derived from the number.
+    reference = "string(//ram:ApplicableHeaderTradeSettlement/ram:PaymentReference)"
+    assert root.xpath(reference, namespaces=CII_NS) == "RF74000000001"
     assert (
         root.xpath("string(//ram:DueDateDateTime/udt:DateTimeString)", namespaces=CII_NS)
         == "20261116"
@@ -144,6 +147,9 @@ def test_cii_and_ubl_state_the_invoice_with_discounts_and_two_tax_rates(
     ubl_xml = ubl.ubl_xml(einvoice)
     schemas.check(ubl_xml, schemas.ubl_schema())
     doc = etree.fromstring(ubl_xml)
+    assert doc.xpath("string(//cac:PaymentMeans/cbc:PaymentID)", namespaces=UBL_NS) == (
+        "RF74000000001"
+    )
     assert _amounts(doc, "//cac:InvoiceLine/cbc:LineExtensionAmount", UBL_NS) == line_amounts
     assert _amounts(doc, "//cac:InvoiceLine/cbc:InvoicedQuantity", UBL_NS) == quantities
     assert _amounts(doc, "//cac:InvoiceLine/cac:Price/cbc:PriceAmount", UBL_NS) == net_prices

@@ -188,6 +188,7 @@ def test_a_500_line_invoice_has_every_field_no_overlapping_words_and_a_head_per_
         # how to pay
         f"Please pay £{invoice.total:,.2f} GBP by 2 December 2026, quoting INV-000001.",
         "IBAN GB33BUKB20201555555555, BIC BUKBGB22",
+        "Payment reference for bank transfers: RF74 0000 0000 1",
         f"https://pay.example-hosting.test/?invoice=INV-000001&amount={invoice.total:.2f}",
         "billing@example-hosting.test",
         "Thank you for your business.",
@@ -319,4 +320,5 @@ def test_the_invoice_email_gives_the_due_date_the_payment_link_and_replies_to_su
         f"Pay online: https://pay.example-hosting.test/?invoice=INV-000001&amount={invoice.total:.2f}"
         in message.body
     )
+    assert "Bank transfer reference: RF74 0000 0000 1" in message.body
     assert message.reply_to == ["billing@example-hosting.test"]

@@ -1,0 +1,1 @@
+"""Bank transfers: statements imported (camt.053, CSV), entries matched to invoices."""

@@ -21,7 +21,7 @@ from babel.messages.pofile import read_po
 BASE_DIR = Path(__file__).resolve().parent.parent
 LOCALE_DIR = BASE_DIR / "locale"
 DOMAIN = "django"
-APPS = ("bridge", "pricing", "users", "usage", "solusio")
+APPS = ("bridge", "pricing", "users", "usage", "payments", "solusio")
 # The gettext functions Django's makemessages looks for, as Babel spells their arguments.
 KEYWORDS = {
     "_": None,

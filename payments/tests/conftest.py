@@ -1,6 +1,7 @@
 """Customers with issued invoices to pay."""
 
 from collections.abc import Callable
+from functools import partial
 from datetime import datetime
 from decimal import Decimal
 
@@ -27,8 +28,9 @@ def other(usd: Currency) -> Customer:
 
 @pytest.fixture
 def issue() -> Callable[..., Invoice]:
-    """An issued USD invoice of `total` for `customer` and `month` of 2026."""
-    return issue_invoice
+    """An issued USD invoice of `total` for `customer` and `month` of 2026, with the
+    customer's prices frozen as a close would (PDFs, e-mails and pages read them)."""
+    return partial(issue_invoice, priced=True)
 
 
 def received(

@@ -117,7 +117,6 @@ INVOICE = {
     "total": "4.0527",
     "discrepancies": 0,
     "hold_reason": "",
-    "review_reason": "",
     "generated_at": "2026-11-01T01:00:04Z",
     "issued_at": "2026-11-01T01:00:05Z",
     "paid_at": None,

@@ -160,7 +160,7 @@ class HeldFilter(YesNoFilter):
     labels = ("Held (unpriceable usage or fallback source)", "Not held")
 
     def split(self, queryset: QuerySet[Any], yes: bool) -> QuerySet[Any]:
-        held = ~Q(hold_reason="") | ~Q(review_reason="")
+        held = ~Q(hold_reason="")
         return queryset.filter(held) if yes else queryset.exclude(held)
 
 
@@ -246,7 +246,7 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "customer", "period", "period_start", "period_end", "status", "number_display",
         "currency", "tokens_display", "subtotal_display", "tax_total_display", "total_display",
         "tax_table", "snapshot_table", "legal_table", "discrepancies_display", "hold_reason",
-        "review_reason", "generated_at", "issued_at", "paid_at", "voided_at", "email_delivery",
+        "generated_at", "issued_at", "paid_at", "voided_at", "email_delivery",
         "documents",
     )  # fmt: skip
     exclude = (

@@ -51,6 +51,7 @@ _INVOICE_UPDATE = [
 _INVOICE_KEY = ["customer", "period"]
 _INVOICE_FIELDS = [*_INVOICE_KEY, "status", *_INVOICE_UPDATE]
 _COUNTS = ("created", "updated", "unchanged", "frozen")
+_HOLD_REASON_LENGTH = Invoice._meta.get_field("hold_reason").max_length
 
 
 def _build_inputs(
@@ -60,14 +61,17 @@ def _build_inputs(
     return list(selectors.usage_of(period, customer_ids)), context.snapshots(customer_ids)
 
 
-def _build_drafts(rows: Sequence[Sequence[object]], snapshots: dict[int, PricingSnapshot]) -> Built:
-    """Drafts and fingerprints from `_build_inputs`: pure (no database)."""
+def _build_drafts(
+    rows: Sequence[Sequence[object]], snapshots: dict[int, PricingSnapshot], review: str = ""
+) -> Built:
+    """Drafts and fingerprints from `_build_inputs`: pure (no database). `review`: why
+    every draft waits for staff whatever its usage (the pull fell back to observed usage)."""
     usage: dict[int, list[UsageInput]] = defaultdict(list)
     for values in rows:
         usage[values[0]].append(selectors.usage_input(values))  # type: ignore[index]
     out: Built = {}
     for cid, items in usage.items():
-        draft = build_invoice(items, snapshots[cid])
+        draft = build_invoice(items, snapshots[cid], review)
         out[cid] = (draft, draft.fingerprint())
     return out
 
@@ -95,7 +99,7 @@ def _invoice_values(
             for t in totals.taxes
         ],
         draft.discrepancies,
-        draft.hold_reason,
+        draft.hold_reason[:_HOLD_REASON_LENGTH],
         fingerprint,
         now,
     )
@@ -167,9 +171,11 @@ def _build_range(
     before = {name: getattr(summary, name) for name in _COUNTS}
     done = 0
     size = settings.CLOSE_BUILD_BATCH
+    review = selectors.fallback_reason(period)
     for start in range(0, len(customer_ids), size):
         chunk = customer_ids[start : start + size]
-        _write_batch(period, _build_drafts(*_build_inputs(period, chunk, context)), summary, now)
+        drafts = _build_drafts(*_build_inputs(period, chunk, context), review)
+        _write_batch(period, drafts, summary, now)
         done += len(chunk)
         progress("build", done)
     return {name: getattr(summary, name) - before[name] for name in _COUNTS}

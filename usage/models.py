@@ -265,19 +265,15 @@ class Invoice(models.Model):
         help_text="Lines where SolusIO reported a different charge, or whose hours differ "
         "from the observed ones by more than one polling interval.",
     )
-    # A database default: the close writes invoices with COPY, naming only its columns.
-    review_reason = models.CharField(
-        max_length=500,
-        blank=True,
-        default="",
-        db_default="",
-        help_text="Why this draft waits for staff (e.g. built from observed usage because "
-        "SolusIO's /usage was unusable).",
-    )
+    # A database default: bulk writes (COPY) name only their columns.
     hold_reason = models.CharField(
         max_length=1000,
         blank=True,
-        help_text="Why the close did not issue this draft (usage it cannot price).",
+        default="",
+        db_default="",
+        help_text="Why the close did not issue this draft: usage it cannot price, or usage "
+        "from a fallback source (observed usage because SolusIO's /usage was unusable); "
+        "several reasons are joined with '; '.",
     )
     fingerprint = models.CharField(max_length=64, blank=True)
     generated_at = models.DateTimeField()

@@ -175,6 +175,13 @@ def completed_pull(period: Period) -> UsagePull | None:
     ).first()
 
 
+def fallback_reason(period: Period) -> str:
+    """Why the period's stored usage came from a fallback source ("" when it did not):
+    every draft built from it waits for staff with this reason."""
+    found = UsagePull.objects.filter(period=period.month).values_list("fallback_reason", flat=True)
+    return next(iter(found), "")
+
+
 def month_to_date_pull(period: Period) -> UsagePull | None:
     """The period's last completed pull, however far it reached."""
     return UsagePull.objects.filter(period=period.month, completed_at__isnull=False).first()

@@ -38,7 +38,7 @@ class InvoiceSerializer(serializers.ModelSerializer):
         fields = [
             "id", "display_number", "number", "customer", "period", "period_start",
             "period_end", "status", "currency", "tokens", "subtotal", "tax_total", "total",
-            "discrepancies", "hold_reason", "review_reason", "generated_at", "issued_at",
+            "discrepancies", "hold_reason", "generated_at", "issued_at",
             "paid_at", "voided_at",
         ]  # fmt: skip
         read_only_fields = fields

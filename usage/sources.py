@@ -97,17 +97,14 @@ def _require_observation(period: Period) -> None:
 
 
 def check_drafts(period: Period, customer_id: int | None) -> None:
-    """After the build: mark the period's drafts as the stored pull says. A pull that fell
-    back to observed usage gives every draft its reason to wait; with USAGE_SOURCE=both and
-    a `/usage` pull, lines whose hours differ from the observed ones by more than one
-    polling interval are discrepancies, and servers one source alone saw are listed."""
+    """After the build: with USAGE_SOURCE=both and a `/usage` pull, lines whose hours
+    differ from the observed ones by more than one polling interval are discrepancies,
+    and servers one source alone saw are listed. (A pull that fell back to observed usage
+    gave every draft its hold reason in the build: `selectors.fallback_reason`.)"""
     pull = UsagePull.objects.filter(period=period.month).first()
     drafts = Invoice.objects.filter(period=period.month, status=InvoiceStatus.DRAFT)
     if customer_id is not None:
         drafts = drafts.filter(customer_id=customer_id)
-    reason = pull.fallback_reason if pull else ""
-    # Only drafts whose reason changes: rewriting every draft's row cost seconds a close.
-    drafts.exclude(review_reason=reason).update(review_reason=reason)
     if pull is None or pull.source != "usage_api" or settings.USAGE_SOURCE != "both":
         return
     try:

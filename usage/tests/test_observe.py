@@ -197,8 +197,12 @@ def test_both_falls_back_to_observed_when_usage_is_unusable(
     assert summary.held == 2
     for invoice in Invoice.objects.all():
         assert invoice.status == InvoiceStatus.DRAFT
-        assert invoice.review_reason.startswith("Built from observed usage")
+        assert invoice.hold_reason.startswith("Built from observed usage")
     assert _lines(1) == [("server", 744, 5000, False)]
+    # /usage answers again: the re-close bills it, and the fallback's reason is gone.
+    summary = close.close_cycle(period=OCTOBER, client=client, now=AFTER, auto_issue=False)
+    assert summary.source == "usage_api"
+    assert set(Invoice.objects.values_list("hold_reason", flat=True)) == {""}
 
 
 def test_usage_api_source_names_the_url_and_the_setting(

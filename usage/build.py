@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -187,14 +187,7 @@ def _build_range(
 def _build_processes(customers: int) -> int:
     """How many processes build: 2 when there is enough work, the database is PostgreSQL
     and no transaction is open (a child could not see its rows), else 1."""
-    wanted = settings.CLOSE_BUILD_PROCESSES
-    if (
-        wanted < 2
-        or customers < 2 * settings.CLOSE_BUILD_BATCH
-        or connection.vendor != "postgresql"
-        or connection.in_atomic_block
-        or not forked.available()
-    ):
+    if customers < 2 * settings.CLOSE_BUILD_BATCH or not db.second_process_allowed():
         return 1
     return 2
 

@@ -10,11 +10,13 @@ from datetime import date
 from typing import Any
 
 import psycopg
+from django.conf import settings
 from django.db import connection, models
 from django.db.models import Q
 from django.db.models.sql.query import Query
 from psycopg.types.json import Jsonb
 
+from usage import forked
 from usage.rules import Period
 
 BULK_CREATE_BATCH = 2000  # rows per INSERT where COPY is not available
@@ -41,6 +43,18 @@ def period_lock(period: Period) -> Iterator[None]:
     finally:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+def second_process_allowed() -> bool:
+    """Whether a close may fork a process (`usage.forked`) to do half of a step on the
+    second core: CLOSE_BUILD_PROCESSES allows it, the database is PostgreSQL and no
+    transaction is open (a child could not see its rows)."""
+    return (
+        settings.CLOSE_BUILD_PROCESSES >= 2
+        and connection.vendor == "postgresql"
+        and not connection.in_atomic_block
+        and forked.available()
+    )
 
 
 def _fields(model: type[models.Model], names: Sequence[str]) -> list[models.Field[Any, Any]]:

@@ -367,11 +367,16 @@ def backups(
     a = add_server(1, 1, OCT - timedelta(days=1))["id"]
     b = add_server(2, 2, OCT - timedelta(days=1))["id"]
     c = add_server(3, 1, OCT - timedelta(days=1))["id"]
-    sim.control.change_servers([a], backups=True)
+
+    def switch(server: int, on: bool, when: datetime) -> None:  # at that time, as staff would
+        sim.control.set_clock(int(when.timestamp()))
+        sim.control.change_servers([server], backups=on)
+
+    switch(a, True, at(-1))
     poll(at(-0.5))
-    sim.control.change_servers([c], backups=True)
+    switch(c, True, at(2))
     poll(at(2))
-    sim.control.change_servers([c], backups=False)
+    switch(c, False, at(10))
     poll(at(10))
     poll(at(31, 5))
     return {"a": a, "b": b, "c": c}
@@ -417,9 +422,9 @@ def test_both_compares_backup_hours_with_usage(
     # /usage's backup row for a (the whole month) agrees with the observed one.
     assert sorted(_lines(1)) == [("backup", 744, 500, False), ("server", 744, 5000, False)]
     assert Invoice.objects.get(customer_id=1).discrepancies == 0
-    # c: /usage bills no backups (the simulator applies its current setting, off, to the
-    # whole segment); the observed backup hours have no line to flag.
-    assert [line[0] for line in _lines(3)] == ["server"]
+    # c: /usage bills backups from the switch on to the switch off, as observed.
+    assert sorted(_lines(3)) == [("backup", 192, 134, False), ("server", 744, 5000, False)]
+    assert Invoice.objects.get(customer_id=3).discrepancies == 0
     # A backup line observation disagrees with is flagged: a's backups never observed.
     ObservedInterval.objects.filter(server_id=backups["a"]).update(backups_enabled=False)
     Invoice.objects.all().delete()

@@ -760,10 +760,11 @@ class ObservationPollAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(UsageSourceGap)
 class UsageSourceGapAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Servers one usage source billed and the other never saw (USAGE_SOURCE=both)."""
+    """Servers (or their paid backups) one usage source billed and the other never saw
+    (USAGE_SOURCE=both)."""
 
-    list_display = ("period", "server_name", "server_id", "customer", "seen_by", "hours")
-    list_filter = (PeriodFilter, "seen_by", CustomerFilter)
+    list_display = ("period", "server_name", "server_id", "item", "customer", "seen_by", "hours")
+    list_filter = (PeriodFilter, "seen_by", "item", CustomerFilter)
     search_fields = ("=server_id", "server_name")
     list_select_related = ("customer",)
 

@@ -544,8 +544,8 @@ class ObservedInterval(models.Model):
 
 
 class UsageSourceGap(models.Model):
-    """A server that one usage source billed and the other did not see in the period
-    (USAGE_SOURCE=both), listed for staff."""
+    """A server, or its paid backups, that one usage source billed and the other did not
+    see in the period (USAGE_SOURCE=both), listed for staff."""
 
     class Seen(models.TextChoices):
         USAGE_API_ONLY = "usage_api", "Only in /usage"
@@ -553,6 +553,11 @@ class UsageSourceGap(models.Model):
 
     period = models.DateField()
     server_id = models.BigIntegerField()
+    item = models.CharField(
+        max_length=64,
+        default=UsageItemKind.SERVER,
+        help_text="What one source alone saw: the server, or its paid backups.",
+    )
     server_name = models.CharField(max_length=255)
     customer = models.ForeignKey(
         Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -563,8 +568,10 @@ class UsageSourceGap(models.Model):
     class Meta:
         ordering = ["-period", "server_id"]
         constraints = [
-            models.UniqueConstraint(fields=["period", "server_id"], name="usage_source_gap_once"),
+            models.UniqueConstraint(
+                fields=["period", "server_id", "item"], name="usage_source_gap_once"
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.period:%Y-%m} {self.server_name}: {self.get_seen_by_display()}"
+        return f"{self.period:%Y-%m} {self.server_name} ({self.item}): {self.get_seen_by_display()}"

@@ -182,8 +182,8 @@ def test_both_flags_hours_beyond_one_interval_and_lists_one_source_servers(
     # Customer 1's a agrees; the ghost's 24 observed hours have no /usage line.
     assert Invoice.objects.get(customer_id=2).status == InvoiceStatus.ISSUED
     assert Invoice.objects.get(customer_id=3).status == InvoiceStatus.DRAFT
-    gaps = set(UsageSourceGap.objects.values_list("server_id", "seen_by", "hours"))
-    assert gaps == {(unseen, "usage_api", 2), (777, "observed", 24)}
+    gaps = set(UsageSourceGap.objects.values_list("server_id", "item", "seen_by", "hours"))
+    assert gaps == {(unseen, "server", "usage_api", 2), (777, "server", "observed", 24)}
 
 
 def test_both_falls_back_to_observed_when_usage_is_unusable(
@@ -425,8 +425,17 @@ def test_both_compares_backup_hours_with_usage(
     # c: /usage bills backups from the switch on to the switch off, as observed.
     assert sorted(_lines(3)) == [("backup", 192, 134, False), ("server", 744, 5000, False)]
     assert Invoice.objects.get(customer_id=3).discrepancies == 0
+    assert not UsageSourceGap.objects.exists()
     # A backup line observation disagrees with is flagged: a's backups never observed.
     ObservedInterval.objects.filter(server_id=backups["a"]).update(backups_enabled=False)
+    # Backups observed that SolusIO does not bill (b) have no line to flag: listed.
+    ObservedInterval.objects.filter(server_id=backups["b"]).update(
+        backups_enabled=True, backup_price=10
+    )
     Invoice.objects.all().delete()
     close.close_cycle(period=OCTOBER, client=client, now=AFTER, auto_issue=False)
     assert sorted(_lines(1)) == [("backup", 744, 500, True), ("server", 744, 5000, False)]
+    assert set(UsageSourceGap.objects.values_list("server_id", "item", "seen_by", "hours")) == {
+        (backups["a"], "backup", "usage_api", 744),
+        (backups["b"], "backup", "observed", 744),
+    }

@@ -24,6 +24,7 @@ def split_reasons(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("usage", "0010_observedinterval_backup_price"),
+        ("users", "0006_customer_invoice_details"),
     ]
 
     operations = [
@@ -44,5 +45,25 @@ class Migration(migrations.Migration):
         migrations.RemoveField(
             model_name="invoice",
             name="review_reason",
+        ),
+        # The USAGE_SOURCE=both gap list names paid backups one source alone saw, too.
+        migrations.RemoveConstraint(
+            model_name="usagesourcegap",
+            name="usage_source_gap_once",
+        ),
+        migrations.AddField(
+            model_name="usagesourcegap",
+            name="item",
+            field=models.CharField(
+                default="server",
+                help_text="What one source alone saw: the server, or its paid backups.",
+                max_length=64,
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="usagesourcegap",
+            constraint=models.UniqueConstraint(
+                fields=("period", "server_id", "item"), name="usage_source_gap_once"
+            ),
         ),
     ]

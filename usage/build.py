@@ -112,7 +112,7 @@ def _write_batch(period: Period, drafts: Built, summary: CloseSummary, now: date
         existing: dict[int, Invoice] = {}
         for inv in (
             Invoice.objects.select_for_update()
-            .filter(period=period.month, customer_id__in=list(drafts))
+            .filter(period=period.month, customer_id__any=list(drafts))
             .only("id", "customer_id", "status", "fingerprint")
         ):
             if inv.status != InvoiceStatus.VOID or inv.customer_id not in existing:
@@ -144,12 +144,14 @@ def _write_batch(period: Period, drafts: Built, summary: CloseSummary, now: date
             where=~Q(status=InvoiceStatus.VOID),
         )
         id_of = dict(
-            Invoice.objects.filter(period=period.month, customer_id__in=[c for c, _, _ in to_write])
+            Invoice.objects.filter(
+                period=period.month, customer_id__any=[c for c, _, _ in to_write]
+            )
             .exclude(status=InvoiceStatus.VOID)
             .values_list("customer_id", "id")
         )
         if replaced:  # a new invoice has no lines to delete (most of a first close)
-            InvoiceLine.objects.filter(invoice_id__in=[id_of[c] for c in replaced]).delete()
+            InvoiceLine.objects.filter(invoice_id__any=[id_of[c] for c in replaced]).delete()
         db.insert(
             InvoiceLine,
             LINE_FIELDS,
@@ -253,7 +255,7 @@ def build_invoices(
     # Drafts of customers without usage any more (their rows turned out to be orphans, or
     # SolusIO corrected itself) have nothing to bill.
     stale = Invoice.objects.filter(period=period.month, status=InvoiceStatus.DRAFT).exclude(
-        customer_id__in=customer_ids
+        customer_id__any=customer_ids
     )
     if customer_id is not None:
         stale = stale.filter(customer_id=customer_id)

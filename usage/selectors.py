@@ -89,11 +89,11 @@ class PricingContext:
         links: dict[int, list[Discount]] = defaultdict(list)
         through = Customer.discounts.through
         for customer_id, discount_id in through.objects.filter(
-            customer_id__in=customer_ids
+            customer_id__any=customer_ids
         ).values_list("customer_id", "discount_id"):
             links[customer_id].append(self._discounts[discount_id])
         out: dict[int, PricingSnapshot] = {}
-        rows = Customer.objects.filter(pk__in=customer_ids).values_list(
+        rows = Customer.objects.filter(pk__any=customer_ids).values_list(
             "pk", "currency_id", "country", "region", "billing_exempt"
         )
         for pk, currency_code, country, region, exempt in rows:

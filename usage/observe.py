@@ -10,6 +10,7 @@ the conditional end (`ended_at IS NULL`) hold even without the lock.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import math
 from collections.abc import Iterable, Iterator, Sequence
@@ -275,6 +276,8 @@ _SELECT_SQL = """
 _PAGE_SQL = _SELECT_SQL + "    LIMIT %(limit)s\n"
 
 
+_cursors = itertools.count()  # server-side cursor names: two reads may be open at once
+
 # Every server id (a `servers` range of `observed_rows`), as far as bigint columns go.
 ALL_SERVERS = (-(1 << 63), (1 << 63) - 1)
 
@@ -317,7 +320,7 @@ def _interval_values(
     if connection.in_atomic_block:
         with (
             connection.wrap_database_errors,
-            psycopg.ServerCursor(connection.connection, "observed_intervals") as named,
+            psycopg.ServerCursor(connection.connection, f"observed_{next(_cursors)}") as named,
         ):
             named.itersize = _PAGE
             named.execute(render(_SELECT_SQL, i=ObservedInterval), params, binary=True)

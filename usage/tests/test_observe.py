@@ -283,6 +283,8 @@ def test_observed_usage_is_the_same_however_read_and_stored(
     pages = list(observe.observed_rows(OCTOBER))  # no transaction open: keyset pages
     with transaction.atomic():  # the close's store: one server-side cursor
         assert list(observe.observed_rows(OCTOBER)) == pages
+        both = zip(observe.observed_rows(OCTOBER), observe.observed_rows(OCTOBER), strict=True)
+        assert list(both) == list(zip(pages, pages, strict=True))  # two cursors at once
     halves = observe.split_servers(OCTOBER, 2)
     assert len(halves) == 2
     assert [row for h in halves for row in observe.observed_rows(OCTOBER, servers=h)] == pages

@@ -30,7 +30,8 @@ With `--source observed` the close bills observed usage (USAGE_SOURCE=observed):
 the stages, the month's observed intervals are loaded (one per simulator usage segment,
 with its additional IP, and a complete poll after the month, as the polls would have
 left them). The floor is then the I/O of that close: read every interval of the month
-in one query and COPY as many usage rows (and a backup row for each with backups on).
+in one query and COPY the usage rows the close stores (one per interval, one more per
+additional IP, one more with backups on), a draft per customer and a line per row.
 """
 
 from __future__ import annotations
@@ -266,9 +267,11 @@ def stage(args: argparse.Namespace) -> dict[str, object]:
 
 def observed_floor(period: Any) -> int:
     """The I/O an observed close cannot avoid, without its logic: read the month's
-    intervals (binary, one query), COPY one usage row for each (two with backups on), then
+    intervals (binary, one query), COPY one usage row for each, one more per additional
+    IP and one more with backups on (the rows the close stores), then
     one draft invoice per customer and one line per row (as the close writes them: COPY, ids
     read back)."""
+    from datetime import timedelta
     from decimal import Decimal
 
     import psycopg
@@ -281,7 +284,8 @@ def observed_floor(period: Any) -> int:
     names = [
         "server_id", "started_at", "ended_at", "customer", "solusio_user_id", "server_uuid",
         "server_name", "plan_id", "plan_name", "tokens_per_hour", "tokens_per_month",
-        "backups_enabled", "backup_price",
+        "backups_enabled", "backup_price", "additional_ips", "ip_tokens_per_hour",
+        "ip_tokens_per_month",
     ]  # fmt: skip
     columns = ", ".join(db.column_names(ObservedInterval, names))
     sql = (
@@ -292,12 +296,19 @@ def observed_floor(period: Any) -> int:
     with psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, [period.end, period.start], binary=True)
         found = cursor.fetchall()
-    # A server row per interval, and a backup row (R7) per interval with backups on.
+    # A server row per interval, an additional_ip row per additional IP (the close keys
+    # the second and later by a microsecond more), and a backup row (R7) with backups on.
+    micro = timedelta(microseconds=1)
     values = [
-        (period.month, sid, item, start, end, cid, uid or 0, uuid, name, pid, pname, 1,
-         tph, tpm, None, price, 0, cid)
-        for sid, start, end, cid, uid, uuid, name, pid, pname, tph, tpm, backups, bp in found
-        for item, price in [("server", None), *([("backup", bp)] if backups else [])]
+        (period.month, sid, item, start + k * micro, end, cid, uid or 0, uuid, name, pid,
+         pname, 1, p_h, p_m, None, price, 0, cid)
+        for sid, start, end, cid, uid, uuid, name, pid, pname, tph, tpm, backups, bp, ips,
+        ip_h, ip_m in found
+        for item, k, p_h, p_m, price in [
+            ("server", 0, tph, tpm, None),
+            *(("additional_ip", k, ip_h, ip_m, None) for k in range(ips)),
+            *([("backup", 0, tph, tpm, bp)] if backups else []),
+        ]
     ]  # fmt: skip
     now = timezone.now()
     customers = sorted({row[3] for row in found if row[3] is not None})

@@ -129,7 +129,6 @@ INVOICE = {
     "balance": "3.0527",
     "discrepancies": 0,
     "hold_reason": "",
-    "review_reason": "",
     "generated_at": "2026-11-01T01:00:04Z",
     "issued_at": "2026-11-01T01:00:05Z",
     "paid_at": None,

@@ -162,7 +162,7 @@ class HeldFilter(YesNoFilter):
     labels = ("Held (unpriceable usage or fallback source)", "Not held")
 
     def split(self, queryset: QuerySet[Any], yes: bool) -> QuerySet[Any]:
-        held = ~Q(hold_reason="") | ~Q(review_reason="")
+        held = ~Q(hold_reason="")
         return queryset.filter(held) if yes else queryset.exclude(held)
 
 
@@ -254,7 +254,7 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "customer", "period", "period_start", "period_end", "status", "number_display",
         "currency", "tokens_display", "subtotal_display", "tax_total_display", "total_display",
         "tax_table", "snapshot_table", "legal_table", "discrepancies_display", "hold_reason",
-        "review_reason", "generated_at", "issued_at", "paid_at", "voided_at", "payments_panel",
+        "generated_at", "issued_at", "paid_at", "voided_at", "payments_panel",
         "email_delivery", "documents",
     )  # fmt: skip
     exclude = (
@@ -795,10 +795,11 @@ class ObservationPollAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(UsageSourceGap)
 class UsageSourceGapAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Servers one usage source billed and the other never saw (USAGE_SOURCE=both)."""
+    """Servers (or their paid backups) one usage source billed and the other never saw
+    (USAGE_SOURCE=both)."""
 
-    list_display = ("period", "server_name", "server_id", "customer", "seen_by", "hours")
-    list_filter = (PeriodFilter, "seen_by", CustomerFilter)
+    list_display = ("period", "server_name", "server_id", "item", "customer", "seen_by", "hours")
+    list_filter = (PeriodFilter, "seen_by", "item", CustomerFilter)
     search_fields = ("=server_id", "server_name")
     list_select_related = ("customer",)
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -51,6 +51,7 @@ _INVOICE_UPDATE = [
 _INVOICE_KEY = ["customer", "period"]
 _INVOICE_FIELDS = [*_INVOICE_KEY, "status", *_INVOICE_UPDATE]
 _COUNTS = ("created", "updated", "unchanged", "frozen")
+_HOLD_REASON_LENGTH = Invoice._meta.get_field("hold_reason").max_length
 
 
 def _build_inputs(
@@ -60,14 +61,17 @@ def _build_inputs(
     return list(selectors.usage_of(period, customer_ids)), context.snapshots(customer_ids)
 
 
-def _build_drafts(rows: Sequence[Sequence[object]], snapshots: dict[int, PricingSnapshot]) -> Built:
-    """Drafts and fingerprints from `_build_inputs`: pure (no database)."""
+def _build_drafts(
+    rows: Sequence[Sequence[object]], snapshots: dict[int, PricingSnapshot], review: str = ""
+) -> Built:
+    """Drafts and fingerprints from `_build_inputs`: pure (no database). `review`: why
+    every draft waits for staff whatever its usage (the pull fell back to observed usage)."""
     usage: dict[int, list[UsageInput]] = defaultdict(list)
     for values in rows:
         usage[values[0]].append(selectors.usage_input(values))  # type: ignore[index]
     out: Built = {}
     for cid, items in usage.items():
-        draft = build_invoice(items, snapshots[cid])
+        draft = build_invoice(items, snapshots[cid], review)
         out[cid] = (draft, draft.fingerprint())
     return out
 
@@ -95,7 +99,7 @@ def _invoice_values(
             for t in totals.taxes
         ],
         draft.discrepancies,
-        draft.hold_reason,
+        draft.hold_reason[:_HOLD_REASON_LENGTH],
         fingerprint,
         now,
     )
@@ -108,7 +112,7 @@ def _write_batch(period: Period, drafts: Built, summary: CloseSummary, now: date
         existing: dict[int, Invoice] = {}
         for inv in (
             Invoice.objects.select_for_update()
-            .filter(period=period.month, customer_id__in=list(drafts))
+            .filter(period=period.month, customer_id__any=list(drafts))
             .only("id", "customer_id", "status", "fingerprint")
         ):
             if inv.status != InvoiceStatus.VOID or inv.customer_id not in existing:
@@ -140,12 +144,14 @@ def _write_batch(period: Period, drafts: Built, summary: CloseSummary, now: date
             where=~Q(status=InvoiceStatus.VOID),
         )
         id_of = dict(
-            Invoice.objects.filter(period=period.month, customer_id__in=[c for c, _, _ in to_write])
+            Invoice.objects.filter(
+                period=period.month, customer_id__any=[c for c, _, _ in to_write]
+            )
             .exclude(status=InvoiceStatus.VOID)
             .values_list("customer_id", "id")
         )
         if replaced:  # a new invoice has no lines to delete (most of a first close)
-            InvoiceLine.objects.filter(invoice_id__in=[id_of[c] for c in replaced]).delete()
+            InvoiceLine.objects.filter(invoice_id__any=[id_of[c] for c in replaced]).delete()
         db.insert(
             InvoiceLine,
             LINE_FIELDS,
@@ -167,9 +173,11 @@ def _build_range(
     before = {name: getattr(summary, name) for name in _COUNTS}
     done = 0
     size = settings.CLOSE_BUILD_BATCH
+    review = selectors.fallback_reason(period)
     for start in range(0, len(customer_ids), size):
         chunk = customer_ids[start : start + size]
-        _write_batch(period, _build_drafts(*_build_inputs(period, chunk, context)), summary, now)
+        drafts = _build_drafts(*_build_inputs(period, chunk, context), review)
+        _write_batch(period, drafts, summary, now)
         done += len(chunk)
         progress("build", done)
     return {name: getattr(summary, name) - before[name] for name in _COUNTS}
@@ -181,14 +189,7 @@ def _build_range(
 def _build_processes(customers: int) -> int:
     """How many processes build: 2 when there is enough work, the database is PostgreSQL
     and no transaction is open (a child could not see its rows), else 1."""
-    wanted = settings.CLOSE_BUILD_PROCESSES
-    if (
-        wanted < 2
-        or customers < 2 * settings.CLOSE_BUILD_BATCH
-        or connection.vendor != "postgresql"
-        or connection.in_atomic_block
-        or not forked.available()
-    ):
+    if customers < 2 * settings.CLOSE_BUILD_BATCH or not db.second_process_allowed():
         return 1
     return 2
 
@@ -254,7 +255,7 @@ def build_invoices(
     # Drafts of customers without usage any more (their rows turned out to be orphans, or
     # SolusIO corrected itself) have nothing to bill.
     stale = Invoice.objects.filter(period=period.month, status=InvoiceStatus.DRAFT).exclude(
-        customer_id__in=customer_ids
+        customer_id__any=customer_ids
     )
     if customer_id is not None:
         stale = stale.filter(customer_id=customer_id)

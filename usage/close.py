@@ -25,9 +25,9 @@ def _issue_period(period: Period, customer_id: int | None, summary: CloseSummary
     drafts = Invoice.objects.filter(period=period.month, status=InvoiceStatus.DRAFT)
     if customer_id is not None:
         drafts = drafts.filter(customer_id=customer_id)
-    # A draft with a SolusIO discrepancy, usage it cannot price, or usage from a fallback
-    # source waits for staff.
-    ready = Q(discrepancies=0, hold_reason="", review_reason="")
+    # A draft with a SolusIO discrepancy, or a hold reason (usage it cannot price, usage
+    # from a fallback source), waits for staff.
+    ready = Q(discrepancies=0, hold_reason="")
     summary.held = drafts.exclude(ready).count()
     ids = list(drafts.filter(ready).values_list("id", flat=True))
     summary.issued = issue_invoices(invoice_ids=ids)

@@ -10,11 +10,14 @@ from datetime import date
 from typing import Any
 
 import psycopg
+from django.conf import settings
 from django.db import connection, models
 from django.db.models import Q
+from django.db.models.lookups import In
 from django.db.models.sql.query import Query
 from psycopg.types.json import Jsonb
 
+from usage import forked
 from usage.rules import Period
 
 BULK_CREATE_BATCH = 2000  # rows per INSERT where COPY is not available
@@ -41,6 +44,41 @@ def period_lock(period: Period) -> Iterator[None]:
     finally:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+def second_process_allowed() -> bool:
+    """Whether a close may fork a process (`usage.forked`) to do half of a step on the
+    second core: CLOSE_BUILD_PROCESSES allows it, the database is PostgreSQL and no
+    transaction is open (a child could not see its rows)."""
+    return (
+        settings.CLOSE_BUILD_PROCESSES >= 2
+        and connection.vendor == "postgresql"
+        and not connection.in_atomic_block
+        and forked.available()
+    )
+
+
+@models.Field.register_lookup
+class AnyOf(models.Lookup):  # type: ignore[type-arg]
+    """`field__any=values`: the field is one of `values`, as `__in`. On PostgreSQL
+    `= ANY(%s)` with the values as one array parameter: `__in` writes a placeholder per
+    value, and psycopg parses such a statement anew every time (long statements are not
+    cached), about a tenth of the build's time with 500 customers a batch."""
+
+    lookup_name = "any"
+    prepare_rhs = False
+
+    # The stubs type parameters as scalars; this one is a list (one array parameter).
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, Any]:  # type: ignore[override]
+        if connection.vendor != "postgresql":
+            return In(self.lhs, self.rhs).as_sql(compiler, connection)
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        field = self.lhs.output_field
+        values = [field.get_db_prep_value(v, connection, prepared=False) for v in self.rhs]
+        return f"{lhs} = ANY(%s::{field.cast_db_type(connection)}[])", (*lhs_params, values)
+
+
+models.ForeignObject.register_lookup(AnyOf)  # relations look their lookups up on their own
 
 
 def _fields(model: type[models.Model], names: Sequence[str]) -> list[models.Field[Any, Any]]:

@@ -312,19 +312,15 @@ class Invoice(models.Model):
         help_text="Lines where SolusIO reported a different charge, or whose hours differ "
         "from the observed ones by more than one polling interval.",
     )
-    # A database default: the close writes invoices with COPY, naming only its columns.
-    review_reason = models.CharField(
-        max_length=500,
-        blank=True,
-        default="",
-        db_default="",
-        help_text="Why this draft waits for staff (e.g. built from observed usage because "
-        "SolusIO's /usage was unusable).",
-    )
+    # A database default: bulk writes (COPY) name only their columns.
     hold_reason = models.CharField(
         max_length=1000,
         blank=True,
-        help_text="Why the close did not issue this draft (usage it cannot price).",
+        default="",
+        db_default="",
+        help_text="Why the close did not issue this draft: usage it cannot price, or usage "
+        "from a fallback source (observed usage because SolusIO's /usage was unusable); "
+        "several reasons are joined with '; '.",
     )
     fingerprint = models.CharField(max_length=64, blank=True)
     generated_at = models.DateTimeField()
@@ -610,8 +606,8 @@ class ObservedInterval(models.Model):
 
 
 class UsageSourceGap(models.Model):
-    """A server that one usage source billed and the other did not see in the period
-    (USAGE_SOURCE=both), listed for staff."""
+    """A server, or its paid backups, that one usage source billed and the other did not
+    see in the period (USAGE_SOURCE=both), listed for staff."""
 
     class Seen(models.TextChoices):
         USAGE_API_ONLY = "usage_api", "Only in /usage"
@@ -619,6 +615,11 @@ class UsageSourceGap(models.Model):
 
     period = models.DateField()
     server_id = models.BigIntegerField()
+    item = models.CharField(
+        max_length=64,
+        default=UsageItemKind.SERVER,
+        help_text="What one source alone saw: the server, or its paid backups.",
+    )
     server_name = models.CharField(max_length=255)
     customer = models.ForeignKey(
         Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -629,8 +630,10 @@ class UsageSourceGap(models.Model):
     class Meta:
         ordering = ["-period", "server_id"]
         constraints = [
-            models.UniqueConstraint(fields=["period", "server_id"], name="usage_source_gap_once"),
+            models.UniqueConstraint(
+                fields=["period", "server_id", "item"], name="usage_source_gap_once"
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.period:%Y-%m} {self.server_name}: {self.get_seen_by_display()}"
+        return f"{self.period:%Y-%m} {self.server_name} ({self.item}): {self.get_seen_by_display()}"

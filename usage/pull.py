@@ -7,8 +7,9 @@ period's pull incomplete: nothing is built from it.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from datetime import datetime
 
 from django.conf import settings
@@ -18,8 +19,8 @@ from django.utils import timezone
 from solusio.client import SolusIOClient
 from solusio.connect import given_or_own
 from solusio.usage_schema import UsageRow, parse_usage_row
-from usage import db, observe, selectors
-from usage.cycle import Progress, no_progress
+from usage import db, forked, observe, selectors
+from usage.cycle import CloseError, Progress, no_progress
 from usage.models import UsagePull, UsageRecord
 from usage.prefetch import batched, prefetched
 from usage.rules import Period, period_containing
@@ -27,6 +28,8 @@ from usage.rules import Period, period_containing
 log = logging.getLogger(__name__)
 
 PULL_BATCH = 2000  # rows per upsert
+OBSERVED_BATCH = 20_000  # observed rows per COPY (one transaction for all)
+OBSERVED_SPLIT_MIN = 10_000  # servers observed in the period before a second process helps
 PULL_AHEAD = 2  # batches fetched ahead of the one being stored (bounds memory)
 
 USAGE_KEY = ["period", "server_id", "item", "started_at"]
@@ -187,18 +190,84 @@ def store_observed_usage(
     """The period's observed usage (`usage.observe`), stored as the `/usage` pull stores
     its rows, so the same build and rules bill it. `reason`: why the close fell back to
     it (every invoice built from it then waits for staff). Returns (rows, orphans). Call
-    under `db.period_lock`, after `observe.require_complete_observation`."""
+    under `db.period_lock`, after `observe.require_complete_observation`.
+
+    Making the rows is pure Python between COPYs, so with many servers a forked child
+    (`db.second_process_allowed`) stores the upper half of the server ids on the second
+    core, as the build shares its customers; a child that fails fails the store, and
+    the pull stays incomplete."""
     pull_id, generation = _begin(period, timezone.now(), "observed")
-    rows = orphans = 0
     fresh = not UsageRecord.objects.filter(period=period.month).exists()
-    for batch in batched(observe.observed_rows(period), PULL_BATCH):
-        # Observed rows are USAGE_FIELDS less period, reported tokens and generation.
-        values = [(period.month, *row[:13], None, row[13], generation, row[14]) for row in batch]
-        orphans += sum(1 for row in batch if row[14] is None)
-        _write(values, fresh)
-        rows += len(values)
+    ranges = [observe.ALL_SERVERS]
+    if db.second_process_allowed():
+        ranges = observe.split_servers(period, 2, minimum=OBSERVED_SPLIT_MIN)
+    child = None
+    if len(ranges) > 1:
+        child = forked.Child(_store_observed, period, generation, fresh, ranges[1])
+    try:
+        rows, orphans = _store_observed(period, generation, fresh, ranges[0], progress)
+    except BaseException:
+        if child is not None:
+            child.kill()
+        raise
+    if child is not None:
+        try:
+            theirs = child.result()
+        except forked.ChildFailed as exc:
+            raise CloseError(f"{period.label}: storing observed usage failed") from exc
+        rows, orphans = rows + theirs[0], orphans + theirs[1]
         progress("pull", rows)
     _finish(period, pull_id, generation, rows, period.end, reason)
+    return rows, orphans
+
+
+def _store_observed(
+    period: Period,
+    generation: int,
+    fresh: bool,
+    servers: tuple[int, int],
+    progress: Progress = no_progress,
+) -> tuple[int, int]:
+    """Store the observed rows of the servers in `servers` (an `observe.observed_rows`
+    range) in one transaction, COPY by batch: no SolusIO to wait for between batches (the
+    `/usage` pull's reason to commit each). A batch is made whole before its COPY starts:
+    making it reads the intervals on the same connection. Returns (rows, orphans)."""
+
+    def batches() -> Iterator[list[tuple[object, ...]]]:
+        made = observe.observed_rows(period, servers=servers)
+        for batch in batched(made, OBSERVED_BATCH):
+            # Observed rows are USAGE_FIELDS less period, reported tokens and generation.
+            yield [(period.month, *row[:13], None, row[13], generation, row[14]) for row in batch]
+
+    with transaction.atomic():
+        return _write_all(batches, fresh, progress)
+
+
+def _write_all(
+    batches: Callable[[], Iterable[Sequence[Sequence[object]]]], fresh: bool, progress: Progress
+) -> tuple[int, int]:
+    """Store USAGE_FIELDS tuples as `_write` does, in the caller's transaction; `batches`
+    is called again should the plain insert meet a key twice. Returns (rows, orphans)."""
+    if fresh:
+        try:
+            with transaction.atomic():
+                return _write_batches(batches(), db.insert, progress)
+        except IntegrityError:
+            log.info("usage rows repeated; upserting them")
+    return _write_batches(batches(), functools.partial(db.upsert, unique=USAGE_KEY), progress)
+
+
+def _write_batches(
+    batches: Iterable[Sequence[Sequence[object]]],
+    write: Callable[..., None],
+    progress: Progress,
+) -> tuple[int, int]:
+    rows = orphans = 0
+    for values in batches:
+        write(UsageRecord, USAGE_FIELDS, values)
+        rows += len(values)
+        orphans += sum(1 for v in values if v[-1] is None)
+        progress("pull", rows)
     return rows, orphans
 
 

@@ -358,17 +358,25 @@ class InvoiceDraft:
     pricing: PricingSnapshot
     # Usage of kinds the rules cannot price: (kind, rows, hours) per kind, not billed.
     unknown: tuple[tuple[str, int, int], ...] = ()
+    # Why staff must look before issuing for a reason outside the usage itself (the close
+    # billed a fallback source); "" when there is none.
+    review: str = ""
 
     @property
     def hold_reason(self) -> str:
-        """Why this draft must wait for staff rather than be issued ("" when it need not)."""
-        if not self.unknown:
-            return ""
-        kinds = "; ".join(f"{kind!r}: {rows} rows, {hours} h" for kind, rows, hours in self.unknown)
-        return (
-            f"SolusIO reported usage of a kind the bridge cannot price ({kinds}); it is not "
-            "on this invoice. Review the usage records before issuing."
-        )
+        """Why this draft must wait for staff rather than be issued ("" when it need not):
+        usage it cannot price, the `review` reason, or both ("; " between them)."""
+        reasons = [self.review] if self.review else []
+        if self.unknown:
+            kinds = "; ".join(
+                f"{kind!r}: {rows} rows, {hours} h" for kind, rows, hours in self.unknown
+            )
+            reasons.insert(
+                0,
+                f"SolusIO reported usage of a kind the bridge cannot price ({kinds}); it is "
+                "not on this invoice. Review the usage records before issuing.",
+            )
+        return "; ".join(reasons)
 
     @property
     def tokens(self) -> int:
@@ -451,10 +459,13 @@ def line_order(usage: UsageInput) -> tuple[int, bool, str, datetime]:
     return (usage.server_id, usage.item != "server", usage.item, usage.started_at)
 
 
-def build_invoice(usage: Sequence[UsageInput], pricing: PricingSnapshot) -> InvoiceDraft:
+def build_invoice(
+    usage: Sequence[UsageInput], pricing: PricingSnapshot, review: str = ""
+) -> InvoiceDraft:
     """One customer's invoice for one period: a line per usage item (R6: each capped on
     its own, see the module docstring for resized servers), then DESIGN §6's money.
-    Items of a kind the rules do not price are left off and named in `unknown`."""
+    Items of a kind the rules do not price are left off and named in `unknown`; `review`:
+    why staff must look at it anyway (`InvoiceDraft.review`)."""
     priced: list[UsageInput] = []
     unknown: dict[str, list[int]] = {}
     for u in usage:
@@ -478,7 +489,7 @@ def build_invoice(usage: Sequence[UsageInput], pricing: PricingSnapshot) -> Invo
         LineDraft(u, c, a) for u, c, a in zip(ordered, charges, totals.line_amounts, strict=True)
     )
     held = tuple((kind, rows, hours) for kind, (rows, hours) in sorted(unknown.items()))
-    return InvoiceDraft(lines, totals, pricing, held)
+    return InvoiceDraft(lines, totals, pricing, held, review)
 
 
 def render_totals(line_tokens: Sequence[int], pricing: PricingSnapshot) -> Totals:

@@ -89,11 +89,11 @@ class PricingContext:
         links: dict[int, list[Discount]] = defaultdict(list)
         through = Customer.discounts.through
         for customer_id, discount_id in through.objects.filter(
-            customer_id__in=customer_ids
+            customer_id__any=customer_ids
         ).values_list("customer_id", "discount_id"):
             links[customer_id].append(self._discounts[discount_id])
         out: dict[int, PricingSnapshot] = {}
-        rows = Customer.objects.filter(pk__in=customer_ids).values_list(
+        rows = Customer.objects.filter(pk__any=customer_ids).values_list(
             "pk", "currency_id", "country", "region", "billing_exempt"
         )
         for pk, currency_code, country, region, exempt in rows:
@@ -173,6 +173,13 @@ def completed_pull(period: Period) -> UsagePull | None:
     return UsagePull.objects.filter(
         period=period.month, completed_at__isnull=False, upto__gte=period.end
     ).first()
+
+
+def fallback_reason(period: Period) -> str:
+    """Why the period's stored usage came from a fallback source ("" when it did not):
+    every draft built from it waits for staff with this reason."""
+    found = UsagePull.objects.filter(period=period.month).values_list("fallback_reason", flat=True)
+    return next(iter(found), "")
 
 
 def month_to_date_pull(period: Period) -> UsagePull | None:

@@ -46,7 +46,7 @@ class InvoiceSerializer(serializers.ModelSerializer):
             "id", "display_number", "number", "payment_reference", "customer", "period",
             "period_start", "period_end", "status", "currency", "tokens", "subtotal",
             "tax_total", "total", "paid", "balance", "discrepancies", "hold_reason",
-            "review_reason", "generated_at", "issued_at", "paid_at", "voided_at",
+            "generated_at", "issued_at", "paid_at", "voided_at",
         ]  # fmt: skip
         read_only_fields = fields
 

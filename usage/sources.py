@@ -23,6 +23,7 @@ from usage.models import (
     Invoice,
     InvoiceLine,
     InvoiceStatus,
+    UsageItemKind,
     UsagePull,
     UsageRecord,
     UsageSourceGap,
@@ -97,17 +98,14 @@ def _require_observation(period: Period) -> None:
 
 
 def check_drafts(period: Period, customer_id: int | None) -> None:
-    """After the build: mark the period's drafts as the stored pull says. A pull that fell
-    back to observed usage gives every draft its reason to wait; with USAGE_SOURCE=both and
-    a `/usage` pull, lines whose hours differ from the observed ones by more than one
-    polling interval are discrepancies, and servers one source alone saw are listed."""
+    """After the build: with USAGE_SOURCE=both and a `/usage` pull, lines whose hours
+    differ from the observed ones by more than one polling interval are discrepancies,
+    and servers one source alone saw are listed. (A pull that fell back to observed usage
+    gave every draft its hold reason in the build: `selectors.fallback_reason`.)"""
     pull = UsagePull.objects.filter(period=period.month).first()
     drafts = Invoice.objects.filter(period=period.month, status=InvoiceStatus.DRAFT)
     if customer_id is not None:
         drafts = drafts.filter(customer_id=customer_id)
-    reason = pull.fallback_reason if pull else ""
-    # Only drafts whose reason changes: rewriting every draft's row cost seconds a close.
-    drafts.exclude(review_reason=reason).update(review_reason=reason)
     if pull is None or pull.source != "usage_api" or settings.USAGE_SOURCE != "both":
         return
     try:
@@ -122,31 +120,39 @@ def check_drafts(period: Period, customer_id: int | None) -> None:
         _list_gaps(period, observed)
 
 
+# What the gap list compares: a server, and its paid backups (a backup line SolusIO bills
+# and nobody observed is already a discrepancy; observed backups SolusIO does not bill have
+# no line to flag, so they are listed).
+GAP_ITEMS = (UsageItemKind.SERVER, UsageItemKind.BACKUP)
+# (server, item) → (server name, customer, hours)
+Seen = dict[tuple[int, str], tuple[str, int | None, int]]
+
+
 @dataclass
 class _Observed:
     hours: dict[Key, int]
-    servers: dict[int, tuple[str, int | None, int]]  # server → (name, customer, hours)
+    seen: Seen
 
 
 def _observed_hours(period: Period, customer_id: int | None) -> _Observed:
     observe.require_complete_observation(period)
     hours: dict[Key, int] = defaultdict(int)
-    servers: dict[int, tuple[str, int | None, int]] = {}
+    seen: Seen = {}
     ids = None if customer_id is None else [customer_id]
     for row in observe.observed_rows(period, customer_ids=ids):
         server_id, item, plan_id, name, customer, n = (
             row[0],
-            row[1],
+            str(row[1]),
             row[8],
             row[7],
             row[14],
             row[10],
         )
-        hours[(server_id, str(item), plan_id)] += n
-        if str(item) == "server":
-            _, _, before = servers.get(server_id, (name, customer, 0))
-            servers[server_id] = (name, customer, before + n)
-    return _Observed(hours, servers)
+        hours[(server_id, item, plan_id)] += n
+        if item in GAP_ITEMS:
+            _, _, before = seen.get((server_id, item), (name, customer, 0))
+            seen[(server_id, item)] = (name, customer, before + n)
+    return _Observed(hours, seen)
 
 
 def _flag_lines(period: Period, drafts: object, observed: _Observed) -> None:
@@ -182,32 +188,32 @@ def _flag_lines(period: Period, drafts: object, observed: _Observed) -> None:
 
 
 def _list_gaps(period: Period, observed: _Observed) -> None:
-    """Servers billed from `/usage` but never observed in the period, and the reverse."""
-    api: dict[int, tuple[str, int | None, int]] = {}
-    for server_id, name, customer, hours in UsageRecord.objects.filter(
-        period=period.month, item="server"
-    ).values_list("server_id", "server_name", "customer_id", "hours"):
-        _, _, before = api.get(server_id, (name, customer, 0))
-        api[server_id] = (name, customer, before + hours)
+    """Servers (and paid backups) billed from `/usage` but never observed in the period,
+    and the reverse."""
+    api: Seen = {}
+    for server_id, item, name, customer, hours in UsageRecord.objects.filter(
+        period=period.month, item__in=GAP_ITEMS
+    ).values_list("server_id", "item", "server_name", "customer_id", "hours"):
+        _, _, before = api.get((server_id, item), (name, customer, 0))
+        api[(server_id, item)] = (name, customer, before + hours)
 
-    def only(
-        seen: dict[int, tuple[str, int | None, int]], other: Container[int], by: str
-    ) -> list[UsageSourceGap]:
+    def only(seen: Seen, other: Container[tuple[int, str]], by: str) -> list[UsageSourceGap]:
         return [
             UsageSourceGap(
                 period=period.month,
                 server_id=sid,
+                item=item,
                 server_name=name,
                 customer_id=customer,
                 seen_by=by,
                 hours=hours,
             )
-            for sid, (name, customer, hours) in seen.items()
-            if sid not in other
+            for (sid, item), (name, customer, hours) in seen.items()
+            if (sid, item) not in other
         ]
 
-    gaps = only(api, observed.servers, UsageSourceGap.Seen.USAGE_API_ONLY) + only(
-        observed.servers, api, UsageSourceGap.Seen.OBSERVED_ONLY
+    gaps = only(api, observed.seen, UsageSourceGap.Seen.USAGE_API_ONLY) + only(
+        observed.seen, api, UsageSourceGap.Seen.OBSERVED_ONLY
     )
     UsageSourceGap.objects.filter(period=period.month).delete()
     UsageSourceGap.objects.bulk_create(gaps, batch_size=2000)

@@ -1,9 +1,9 @@
 """Customers with issued invoices to pay."""
 
 from collections.abc import Callable
-from functools import partial
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 
 import pytest
 

@@ -309,7 +309,7 @@ class SimState:
         with self.lock:
             self.config = config
             self.timeline = Timeline(config.seed, config.slots, config.users)
-            self.usage = UsageFeed(self.timeline, backups=lambda seg: self.traits(seg)[1])
+            self.usage = UsageFeed(self.timeline, backups=self.backup_spans)
             self.users: dict[int, dict[str, Any]] = {}
             self.emails: dict[str, int] = {}
             self.tokens: dict[str, int] = {}
@@ -319,6 +319,9 @@ class SimState:
             self.explicit_traits: dict[int, tuple[str, bool]] = {}
             # (status, backups) set through the control API, over any server's own.
             self.changed_traits: dict[int, tuple[str, bool]] = {}
+            # Each server's paid-backups switches through the control API, (when, on), in
+            # order: /usage bills backups from a switch on to the next switch off.
+            self.backup_switches: dict[int, list[tuple[int, bool]]] = {}
             self._filtered: OrderedDict[tuple[Any, ...], list[Segment]] = OrderedDict()
             self.plans = {
                 pid: seed_plan(pid, name, vcpu, ram, tph, tpm, itph, itpm)
@@ -755,13 +758,17 @@ class SimState:
         if backups is not None and not isinstance(backups, bool):
             raise Invalid({"backups": ["The backups field must be true or false."]})
         with self.lock:
+            now = self.now()
             for sid in ids:
                 old_status, old_backups = self._traits_of(sid)
                 self.changed_traits[sid] = (
                     old_status if status is None else status,
                     old_backups if backups is None else backups,
                 )
+                if backups is not None and backups != old_backups:
+                    self.backup_switches.setdefault(sid, []).append((now, backups))
             self._filtered.clear()
+            self.usage.forget()  # backup rows come and go: every page index is stale
         return {"changed": len(ids)}
 
     def set_clock(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -781,6 +788,28 @@ class SimState:
         tl = self.timeline
         slot = sid - 1 if 1 <= sid <= tl.slots else (sid - tl.slots - 1) // 4 % max(tl.slots, 1)
         return tl.traits(sid, slot)
+
+    def backup_spans(self, seg: Segment) -> list[tuple[int, int | None]]:
+        """The stretches of `seg` (start, end; None: still running) with paid backups on:
+        the server's own setting until its first switch through the control API, then
+        each switch's from its time on."""
+        switches = self.backup_switches.get(seg.server_id, [])
+        if seg.slot < 0:
+            first = self.explicit_traits.get(seg.server_id, ("started", False))[1]
+        else:
+            first = self.timeline.traits(seg.server_id, seg.slot)[1]
+        # (from, on) pieces; a piece runs to the next one's start.
+        pieces = [(seg.start, first), *((max(at, seg.start), on) for at, on in switches)]
+        spans: list[tuple[int, int | None]] = []
+        for i, (start, on) in enumerate(pieces):
+            end = pieces[i + 1][0] if i + 1 < len(pieces) else seg.end
+            if seg.end is not None and start >= seg.end:
+                break
+            if on and (end is None or end > start):
+                if spans and spans[-1][1] == start:  # on, then switched on again
+                    start = spans.pop()[0]
+                spans.append((start, end))
+        return spans
 
     def traits(self, seg: Segment) -> tuple[str, bool]:
         """(status, backups enabled) of the server of `seg`."""

@@ -4,9 +4,10 @@ A page is found without generating the rows before it: a per-period index holds,
 slot, how many rows come before it (one small integer array, cached for a few periods), so
 page N costs one binary search plus the ~per_page rows it returns.
 
-Rows per server segment: `server`, then `additional_ip` when it has one, then `backup` when
-its server has paid backups on (the plan's `backup_price`, rule R7). The /servers list walks
-the same machinery with `with_ips=False`: one row per segment, no IP or backup rows.
+Rows per server segment: `server`, then `additional_ip` when it has one, then a `backup`
+row for each stretch of it with paid backups on (the plan's `backup_price`, rule R7): one
+for the whole segment unless backups were switched during it. The /servers list walks the
+same machinery with `with_ips=False`: one row per segment, no IP or backup rows.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import threading
 from array import array
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -45,16 +46,24 @@ def backup_charge(hours: int, tph: int, tpm: int, backup_price: Any) -> int:
     return int((runtime * Decimal(str(backup_price)) / 100).quantize(Decimal(1), ROUND_HALF_UP))
 
 
+Spans = Sequence[tuple[int, int | None]]  # (start, end; None: still running)
+
+
 class UsageFeed:
     def __init__(
-        self, timeline: Timeline, backups: Callable[[Segment], bool] | None = None
+        self, timeline: Timeline, backups: Callable[[Segment], Spans] | None = None
     ) -> None:
-        """`backups`: whether the server of a segment has paid backups on (the state's
-        server traits); without it, no backup rows."""
+        """`backups`: the stretches of a segment with paid backups on (the state's server
+        traits and switches); without it, no backup rows."""
         self.timeline = timeline
-        self._backups = backups or (lambda seg: False)
+        self._backups: Callable[[Segment], Spans] = backups or (lambda seg: ())
         self._lock = threading.Lock()
         self._indexes: OrderedDict[tuple[int, int, bool], array[int]] = OrderedDict()
+
+    def forget(self) -> None:
+        """Drop the page indexes: rows were added or removed (backups switched)."""
+        with self._lock:
+            self._indexes.clear()
 
     def index(self, lo: int, hi: int, *, with_ips: bool) -> array[int]:
         key = (lo, hi, with_ips)
@@ -83,11 +92,13 @@ class UsageFeed:
             return tl.count_rows(slot, lo, hi, with_ips=False)
         if tl.profile(slot)[0] in _ONE_SERVER:  # cheap: no segments built
             rows = tl.count_rows(slot, lo, hi, with_ips=True)
-            if rows and self._backups(Segment(slot + 1, slot, 0, 0, 0, None, 0, False)):
-                rows += tl.count_rows(slot, lo, hi, with_ips=False)
-            return rows
+            whole = self._backups(Segment(slot + 1, slot, 0, 0, 0, None, 0, False))
+            if not rows or not whole:
+                return rows
+            if list(whole) == [(0, None)]:  # never switched: on for every segment
+                return rows + tl.count_rows(slot, lo, hi, with_ips=False)
         backups = self._backups
-        return sum(1 + seg.has_ip + backups(seg) for seg in tl.segments(slot, lo, hi))
+        return sum(1 + seg.has_ip + len(backups(seg)) for seg in tl.segments(slot, lo, hi))
 
     def rows(
         self,
@@ -133,8 +144,8 @@ class UsageFeed:
             if with_ips:
                 if seg.has_ip:
                     yield seg, ADDITIONAL_IP
-                if self._backups(seg):
-                    yield seg, BACKUP
+                for start, end in self._backups(seg):
+                    yield seg._replace(start=start, end=end), BACKUP
 
     def row_json(
         self,

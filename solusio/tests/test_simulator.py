@@ -229,6 +229,27 @@ def test_hand_made_servers_give_exact_usage(client: SolusIOClient, sim: Simulato
     assert rows[0].user.billing_user_id == 3
 
 
+def test_usage_bills_backups_from_each_switch_on_to_the_next_switch_off(
+    client: SolusIOClient, sim: SimulatorInfo
+) -> None:
+    made = sim.control.add_server(user_id=3, plan_id=1, created_at="2024-12-01T00:00:00Z")
+    whole = [r for r in client.iter_usage(*JAN) if r.server.id == made["id"]]
+    for day, on in ((10, True), (20, False), (25, True)):  # as staff switch it in SolusIO
+        sim.control.set_clock(int(datetime(2025, 1, day, 6, tzinfo=UTC).timestamp()))
+        sim.control.change_servers([made["id"]], backups=on)
+    sim.control.set_clock(int(datetime(2025, 3, 1, tzinfo=UTC).timestamp()))
+    rows = list(client.iter_usage(*JAN))  # paged: the page index counts the new rows
+    assert len(rows) == len({(r.server.id, r.item, r.started_at) for r in rows})
+    mine = [(r.item, r.started_at, r.ended_at, r.hours) for r in rows if r.server.id == made["id"]]
+    at = [datetime(2025, 1, day, 6, tzinfo=UTC) for day in (10, 20, 25)]
+    assert mine == [
+        ("server", JAN[0], JAN[1], 744),  # the server's own segment does not split
+        ("backup", at[0], at[1], 240),
+        ("backup", at[2], JAN[1], 7 * 24 - 6),  # on again to the end of January
+    ]
+    assert [r.item for r in whole] == ["server"]  # before the switches: no backups
+
+
 def test_hand_made_server_is_validated(sim: SimulatorInfo) -> None:
     with pytest.raises(AssertionError, match="plan_id"):
         sim.control.add_server(user_id=1, plan_id=99, created_at="2025-01-01")

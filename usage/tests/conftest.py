@@ -10,7 +10,7 @@ import pytest
 from pricing.models import Currency
 from solusio.client import SolusIOClient
 from solusio.testing import SimulatorInfo, fast_client, running_simulator
-from usage import build, close
+from usage import build, close, forked
 from usage.models import Invoice
 from usage.rules import Period, period_of_month
 from users.models import Customer
@@ -111,3 +111,17 @@ class BuildBatchHook:
 @pytest.fixture
 def after_build_batch(monkeypatch: pytest.MonkeyPatch) -> BuildBatchHook:
     return BuildBatchHook(monkeypatch)
+
+
+@pytest.fixture
+def forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The pids of the processes the close forks (`usage.forked.Child`), as they start."""
+    started: list[int] = []
+    real = forked.Child.__init__
+
+    def spy(self: forked.Child[Any], *args: Any) -> None:
+        real(self, *args)
+        started.append(self.pid)
+
+    monkeypatch.setattr(forked.Child, "__init__", spy)
+    return started

@@ -114,7 +114,7 @@ def test_the_held_filter_finds_drafts_held_for_either_reason(
     admin_client: Client, drafts: list[Invoice]
 ) -> None:
     Invoice.objects.filter(pk=drafts[0].pk).update(hold_reason="usage of a kind it cannot price")
-    Invoice.objects.filter(pk=drafts[1].pk).update(review_reason="built from observed usage")
+    Invoice.objects.filter(pk=drafts[1].pk).update(hold_reason="Built from observed usage: …")
     html = admin_client.get("/admin/usage/invoice/").content.decode()
     assert "Held (unpriceable usage or fallback source)" in html
     held = admin_client.get("/admin/usage/invoice/?held=yes").context["cl"]

@@ -10,7 +10,7 @@ import pytest
 
 from solusio.client import SolusIOClient
 from solusio.testing import SimulatorInfo
-from usage import build, close, cycle, forked
+from usage import build, close, cycle
 from usage.models import Invoice, InvoiceLine, InvoiceStatus
 from usage.rules import Period, period_of_month
 from usage.tests.conftest import BuildBatchHook
@@ -33,20 +33,12 @@ def october(customers: list[Customer], add_server: Callable[..., Any]) -> Period
 
 
 @pytest.fixture
-def children(monkeypatch: pytest.MonkeyPatch, settings: Any) -> list[int]:
+def children(forks: list[int], settings: Any) -> list[int]:
     """One customer per batch, so three customers are enough for two processes; the pids
     of the build processes started."""
     settings.CLOSE_BUILD_PROCESSES = 2
     settings.CLOSE_BUILD_BATCH = 1
-    started: list[int] = []
-    real = forked.Child.__init__
-
-    def spy(self: forked.Child[Any], *args: Any) -> None:
-        real(self, *args)
-        started.append(self.pid)
-
-    monkeypatch.setattr(forked.Child, "__init__", spy)
-    return started
+    return forks
 
 
 def _invoices() -> dict[int, tuple[Any, ...]]:

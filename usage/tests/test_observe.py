@@ -1,6 +1,7 @@
 """Observed metering: polls of `/servers` against the simulator, one row per change, and
 closes billed from observed usage, from `/usage` checked against it, and falling back."""
 
+import os
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from solusio.client import SolusIOClient
 from solusio.errors import ServerError
 from solusio.testing import SimulatorInfo, fast_client
 from solusio.usage_schema import UsageEndpointUnusable
-from usage import close, observe, selectors
+from usage import close, db, observe, pull, selectors
 from usage.cycle import CloseError
 from usage.models import (
     Invoice,
@@ -23,6 +24,7 @@ from usage.models import (
     ObservationPoll,
     ObservedInterval,
     UsagePull,
+    UsageRecord,
     UsageSourceGap,
 )
 from usage.rules import charge, period_of_month
@@ -180,8 +182,8 @@ def test_both_flags_hours_beyond_one_interval_and_lists_one_source_servers(
     # Customer 1's a agrees; the ghost's 24 observed hours have no /usage line.
     assert Invoice.objects.get(customer_id=2).status == InvoiceStatus.ISSUED
     assert Invoice.objects.get(customer_id=3).status == InvoiceStatus.DRAFT
-    gaps = set(UsageSourceGap.objects.values_list("server_id", "seen_by", "hours"))
-    assert gaps == {(unseen, "usage_api", 2), (777, "observed", 24)}
+    gaps = set(UsageSourceGap.objects.values_list("server_id", "item", "seen_by", "hours"))
+    assert gaps == {(unseen, "server", "usage_api", 2), (777, "server", "observed", 24)}
 
 
 def test_both_falls_back_to_observed_when_usage_is_unusable(
@@ -197,8 +199,12 @@ def test_both_falls_back_to_observed_when_usage_is_unusable(
     assert summary.held == 2
     for invoice in Invoice.objects.all():
         assert invoice.status == InvoiceStatus.DRAFT
-        assert invoice.review_reason.startswith("Built from observed usage")
+        assert invoice.hold_reason.startswith("Built from observed usage")
     assert _lines(1) == [("server", 744, 5000, False)]
+    # /usage answers again: the re-close bills it, and the fallback's reason is gone.
+    summary = close.close_cycle(period=OCTOBER, client=client, now=AFTER, auto_issue=False)
+    assert summary.source == "usage_api"
+    assert set(Invoice.objects.values_list("hold_reason", flat=True)) == {""}
 
 
 def test_usage_api_source_names_the_url_and_the_setting(
@@ -260,6 +266,59 @@ def test_intervals_are_read_in_pages_with_the_same_result(
     assert len(whole) == 3
 
 
+@pytest.fixture
+def children(forks: list[int], monkeypatch: pytest.MonkeyPatch, settings: Any) -> list[int]:
+    """A second process stores observed usage however few servers there are; the pids of
+    the processes started."""
+    settings.CLOSE_BUILD_PROCESSES = 2
+    monkeypatch.setattr(pull, "OBSERVED_SPLIT_MIN", 1)
+    return forks
+
+
+@pytest.mark.django_db(transaction=True)
+def test_observed_usage_is_the_same_however_read_and_stored(
+    october: dict[str, int], monkeypatch: pytest.MonkeyPatch, children: list[int]
+) -> None:
+    monkeypatch.setattr(observe, "_PAGE", 1)
+    pages = list(observe.observed_rows(OCTOBER))  # no transaction open: keyset pages
+    with transaction.atomic():  # the close's store: one server-side cursor
+        assert list(observe.observed_rows(OCTOBER)) == pages
+        both = zip(observe.observed_rows(OCTOBER), observe.observed_rows(OCTOBER), strict=True)
+        assert list(both) == list(zip(pages, pages, strict=True))  # two cursors at once
+    halves = observe.split_servers(OCTOBER, 2)
+    assert len(halves) == 2
+    assert [row for h in halves for row in observe.observed_rows(OCTOBER, servers=h)] == pages
+    assert observe.split_servers(OCTOBER, 2, minimum=3) == [observe.ALL_SERVERS]
+
+    with db.period_lock(OCTOBER):
+        stored = pull.store_observed_usage(period=OCTOBER)
+        assert len(children) == 1  # the second server's rows were stored by a child
+        assert pull.store_observed_usage(period=OCTOBER) == stored  # a re-close: upserts
+    assert stored == (len(pages), 0)
+    assert sorted(
+        UsageRecord.objects.values_list("server_id", "item", "started_at", "hours", "customer")
+    ) == sorted((r[0], r[1], r[2], r[10], r[14]) for r in pages)
+    assert selectors.completed_pull(OCTOBER) is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_store_process_leaves_the_pull_incomplete(
+    october: dict[str, int], monkeypatch: pytest.MonkeyPatch, children: list[int]
+) -> None:
+    parent, real = os.getpid(), pull._store_observed
+
+    def crash_in_child(*args: Any, **kwargs: Any) -> tuple[int, int]:
+        if os.getpid() != parent:
+            raise RuntimeError("the store process crashed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pull, "_store_observed", crash_in_child)
+    with db.period_lock(OCTOBER), pytest.raises(CloseError, match="storing observed usage"):
+        pull.store_observed_usage(period=OCTOBER)
+    assert len(children) == 1
+    assert selectors.completed_pull(OCTOBER) is None  # nothing is built from it
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_polls_at_once_record_each_change_once(
     sim: SimulatorInfo, customers: list[Customer], add_server: Callable[..., dict[str, Any]]
@@ -310,11 +369,16 @@ def backups(
     a = add_server(1, 1, OCT - timedelta(days=1))["id"]
     b = add_server(2, 2, OCT - timedelta(days=1))["id"]
     c = add_server(3, 1, OCT - timedelta(days=1))["id"]
-    sim.control.change_servers([a], backups=True)
+
+    def switch(server: int, on: bool, when: datetime) -> None:  # at that time, as staff would
+        sim.control.set_clock(int(when.timestamp()))
+        sim.control.change_servers([server], backups=on)
+
+    switch(a, True, at(-1))
     poll(at(-0.5))
-    sim.control.change_servers([c], backups=True)
+    switch(c, True, at(2))
     poll(at(2))
-    sim.control.change_servers([c], backups=False)
+    switch(c, False, at(10))
     poll(at(10))
     poll(at(31, 5))
     return {"a": a, "b": b, "c": c}
@@ -360,11 +424,20 @@ def test_both_compares_backup_hours_with_usage(
     # /usage's backup row for a (the whole month) agrees with the observed one.
     assert sorted(_lines(1)) == [("backup", 744, 500, False), ("server", 744, 5000, False)]
     assert Invoice.objects.get(customer_id=1).discrepancies == 0
-    # c: /usage bills no backups (the simulator applies its current setting, off, to the
-    # whole segment); the observed backup hours have no line to flag.
-    assert [line[0] for line in _lines(3)] == ["server"]
+    # c: /usage bills backups from the switch on to the switch off, as observed.
+    assert sorted(_lines(3)) == [("backup", 192, 134, False), ("server", 744, 5000, False)]
+    assert Invoice.objects.get(customer_id=3).discrepancies == 0
+    assert not UsageSourceGap.objects.exists()
     # A backup line observation disagrees with is flagged: a's backups never observed.
     ObservedInterval.objects.filter(server_id=backups["a"]).update(backups_enabled=False)
+    # Backups observed that SolusIO does not bill (b) have no line to flag: listed.
+    ObservedInterval.objects.filter(server_id=backups["b"]).update(
+        backups_enabled=True, backup_price=10
+    )
     Invoice.objects.all().delete()
     close.close_cycle(period=OCTOBER, client=client, now=AFTER, auto_issue=False)
     assert sorted(_lines(1)) == [("backup", 744, 500, True), ("server", 744, 5000, False)]
+    assert set(UsageSourceGap.objects.values_list("server_id", "item", "seen_by", "hours")) == {
+        (backups["a"], "backup", "usage_api", 744),
+        (backups["b"], "backup", "observed", 744),
+    }

@@ -122,6 +122,19 @@ def test_usage_of_an_unknown_kind_is_left_off_and_holds_the_draft() -> None:
     assert plain.fingerprint() != draft.fingerprint()
 
 
+def test_a_review_reason_holds_the_draft_beside_unpriceable_usage() -> None:
+    snapshot = usage(2, 30, 7, 5000)._replace(item="snapshot")
+    reviewed = build_invoice([usage(1, 744, 7, 5000)], SEED, "Built from observed usage: x")
+    assert reviewed.hold_reason == "Built from observed usage: x"
+    both = build_invoice([usage(1, 744, 7, 5000), snapshot], SEED, "Built from observed usage: x")
+    unpriced, _, review = both.hold_reason.rpartition("; ")
+    assert "'snapshot': 1 rows, 30 h" in unpriced
+    assert review == "Built from observed usage: x"
+    # Same lines, another reason: another digest, so a re-close rewrites the stored draft.
+    plain = build_invoice([usage(1, 744, 7, 5000)], SEED)
+    assert len({plain.fingerprint(), reviewed.fingerprint(), both.fingerprint()}) == 3
+
+
 def test_a_draft_without_backups_or_holds_keeps_the_digest_it_was_stored_with() -> None:
     # The digest of these two lines before backup prices and hold reasons existed: a
     # re-run after the upgrade finds such drafts unchanged instead of rewriting them all.

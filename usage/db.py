@@ -25,22 +25,24 @@ def is_postgresql() -> bool:
 
 
 @contextmanager
-def period_lock(period: Period) -> Iterator[None]:
+def period_lock(period: Period, *, shared: bool = False) -> Iterator[None]:
     """One close of a period at a time across processes and machines: a PostgreSQL
     session advisory lock (a second close waits, then finds the work done). SQLite
-    serialises writers on its own."""
+    serialises writers on its own. `shared`: a close's shard, which builds beside the
+    other shards of its run but never beside a pull, an issue or a regeneration."""
     if connection.vendor != "postgresql":
         yield
         return
     key = int.from_bytes(hashlib.sha256(f"close:{period.label}".encode()).digest()[:8], "big")
     key -= 1 << 63  # into bigint range
+    suffix = "_shared" if shared else ""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock(%s)", [key])
+        cursor.execute(f"SELECT pg_advisory_lock{suffix}(%s)", [key])
     try:
         yield
     finally:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+            cursor.execute(f"SELECT pg_advisory_unlock{suffix}(%s)", [key])
 
 
 def _fields(model: type[models.Model], names: Sequence[str]) -> list[models.Field[Any, Any]]:

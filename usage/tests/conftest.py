@@ -111,3 +111,17 @@ class BuildBatchHook:
 @pytest.fixture
 def after_build_batch(monkeypatch: pytest.MonkeyPatch) -> BuildBatchHook:
     return BuildBatchHook(monkeypatch)
+
+
+@pytest.fixture
+def close_tasks_here(
+    monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> Callable[[], Any]:
+    """A submitted close's stage tasks run in this process as they are sent (a worker
+    without the broker). Returns a context manager that runs the commit callbacks (which
+    send them) of what it wraps, in a test whose transaction never commits."""
+    from usage import tasks
+
+    for task in (tasks.close_pull, tasks.close_shard, tasks.close_issue):
+        monkeypatch.setattr(task, "apply_async", lambda args, task=task, **options: task(*args))
+    return lambda: django_capture_on_commit_callbacks(execute=True)

@@ -88,6 +88,9 @@ def close_pull(self: Task, run_id: int) -> str:
             return f"run #{run_id}: pull not ours"
     except workflow.StageLost:
         return f"run #{run_id}: pull taken over"
+    except CloseError as exc:  # nothing to build from (no observation, no stored pull)
+        workflow.fail_run(run_id, str(exc))
+        return f"run #{run_id}: failed"
     except SolusIOError as exc:
         if self.request.retries < self.max_retries and not isinstance(exc, UsageEndpointUnusable):
             attempt = CloseRun.objects.values_list("stage_attempts", flat=True).get(pk=run_id)

@@ -1,6 +1,7 @@
 """Fixtures for the cycle close: a simulator with hand-made servers only, and customers."""
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -113,15 +114,53 @@ def after_build_batch(monkeypatch: pytest.MonkeyPatch) -> BuildBatchHook:
     return BuildBatchHook(monkeypatch)
 
 
-@pytest.fixture
-def close_tasks_here(
-    monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
-) -> Callable[[], Any]:
-    """A submitted close's stage tasks run in this process as they are sent (a worker
-    without the broker). Returns a context manager that runs the commit callbacks (which
-    send them) of what it wraps, in a test whose transaction never commits."""
-    from usage import tasks
+class CloseQueue:
+    """The close queue without a broker: a submitted close's stage tasks are kept as they
+    are sent and run (eagerly, retries included) in this process when asked. Work that
+    sends them runs inside `commits()`, whose commit callbacks (which send them) run
+    at its end, in a test whose transaction never commits."""
 
-    for task in (tasks.close_pull, tasks.close_shard, tasks.close_issue):
-        monkeypatch.setattr(task, "apply_async", lambda args, task=task, **options: task(*args))
-    return lambda: django_capture_on_commit_callbacks(execute=True)
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, capture: Any) -> None:
+        from usage import tasks
+
+        self.capture = capture
+        self.messages: list[tuple[Any, tuple[Any, ...]]] = []
+        for task in (tasks.close_pull, tasks.close_shard, tasks.close_issue):
+            monkeypatch.setattr(
+                task,
+                "apply_async",
+                lambda args, task=task, **options: self.messages.append((task, tuple(args))),
+            )
+
+    def commits(self) -> Any:
+        return self.capture(execute=True)
+
+    def deliver_one(self) -> Any:
+        """Run the oldest message; its eager result."""
+        task, args = self.messages.pop(0)
+        with self.commits():
+            return task.apply(args)
+
+    def deliver_all(self) -> None:
+        while self.messages:
+            self.deliver_one()
+
+
+@pytest.fixture
+def close_queue(
+    monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> CloseQueue:
+    return CloseQueue(monkeypatch, django_capture_on_commit_callbacks)
+
+
+@pytest.fixture
+def close_tasks_here(close_queue: CloseQueue) -> Callable[[], Any]:
+    """Runs what the wrapped code submits, to the end of the close, when it exits."""
+
+    @contextmanager
+    def here() -> Iterator[None]:
+        with close_queue.commits():
+            yield
+        close_queue.deliver_all()
+
+    return here

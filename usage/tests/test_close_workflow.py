@@ -88,6 +88,15 @@ def submit(queue: CloseQueue, period: Period) -> CloseRun:
         return workflow.submit(period=period, auto_issue=True)
 
 
+def close_submitted(queue: CloseQueue, period: Period) -> CloseRun:
+    """Submit a close and deliver its messages until none is left."""
+    run = submit(queue, period)
+    with time_machine.travel(AFTER):
+        queue.deliver_all()
+    run.refresh_from_db()
+    return run
+
+
 @pytest.mark.django_db
 def test_an_inline_close_records_its_run_and_shards(october: Period) -> None:
     with time_machine.travel(AFTER):
@@ -130,10 +139,7 @@ def test_a_failed_shard_is_retried_and_writes_nothing_twice(
             raise RuntimeError("database went away")
 
     after_build_batch(fail_once_after_a_committed_batch)
-    run = submit(close_queue, october)
-    with time_machine.travel(AFTER):
-        close_queue.deliver_all()
-    run.refresh_from_db()
+    run = close_submitted(close_queue, october)
     assert run.state == CloseRunState.DONE
     shard = run.shards.get(index=1)
     assert (shard.attempts, shard.state, shard.error) == (2, CloseShardState.DONE, "")
@@ -155,10 +161,7 @@ def test_a_shard_failing_every_attempt_fails_the_run_with_its_error(
             raise RuntimeError("customer 3 cannot be written")
 
     after_build_batch(fail_customer_3)
-    run = submit(close_queue, october)
-    with time_machine.travel(AFTER):
-        close_queue.deliver_all()
-    run.refresh_from_db()
+    run = close_submitted(close_queue, october)
     assert run.state == CloseRunState.FAILED
     assert run.error.startswith("shard 2 (customers 3–3) failed after 2 attempts: RuntimeError")
     shard = run.shards.get(index=2)
@@ -167,10 +170,7 @@ def test_a_shard_failing_every_attempt_fails_the_run_with_its_error(
     assert not Invoice.objects.exclude(number=None).exists()  # nothing issued
     # A failed run is over: the period can be closed again.
     after_build_batch(None)
-    rerun = submit(close_queue, october)
-    with time_machine.travel(AFTER):
-        close_queue.deliver_all()
-    rerun.refresh_from_db()
+    rerun = close_submitted(close_queue, october)
     assert (rerun.state, rerun.issued) == (CloseRunState.DONE, 3)
 
 

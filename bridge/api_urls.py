@@ -18,6 +18,7 @@ from pricing.api import (
 )
 from usage.api import (
     BillingSettingsView,
+    CloseRunViewSet,
     CreditNoteViewSet,
     DunningEventViewSet,
     InvoiceViewSet,
@@ -74,6 +75,7 @@ router.register("invoices", InvoiceViewSet, basename="invoice")
 router.register("credit-notes", CreditNoteViewSet, basename="creditnote")
 router.register("usage", UsageRecordViewSet, basename="usage")
 router.register("dunning-events", DunningEventViewSet, basename="dunningevent")
+router.register("close-runs", CloseRunViewSet, basename="closerun")
 
 urlpatterns = [
     # A singleton: no list, no id (the router only builds list/detail routes).

@@ -376,7 +376,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["bridge.api.SchemaReaders"],
     "SCHEMA_PATH_PREFIX": "/api/v1",
     # Invoices and customers both have a `status` with its own choices.
-    "ENUM_NAME_OVERRIDES": {"InvoiceStatusEnum": "usage.models.InvoiceStatus"},
+    "ENUM_NAME_OVERRIDES": {
+        "InvoiceStatusEnum": "usage.models.InvoiceStatus",
+        "CloseRunStateEnum": "usage.models.CloseRunState",
+        "CloseShardStateEnum": "usage.models.CloseShardState",
+    },
     # /api/v1/docs/ (Swagger UI) and /api/v1/docs/redoc/ load their scripts from this
     # server's static files (whitenoise), never from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -37,7 +37,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from bridge import metrics
@@ -488,6 +489,26 @@ def summary_of(run: CloseRun, *, figures: bool = True) -> CloseSummary:
     if figures:
         summary.figures = selectors.period_figures(period, run.customer_id)
     return summary
+
+
+def runs() -> QuerySet[CloseRun]:
+    """Runs, newest first, with `shards_done` and `built` (customers built) annotated."""
+    return CloseRun.objects.annotate(
+        shards_done=Count("shards", filter=Q(shards__state=CloseShardState.DONE)),
+        built=Coalesce(Sum("shards__built"), 0),
+    ).order_by("-started_at", "-id")
+
+
+def percent_done(run: CloseRun) -> int:
+    """0–100: the pull counts for 10, the build for 85 (by customers), issuing for 5."""
+    if run.state == CloseRunState.DONE:
+        return 100
+    if run.state == CloseRunState.PULLING or not run.customers:
+        return 0 if run.state == CloseRunState.PULLING else 95
+    built = getattr(run, "built", None)
+    if built is None:
+        built = built_so_far(run)
+    return 10 + (85 * min(built, run.customers)) // run.customers
 
 
 def built_so_far(run: CloseRun) -> int:

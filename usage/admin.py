@@ -718,9 +718,8 @@ class UsagePullAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 class CloseShardInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = CloseShard
     fields = (
-        "index", "first_customer", "last_customer", "customers", "state", "attempts", "worker",
-        "started_at", "finished_at", "built", "created", "updated", "unchanged", "frozen",
-        "error",
+        "index", "first_customer", "last_customer", "state", "attempts", "worker", "built",
+        "created", "updated", "unchanged", "finished_at", "error",
     )  # fmt: skip
     readonly_fields = fields
     extra = 0
@@ -736,8 +735,8 @@ class CloseRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     here; each shard's worker and, for a failed one, its error."""
 
     list_display = (
-        "run", "month", "state", "progress_bar", "shards", "rows", "built_display", "issued",
-        "held", "source", "started_at", "finished_at",
+        "run", "month", "state", "progress_bar", "shards", "built_display", "issued", "held",
+        "started_at", "finished_at",
     )  # fmt: skip
     list_filter = ("state", PeriodFilter, "source")
     readonly_fields = (
@@ -746,7 +745,7 @@ class CloseRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "orphans", "customers", "built_display", "shards", "created", "updated", "unchanged",
         "frozen", "removed", "issued", "held", "error", "seconds",
     )  # fmt: skip
-    exclude = ("period", "lease_until")
+    fields = readonly_fields
     inlines = [CloseShardInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[CloseRun]:

@@ -517,9 +517,15 @@ def built_so_far(run: CloseRun) -> int:
 
 
 def follow(run_id: int, *, every: float = 0.5, on_change: Callable[[CloseRun], None]) -> CloseRun:
-    """Poll the run until it ends, calling `on_change` with each new state of it."""
+    """Poll the run until it ends, calling `on_change` with each new state of it. It also
+    sweeps (as beat does every minute) once a quarter of a lease, so a close followed by
+    hand gets a lost shard back soon after its lease ran out."""
     seen: tuple[object, ...] = ()
+    swept = time.monotonic()
     while True:
+        if time.monotonic() - swept > settings.CLOSE_LEASE_SECONDS / 4:
+            sweep()
+            swept = time.monotonic()
         run = CloseRun.objects.get(pk=run_id)
         now = (run.state, run.rows, built_so_far(run), run.issued)
         if now != seen:

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from usage import db, selectors
@@ -190,11 +190,11 @@ def build_customers(
 def remove_stale_drafts(period: Period, customer_id: int | None = None) -> int:
     """Delete drafts of customers without usage any more (their rows turned out to be
     orphans, or SolusIO corrected itself): they have nothing to bill. Returns how many."""
-    billed = UsageRecord.objects.filter(period=period.month, customer__isnull=False).values(
-        "customer_id"
-    )
+    # NOT EXISTS: an anti-join on the (period, customer) index. (NOT IN over the month's
+    # rows cannot be hashed once they outgrow work_mem, and is then quadratic.)
+    billed = UsageRecord.objects.filter(period=period.month, customer_id=OuterRef("customer_id"))
     stale = Invoice.objects.filter(period=period.month, status=InvoiceStatus.DRAFT).exclude(
-        customer_id__in=billed
+        Exists(billed)
     )
     if customer_id is not None:
         stale = stale.filter(customer_id=customer_id)

@@ -135,10 +135,12 @@ def close_issue(self: Task, run_id: int) -> str:
     try:
         done = workflow.issue_stage(run_id)
     except Exception as exc:
-        attempt = CloseRun.objects.values_list("stage_attempts", flat=True).get(pk=run_id)
-        if attempt < settings.CLOSE_SHARD_MAX_ATTEMPTS:
+        # Its one transaction rolled back: nothing of it happened. Retried like a shard.
+        retries = self.request.retries
+        if retries + 1 < settings.CLOSE_SHARD_MAX_ATTEMPTS:
+            attempt = CloseRun.objects.values_list("stage_attempts", flat=True).get(pk=run_id)
             workflow.release_stage(run_id, attempt)
-            raise self.retry(exc=exc, countdown=_backoff(attempt - 1), max_retries=None) from exc
+            raise self.retry(exc=exc, countdown=_backoff(retries), max_retries=None) from exc
         workflow.fail_run(run_id, f"issuing failed: {type(exc).__name__}: {exc}")
         raise
     return f"run #{run_id}: " + ("issued" if done else "not ours")

@@ -315,3 +315,25 @@ def test_two_real_workers_close_the_month_and_a_rerun_matches_one_clean_run(
     assert run.stage_host  # the issuing step's worker
     assert numbers() == [1, 2, 3]
     assert clean_run_state(october) == state()
+
+
+@pytest.mark.django_db
+def test_an_issuing_step_that_fails_is_rolled_back_and_retried(
+    october: Period, close_queue: CloseQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = workflow.issue_invoices
+    calls: list[int] = []
+
+    def fail_after_numbering(*, invoice_ids: Any) -> int:
+        issued = real(invoice_ids=invoice_ids)
+        calls.append(issued)
+        if len(calls) == 1:
+            raise RuntimeError("connection lost after numbering")
+        return issued
+
+    monkeypatch.setattr(workflow, "issue_invoices", fail_after_numbering)
+    run = close_submitted(close_queue, october)
+    assert calls == [3, 3]  # the first attempt's numbers were rolled back with it
+    assert (run.state, run.issued) == (CloseRunState.DONE, 3)
+    assert numbers() == [1, 2, 3]
+    assert InvoiceCounter.objects.get().last == 3

@@ -1,7 +1,6 @@
 """Celery tasks of the cycle: thin wrappers that call usage.close and usage.pull."""
 
 import logging
-import traceback
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -13,7 +12,7 @@ from solusio.errors import SolusIOError
 from solusio.usage_schema import UsageEndpointUnusable
 from usage import close, db, pull, selectors, workflow
 from usage.cycle import CloseError
-from usage.models import ACTIVE_CLOSE_STATES, CloseRun, CloseShard
+from usage.models import ACTIVE_CLOSE_STATES, CloseRun
 from usage.rules import Period, previous_period
 
 log = logging.getLogger(__name__)
@@ -118,14 +117,12 @@ def close_shard(self: Task, shard_id: int) -> str:
             return f"shard {shard_id}: not ours"
     except workflow.StageLost:
         return f"shard {shard_id}: taken over"
-    except Exception as exc:
-        attempts = CloseShard.objects.values_list("attempts", flat=True).get(pk=shard_id)
-        final = attempts >= settings.CLOSE_SHARD_MAX_ATTEMPTS
-        workflow.shard_failed(shard_id, traceback.format_exc(), final=final)
-        log.warning("close shard %s failed (attempt %d): %s", shard_id, attempts, exc)
-        if final:
+    except workflow.ShardFailed as failed:
+        log.warning("close shard %s failed: %r", shard_id, failed.__cause__)
+        if failed.final:
             return f"shard {shard_id}: failed"
-        raise self.retry(exc=exc, countdown=_backoff(attempts - 1), max_retries=None) from exc
+        retries = self.request.retries
+        raise self.retry(exc=failed, countdown=_backoff(retries), max_retries=None) from failed
     return f"shard {shard_id}: built"
 
 

@@ -146,11 +146,9 @@ def run_inline(run: CloseRun, client: SolusIOClient | None, progress: Progress) 
     pull_stage(run.pk, client=client, progress=progress)
     for shard_id in CloseShard.objects.filter(run=run).values_list("id", flat=True):
         try:
-            run_shard(shard_id, progress=progress)
-        except Exception:
-            if not connection.needs_rollback:
-                shard_failed(shard_id, traceback.format_exc(), final=True)
-            raise
+            run_shard(shard_id, progress=progress, max_attempts=1)
+        except ShardFailed as failed:
+            raise failed.__cause__ from None  # type: ignore[misc]
     issue_stage(run.pk)
 
 
@@ -317,13 +315,38 @@ def pull_stage(
     return True
 
 
-def run_shard(shard_id: int, *, progress: Progress = no_progress) -> bool:
+class ShardFailed(Exception):
+    """A shard's attempt failed (its cause is the error); recorded on the shard, which is
+    pending again for a retry, or failed with its run when `final`."""
+
+    def __init__(self, final: bool) -> None:
+        super().__init__("final" if final else "retry")
+        self.final = final
+
+
+def run_shard(
+    shard_id: int, *, progress: Progress = no_progress, max_attempts: int | None = None
+) -> bool:
     """Build one shard's drafts. False when it is not this worker's to build (done,
-    running elsewhere under a live lease, or its run is over). Raises what the build
-    raised, after recording it (`shard_failed` decides about a retry)."""
+    running elsewhere under a live lease, or its run is over). A failure is recorded
+    (fenced by this attempt: a superseded one records nothing) and raised as ShardFailed;
+    the attempt that reaches `max_attempts` (CLOSE_SHARD_MAX_ATTEMPTS) fails the run."""
     attempt = _claim_shard(shard_id)
     if attempt is None:
         return False
+    try:
+        _build_shard(shard_id, attempt, progress)
+    except StageLost:
+        raise
+    except Exception as exc:
+        final = attempt >= (max_attempts or settings.CLOSE_SHARD_MAX_ATTEMPTS)
+        if not connection.needs_rollback:
+            _shard_failed(shard_id, attempt, traceback.format_exc(), final=final)
+        raise ShardFailed(final) from exc
+    return True
+
+
+def _build_shard(shard_id: int, attempt: int, progress: Progress) -> None:
     shard = CloseShard.objects.select_related("run").get(pk=shard_id)
     run = shard.run
     period = period_of(run)
@@ -350,7 +373,6 @@ def run_shard(shard_id: int, *, progress: Progress = no_progress) -> bool:
         )
         build.build_customers(period, customer_ids, summary, step)
     _shard_done(shard, attempt, summary, len(customer_ids))
-    return True
 
 
 def _shard_done(shard: CloseShard, attempt: int, summary: CloseSummary, built: int) -> None:
@@ -384,13 +406,13 @@ def _shard_done(shard: CloseShard, attempt: int, summary: CloseSummary, built: i
             _enqueue_stage(run.pk, CloseRunState.ISSUING)
 
 
-def shard_failed(shard_id: int, error: str, *, final: bool) -> None:
+def _shard_failed(shard_id: int, attempt: int, error: str, *, final: bool) -> None:
     """Record a shard's failure: back to pending for a retry, or failed (and its run
     with it) when it is out of attempts."""
     with transaction.atomic():
         shard = CloseShard.objects.select_for_update().get(pk=shard_id)
-        if shard.state != CloseShardState.RUNNING:
-            return
+        if shard.state != CloseShardState.RUNNING or shard.attempts != attempt:
+            return  # superseded: the shard is another attempt's now
         shard.error = error[-4000:]
         shard.lease_until = None
         shard.state = CloseShardState.FAILED if final else CloseShardState.PENDING

@@ -337,3 +337,20 @@ def test_an_issuing_step_that_fails_is_rolled_back_and_retried(
     assert (run.state, run.issued) == (CloseRunState.DONE, 3)
     assert numbers() == [1, 2, 3]
     assert InvoiceCounter.objects.get().last == 3
+
+
+@pytest.mark.django_db
+def test_a_superseded_attempt_that_fails_records_nothing(
+    october: Period, close_queue: CloseQueue
+) -> None:
+    submit(close_queue, october)
+    with time_machine.travel(AFTER):
+        close_queue.deliver_one()  # the pull
+        _, (shard_id,) = close_queue.messages[0]
+        assert workflow._claim_shard(shard_id) == 1  # a slow worker, its lease about to end
+    with time_machine.travel(AFTER + timedelta(seconds=settings.CLOSE_LEASE_SECONDS + 1)):
+        assert workflow._claim_shard(shard_id) == 2  # handed on by the sweep
+        workflow._shard_failed(shard_id, 1, "the slow one's late error", final=True)
+    shard = CloseShard.objects.get(pk=shard_id)
+    assert (shard.state, shard.attempts, shard.error) == (CloseShardState.RUNNING, 2, "")
+    assert shard.run.state == CloseRunState.BUILDING

@@ -563,23 +563,25 @@ def follow(run_id: int, *, every: float = 0.5, on_change: Callable[[CloseRun], N
 
 def sweep() -> int:
     """Ask again for every stage of a submitted run that lost its worker or its message:
-    a pull or issuing step or a running shard whose lease ran out, a pending shard when
-    nothing waits in the close queue. Returns how many messages it sent."""
+    a pull or issuing step or a running shard whose lease ran out; a stage never claimed
+    (a pending shard, a pull or issuing step without a lease) when nothing waits in the
+    close queue. Returns how many messages it sent."""
     from bridge.queues import backlog
 
     now = timezone.now()
     sent = 0
+    # Never claimed: lost only if nothing waits in the queue (or it may be on its way).
+    queue_empty = backlog(settings.CLOSE_QUEUE) == 0  # False too when the broker cannot tell
+    unclaimed = Q(lease_until__isnull=True) if queue_empty else Q(pk__in=[])
     active = CloseRun.objects.filter(state__in=ACTIVE_CLOSE_STATES, inline=False)
-    for run in active.filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now)).exclude(
+    for run in active.filter(unclaimed | Q(lease_until__lt=now)).exclude(
         state=CloseRunState.BUILDING
     ):
         with transaction.atomic():
             _enqueue_stage(run.pk, run.state)
         sent += 1
     expired = Q(state=CloseShardState.RUNNING, lease_until__lt=now)
-    lost = Q(state=CloseShardState.PENDING)
-    if backlog(settings.CLOSE_QUEUE) != 0:  # still queued (or the broker cannot tell)
-        lost = Q(pk__in=[])
+    lost = Q(state=CloseShardState.PENDING) if queue_empty else Q(pk__in=[])
     stale = list(
         CloseShard.objects.filter(
             expired | lost, run__state=CloseRunState.BUILDING, run__inline=False

@@ -176,8 +176,11 @@ def test_a_shard_failing_every_attempt_fails_the_run_with_its_error(
 
 @pytest.mark.django_db
 def test_a_lost_shard_is_rerun_by_the_sweep_once_its_lease_ran_out(
-    october: Period, close_queue: CloseQueue
+    october: Period, close_queue: CloseQueue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from bridge import queues
+
+    monkeypatch.setattr(queues, "backlog", lambda queue=None: 0)  # nothing else queued
     run = submit(close_queue, october)
     with time_machine.travel(AFTER):
         close_queue.deliver_one()  # the pull: three shards asked for
@@ -354,3 +357,22 @@ def test_a_superseded_attempt_that_fails_records_nothing(
     shard = CloseShard.objects.get(pk=shard_id)
     assert (shard.state, shard.attempts, shard.error) == (CloseShardState.RUNNING, 2, "")
     assert shard.run.state == CloseRunState.BUILDING
+
+
+@pytest.mark.django_db
+def test_the_sweep_asks_again_for_a_lost_message_only_when_the_queue_is_empty(
+    october: Period, close_queue: CloseQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bridge import queues
+
+    waiting = [1]
+    monkeypatch.setattr(queues, "backlog", lambda queue=None: waiting[0])
+    submit(close_queue, october)
+    close_queue.messages.clear()  # the broker lost the pull's message
+    with time_machine.travel(AFTER), close_queue.commits():
+        assert workflow.sweep() == 0  # something waits: it may be on its way
+        waiting[0] = 0
+        assert workflow.sweep() == 1
+    with time_machine.travel(AFTER):
+        close_queue.deliver_all()
+    assert CloseRun.objects.get().state == CloseRunState.DONE

@@ -4,14 +4,14 @@
     .venv/bin/python bench/drills.py [--only NAME] [--cycles 3] [--edits 200]
                                      [--customers 500] [--close-customers 2000]
 
-Drills (NAME): broker_down, worker_kill, close_kill, database_outage, redis_restore. Each
-runs in its own child process on its own PostgreSQL database (drill_NAME, dropped and
-re-created on the server of --db-url) and its own private redis-server; the shared Redis is
-never touched, and the database outage stops a private PostgreSQL cluster (initdb in a
-temporary directory), never the shared one. Each prints one line: attempted, lost,
-duplicated, stale answers, 500s, and the details; the targets are 0 of each. Exit status 1
-when a drill misses a target. The figures and the machine's load go to docs/reliability.md
-by hand; each drill's progress and logs go to var/drills/NAME.log.
+Drills (NAME): broker_down, worker_kill, close_kill, close_worker_kill, database_outage,
+redis_restore. Each runs in its own child process on its own PostgreSQL database
+(drill_NAME, dropped and re-created on the server of --db-url) and its own private
+redis-server; the shared Redis is never touched, and the database outage stops a private
+PostgreSQL cluster (initdb in a temporary directory), never the shared one. Each prints one
+line: attempted, lost, duplicated, stale answers, 500s, and the details; the targets are 0
+of each. Exit status 1 when a drill misses a target. The figures and the machine's load go
+to docs/reliability.md by hand; each drill's progress and logs go to var/drills/NAME.log.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,14 @@ from bench._common import Processes, free_port, wait_for  # noqa: E402
 
 SIM_TOKEN = "drill-sim-token"
 PRICING_TOKEN = "drill-pricing-token"
-DRILLS = ("broker_down", "worker_kill", "close_kill", "database_outage", "redis_restore")
+DRILLS = (
+    "broker_down",
+    "worker_kill",
+    "close_kill",
+    "close_worker_kill",
+    "database_outage",
+    "redis_restore",
+)
 FIGURES = ("attempted", "lost", "duplicated", "stale", "errors_500")
 
 
@@ -293,10 +301,10 @@ def worker_kill(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
     }
 
 
-def close_kill(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
-    """manage.py close_cycle killed (-9, with its build process) at a random moment, then run
-    again to the end; --cycles times, each from the same seeded database, each compared with
-    an uninterrupted close of it."""
+def close_seed(args: argparse.Namespace, procs: Processes) -> tuple[Callable[[str], str], str]:
+    """The close drills' seeded database (invoicing's customers, no usage) and a simulator
+    with their servers; returns a function that makes a fresh copy of the seed by name (its
+    URL) and the simulator's API URL."""
     import psycopg
     from psycopg import sql
 
@@ -327,6 +335,61 @@ def close_kill(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
         "--seed-servers", str(args.close_customers * 2),
         "--now", "2026-11-15T00:00:00+00:00",
     )  # fmt: skip
+    return copy_of_seed, api_url
+
+
+def close_invoices(database_url: str) -> list[tuple[int, int | None, str, str]]:
+    """(customer, number, status, total) of every invoice."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        return [
+            (cid, number, status, str(total))
+            for cid, number, status, total in conn.execute(
+                "SELECT customer_id, number, status, total FROM usage_invoice"
+            )
+        ]
+
+
+class CloseChecks:
+    """Each drilled close compared with the uninterrupted one: invoices lost, duplicated or
+    different (status or total), runs with a gap in the numbers."""
+
+    def __init__(self, reference: list[tuple[int, int | None, str, str]]) -> None:
+        self.reference = {cid: (status, total) for cid, _, status, total in reference}
+        self.lost = self.duplicated = self.differ = self.gaps = 0
+
+    def check(self, drilled: list[tuple[int, int | None, str, str]]) -> None:
+        per_customer: dict[int, int] = {}
+        for cid, *_ in drilled:
+            per_customer[cid] = per_customer.get(cid, 0) + 1
+        numbers = sorted(n for _, n, _, _ in drilled if n is not None)
+        self.gaps += numbers != list(range(1, len(numbers) + 1))
+        self.lost += len(set(self.reference) - set(per_customer))
+        self.duplicated += sum(n - 1 for n in per_customer.values() if n > 1)
+        self.differ += sum(
+            1 for cid, _, st, total in drilled if self.reference.get(cid) != (st, total)
+        )
+
+    def result(self, cycles: int, details: str) -> dict[str, Any]:
+        return {
+            "attempted": len(self.reference) * cycles,
+            "lost": self.lost,
+            "duplicated": self.duplicated,
+            # An invoice whose status or total differs from the uninterrupted run's.
+            "stale": self.differ,
+            "errors_500": 0,
+            "details": f"{details}; {self.gaps} runs with a gap in the numbers; "
+            f"{self.differ} invoices differ from the uninterrupted run",
+            "checks_passed": self.gaps == 0,
+        }
+
+
+def close_kill(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
+    """manage.py close_cycle (inline, one process) killed -9 at a random moment, then run
+    again to the end; --cycles times, each from the same seeded database, each compared
+    with an uninterrupted close of it."""
+    copy_of_seed, api_url = close_seed(args, procs)
     var_dir = tempfile.mkdtemp(prefix="drill-close-")
     # No REDIS_URL: the invoice e-mails are queued on a throwaway embedded broker.
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
@@ -341,70 +404,163 @@ def close_kill(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
             env={**env, "DATABASE_URL": database_url},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            start_new_session=True,  # the build process it forks dies with it
         )
         try:
             proc.wait(kill_after)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            proc.kill()
             proc.wait()
             return None, time.monotonic() - started
         return proc.returncode, time.monotonic() - started
-
-    def invoices(database_url: str) -> list[tuple[int, int | None, str, str]]:
-        with psycopg.connect(database_url) as conn:
-            return [
-                (cid, number, status, str(total))
-                for cid, number, status, total in conn.execute(
-                    "SELECT customer_id, number, status, total FROM usage_invoice"
-                )
-            ]
 
     ref_url = copy_of_seed("drill_close_ref")
     status, reference_s = close(ref_url, None)
     if status != 0:
         raise SystemExit(f"the uninterrupted close failed ({status})")
-    reference = {cid: (status, total) for cid, _, status, total in invoices(ref_url)}
-    log(f"close_kill: uninterrupted close in {reference_s:.1f} s, {len(reference)} invoices")
+    checks = CloseChecks(close_invoices(ref_url))
+    log(f"close_kill: uninterrupted close in {reference_s:.1f} s, {len(checks.reference)} invoices")
     rng = random.Random(args.seed)
-    lost = duplicated = differ = gaps = kills = 0
+    kills = 0
     at_kill: list[str] = []
-    drill_url = copy_of_seed("drill_close_kill")
     for cycle in range(args.cycles):
-        if cycle:
-            drill_url = copy_of_seed("drill_close_kill")
+        drill_url = copy_of_seed("drill_close_kill")
         # From a quarter of the close's time on: before that the process is still starting.
         status, seconds = close(drill_url, rng.uniform(0.25, 1.0) * reference_s)
         kills += status is None
-        done = invoices(drill_url)
+        done = close_invoices(drill_url)
         issued = sum(1 for i in done if i[1] is not None)
         at_kill.append(f"{seconds:.1f} s ({len(done)} invoices, {issued} issued)")
         status, _ = close(drill_url, None)
         if status != 0:
             raise SystemExit(f"the close after kill {cycle + 1} failed ({status})")
-        drilled = invoices(drill_url)
-        per_customer: dict[int, int] = {}
-        for cid, *_ in drilled:
-            per_customer[cid] = per_customer.get(cid, 0) + 1
-        numbers = sorted(n for _, n, _, _ in drilled if n is not None)
-        gaps += numbers != list(range(1, len(numbers) + 1))
-        lost += len(set(reference) - set(per_customer))
-        duplicated += sum(n - 1 for n in per_customer.values() if n > 1)
-        differ += sum(1 for cid, _, st, total in drilled if reference.get(cid) != (st, total))
+        checks.check(close_invoices(drill_url))
     shutil.rmtree(var_dir, ignore_errors=True)
-    return {
-        "attempted": len(reference) * args.cycles,
-        "lost": lost,
-        "duplicated": duplicated,
-        # An invoice whose status or total differs from the uninterrupted run's.
-        "stale": differ,
-        "errors_500": 0,
-        "details": f"{kills} of {args.cycles} closes killed -9 (uninterrupted: "
-        f"{reference_s:.1f} s, {len(reference)} invoices; killed at {', '.join(at_kill)}), "
-        f"each re-run to the end; {gaps} runs with a gap in the numbers; {differ} invoices "
-        "differ from the uninterrupted run",
-        "checks_passed": gaps == 0,
-    }
+    return checks.result(
+        args.cycles,
+        f"{kills} of {args.cycles} closes killed -9 (uninterrupted: {reference_s:.1f} s, "
+        f"{len(checks.reference)} invoices; killed at {', '.join(at_kill)}), each re-run to "
+        "the end",
+    )
+
+
+def close_worker_kill(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
+    """A close submitted to two Celery workers (`close_cycle --submit`), one of them killed
+    -9 at a random moment and started again (as compose's restart policy does); the close is
+    not run again: its shards are retried, the lost one handed on after its lease (10 s
+    here). --cycles times, each from the same seeded database, each compared with an
+    uninterrupted close of it on two workers."""
+    import psycopg
+
+    from bench import invoicing
+
+    copy_of_seed, api_url = close_seed(args, procs)
+    redis_port = free_port()
+    procs.redis_server(redis_port)
+    log_dir = ROOT / "var" / "drills" / "close_worker_kill"
+    shutil.rmtree(log_dir, ignore_errors=True)
+    log_dir.mkdir(parents=True)
+    var_dir = tempfile.mkdtemp(prefix="drill-close-workers-")
+    command = [
+        sys.executable, "manage.py", "close_cycle", "--period", "2026-10", "--issue", "yes",
+        "--submit",
+    ]  # fmt: skip
+    rng = random.Random(args.seed)
+
+    def close(database_url: str, kill_at: int | None) -> tuple[float, str]:
+        """The submitted close to its end; with `kill_at`, one worker killed -9 once that
+        many shards are done."""
+        env = invoicing.worker_env(
+            database_url,
+            f"redis://127.0.0.1:{redis_port}/0",
+            api_url,
+            BRIDGE_VAR_DIR=var_dir,
+            CLOSE_LEASE_SECONDS="10",
+            # About twenty shards: a kill always finds shards left to lose.
+            CLOSE_SHARD_SIZE=str(max(1, args.close_customers // 20)),
+            SOLUSIO_API_TOKEN=SIM_TOKEN,
+        )
+        workers = invoicing.Workers(env, log_dir)
+        try:
+            workers.start(2)
+            started = time.monotonic()
+            submitter = subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+            killed = ""
+            if kill_at is not None:
+                # A random moment of the build: once `kill_at` of its shards are done.
+                while not _shards_done(database_url, kill_at) and submitter.poll() is None:
+                    time.sleep(0.02)
+                if submitter.poll() is not None:
+                    killed = "too late: the close had finished"
+                else:
+                    victim = rng.choice([p for p in workers.procs if p.poll() is None])
+                    victim.kill()
+                    victim.wait()
+                    killed = _close_progress(database_url, time.monotonic() - started)
+                    workers.start(1)
+            _, err = submitter.communicate(timeout=600)
+            if submitter.returncode != 0:
+                raise SystemExit(f"the submitted close failed: {err.decode()[-2000:]}")
+            return time.monotonic() - started, killed
+        finally:
+            workers.stop()
+
+    ref_url = copy_of_seed("drill_close_workers_ref")
+    reference_s, _ = close(ref_url, None)
+    checks = CloseChecks(close_invoices(ref_url))
+    with psycopg.connect(ref_url) as conn:
+        stages, shards = conn.execute("SELECT seconds, shards_total FROM usage_closerun").fetchone()  # type: ignore[misc]
+    log(
+        f"close_worker_kill: uninterrupted in {reference_s:.1f} s ({stages}), "
+        f"{len(checks.reference)} invoices, {shards} shards"
+    )
+    at_kill: list[str] = []
+    took: list[str] = []
+    for _ in range(args.cycles):
+        drill_url = copy_of_seed("drill_close_workers")
+        seconds, killed = close(drill_url, rng.randrange(shards))
+        at_kill.append(killed)
+        took.append(f"{seconds:.0f}")
+        checks.check(close_invoices(drill_url))
+        log(f"close_worker_kill: killed {killed}; the close ended after {seconds:.1f} s")
+    shutil.rmtree(var_dir, ignore_errors=True)
+    return checks.result(
+        args.cycles,
+        f"one of 2 workers killed -9 in each of {args.cycles} closes (uninterrupted: "
+        f"{reference_s:.1f} s, {len(checks.reference)} invoices; killed at "
+        f"{'; '.join(at_kill)}; closes took {', '.join(took)} s), none run again",
+    )
+
+
+def _shards_done(database_url: str, count: int) -> bool:
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        (done,) = conn.execute(  # type: ignore[misc]
+            "SELECT count(*) FROM usage_closeshard WHERE state = 'done'"
+        ).fetchone()
+        (building,) = conn.execute(  # type: ignore[misc]
+            "SELECT count(*) FROM usage_closerun WHERE state = 'building'"
+        ).fetchone()
+    return bool(building) and done >= count
+
+
+def _close_progress(database_url: str, seconds: float) -> str:
+    """Where the close was when a worker was killed: its stage and shards done ("" when
+    no run has started)."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT r.state, count(s.id) FILTER (WHERE s.state = 'done'), r.shards_total "
+            "FROM usage_closerun r LEFT JOIN usage_closeshard s ON s.run_id = r.id "
+            "GROUP BY r.id ORDER BY r.id DESC LIMIT 1"
+        ).fetchone()
+    if row is None:
+        return ""
+    state, done, total = row
+    return f"{seconds:.1f} s ({state}, {done}/{total} shards)"
 
 
 class Gunicorn:

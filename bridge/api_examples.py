@@ -23,6 +23,8 @@ from pricing.serializers import (
 )
 from usage.serializers import (
     BillingSettingsSerializer,
+    CloseRunDetailSerializer,
+    CloseRunSerializer,
     CorrectionSerializer,
     CreditNoteDetailSerializer,
     CreditNoteSerializer,
@@ -359,6 +361,52 @@ REMINDER = {
     "next_attempt_at": None,
     "sent_at": "2026-11-16T00:37:02Z",
 }
+CLOSE_RUN = {
+    "id": 12,
+    "period": "2026-10",
+    "customer": None,
+    "pull": True,
+    "auto_issue": True,
+    "inline": False,
+    "state": "building",
+    "source": "usage_api",
+    "fallback_reason": "",
+    "started_at": "2026-11-01T00:07:02Z",
+    "finished_at": None,
+    "progress": 52,
+    "rows": 1000420,
+    "orphans": 9815,
+    "customers": 198000,
+    "built": 98000,
+    "shards_total": 99,
+    "shards_done": 49,
+    "created": 0,
+    "updated": 0,
+    "unchanged": 0,
+    "frozen": 0,
+    "removed": 0,
+    "issued": 0,
+    "held": 0,
+    "error": "",
+    "seconds": {"pull": 61.2},
+}
+CLOSE_SHARD = {
+    "index": 49,
+    "first_customer": 98001,
+    "last_customer": 100000,
+    "customers": 2000,
+    "state": "running",
+    "attempts": 2,
+    "worker": "worker-2:17",
+    "started_at": "2026-11-01T00:09:40Z",
+    "finished_at": None,
+    "built": 1500,
+    "created": 0,
+    "updated": 0,
+    "unchanged": 0,
+    "frozen": 0,
+    "error": "OperationalError: server closed the connection unexpectedly",
+}
 TOKEN_PRICING = {
     "base_token_unit_cost": "0.00079",
     "user_token_unit_cost": "0.0008114406",
@@ -503,4 +551,11 @@ _examples(
     "The second reminder",
     REMINDER,
     summary="One day after the due date; INV-000007 still partly unpaid",
+)
+_examples(CloseRunSerializer, "October, half built", CLOSE_RUN, summary="On two workers")
+_examples(
+    CloseRunDetailSerializer,
+    "October, with a shard on its second attempt",
+    {**CLOSE_RUN, "shards": [CLOSE_SHARD]},
+    summary="Each shard's range, worker and last error",
 )

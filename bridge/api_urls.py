@@ -20,6 +20,7 @@ from pricing.api import (
 )
 from usage.api import (
     BillingSettingsView,
+    CloseRunViewSet,
     CreditNoteViewSet,
     DunningEventViewSet,
     InvoiceViewSet,
@@ -81,6 +82,7 @@ router.register("refunds", RefundViewSet, basename="refund")
 router.register("reminders", ReminderViewSet, basename="reminder")
 router.register("bank-statements", BankStatementViewSet, basename="bankstatement")
 router.register("bank-entries", BankEntryViewSet, basename="bankentry")
+router.register("close-runs", CloseRunViewSet, basename="closerun")
 
 urlpatterns = [
     # A singleton: no list, no id (the router only builds list/detail routes).

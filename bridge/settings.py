@@ -179,10 +179,24 @@ SOLUSIO_USAGE_PATH = env.str("SOLUSIO_USAGE_PATH", default="/usage")
 SOLUSIO_USAGE_FILTER_FROM = env.str("SOLUSIO_USAGE_FILTER_FROM", default="filter[date_from]")
 SOLUSIO_USAGE_FILTER_TO = env.str("SOLUSIO_USAGE_FILTER_TO", default="filter[date_to]")
 BILLING_TIMEZONE = env.str("BILLING_TIMEZONE", default="UTC")
-# Processes that build a cycle close's invoices (PostgreSQL only): 2 uses a second core
-# for the pure-Python build of half the customers; 1 builds in the closing process only.
-CLOSE_BUILD_PROCESSES = env.int("CLOSE_BUILD_PROCESSES", default=2)
-# Customers per build transaction (two processes need at least two batches of customers).
+# The close's build is cut into shards of this many customers (usage/workflow.py): each a
+# task on CLOSE_QUEUE, which every worker host consumes.
+CLOSE_SHARD_SIZE = env.int("CLOSE_SHARD_SIZE", default=2000)
+CLOSE_QUEUE = env.str("CLOSE_QUEUE", default="close")
+# A stage of a submitted close renews its claim as it progresses (every batch); one not
+# renewed for this long lost its worker, and the sweep hands it to another.
+CLOSE_LEASE_SECONDS = env.int("CLOSE_LEASE_SECONDS", default=120)
+# A shard that fails this many times fails its close (staff see its error and re-run it).
+CLOSE_SHARD_MAX_ATTEMPTS = env.int("CLOSE_SHARD_MAX_ATTEMPTS", default=3)
+# A failed stage of a close waits (capped, jittered backoff) before it is tried again;
+# the pull's wait grows to an hour (SolusIO may be down for a while).
+CLOSE_RETRY_BASE = env.float("CLOSE_RETRY_BASE", default=30.0)
+CLOSE_RETRY_MAX = env.float("CLOSE_RETRY_MAX", default=3600.0)
+if min(CLOSE_SHARD_SIZE, CLOSE_LEASE_SECONDS, CLOSE_SHARD_MAX_ATTEMPTS) < 1:
+    raise ImproperlyConfigured(
+        "CLOSE_SHARD_SIZE, CLOSE_LEASE_SECONDS and CLOSE_SHARD_MAX_ATTEMPTS must be at least 1"
+    )
+# Customers per build transaction.
 CLOSE_BUILD_BATCH = env.int("CLOSE_BUILD_BATCH", default=500)
 if CLOSE_BUILD_BATCH < 1:
     raise ImproperlyConfigured(f"CLOSE_BUILD_BATCH must be at least 1, not {CLOSE_BUILD_BATCH}")
@@ -341,6 +355,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "usage.tasks.close_previous_period",
         "schedule": crontab(minute=7),
     },
+    # A submitted close's stages whose worker died or whose message was lost.
+    "usage-close-sweep": {"task": "usage.tasks.close_sweep", "schedule": 60.0},
     "usage-dunning-sweep": {"task": "usage.tasks.dunning_sweep", "schedule": crontab(minute=37)},
     # Observed metering (DESIGN §4): the servers' intervals, one row per change.
     "usage-observe-servers": {
@@ -401,6 +417,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "InvoiceStatusEnum": "usage.models.InvoiceStatus",
         "ReminderStateEnum": "payments.models.ReminderState",
+        "CloseRunStateEnum": "usage.models.CloseRunState",
+        "CloseShardStateEnum": "usage.models.CloseShardState",
     },
     # /api/v1/docs/ (Swagger UI) and /api/v1/docs/redoc/ load their scripts from this
     # server's static files (whitenoise), never from a CDN.

@@ -120,6 +120,13 @@ def test_worker_scales_and_every_long_running_process_has_a_healthcheck() -> Non
     assert "container_name" not in worker
     assert "ports" not in worker
     assert "inspect ping" in worker["healthcheck"]["test"][1]
+    # Every replica builds a share of a month's close (usage/workflow.py).
+    command = worker["command"]
+    queues = command[command.index("-Q") + 1].split(",")
+    assert {"celery", "close"} <= set(queues)
+    readme = (ROOT / "README.md").read_text()
+    assert "--scale worker=" in readme
+    assert "celery -A bridge worker --loglevel INFO --concurrency 2 -Q celery,close" in readme
     assert "celerybeat-schedule" in services["beat"]["healthcheck"]["test"][1]
     for name in ("web", "postgres", "redis", "backup"):
         assert services[name]["healthcheck"]["test"], name

@@ -28,7 +28,7 @@ from bridge.money import (
 from payments import panels
 from payments import selectors as payment_selectors
 from solusio.errors import SolusIOError
-from usage import emails, invoice_states, legal, selectors
+from usage import emails, invoice_states, legal, selectors, workflow
 from usage.cycle import CloseError
 from usage.einvoice import documents
 from usage.einvoice.data import EInvoiceError
@@ -36,6 +36,8 @@ from usage.exports import credit_notes_csv, invoices_csv
 from usage.filters import month_of
 from usage.models import (
     BillingSettings,
+    CloseRun,
+    CloseShard,
     CreditNote,
     DunningEvent,
     Invoice,
@@ -742,6 +744,64 @@ class UsagePullAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     )  # fmt: skip
 
     keep_permissions = ("delete",)
+
+
+class CloseShardInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = CloseShard
+    fields = (
+        "index", "first_customer", "last_customer", "state", "attempts", "worker", "built",
+        "created", "updated", "unchanged", "finished_at", "error",
+    )  # fmt: skip
+    readonly_fields = fields
+    extra = 0
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The shards are part of their run: whoever may view the run sees them.
+        return request.user.has_perm("usage.view_closerun")
+
+
+@admin.register(CloseRun)
+class CloseRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Cycle closes and how far they got: written by the close (beat, `close_cycle`), read
+    here; each shard's worker and, for a failed one, its error."""
+
+    list_display = (
+        "run", "month", "state", "progress_bar", "shards", "built_display", "issued", "held",
+        "started_at", "finished_at",
+    )  # fmt: skip
+    list_filter = ("state", PeriodFilter, "source")
+    readonly_fields = (
+        "month", "customer", "pull", "auto_issue", "inline", "state", "progress_bar", "source",
+        "fallback_reason", "started_at", "finished_at", "stage_host", "stage_attempts", "rows",
+        "orphans", "customers", "built_display", "shards", "created", "updated", "unchanged",
+        "frozen", "removed", "issued", "held", "error", "seconds",
+    )  # fmt: skip
+    fields = readonly_fields
+    inlines = [CloseShardInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CloseRun]:
+        return workflow.runs()
+
+    @admin.display(description="run", ordering="id")
+    def run(self, obj: CloseRun) -> str:
+        return f"#{obj.pk}"
+
+    @admin.display(description="period", ordering="period")
+    def month(self, obj: CloseRun) -> str:
+        return f"{obj.period:%Y-%m}"
+
+    @admin.display(description="progress")
+    def progress_bar(self, obj: CloseRun) -> SafeString:
+        percent = workflow.percent_done(obj)
+        return format_html('<progress max="100" value="{}"></progress> {} %', percent, percent)
+
+    @admin.display(description="shards done")
+    def shards(self, obj: CloseRun) -> str:
+        return f"{obj.shards_done:,} / {obj.shards_total:,}"  # type: ignore[attr-defined]
+
+    @admin.display(description="customers built")
+    def built_display(self, obj: CloseRun) -> str:
+        return f"{obj.built:,} / {obj.customers:,}"  # type: ignore[attr-defined]
 
 
 @admin.register(BillingSettings)

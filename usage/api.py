@@ -16,7 +16,7 @@ from bridge.api_tools import Conflict, SingletonView
 from bridge.filters import valid
 from payments.selectors import with_paid
 from solusio.errors import SolusIOError
-from usage import cycle, emails, invoice_states, selectors
+from usage import cycle, emails, invoice_states, selectors, workflow
 from usage.einvoice import documents
 from usage.einvoice.data import EInvoiceError
 from usage.exports import credit_notes_csv, invoices_csv
@@ -25,6 +25,8 @@ from usage.models import BillingSettings, CreditNote, DunningEvent, Invoice, Usa
 from usage.pdf import credit_note_pdf_response, invoice_filename
 from usage.serializers import (
     BillingSettingsSerializer,
+    CloseRunDetailSerializer,
+    CloseRunSerializer,
     CorrectionSerializer,
     CreditNoteDetailSerializer,
     CreditNoteSerializer,
@@ -267,3 +269,17 @@ class DunningEventViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = DunningEvent.objects.all()
     serializer_class = DunningEventSerializer
     filterset_class = DunningEventFilter
+
+
+class CloseRunViewSet(viewsets.ReadOnlyModelViewSet):
+    """Cycle closes, newest first: their stages' progress, each shard's worker and error.
+    Read-only: a close is started by beat or `manage.py close_cycle`."""
+
+    def get_queryset(self) -> QuerySet[Any]:
+        runs = workflow.runs()
+        if self.action == "retrieve":
+            return runs.prefetch_related("shards")
+        return runs
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer]:
+        return CloseRunSerializer if self.action == "list" else CloseRunDetailSerializer

@@ -11,12 +11,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from usage import db, forked, selectors
+from usage import db, selectors
 from usage.cycle import CloseError, CloseSummary, Progress, no_progress
-from usage.models import Invoice, InvoiceLine, InvoiceStatus
+from usage.models import Invoice, InvoiceLine, InvoiceStatus, UsageRecord
 from usage.rules import (
     LINE_COLUMNS,
     InvoiceDraft,
@@ -51,6 +51,8 @@ _INVOICE_UPDATE = [
 _INVOICE_KEY = ["customer", "period"]
 _INVOICE_FIELDS = [*_INVOICE_KEY, "status", *_INVOICE_UPDATE]
 _COUNTS = ("created", "updated", "unchanged", "frozen")
+
+
 _HOLD_REASON_LENGTH = Invoice._meta.get_field("hold_reason").max_length
 
 
@@ -183,59 +185,31 @@ def _build_range(
     return {name: getattr(summary, name) - before[name] for name in _COUNTS}
 
 
-# --- Two processes ------------------------------------------------------------------------
-
-
-def _build_processes(customers: int) -> int:
-    """How many processes build: 2 when there is enough work, the database is PostgreSQL
-    and no transaction is open (a child could not see its rows), else 1."""
-    if customers < 2 * settings.CLOSE_BUILD_BATCH or not db.second_process_allowed():
-        return 1
-    return 2
-
-
-def _build_split(
+def build_customers(
     period: Period,
     customer_ids: Sequence[int],
-    context: selectors.PricingContext,
-    now: datetime,
     summary: CloseSummary,
-    progress: Progress,
+    progress: Progress = no_progress,
 ) -> None:
-    """`_build_range` over `customer_ids`, the second half in a forked child when
-    `_build_processes` allows it. Building is pure Python between round trips, so one
-    process keeps one core busy; the child keeps the other (threads only took turns for
-    the GIL: measured slower than one). Same batches, same transactions, same drafts; the
-    child's counts join `summary`."""
-    half = len(customer_ids) // 2 if _build_processes(len(customer_ids)) > 1 else 0
-    mine, theirs = (
-        customer_ids[: len(customer_ids) - half],
-        customer_ids[len(customer_ids) - half :],
+    """Build and write these customers' drafts (a close's shard, or a whole period), batch
+    by batch, each batch its own transaction; the counts join `summary`."""
+    context = selectors.PricingContext(selectors.pricing_instant(period))
+    _build_range(period, customer_ids, context, timezone.now(), summary, progress)
+
+
+def remove_stale_drafts(period: Period, customer_id: int | None = None) -> int:
+    """Delete drafts of customers without usage any more (their rows turned out to be
+    orphans, or SolusIO corrected itself): they have nothing to bill. Returns how many."""
+    # NOT EXISTS: an anti-join on the (period, customer) index. (NOT IN over the month's
+    # rows cannot be hashed once they outgrow work_mem, and is then quadratic.)
+    billed = UsageRecord.objects.filter(period=period.month, customer_id=OuterRef("customer_id"))
+    stale = Invoice.objects.filter(period=period.month, status=InvoiceStatus.DRAFT).exclude(
+        Exists(billed)
     )
-    child = forked.Child(_build_range, period, theirs, context, now) if theirs else None
-    if child is not None:
-        log.info(
-            "%s: building %d customers here and %d in process %d",
-            period.label,
-            len(mine),
-            len(theirs),
-            child.pid,
-        )
-    try:
-        _build_range(period, mine, context, now, summary, progress)
-    except BaseException:
-        if child is not None:
-            child.kill()
-        raise
-    if child is None:
-        return
-    try:
-        counts = child.result()
-    except forked.ChildFailed as exc:
-        raise CloseError(f"{period.label}: building invoices failed; run the close again") from exc
-    for name, value in counts.items():
-        setattr(summary, name, getattr(summary, name) + value)
-    progress("build", len(customer_ids))
+    if customer_id is not None:
+        stale = stale.filter(customer_id=customer_id)
+    _, deleted = stale.delete()
+    return deleted.get(Invoice._meta.label, 0)  # not counting their lines
 
 
 def build_invoices(
@@ -248,16 +222,6 @@ def build_invoices(
     """Drafts from the period's stored usage; call under `db.period_lock`."""
     if selectors.completed_pull(period) is None:
         raise CloseError(f"{period.label}: no complete usage pull; nothing is built")
-    now = timezone.now()
-    context = selectors.PricingContext(selectors.pricing_instant(period))
     customer_ids = selectors.billed_customer_ids(period, customer_id)
-    _build_split(period, customer_ids, context, now, summary, progress)
-    # Drafts of customers without usage any more (their rows turned out to be orphans, or
-    # SolusIO corrected itself) have nothing to bill.
-    stale = Invoice.objects.filter(period=period.month, status=InvoiceStatus.DRAFT).exclude(
-        customer_id__any=customer_ids
-    )
-    if customer_id is not None:
-        stale = stale.filter(customer_id=customer_id)
-    _, deleted = stale.delete()
-    summary.removed = deleted.get(Invoice._meta.label, 0)  # not counting their lines
+    build_customers(period, customer_ids, summary, progress)
+    summary.removed = remove_stale_drafts(period, customer_id)

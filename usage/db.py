@@ -10,14 +10,12 @@ from datetime import date
 from typing import Any
 
 import psycopg
-from django.conf import settings
 from django.db import connection, models
 from django.db.models import Q
 from django.db.models.lookups import In
 from django.db.models.sql.query import Query
 from psycopg.types.json import Jsonb
 
-from usage import forked
 from usage.rules import Period
 
 BULK_CREATE_BATCH = 2000  # rows per INSERT where COPY is not available
@@ -28,34 +26,24 @@ def is_postgresql() -> bool:
 
 
 @contextmanager
-def period_lock(period: Period) -> Iterator[None]:
+def period_lock(period: Period, *, shared: bool = False) -> Iterator[None]:
     """One close of a period at a time across processes and machines: a PostgreSQL
     session advisory lock (a second close waits, then finds the work done). SQLite
-    serialises writers on its own."""
+    serialises writers on its own. `shared`: a close's shard, which builds beside the
+    other shards of its run but never beside a pull, an issue or a regeneration."""
     if connection.vendor != "postgresql":
         yield
         return
     key = int.from_bytes(hashlib.sha256(f"close:{period.label}".encode()).digest()[:8], "big")
     key -= 1 << 63  # into bigint range
+    suffix = "_shared" if shared else ""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock(%s)", [key])
+        cursor.execute(f"SELECT pg_advisory_lock{suffix}(%s)", [key])
     try:
         yield
     finally:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
-
-
-def second_process_allowed() -> bool:
-    """Whether a close may fork a process (`usage.forked`) to do half of a step on the
-    second core: CLOSE_BUILD_PROCESSES allows it, the database is PostgreSQL and no
-    transaction is open (a child could not see its rows)."""
-    return (
-        settings.CLOSE_BUILD_PROCESSES >= 2
-        and connection.vendor == "postgresql"
-        and not connection.in_atomic_block
-        and forked.available()
-    )
+            cursor.execute(f"SELECT pg_advisory_unlock{suffix}(%s)", [key])
 
 
 @models.Field.register_lookup

@@ -637,3 +637,112 @@ class UsageSourceGap(models.Model):
 
     def __str__(self) -> str:
         return f"{self.period:%Y-%m} {self.server_name} ({self.item}): {self.get_seen_by_display()}"
+
+
+class CloseRunState(models.TextChoices):
+    PULLING = "pulling", "Pulling usage"
+    BUILDING = "building", "Building invoices"
+    ISSUING = "issuing", "Issuing"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+ACTIVE_CLOSE_STATES = (CloseRunState.PULLING, CloseRunState.BUILDING, CloseRunState.ISSUING)
+
+
+class CloseRun(models.Model):
+    """One cycle close (usage/workflow.py): the source of truth of its progress. Its stages
+    run as Celery tasks on any worker host (or inline in one process); the pull and the
+    issuing step are leased like the shards, so a sweep can hand a lost one to another
+    worker. At most one active run per period (a constraint)."""
+
+    period = models.DateField(help_text="First day of the billing month.")
+    customer = models.ForeignKey(
+        Customer,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Only this customer's invoice was closed.",
+    )
+    pull = models.BooleanField(default=True, help_text="Off: built from the stored usage.")
+    auto_issue = models.BooleanField(default=False)
+    inline = models.BooleanField(default=False, help_text="Ran in one process, not on Celery.")
+    state = models.CharField(max_length=16, choices=CloseRunState.choices)
+    source = models.CharField(max_length=16, blank=True)
+    fallback_reason = models.CharField(max_length=500, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # The pull and the issuing step: who holds them, until when (renewed as they progress).
+    stage_attempts = models.PositiveIntegerField(default=0)
+    stage_host = models.CharField(max_length=255, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    rows = models.PositiveIntegerField(default=0, help_text="Usage rows pulled (or stored).")
+    orphans = models.PositiveIntegerField(default=0)
+    customers = models.PositiveIntegerField(default=0, help_text="Customers to build.")
+    shards_total = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    frozen = models.PositiveIntegerField(default=0)
+    removed = models.PositiveIntegerField(default=0)
+    issued = models.PositiveIntegerField(default=0)
+    held = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    seconds = models.JSONField(default=dict, blank=True, help_text="Wall time per stage.")
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["period"],
+                condition=Q(state__in=[s.value for s in ACTIVE_CLOSE_STATES]),
+                name="closerun_one_active_per_period",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"close of {self.period:%Y-%m} #{self.pk} ({self.get_state_display()})"
+
+
+class CloseShardState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class CloseShard(models.Model):
+    """A range of customer ids whose drafts one task builds. A worker claims it by an atomic
+    state change (its attempt number is the fence: a late, superseded attempt writes no
+    outcome) and holds it under a lease renewed after every batch."""
+
+    run = models.ForeignKey(CloseRun, on_delete=models.CASCADE, related_name="shards")
+    index = models.PositiveIntegerField()
+    first_customer = models.BigIntegerField()
+    last_customer = models.BigIntegerField()
+    customers = models.PositiveIntegerField()
+    state = models.CharField(
+        max_length=16, choices=CloseShardState.choices, default=CloseShardState.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    worker = models.CharField(max_length=255, blank=True, help_text="Host and process id.")
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    built = models.PositiveIntegerField(default=0, help_text="Customers built so far.")
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    frozen = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["run_id", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "index"], name="closeshard_index"),
+        ]
+
+    def __str__(self) -> str:
+        return f"shard {self.index} [{self.first_customer}, {self.last_customer}]"

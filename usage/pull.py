@@ -19,8 +19,8 @@ from django.utils import timezone
 from solusio.client import SolusIOClient
 from solusio.connect import given_or_own
 from solusio.usage_schema import UsageRow, parse_usage_row
-from usage import db, forked, observe, selectors
-from usage.cycle import CloseError, Progress, no_progress
+from usage import db, observe, selectors
+from usage.cycle import Progress, no_progress
 from usage.models import UsagePull, UsageRecord
 from usage.prefetch import batched, prefetched
 from usage.rules import Period, period_containing
@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 PULL_BATCH = 2000  # rows per upsert
 OBSERVED_BATCH = 20_000  # observed rows per COPY (one transaction for all)
-OBSERVED_SPLIT_MIN = 10_000  # servers observed in the period before a second process helps
 PULL_AHEAD = 2  # batches fetched ahead of the one being stored (bounds memory)
 
 USAGE_KEY = ["period", "server_id", "item", "started_at"]
@@ -192,31 +191,10 @@ def store_observed_usage(
     it (every invoice built from it then waits for staff). Returns (rows, orphans). Call
     under `db.period_lock`, after `observe.require_complete_observation`.
 
-    Making the rows is pure Python between COPYs, so with many servers a forked child
-    (`db.second_process_allowed`) stores the upper half of the server ids on the second
-    core, as the build shares its customers; a child that fails fails the store, and
-    the pull stays incomplete."""
+    One process: the close's workflow runs the pull as one stage (usage.workflow)."""
     pull_id, generation = _begin(period, timezone.now(), "observed")
     fresh = not UsageRecord.objects.filter(period=period.month).exists()
-    ranges = [observe.ALL_SERVERS]
-    if db.second_process_allowed():
-        ranges = observe.split_servers(period, 2, minimum=OBSERVED_SPLIT_MIN)
-    child = None
-    if len(ranges) > 1:
-        child = forked.Child(_store_observed, period, generation, fresh, ranges[1])
-    try:
-        rows, orphans = _store_observed(period, generation, fresh, ranges[0], progress)
-    except BaseException:
-        if child is not None:
-            child.kill()
-        raise
-    if child is not None:
-        try:
-            theirs = child.result()
-        except forked.ChildFailed as exc:
-            raise CloseError(f"{period.label}: storing observed usage failed") from exc
-        rows, orphans = rows + theirs[0], orphans + theirs[1]
-        progress("pull", rows)
+    rows, orphans = _store_observed(period, generation, fresh, observe.ALL_SERVERS, progress)
     _finish(period, pull_id, generation, rows, period.end, reason)
     return rows, orphans
 

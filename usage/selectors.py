@@ -147,11 +147,16 @@ def usage_input(values: Sequence[object]) -> UsageInput:
     return UsageInput._make(values[1:])
 
 
-def billed_customer_ids(period: Period, customer_id: int | None = None) -> list[int]:
-    """Customers with stored usage in the period, in id order."""
+def billed_customer_ids(
+    period: Period, customer_id: int | None = None, between: tuple[int, int] | None = None
+) -> list[int]:
+    """Customers with stored usage in the period, in id order (`between`: ids in that
+    closed range only, a close's shard)."""
     qs = UsageRecord.objects.filter(period=period.month, customer__isnull=False)
     if customer_id is not None:
         qs = qs.filter(customer_id=customer_id)
+    if between is not None:
+        qs = qs.filter(customer_id__gte=between[0], customer_id__lte=between[1])
     return list(qs.order_by("customer_id").values_list("customer_id", flat=True).distinct())
 
 

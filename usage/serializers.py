@@ -10,6 +10,8 @@ from payments.serializers import balance_field, paid_field
 from usage.models import (
     SELLER_FIELDS,
     BillingSettings,
+    CloseRun,
+    CloseShard,
     CreditNote,
     DunningEvent,
     Invoice,
@@ -198,3 +200,48 @@ class CorrectionSerializer(serializers.Serializer):
 
     credit_note = CreditNoteDetailSerializer()
     invoice = InvoiceDetailSerializer()
+
+
+class CloseShardSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CloseShard
+        fields = [
+            "index", "first_customer", "last_customer", "customers", "state", "attempts",
+            "worker", "started_at", "finished_at", "built", "created", "updated", "unchanged",
+            "frozen", "error",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class CloseRunSerializer(serializers.ModelSerializer):
+    """A cycle close and how far it got (`usage.workflow.runs`: the counts come annotated)."""
+
+    period = serializers.DateField(format="%Y-%m", help_text="The billing month.")
+    shards_done = serializers.IntegerField(help_text="Shards whose drafts are all built.")
+    built = serializers.IntegerField(help_text="Customers whose drafts are built so far.")
+    progress = serializers.SerializerMethodField(
+        help_text="How far the close got, 0 to 100 (the build is most of it)."
+    )
+
+    class Meta:
+        model = CloseRun
+        fields = [
+            "id", "period", "customer", "pull", "auto_issue", "inline", "state", "source",
+            "fallback_reason", "started_at", "finished_at", "progress", "rows", "orphans",
+            "customers", "built", "shards_total", "shards_done", "created", "updated",
+            "unchanged", "frozen", "removed", "issued", "held", "error", "seconds",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_progress(self, run: CloseRun) -> int:
+        from usage.workflow import percent_done
+
+        return percent_done(run)
+
+
+class CloseRunDetailSerializer(CloseRunSerializer):
+    shards = CloseShardSerializer(many=True, read_only=True)
+
+    class Meta(CloseRunSerializer.Meta):
+        fields = [*CloseRunSerializer.Meta.fields, "shards"]
+        read_only_fields = fields

@@ -51,3 +51,41 @@ def test_admin_login_issue_an_invoice_and_log_in_as_customer(
     run_action(page, ann.pk, "log_in_as_customer")
     expect(page.locator("body")).to_contain_text(f"Signed in as ann@example.com (user #{user_id})")
     assert page.url.startswith(bridge.sim.control.root + "/auth/by_token?token=")
+
+
+def test_close_runs_show_their_progress_to_a_viewer(page: Page, bridge: Bridge, shot: Shot) -> None:
+    from datetime import UTC, date, datetime
+
+    from django.contrib.auth.models import Permission
+
+    from usage.models import CloseRun, CloseRunState, CloseShard, CloseShardState
+
+    viewer = User.objects.create_user("boss", password=PASSWORD, is_staff=True)
+    viewer.user_permissions.set(Permission.objects.filter(codename="view_closerun"))
+    done = bridge.customer("ann@example.com", name="Ann Example")
+    bridge.october_draft(done)  # an inline close, finished
+    run = CloseRun.objects.create(
+        period=date(2026, 11, 1), state=CloseRunState.BUILDING, source="usage_api",
+        started_at=datetime(2026, 12, 1, 0, 7, tzinfo=UTC), rows=412_000, customers=80_000,
+        shards_total=40, seconds={"pull": 31.0},
+    )  # fmt: skip
+    for index in range(3):
+        CloseShard.objects.create(
+            run=run, index=index, first_customer=index * 2000 + 1,
+            last_customer=(index + 1) * 2000, customers=2000,
+            state=CloseShardState.RUNNING if index == 2 else CloseShardState.DONE,
+            attempts=2 if index == 2 else 1, worker=f"worker-{index % 2 + 1}:{40 + index}",
+            built=700 if index == 2 else 2000,
+            error="OperationalError: server closed the connection" if index == 2 else "",
+        )  # fmt: skip
+
+    admin_login(page, bridge, PASSWORD)
+    page.get_by_role("link", name="Close runs").click()
+    bars = page.locator("progress")
+    expect(bars).to_have_count(2)
+    expect(page.locator("#result_list")).to_contain_text("2 / 40")
+    shot(page, "admin-close-runs")
+    page.get_by_role("link", name=f"#{run.pk}").click()
+    expect(page.locator("body")).to_contain_text("worker-1:42")
+    expect(page.locator("body")).to_contain_text("server closed the connection")
+    shot(page, "admin-close-run")

@@ -1,6 +1,7 @@
 """Fixtures for the cycle close: a simulator with hand-made servers only, and customers."""
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 from pricing.models import Currency
 from solusio.client import SolusIOClient
 from solusio.testing import SimulatorInfo, fast_client, running_simulator
-from usage import build, close, forked
+from usage import build, close
 from usage.models import Invoice
 from usage.rules import Period, period_of_month
 from users.models import Customer
@@ -113,15 +114,53 @@ def after_build_batch(monkeypatch: pytest.MonkeyPatch) -> BuildBatchHook:
     return BuildBatchHook(monkeypatch)
 
 
+class CloseQueue:
+    """The close queue without a broker: a submitted close's stage tasks are kept as they
+    are sent and run (eagerly, retries included) in this process when asked. Work that
+    sends them runs inside `commits()`, whose commit callbacks (which send them) run
+    at its end, in a test whose transaction never commits."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, capture: Any) -> None:
+        from usage import tasks
+
+        self.capture = capture
+        self.messages: list[tuple[Any, tuple[Any, ...]]] = []
+        for task in (tasks.close_pull, tasks.close_shard, tasks.close_issue):
+            monkeypatch.setattr(
+                task,
+                "apply_async",
+                lambda args, task=task, **options: self.messages.append((task, tuple(args))),
+            )
+
+    def commits(self) -> Any:
+        return self.capture(execute=True)
+
+    def deliver_one(self) -> Any:
+        """Run the oldest message; its eager result."""
+        task, args = self.messages.pop(0)
+        with self.commits():
+            return task.apply(args)
+
+    def deliver_all(self) -> None:
+        while self.messages:
+            self.deliver_one()
+
+
 @pytest.fixture
-def forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The pids of the processes the close forks (`usage.forked.Child`), as they start."""
-    started: list[int] = []
-    real = forked.Child.__init__
+def close_queue(
+    monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> CloseQueue:
+    return CloseQueue(monkeypatch, django_capture_on_commit_callbacks)
 
-    def spy(self: forked.Child[Any], *args: Any) -> None:
-        real(self, *args)
-        started.append(self.pid)
 
-    monkeypatch.setattr(forked.Child, "__init__", spy)
-    return started
+@pytest.fixture
+def close_tasks_here(close_queue: CloseQueue) -> Callable[[], Any]:
+    """Runs what the wrapped code submits, to the end of the close, when it exits."""
+
+    @contextmanager
+    def here() -> Iterator[None]:
+        with close_queue.commits():
+            yield
+        close_queue.deliver_all()
+
+    return here

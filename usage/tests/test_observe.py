@@ -1,7 +1,6 @@
 """Observed metering: polls of `/servers` against the simulator, one row per change, and
 closes billed from observed usage, from `/usage` checked against it, and falling back."""
 
-import os
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -266,18 +265,9 @@ def test_intervals_are_read_in_pages_with_the_same_result(
     assert len(whole) == 3
 
 
-@pytest.fixture
-def children(forks: list[int], monkeypatch: pytest.MonkeyPatch, settings: Any) -> list[int]:
-    """A second process stores observed usage however few servers there are; the pids of
-    the processes started."""
-    settings.CLOSE_BUILD_PROCESSES = 2
-    monkeypatch.setattr(pull, "OBSERVED_SPLIT_MIN", 1)
-    return forks
-
-
 @pytest.mark.django_db(transaction=True)
 def test_observed_usage_is_the_same_however_read_and_stored(
-    october: dict[str, int], monkeypatch: pytest.MonkeyPatch, children: list[int]
+    october: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(observe, "_PAGE", 1)
     pages = list(observe.observed_rows(OCTOBER))  # no transaction open: keyset pages
@@ -292,31 +282,12 @@ def test_observed_usage_is_the_same_however_read_and_stored(
 
     with db.period_lock(OCTOBER):
         stored = pull.store_observed_usage(period=OCTOBER)
-        assert len(children) == 1  # the second server's rows were stored by a child
         assert pull.store_observed_usage(period=OCTOBER) == stored  # a re-close: upserts
     assert stored == (len(pages), 0)
     assert sorted(
         UsageRecord.objects.values_list("server_id", "item", "started_at", "hours", "customer")
     ) == sorted((r[0], r[1], r[2], r[10], r[14]) for r in pages)
     assert selectors.completed_pull(OCTOBER) is not None
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_failing_store_process_leaves_the_pull_incomplete(
-    october: dict[str, int], monkeypatch: pytest.MonkeyPatch, children: list[int]
-) -> None:
-    parent, real = os.getpid(), pull._store_observed
-
-    def crash_in_child(*args: Any, **kwargs: Any) -> tuple[int, int]:
-        if os.getpid() != parent:
-            raise RuntimeError("the store process crashed")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(pull, "_store_observed", crash_in_child)
-    with db.period_lock(OCTOBER), pytest.raises(CloseError, match="storing observed usage"):
-        pull.store_observed_usage(period=OCTOBER)
-    assert len(children) == 1
-    assert selectors.completed_pull(OCTOBER) is None  # nothing is built from it
 
 
 @pytest.mark.django_db(transaction=True)

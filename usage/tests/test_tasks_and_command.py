@@ -11,7 +11,14 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from solusio.testing import SimulatorInfo
-from usage.models import BillingSettings, Invoice, InvoiceStatus, UsagePull
+from usage.models import (
+    BillingSettings,
+    CloseRun,
+    CloseRunState,
+    Invoice,
+    InvoiceStatus,
+    UsagePull,
+)
 from usage.tasks import close_previous_period
 from users.models import Customer
 
@@ -41,6 +48,7 @@ def test_the_task_closes_last_month_of_the_billing_zone_on_the_1st(
     customers: list[Customer],
     add_server: Callable[..., Any],
     settings: Any,
+    close_tasks_here: Callable[[], Any],
 ) -> None:
     settings.BILLING_TIMEZONE = "Europe/Berlin"
     october_start = datetime(2026, 9, 30, 22, tzinfo=UTC)  # 1 October, midnight in Berlin
@@ -48,7 +56,12 @@ def test_the_task_closes_last_month_of_the_billing_zone_on_the_1st(
     BillingSettings.objects.update_or_create(pk=1, defaults={"auto_issue": True})
     # 31 October 23:30 UTC is already 1 November 00:30 in Berlin.
     with time_machine.travel(datetime(2026, 10, 31, 23, 30, tzinfo=UTC), tick=False):
-        assert close_previous_period() == "2026-10: closed"
+        with close_tasks_here():
+            submitted = close_previous_period()
+        run = CloseRun.objects.get()
+        assert submitted == f"2026-10: close run #{run.pk} submitted"
+        assert run.state == CloseRunState.DONE
+        assert (run.issued, run.shards_total, run.inline) == (1, 1, False)
         assert close_previous_period() == "2026-10: already closed"
     invoice = Invoice.objects.get()
     assert invoice.status == InvoiceStatus.ISSUED
@@ -57,12 +70,16 @@ def test_the_task_closes_last_month_of_the_billing_zone_on_the_1st(
 
 
 def test_the_task_before_the_1st_in_the_billing_zone_closes_the_month_before(
-    sim_settings: SimulatorInfo, customers: list[Customer], settings: Any
+    sim_settings: SimulatorInfo,
+    customers: list[Customer],
+    settings: Any,
+    close_tasks_here: Callable[[], Any],
 ) -> None:
     settings.BILLING_TIMEZONE = "America/New_York"
     # 1 November 02:00 UTC is still 31 October in New York: October is not over there.
-    with time_machine.travel(datetime(2026, 11, 1, 2, tzinfo=UTC), tick=False):
-        assert close_previous_period() == "2026-09: closed"
+    with time_machine.travel(datetime(2026, 11, 1, 2, tzinfo=UTC), tick=False), close_tasks_here():
+        assert close_previous_period().endswith("submitted")
+    assert CloseRun.objects.get().state == CloseRunState.DONE
     assert UsagePull.objects.get().period.month == 9
 
 

@@ -6,7 +6,7 @@ the parser tolerates. Each goes through the parser alone, then through the real 
 """
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from io import StringIO
 from pathlib import Path
@@ -22,7 +22,7 @@ from solusio.client import SolusIOClient
 from solusio.testing import FAST_RETRY, RecordedServer, serving_recorded
 from solusio.usage_schema import MAX_ITEM_LENGTH, UsageEndpointUnusable, parse_usage_row
 from usage import close
-from usage.models import Invoice, InvoiceStatus, UsagePull, UsageRecord
+from usage.models import CloseRun, CloseRunState, Invoice, InvoiceStatus, UsagePull, UsageRecord
 from usage.rules import Rule, period_of_month
 from usage.tasks import close_previous_period
 from users.models import Customer
@@ -247,15 +247,23 @@ def test_the_dry_run_and_the_command_count_usage_of_unknown_kinds(
 
 @pytest.mark.django_db
 def test_the_hourly_task_logs_one_line_and_does_not_retry(
-    settings: Any, customers: list[Customer], caplog: pytest.LogCaptureFixture
+    settings: Any,
+    customers: list[Customer],
+    caplog: pytest.LogCaptureFixture,
+    close_tasks_here: Callable[[], Any],
 ) -> None:
     with serving_recorded({}) as server:  # every path answers 404
         settings.SOLUSIO_API_URL = server.url
         settings.SOLUSIO_API_TOKEN = "recorded"
-        with time_machine.travel(datetime(2026, 11, 1, 1, tzinfo=UTC), tick=False):
-            result = close_previous_period()
+        with (
+            time_machine.travel(datetime(2026, 11, 1, 1, tzinfo=UTC), tick=False),
+            close_tasks_here(),
+        ):
+            close_previous_period()
         assert len(server.requests) == 1  # no retry of a 404
-    assert result.startswith("2026-10: not closed, usage endpoint")
+    run = CloseRun.objects.get()
+    assert run.state == CloseRunState.FAILED
+    assert run.error.startswith("pulling usage failed: usage endpoint")
     [record] = [r for r in caplog.records if r.levelname == "ERROR"]
     assert "\n" not in record.getMessage()
     assert "SOLUSIO_USAGE_PATH" in record.getMessage()

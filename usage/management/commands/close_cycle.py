@@ -1,5 +1,8 @@
-"""`manage.py close_cycle --period 2026-10 [--dry-run] [--customer ID]`: the cycle close by
-hand, with progress on stderr and a summary on stdout. Safe to repeat (see usage.close)."""
+"""`manage.py close_cycle --period 2026-10 [--dry-run] [--customer ID] [--submit]`: the cycle
+close by hand, in this process or (--submit) on the Celery workers, with progress bars on
+stderr and a summary on stdout. Safe to repeat (see usage.workflow)."""
+
+from __future__ import annotations
 
 import sys
 from decimal import Decimal
@@ -7,14 +10,16 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
+from tqdm import tqdm
 
 from bridge.jsonnum import plain_decimal
 from bridge.money import round_money
 from pricing.models import Currency
 from solusio.commands import SolusIOCommand
 from solusio.errors import SolusIOError
-from usage import close, cycle
-from usage.rules import parse_period
+from usage import close, cycle, workflow
+from usage.models import CloseRun, CloseRunState
+from usage.rules import Period, parse_period
 
 
 class Command(SolusIOCommand):
@@ -37,6 +42,12 @@ class Command(SolusIOCommand):
             default="auto",
             help="Issue the drafts: auto follows the billing settings (default).",
         )
+        parser.add_argument(
+            "--submit",
+            action="store_true",
+            help="Run the close on the Celery workers (the close queue) and follow it; "
+            "by default it runs in this process.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -46,14 +57,17 @@ class Command(SolusIOCommand):
         issue = {"auto": None, "yes": True, "no": False}[options["issue"]]
         progress = _Progress(self.stderr.isatty() if hasattr(self.stderr, "isatty") else False)
         try:
-            summary = close.close_cycle(
-                period=period,
-                customer_id=options["customer"],
-                dry_run=options["dry_run"],
-                auto_issue=issue,
-                progress=progress,
-                pull=not options["stored"],
-            )
+            if options["submit"]:
+                summary = self._submit(period, options, issue, progress)
+            else:
+                summary = close.close_cycle(
+                    period=period,
+                    customer_id=options["customer"],
+                    dry_run=options["dry_run"],
+                    auto_issue=issue,
+                    progress=progress,
+                    pull=not options["stored"],
+                )
         except (cycle.CloseError, SolusIOError) as exc:
             progress.done()
             raise CommandError(f"close of {period.label} failed: {exc}") from exc
@@ -61,6 +75,34 @@ class Command(SolusIOCommand):
         self._print(
             summary, period.start.isoformat(), period.end.isoformat(), stored=options["stored"]
         )
+
+    def _submit(
+        self, period: Period, options: dict[str, Any], issue: bool | None, progress: _Progress
+    ) -> cycle.CloseSummary:
+        """Submit the close to the workers (the close queue) and follow it to its end."""
+        if options["dry_run"]:
+            raise cycle.CloseError("a dry run stores nothing: it runs here, without --submit")
+        close.check_closable(period, dry_run=False, pull=not options["stored"], now=None)
+        run = workflow.submit(
+            period=period,
+            customer_id=options["customer"],
+            pull=not options["stored"],
+            auto_issue=issue,
+        )
+        self.stderr.write(
+            f"close run #{run.pk} submitted to the {settings.CLOSE_QUEUE!r} queue; "
+            "Ctrl-C stops following it, not the close"
+        )
+        try:
+            run = workflow.follow(run.pk, on_change=progress.follow)
+        except KeyboardInterrupt:
+            progress.done()
+            raise CommandError(
+                f"stopped following close run #{run.pk}; it goes on (admin: Close runs)"
+            ) from None
+        if run.state == CloseRunState.FAILED:
+            raise cycle.CloseError(f"run #{run.pk}: {run.error}")
+        return workflow.summary_of(run)
 
     def _print(
         self, summary: cycle.CloseSummary, start: str, end: str, stored: bool = False
@@ -110,20 +152,55 @@ class Command(SolusIOCommand):
 
 
 class _Progress:
-    """A one-line progress display on stderr (a plain log line when not a terminal)."""
+    """Progress bars on stderr (tqdm) when it is a terminal; nothing otherwise (a log or
+    a cron mail gets the summary only)."""
+
+    LABELS = {"pull": "usage rows pulled", "build": "customers built"}
 
     def __init__(self, tty: bool) -> None:
         self.tty = tty
-        self.shown = False
+        self.bar: tqdm[Any] | None = None
+        self.stage = ""
+
+    def _bar(self, stage: str, total: int | None = None) -> tqdm[Any]:
+        if self.bar is None or self.stage != stage:
+            self.done()
+            self.stage = stage
+            self.bar = tqdm(
+                total=total,
+                desc=self.LABELS.get(stage, stage),
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
+        elif total is not None and self.bar.total != total:
+            self.bar.total = total
+        return self.bar
 
     def __call__(self, stage: str, count: int) -> None:
-        label = {"pull": "usage rows pulled", "build": "customers built"}.get(stage, stage)
-        if self.tty:
-            sys.stderr.write(f"\r{label}: {count:,}\033[K")
-            sys.stderr.flush()
-            self.shown = True
+        if not self.tty:
+            return
+        if stage == "customers":  # the build's total, once the pull is done
+            self._bar("build", count)
+            return
+        bar = self._bar(stage)
+        bar.update(count - bar.n)
+
+    def follow(self, run: CloseRun) -> None:
+        """A submitted run, as `workflow.follow` reads it from the database."""
+        if not self.tty:
+            return
+        if run.state == CloseRunState.PULLING:
+            self("pull", run.rows)
+        elif run.state == CloseRunState.BUILDING:
+            self("customers", run.customers)
+            self("build", workflow.built_so_far(run))
+        elif run.state == CloseRunState.ISSUING:
+            self("customers", run.customers)
+            self("build", run.customers)
+            self.done()
+            sys.stderr.write("issuing…\n")
 
     def done(self) -> None:
-        if self.shown:
-            sys.stderr.write("\n")
-            self.shown = False
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

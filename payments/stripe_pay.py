@@ -36,6 +36,7 @@ from payments.models import (
     StripeEvent,
     StripeEventState,
 )
+from usage import legal
 from usage.models import BillingSettings, Invoice, InvoiceStatus
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,10 @@ def checkout_params(invoice: Invoice, *, return_url: str) -> dict[str, Any]:
                     "unit_amount": to_minor(balance, invoice.currency),
                     "product_data": {
                         "name": _("Invoice %(number)s (%(period)s)")
-                        % {"number": invoice.display_number, "period": f"{invoice.period:%B %Y}"}
+                        % {
+                            "number": invoice.display_number,
+                            "period": legal.month_and_year(invoice.period),
+                        }
                     },
                 },
             }

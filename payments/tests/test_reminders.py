@@ -218,7 +218,8 @@ def test_a_german_customer_is_reminded_in_german(
     ) in home
     # The sweep ran in English (the worker's language); only the e-mails were German.
     step = selectors.dunning_step(customer)
-    assert step is not None and step.label.startswith("Reminder 2 sent 2026-11-16")
+    assert step is not None
+    assert step.label.startswith("Reminder 2 sent 2026-11-16")
 
 
 def test_step_labels_count_days_in_each_language() -> None:

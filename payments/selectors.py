@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -32,6 +33,9 @@ from usage import legal
 from usage.models import DunningAction, DunningEvent, Invoice, InvoiceStatus
 from usage.rules import PricingSnapshot
 from users.models import Customer, CustomerStatus
+
+if TYPE_CHECKING:  # a dev dependency (django-stubs): the name only
+    from django_stubs_ext import StrOrPromise
 
 ZERO = Decimal(0)
 _MONEY = DecimalField(max_digits=20, decimal_places=4)
@@ -207,7 +211,7 @@ def _day(moment: datetime) -> str:
 
 # The method inside a sentence ("Paid … (bank transfer)"): each language says for itself
 # which words are capitalised there (German capitalises every noun).
-_IN_A_SENTENCE = {
+_IN_A_SENTENCE: dict[str, StrOrPromise] = {
     PaymentMethod.CARD: pgettext_lazy("payment method in a sentence", "card"),
     PaymentMethod.SEPA_DEBIT: pgettext_lazy("payment method in a sentence", "SEPA Direct Debit"),
     PaymentMethod.BANK_TRANSFER: pgettext_lazy("payment method in a sentence", "bank transfer"),

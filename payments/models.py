@@ -10,16 +10,18 @@ allocation shown on that invoice, never as a change to it).
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
 from usage.models import CreditNote, Invoice
 from users.models import Customer
 
 
 class PaymentMethod(models.TextChoices):
-    CARD = "card", "Card"
-    SEPA_DEBIT = "sepa_debit", "SEPA Direct Debit"
-    BANK_TRANSFER = "bank_transfer", "Bank transfer"
-    MANUAL = "manual", "Manual"
+    # Lazy: the customer's Payments page shows them in the customer's language.
+    CARD = "card", gettext_lazy("Card")
+    SEPA_DEBIT = "sepa_debit", gettext_lazy("SEPA Direct Debit")
+    BANK_TRANSFER = "bank_transfer", gettext_lazy("Bank transfer")
+    MANUAL = "manual", gettext_lazy("Manual")
 
 
 class Payment(models.Model):
@@ -152,10 +154,14 @@ class Reminder(models.Model):
     @property
     def step_label(self) -> str:
         if self.days < 0:
-            return f"{-self.days} day{'s' if self.days < -1 else ''} before the due date"
+            return ngettext(
+                "%(days)d day before the due date", "%(days)d days before the due date", -self.days
+            ) % {"days": -self.days}
         if self.days == 0:
-            return "on the due date"
-        return f"{self.days} day{'s' if self.days > 1 else ''} after the due date"
+            return gettext("on the due date")
+        return ngettext(
+            "%(days)d day after the due date", "%(days)d days after the due date", self.days
+        ) % {"days": self.days}
 
 
 class StatementFormat(models.TextChoices):

@@ -18,7 +18,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from bridge.money import format_money
@@ -176,7 +176,13 @@ def _failed(record: Reminder, exc: BaseException, now: datetime) -> Outcome:
 
 
 def reminder_message(record: Reminder, invoice: Invoice) -> EmailMessage:
-    """A short note: what is still owed on which invoice, by when, and how to pay."""
+    """A short note in the customer's language: what is still owed on which invoice, by
+    when, and how to pay."""
+    with translation.override(invoice.customer.language):
+        return _reminder_message(record, invoice)
+
+
+def _reminder_message(record: Reminder, invoice: Invoice) -> EmailMessage:
     pricing = PricingSnapshot.from_json(invoice.snapshot)
     customer = invoice.customer
     details = legal.details_of(invoice)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -21,14 +22,20 @@ from django.db.models import (
     When,
 )
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext_lazy
 
 from bridge.money import CurrencyDisplay, format_money
-from payments.models import Allocation, Payment, Reminder, ReminderState
+from payments.models import Allocation, Payment, PaymentMethod, Reminder, ReminderState
 from pricing.models import Currency
+from usage import legal
 from usage.models import DunningAction, DunningEvent, Invoice, InvoiceStatus
 from usage.rules import PricingSnapshot
 from users.models import Customer, CustomerStatus
+
+if TYPE_CHECKING:  # a dev dependency (django-stubs): the name only
+    from django_stubs_ext import StrOrPromise
 
 ZERO = Decimal(0)
 _MONEY = DecimalField(max_digits=20, decimal_places=4)
@@ -175,7 +182,8 @@ def dunning_step(customer: Customer) -> DunningStep | None:
             .first()
         )
         if last is not None and last.action == DunningAction.SUSPENDED:
-            return DunningStep(f"Suspended since {last.at:%Y-%m-%d}", last.at, suspended=True)
+            label = _("Suspended since %(date)s") % {"date": _day(last.at)}
+            return DunningStep(label, last.at, suspended=True)
     reminder = (
         Reminder.objects.filter(
             customer=customer, state=ReminderState.SENT, invoice__status=InvoiceStatus.ISSUED
@@ -186,19 +194,36 @@ def dunning_step(customer: Customer) -> DunningStep | None:
     )
     if reminder is None or reminder.sent_at is None:
         return None
-    return DunningStep(
-        f"Reminder {reminder.number} sent {reminder.sent_at:%Y-%m-%d} "
-        f"({reminder.invoice.display_number}, {reminder.step_label})",
-        reminder.sent_at,
-        suspended=False,
-    )
+    label = _("Reminder %(number)s sent %(date)s (%(invoice)s, %(step)s)") % {
+        "number": reminder.number,
+        "date": _day(reminder.sent_at),
+        "invoice": reminder.invoice.display_number,
+        "step": reminder.step_label,
+    }
+    return DunningStep(label, reminder.sent_at, suspended=False)
+
+
+def _day(moment: datetime) -> str:
+    """The calendar day in the billing time zone, as invoice dates are, in the active
+    language's short form."""
+    return legal.short_date(timezone.localtime(moment, ZoneInfo(settings.BILLING_TIMEZONE)).date())
+
+
+# The method inside a sentence ("Paid … (bank transfer)"): each language says for itself
+# which words are capitalised there (German capitalises every noun).
+_IN_A_SENTENCE: dict[str, StrOrPromise] = {
+    PaymentMethod.CARD: pgettext_lazy("payment method in a sentence", "card"),
+    PaymentMethod.SEPA_DEBIT: pgettext_lazy("payment method in a sentence", "SEPA Direct Debit"),
+    PaymentMethod.BANK_TRANSFER: pgettext_lazy("payment method in a sentence", "bank transfer"),
+    PaymentMethod.MANUAL: pgettext_lazy("payment method in a sentence", "manual"),
+}
 
 
 @dataclass(frozen=True)
 class PaidLine:
     """One allocation as the invoice's documents print it, below the total."""
 
-    label: str  # "Paid 2026-11-03 (bank transfer)" or "Credit applied"
+    label: str  # "Paid 2026-11-03 (bank transfer)" or "Credit applied", translated
     amount: Decimal
 
 
@@ -206,7 +231,6 @@ def paid_lines(invoice: Invoice) -> list[PaidLine]:
     """What was put on the invoice, oldest first: money received before the invoice was
     issued is credit it used, the rest a payment on its day (in the billing time zone, as
     invoice dates are)."""
-    zone = ZoneInfo(settings.BILLING_TIMEZONE)
     lines = []
     for allocation in (
         Allocation.objects.filter(invoice=invoice)
@@ -217,12 +241,9 @@ def paid_lines(invoice: Invoice) -> list[PaidLine]:
         if invoice.issued_at is not None and payment.received_at < invoice.issued_at:
             label = _("Credit applied")
         else:
-            method = str(payment.get_method_display())
-            if method[1:2].islower():  # "bank transfer", but "SEPA Direct Debit"
-                method = method[:1].lower() + method[1:]
             label = _("Paid %(date)s (%(method)s)") % {
-                "date": f"{payment.received_at.astimezone(zone):%Y-%m-%d}",
-                "method": method,
+                "date": _day(payment.received_at),
+                "method": _IN_A_SENTENCE.get(payment.method, payment.method),
             }
         lines.append(PaidLine(str(label), allocation.amount))
     return lines

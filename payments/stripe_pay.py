@@ -25,7 +25,7 @@ from django.conf import settings
 from django.core import signing
 from django.db import transaction
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from payments import services
@@ -36,6 +36,7 @@ from payments.models import (
     StripeEvent,
     StripeEventState,
 )
+from usage import legal
 from usage.models import BillingSettings, Invoice, InvoiceStatus
 
 log = logging.getLogger(__name__)
@@ -114,8 +115,14 @@ class Checkout:
 
 
 def checkout_params(invoice: Invoice, *, return_url: str) -> dict[str, Any]:
-    """The Checkout Session for the invoice's open balance. `return_url` is absolute (the
-    pay page): Stripe sends the customer back to it, paid or cancelled."""
+    """The Checkout Session for the invoice's open balance, in the customer's language
+    (whoever started it: the customer, or anyone with the pay link). `return_url` is
+    absolute (the pay page): Stripe sends the customer back to it, paid or cancelled."""
+    with translation.override(invoice.customer.language):
+        return _checkout_params(invoice, return_url=return_url)
+
+
+def _checkout_params(invoice: Invoice, *, return_url: str) -> dict[str, Any]:
     balance = services.invoice_balance(invoice)
     if invoice.status != InvoiceStatus.ISSUED or balance <= 0:
         raise CheckoutUnavailable(_("This invoice has nothing left to pay."))
@@ -137,7 +144,10 @@ def checkout_params(invoice: Invoice, *, return_url: str) -> dict[str, Any]:
                     "unit_amount": to_minor(balance, invoice.currency),
                     "product_data": {
                         "name": _("Invoice %(number)s (%(period)s)")
-                        % {"number": invoice.display_number, "period": f"{invoice.period:%B %Y}"}
+                        % {
+                            "number": invoice.display_number,
+                            "period": legal.month_and_year(invoice.period),
+                        }
                     },
                 },
             }
@@ -147,6 +157,7 @@ def checkout_params(invoice: Invoice, *, return_url: str) -> dict[str, Any]:
         "success_url": _join(return_url, "session_id={CHECKOUT_SESSION_ID}"),
         "cancel_url": _join(return_url, "cancelled=1"),
         "payment_intent_data": intent,
+        "locale": invoice.customer.language,  # Stripe's page too: both languages are Stripe's
     }
     saved = StripeCustomer.objects.filter(customer_id=invoice.customer_id).first()
     if saved is not None:

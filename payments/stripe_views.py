@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -103,9 +104,11 @@ def pay_page(request: HttpRequest, token: str) -> HttpResponse:
     )
     if invoice is None:
         raise Http404
-    if request.method == "POST":
-        return _checkout(request, invoice)
-    return _pay_page(request, invoice)
+    # Whoever opens the link reads the invoice's language, as its e-mail and PDF speak it.
+    with translation.override(invoice.customer.language):
+        if request.method == "POST":
+            return _checkout(request, invoice)
+        return _pay_page(request, invoice)
 
 
 def _pay_page(

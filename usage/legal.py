@@ -142,6 +142,12 @@ def long_date(value: date) -> str:
     return dateformat.format(value, pgettext("date format", "j F Y"))
 
 
+def short_date(value: date) -> str:
+    """2026-11-02 in English, where a line is short (a payment on an invoice, a dunning
+    step); German 02.11.2026, as its catalogue says."""
+    return dateformat.format(value, pgettext("short date format", "Y-m-d"))
+
+
 def month_and_year(value: date) -> str:
     """November 2026, the month in the active language ("Oktober 2026")."""
     return dateformat.format(value, pgettext("month format", "F Y"))

@@ -68,3 +68,43 @@ def test_an_unpaid_invoice_reads_as_before(
     assert "Amount due" not in text
     assert "Please pay $100.00 USD by 15 November 2026" in text
     assert "Amount due" not in str(invoice_message(invoice).body)
+
+
+def test_a_german_invoice_says_what_was_paid_in_german(
+    customer: Customer, issue: Callable[..., Invoice], tmp_path: Path
+) -> None:
+    Customer.objects.filter(pk=customer.pk).update(language="de")
+    pay(customer, "30.00", "B-0", -5, PaymentMethod.BANK_TRANSFER)
+    invoice = issue(customer, 10, "100.00")
+    pay(customer, "20.00", "B-1", 2, PaymentMethod.BANK_TRANSFER)
+    pay(customer, "5.00", "D-1", 3, PaymentMethod.SEPA_DEBIT)
+    reference = invoice.printed_payment_reference
+    assert reference.startswith("RF")
+
+    pdf = render_invoice_pdf(invoice)
+    (tmp_path / "bezahlt.pdf").write_bytes(pdf)  # to look at: pytest --basetemp
+    text = text_of(pdf)
+    assert (
+        "Guthaben verrechnet -$30,00 USD\n"
+        "Bezahlt am 03.11.2026 (Überweisung) -$20,00 USD\n"
+        "Bezahlt am 04.11.2026 (SEPA-Lastschrift) -$5,00 USD\n"
+        "Offener Betrag $45,00 USD\n"
+    ) in text
+    assert f"Zahlungsreferenz für Überweisungen: {reference}" in text
+    assert "Paid" not in text
+    assert "Amount due" not in text
+    for number, words in enumerate(words_of(pdf), start=1):
+        assert overlaps(words) == [], f"page {number}"
+
+    body = str(invoice_message(invoice).body).replace("\xa0", " ")
+    assert (
+        "Guthaben verrechnet: -$30,00 USD\n"
+        "Bezahlt am 03.11.2026 (Überweisung): -$20,00 USD\n"
+        "Bezahlt am 04.11.2026 (SEPA-Lastschrift): -$5,00 USD\n"
+        "Offener Betrag: $45,00 USD\n"
+    ) in body
+    assert f"Verwendungszweck für Überweisungen: {reference}" in body
+
+    pay(customer, "45.00", "B-2", 4, PaymentMethod.BANK_TRANSFER)
+    settled = text_of(render_invoice_pdf(Invoice.objects.get(pk=invoice.pk)))
+    assert "Vollständig bezahlt: vielen Dank." in settled

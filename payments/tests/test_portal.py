@@ -55,3 +55,33 @@ def test_the_payments_page_lists_the_customers_own_payments_and_credit(
     anonymous = Client().get("/account/payments/")
     assert anonymous.status_code == 302
     assert anonymous["Location"].startswith("/account/login/")
+
+
+def test_the_payments_page_in_german(customer: Customer, issue: Callable[..., Invoice]) -> None:
+    Customer.objects.filter(pk=customer.pk).update(language="de")
+    issue(customer, 10, "100.00")
+    received(customer, "40.00", "B-ANN")
+    browser = _login(Customer.objects.get(pk=customer.pk))
+
+    response = browser.get("/account/payments/")
+    assert response["Content-Language"] == "de"
+    page = text(response)
+    for field in (
+        "<h1>Ihre Zahlungen</h1>",
+        "<h2>Offene Beträge und Guthaben</h2>",
+        '<th class="num">Offener Betrag</th>',
+        '<td class="num amount" data-label="Offener Betrag">$60,00 USD</td>',
+        '<td class="num amount" data-label="Guthaben">$0,00 USD</td>',
+        "Guthaben ist Geld, das Sie gezahlt haben",
+        '<td data-label="Eingegangen">01.11.2026</td>',
+        '<td data-label="Zahlungsart">Überweisung</td>',
+        '<td data-label="Verrechnet mit">INV-000001</td>',
+        "← Ihr Konto",
+    ):
+        assert field in page, field
+    for english in ("Balance", "Received", "Bank transfer", "Your payments"):
+        assert english not in page, english
+
+    home = text(browser.get("/account/"))
+    assert "<h2>Zahlungen</h2>" in home
+    assert '<a href="/account/payments/">Ihre Zahlungen und Ihr Guthaben</a>' in home

@@ -12,6 +12,7 @@ import time_machine
 from django.core import mail
 from django.core.exceptions import ValidationError
 from django.core.mail.backends.base import BaseEmailBackend
+from django.utils import translation
 
 from payments import reminders, selectors, services
 from payments.models import Reminder, ReminderState
@@ -187,3 +188,53 @@ def test_the_beat_sweep_applies_credit_left_unused(
     assert Invoice.objects.get(pk=invoice.pk).status == InvoiceStatus.PAID
     assert not Reminder.objects.exists()  # settled first, so never reminded
     assert services.credit(customer.pk, "USD") == Decimal("50.00")
+
+
+def test_a_german_customer_is_reminded_in_german(
+    customer: Customer, issue: Callable[..., Invoice], sweep: Callable[[datetime], int]
+) -> None:
+    Customer.objects.filter(pk=customer.pk).update(language="de")
+    issue(customer, 10, "100.00")
+    assert sweep(DUE - 3 * DAY) == 1
+    [before] = mail.outbox
+    assert before.subject == "Rechnung INV-000001 ist am 15.11.2026 fällig"
+    body = plain(before.body)
+    assert body.startswith(
+        "Hallo ann@example.test,\n\n"
+        "wir möchten Sie freundlich daran erinnern, dass die Rechnung INV-000001 am "
+        "15.11.2026 fällig ist.\n"
+        "Offener Betrag: $100,00 USD\n"
+    ), body
+    assert "Falls Sie inzwischen bezahlt haben, vielen Dank" in body
+
+    assert sweep(DUE + DAY) == 1
+    after = mail.outbox[-1]
+    assert after.subject == "Zahlungserinnerung: Rechnung INV-000001"
+    assert "wir haben die am 15.11.2026 fällige Rechnung INV-000001 noch nicht" in plain(after.body)
+    home = _login(Customer.objects.get(pk=customer.pk)).get("/account/").content.decode()
+    assert (
+        '<p class="dunning-step">Erinnerung 2 gesendet am 16.11.2026 '
+        "(INV-000001, 1 Tag nach dem Fälligkeitsdatum)</p>"
+    ) in home
+    # The sweep ran in English (the worker's language); only the e-mails were German.
+    step = selectors.dunning_step(customer)
+    assert step is not None
+    assert step.label.startswith("Reminder 2 sent 2026-11-16")
+
+
+def test_step_labels_count_days_in_each_language() -> None:
+    labels = [Reminder(days=days).step_label for days in (-3, -1, 0, 1, 7)]
+    assert labels == [
+        "3 days before the due date",
+        "1 day before the due date",
+        "on the due date",
+        "1 day after the due date",
+        "7 days after the due date",
+    ]
+    with translation.override("de"):
+        assert [Reminder(days=days).step_label for days in (-3, -1, 0, 7)] == [
+            "3 Tage vor dem Fälligkeitsdatum",
+            "1 Tag vor dem Fälligkeitsdatum",
+            "am Fälligkeitsdatum",
+            "7 Tage nach dem Fälligkeitsdatum",
+        ]

@@ -728,3 +728,33 @@ def test_billing_settings_offer_automatic_collection_only_with_stripe_on(
     settings.STRIPE_SECRET_KEY, settings.STRIPE_WEBHOOK_SECRET = SECRET_KEY, WEBHOOK_SECRET
     page = admin_client.get("/admin/usage/billingsettings/", follow=True)
     assert 'name="auto_collect"' in page.content.decode()
+
+
+def test_the_pay_link_opens_in_the_customers_language(
+    fake_stripe: RunningFake, make: Make, settings: Any
+) -> None:
+    settings.BRIDGE_PUBLIC_URL = "https://billing.example.test"
+    invoice = make("30.00", "EUR")
+    Customer.objects.filter(pk=invoice.customer_id).update(language="de")
+    invoice = fresh(invoice)
+    path = legal.payment_link(legal.details_of(invoice), invoice).removeprefix(
+        "https://billing.example.test"
+    )
+    visitor = Client(HTTP_ACCEPT_LANGUAGE="en")  # the reader's browser loses to the invoice
+    text = visitor.get(path).content.decode().replace("\xa0", " ")
+    for field in (
+        f"Rechnung {invoice.display_number} für Februar 2025",
+        "<th>Noch zu zahlen</th>",
+        "Jetzt bezahlen",
+        "Per Karte oder SEPA-Lastschrift, auf der sicheren Seite von Stripe.",
+    ):
+        assert field in text, field
+    assert "Pay now" not in text
+    assert visitor.post(path).status_code == 303
+    (call,) = fake_stripe.state.calls
+    assert call["params"]["locale"] == "de"
+    assert call["params"]["line_items"][0]["price_data"]["product_data"]["name"] == (
+        f"Rechnung {invoice.display_number} (Februar 2025)"
+    )
+    cancelled = visitor.get(path + "?cancelled=1").content.decode()
+    assert "Die Zahlung wurde abgebrochen; es wurde nichts belastet." in cancelled

@@ -1,15 +1,20 @@
 """The portal in the customer's language (issue 12 §5), in a real browser: a German customer
 signs in, reads their invoices in German, downloads the PDF and the e-invoice (Factur-X) from
-the invoice page, and switches the portal to English with the language form."""
+the invoice page, reads a payment on the Payments page, and switches the portal to English
+with the language form."""
 
 import io
 from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pdfplumber
 from playwright.sync_api import Page, expect
 from pypdf import PdfReader
 
+from payments import services as payments
+from payments.models import PaymentMethod
 from tests.browser.conftest import PASSWORD, SCREENSHOTS, Bridge
 from usage import invoice_states
 from usage.models import BillingSettings
@@ -67,6 +72,32 @@ def test_a_german_customer_reads_and_downloads_their_invoice_in_german(
     assert "Fällig am".encode() in xml  # the payment terms' free text is German
     assert b"<ram:CategoryCode>" in xml  # codes stay codes
     assert "Rechnungsnummer INV-000001" in pdf_text(facturx)
+
+    # A part payment by bank transfer: the account page and the Payments page say it in German.
+    paid_on = datetime(2026, 11, 29, 10, tzinfo=UTC)
+    payments.record_payment(
+        customer_id=max_.pk,
+        amount=Decimal("3.00"),
+        currency="USD",
+        method=PaymentMethod.BANK_TRANSFER,
+        received_at=paid_on,
+        reference="UEBERWEISUNG-1",
+        now=paid_on,
+    )
+    page.get_by_role("link", name="← Ihr Konto").click()
+    balance = page.locator("#balance")
+    expect(balance.get_by_role("heading", level=2)).to_have_text("Zahlungen")
+    expect(balance.locator("td[data-label='Offener Betrag']")).to_have_text("$2,00\u00a0USD")
+    balance.get_by_role("link", name="Ihre Zahlungen und Ihr Guthaben").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Ihre Zahlungen")
+    expect(page.get_by_role("heading", name="Offene Beträge und Guthaben")).to_be_visible()
+    received = page.locator("#payments tr", has_text="UEBERWEISUNG-1")
+    expect(received.locator("td[data-label='Eingegangen']")).to_have_text("29.11.2026")
+    expect(received.locator("td[data-label='Zahlungsart']")).to_have_text("Überweisung")
+    expect(received.locator("td[data-label='Verrechnet mit']")).to_have_text("INV-000001")
+    expect(received.locator("td[data-label='Betrag']")).to_have_text("$3,00\u00a0USD")
+    expect(page.locator("body")).not_to_contain_text("Balance")
+    shot(page, "portal-payments-de")
 
     # The customer chooses English on their account page; the portal follows at once.
     page.get_by_role("link", name="← Ihr Konto").click()

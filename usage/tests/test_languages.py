@@ -176,6 +176,10 @@ def test_the_german_portal(seller: BillingSettings, buyer: Customer, settings: A
         f"£{german(invoice.total)}\u00a0GBP",
         "Ausgestellt",
         ">E-Rechnung</a>",
+        f'data-label="Offen">£{german(invoice.total)}\u00a0GBP</td>',
+        f"Referenz {invoice.printed_payment_reference}</small>",
+        'title="Geben Sie diese Referenz bei einer Überweisung als Verwendungszweck an"',
+        '<a href="/account/payments/">Ihre Zahlungen</a>',
         "Bisher keine Nutzung in diesem Monat.",
         "Abmelden",
     ):
@@ -183,6 +187,11 @@ def test_the_german_portal(seller: BillingSettings, buyer: Customer, settings: A
     home = browser.get("/account/").content.decode()
     assert "Kundennr. 7" in home
     assert "Control Panel öffnen" in home
+    assert "Ihre Zahlungen und Ihr Guthaben" in home
+    assert f"£{german(invoice.total)}\u00a0GBP" in home  # the balance owed
+    payments = browser.get("/account/payments/").content.decode()
+    assert "<h1>Ihre Zahlungen</h1>" in payments
+    assert "Noch keine Zahlungen." in payments
     # Staff pages and the sign-in page follow the browser instead.
     assert "Sign in" in Client(HTTP_ACCEPT_LANGUAGE="en").get("/account/login/").content.decode()
     assert "Anmelden" in Client(HTTP_ACCEPT_LANGUAGE="de").get("/account/login/").content.decode()

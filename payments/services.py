@@ -18,7 +18,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import Exists, OuterRef, QuerySet, Sum
 from django.utils import timezone
 
 from payments.models import Allocation, Payment, PaymentMethod
@@ -188,8 +188,10 @@ def release_allocations(*, invoice_id: int, now: datetime | None = None) -> list
 def apply_credit(*, customer_ids: Iterable[int], now: datetime | None = None) -> list[int]:
     """Settle newly issued invoices from the credit of those customers who have any.
     Returns the invoices made paid."""
-    now = now or timezone.now()
-    with_credit = customers_with_credit(customer_ids)
+    return _apply(customers_with_credit(customer_ids), now or timezone.now())
+
+
+def _apply(with_credit: list[tuple[int, str]], now: datetime) -> list[int]:
     settled: list[int] = []
     for customer_id, currency in with_credit:
         with transaction.atomic():
@@ -204,12 +206,16 @@ def apply_open_credit(*, now: datetime | None = None) -> list[int]:
     """The beat's safety net: put credit on the open invoices of every customer who holds
     both (a crash between issuing and `apply_credit` would otherwise leave them owing while
     in credit). Idempotent: credit used once is no longer credit. Returns invoices paid."""
-    open_customers = (
-        Invoice.objects.filter(status=InvoiceStatus.ISSUED, total__gt=0)
-        .values_list("customer_id", flat=True)
-        .distinct()
+    # From the (few) customers holding credit, not the (many) with open invoices: two
+    # grouped queries over the payments, and no list of every open customer's id.
+    open_ones = Invoice.objects.filter(
+        customer_id=OuterRef("customer_id"),
+        currency=OuterRef("currency"),
+        status=InvoiceStatus.ISSUED,
+        total__gt=0,
     )
-    return apply_credit(customer_ids=open_customers, now=now)
+    payers = Payment.objects.filter(Exists(open_ones)).values_list("customer_id", flat=True)
+    return _apply(customers_with_credit(payers), now or timezone.now())
 
 
 @dataclass(frozen=True)
@@ -437,9 +443,11 @@ def credit(customer_id: int, currency: str) -> Decimal:
 
 
 def customers_with_credit(customer_ids: Iterable[int]) -> list[tuple[int, str]]:
-    """(customer, currency) pairs among `customer_ids` with credit left. Two grouped
-    queries whatever the number of customers: issuing 20,000 invoices asks this once."""
-    ids = list(customer_ids)
+    """(customer, currency) pairs among `customer_ids` (ids, or a subquery of them) with
+    credit left. Two grouped queries whatever the number of customers: issuing 20,000
+    invoices asks this once."""
+    # A queryset stays a subquery (no list of every id in the statement).
+    ids: Any = customer_ids if isinstance(customer_ids, QuerySet) else list(customer_ids)
     received: dict[tuple[int, str], Decimal] = {}
     for row in (
         Payment.objects.filter(customer_id__in=ids)

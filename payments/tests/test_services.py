@@ -202,3 +202,19 @@ def test_money_is_conserved_and_never_over_allocated(
     owed = sum((services.invoice_balance(i) for i in invoices), D(0))
     # Credit is left only once every invoice is paid.
     assert owed == 0 or services.credit(customer.pk, "USD") == 0
+
+
+def test_the_sweep_puts_credit_on_open_invoices_a_crash_left_unpaid(
+    customer: Customer, other: Customer, issue: Callable[..., Invoice]
+) -> None:
+    pay(customer, "50.00", "B1")  # credit: no invoice yet
+    owed = issue(customer, 10, "30.00")
+    stranded = issue(other, 10, "20.00")
+    # As if issuing had crashed before applying credit: the allocation is undone.
+    Allocation.objects.filter(invoice=owed).delete()
+    Invoice.objects.filter(pk=owed.pk).update(status=InvoiceStatus.ISSUED, paid_at=None)
+    assert services.apply_open_credit(now=LATER) == [owed.pk]
+    assert fresh(owed).status == InvoiceStatus.PAID
+    assert fresh(stranded).status == InvoiceStatus.ISSUED  # no credit: left for dunning
+    assert services.credit(customer.pk, "USD") == D("20.00")
+    assert services.apply_open_credit(now=LATER) == []  # idempotent

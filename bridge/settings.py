@@ -176,6 +176,10 @@ SOLUSIO_LOGIN_URL_TEMPLATE = env.str("SOLUSIO_LOGIN_URL_TEMPLATE", default="")
 # The billing usage list (Step 10) is not in any public source (DESIGN §4): its route and
 # period filter names are settings, so a SolusIO that differs needs no code change.
 SOLUSIO_USAGE_PATH = env.str("SOLUSIO_USAGE_PATH", default="/usage")
+# Items asked for per page of every list (`per_page`): lower it if SolusIO caps it lower.
+SOLUSIO_PER_PAGE = env.int("SOLUSIO_PER_PAGE", default=100)
+if SOLUSIO_PER_PAGE < 1:
+    raise ImproperlyConfigured(f"SOLUSIO_PER_PAGE must be at least 1, not {SOLUSIO_PER_PAGE}")
 SOLUSIO_USAGE_FILTER_FROM = env.str("SOLUSIO_USAGE_FILTER_FROM", default="filter[date_from]")
 SOLUSIO_USAGE_FILTER_TO = env.str("SOLUSIO_USAGE_FILTER_TO", default="filter[date_to]")
 BILLING_TIMEZONE = env.str("BILLING_TIMEZONE", default="UTC")
@@ -183,6 +187,11 @@ BILLING_TIMEZONE = env.str("BILLING_TIMEZONE", default="UTC")
 # task on CLOSE_QUEUE, which every worker host consumes.
 CLOSE_SHARD_SIZE = env.int("CLOSE_SHARD_SIZE", default=2000)
 CLOSE_QUEUE = env.str("CLOSE_QUEUE", default="close")
+# The pull is cut into shards too, so every worker fetches and stores at once: this many
+# `/usage` pages each (when SolusIO says how many pages there are: meta.last_page), or
+# this many observed servers each (USAGE_SOURCE=observed).
+CLOSE_PULL_PAGES = env.int("CLOSE_PULL_PAGES", default=100)
+CLOSE_PULL_SERVERS = env.int("CLOSE_PULL_SERVERS", default=10_000)
 # A stage of a submitted close renews its claim as it progresses (every batch); one not
 # renewed for this long lost its worker, and the sweep hands it to another.
 CLOSE_LEASE_SECONDS = env.int("CLOSE_LEASE_SECONDS", default=120)
@@ -192,10 +201,15 @@ CLOSE_SHARD_MAX_ATTEMPTS = env.int("CLOSE_SHARD_MAX_ATTEMPTS", default=3)
 # the pull's wait grows to an hour (SolusIO may be down for a while).
 CLOSE_RETRY_BASE = env.float("CLOSE_RETRY_BASE", default=30.0)
 CLOSE_RETRY_MAX = env.float("CLOSE_RETRY_MAX", default=3600.0)
-if min(CLOSE_SHARD_SIZE, CLOSE_LEASE_SECONDS, CLOSE_SHARD_MAX_ATTEMPTS) < 1:
-    raise ImproperlyConfigured(
-        "CLOSE_SHARD_SIZE, CLOSE_LEASE_SECONDS and CLOSE_SHARD_MAX_ATTEMPTS must be at least 1"
-    )
+_CLOSE_COUNTS = {
+    "CLOSE_SHARD_SIZE": CLOSE_SHARD_SIZE,
+    "CLOSE_PULL_PAGES": CLOSE_PULL_PAGES,
+    "CLOSE_PULL_SERVERS": CLOSE_PULL_SERVERS,
+    "CLOSE_LEASE_SECONDS": CLOSE_LEASE_SECONDS,
+    "CLOSE_SHARD_MAX_ATTEMPTS": CLOSE_SHARD_MAX_ATTEMPTS,
+}
+if min(_CLOSE_COUNTS.values()) < 1:
+    raise ImproperlyConfigured(f"{', '.join(_CLOSE_COUNTS)} must each be at least 1")
 # Customers per build transaction.
 CLOSE_BUILD_BATCH = env.int("CLOSE_BUILD_BATCH", default=500)
 if CLOSE_BUILD_BATCH < 1:

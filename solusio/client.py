@@ -347,41 +347,100 @@ class SolusIOClient:
     def _usage_path() -> str:
         return "/" + str(_setting("SOLUSIO_USAGE_PATH", "/usage")).strip("/")
 
-    def iter_usage_items(self, date_from: datetime, date_to: datetime) -> Iterator[Any]:
+    def iter_usage_items(
+        self,
+        date_from: datetime,
+        date_to: datetime,
+        *,
+        first_page: int = 1,
+        last_page: int | None = None,
+    ) -> Iterator[Any]:
         """`iter_usage`'s rows as SolusIO sent them (decoded JSON, not yet checked against
         the assumed shape): for a caller that fetches in one thread and parses in another.
-        Parse each with `solusio.usage_schema.parse_usage_row`."""
+        Parse each with `solusio.usage_schema.parse_usage_row`. `first_page`/`last_page`:
+        only those pages (to the last one there is without `last_page`), for a pull cut
+        into parts by `usage_page_count`."""
+        return self._usage_pages(
+            self._usage_path(), self._usage_params(date_from, date_to), first_page, last_page
+        )
+
+    def usage_page_count(self, date_from: datetime, date_to: datetime) -> int | None:
+        """How many pages of usage the period has (at this client's `per_page`), as the
+        first page's `meta.last_page` says; None when it does not say (only `links`).
+        Raises as `iter_usage_items` does."""
+        params = {**self._usage_params(date_from, date_to), "per_page": self.per_page, "page": 1}
+        path = self._usage_path()
+        payload = self._usage_request(path, params)
+        meta = payload.get("meta") if isinstance(payload, dict) else None
+        last = meta.get("last_page") if isinstance(meta, dict) else None
+        return last if isinstance(last, int) and last >= 1 else None
+
+    @staticmethod
+    def _usage_params(date_from: datetime, date_to: datetime) -> dict[str, str]:
         if date_from.tzinfo is None or date_to.tzinfo is None:
             # A naive date would be read in SolusIO's zone, not the billing zone.
             raise ValueError("usage period bounds must be timezone-aware")
         if date_to <= date_from:
             raise ValueError("usage period must end after it starts")
-        path = self._usage_path()
-        params = {
+        return {
             _setting("SOLUSIO_USAGE_FILTER_FROM", "filter[date_from]"): date_from.isoformat(),
             _setting("SOLUSIO_USAGE_FILTER_TO", "filter[date_to]"): date_to.isoformat(),
         }
-        return self._usage_pages(path, params)
 
-    def _usage_pages(self, path: str, params: Mapping[str, Any]) -> Iterator[Any]:
+    def _usage_request(self, path: str, params: Mapping[str, Any]) -> Any:
+        """One usage page, its failures told as `_usage_pages` tells them."""
+        try:
+            payload = self._request("GET", path, params=params)
+            if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
+                raise InvalidResponse("a list response has no data array", method="GET", path=path)
+        except (ClientError, InvalidResponse) as exc:
+            unusable = self._usage_unusable(path, exc)
+            if unusable is None:
+                raise
+            raise unusable from exc
+        return payload
+
+    def _usage_pages(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        first_page: int = 1,
+        last_page: int | None = None,
+    ) -> Iterator[Any]:
         """`_paginate`, with the answers that mean "no usage list here" (404, 405, or no
         list envelope) raised as one `UsageEndpointUnusable`: the usage route is a guess
         (DESIGN §4), so its failure names the settings that move it."""
         try:
-            yield from self._paginate(path, params)
+            yield from self._paginate(path, params, first_page, last_page)
         except (ClientError, InvalidResponse) as exc:
-            if isinstance(exc, ClientError) and exc.status not in (404, 405):
+            unusable = self._usage_unusable(path, exc)
+            if unusable is None:
                 raise
-            if isinstance(exc, ClientError):
-                reason = f"HTTP {exc.status} {exc.message}"
-            else:
-                reason = f"not a usage list: {exc.message}"
-            raise UsageEndpointUnusable(self.base_url + path, reason) from exc
+            raise unusable from exc
+
+    def _usage_unusable(
+        self, path: str, exc: ClientError | InvalidResponse
+    ) -> UsageEndpointUnusable | None:
+        """The error that says there is no usage list at `path`, when `exc` means that."""
+        if isinstance(exc, ClientError) and exc.status not in (404, 405):
+            return None
+        if isinstance(exc, ClientError):
+            reason = f"HTTP {exc.status} {exc.message}"
+        else:
+            reason = f"not a usage list: {exc.message}"
+        return UsageEndpointUnusable(self.base_url + path, reason)
 
     # --- Transport -----------------------------------------------------------------------------
 
-    def _paginate(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[Any]:
-        """Every item of a paginated list, fetching one page at a time as they are consumed.
+    def _paginate(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        first_page: int = 1,
+        last_page: int | None = None,
+    ) -> Iterator[Any]:
+        """Every item of a paginated list (of pages `first_page` to `last_page`, or to the
+        last there is), fetching one page at a time as they are consumed.
 
         The next page is requested from our own base URL with `page=N`, never by following
         `links.next` verbatim: behind a proxy SolusIO may write links with another scheme or
@@ -389,8 +448,8 @@ class SolusIOClient:
         """
         query: dict[str, Any] = dict(params or {})
         query.setdefault("per_page", self.per_page)
-        page = 1
-        while True:
+        page = first_page
+        while last_page is None or page <= last_page:
             query["page"] = page
             payload = self._request("GET", path, params=query)
             items = payload.get("data") if isinstance(payload, dict) else None

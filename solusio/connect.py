@@ -35,6 +35,7 @@ class _Options:
     connect_timeout: float
     read_timeout: float
     retry: RetryPolicy
+    per_page: int
 
     @classmethod
     def from_settings(
@@ -46,6 +47,7 @@ class _Options:
             verify_tls=settings.SOLUSIO_VERIFY_TLS,
             connect_timeout=settings.SOLUSIO_CONNECT_TIMEOUT,
             read_timeout=settings.SOLUSIO_READ_TIMEOUT,
+            per_page=settings.SOLUSIO_PER_PAGE,
             retry=RetryPolicy(
                 max_attempts=max_attempts or settings.SOLUSIO_RETRY_MAX_ATTEMPTS,
                 base_delay=settings.SOLUSIO_RETRY_BASE_DELAY,
@@ -64,6 +66,7 @@ class _Options:
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
             retry=self.retry,
+            per_page=self.per_page,
         )
 
 

@@ -37,6 +37,7 @@ from usage.filters import month_of
 from usage.models import (
     BillingSettings,
     CloseRun,
+    CloseRunState,
     CloseShard,
     CreditNote,
     DunningEvent,
@@ -749,11 +750,14 @@ class UsagePullAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 class CloseShardInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = CloseShard
     fields = (
-        "index", "first_customer", "last_customer", "state", "attempts", "worker", "built",
-        "created", "updated", "unchanged", "finished_at", "error",
+        "stage", "index", "part", "state", "attempts", "worker", "rows", "built", "created",
+        "updated", "unchanged", "finished_at", "error",
     )  # fmt: skip
     readonly_fields = fields
     extra = 0
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CloseShard]:
+        return super().get_queryset(request).select_related("run")  # `part` reads its source
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # The shards are part of their run: whoever may view the run sees them.
@@ -797,6 +801,9 @@ class CloseRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="shards done")
     def shards(self, obj: CloseRun) -> str:
+        if obj.state == CloseRunState.PULLING:
+            done, total = obj.pull_shards_done, obj.pull_shards  # type: ignore[attr-defined]
+            return f"pull {done:,} / {total:,}"
         return f"{obj.shards_done:,} / {obj.shards_total:,}"  # type: ignore[attr-defined]
 
     @admin.display(description="customers built")

@@ -690,6 +690,11 @@ class CloseRun(models.Model):
     held = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     seconds = models.JSONField(default=dict, blank=True, help_text="Wall time per stage.")
+    # The pull its pull shards store into (usage.pull): set when the pull is cut into them.
+    pull_generation = models.PositiveIntegerField(null=True, blank=True)
+    pull_fresh = models.BooleanField(
+        default=False, help_text="The period had no stored usage when the pull began."
+    )
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -712,16 +717,33 @@ class CloseShardState(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class CloseShardStage(models.TextChoices):
+    PULL = "pull", "Pull"
+    BUILD = "build", "Build"
+
+
 class CloseShard(models.Model):
-    """A range of customer ids whose drafts one task builds. A worker claims it by an atomic
-    state change (its attempt number is the fence: a late, superseded attempt writes no
-    outcome) and holds it under a lease renewed after every batch."""
+    """A part of a close one task does: a range of `/usage` pages (or of observed server
+    ids) whose rows it stores, or a range of customer ids whose drafts it builds. A worker
+    claims it by an atomic state change (its attempt number is the fence: a late,
+    superseded attempt writes no outcome) and holds it under a lease renewed after every
+    batch."""
 
     run = models.ForeignKey(CloseRun, on_delete=models.CASCADE, related_name="shards")
+    stage = models.CharField(
+        max_length=8, choices=CloseShardStage.choices, default=CloseShardStage.BUILD
+    )
     index = models.PositiveIntegerField()
-    first_customer = models.BigIntegerField()
-    last_customer = models.BigIntegerField()
-    customers = models.PositiveIntegerField()
+    # A build shard's customers.
+    first_customer = models.BigIntegerField(null=True, blank=True)
+    last_customer = models.BigIntegerField(null=True, blank=True)
+    customers = models.PositiveIntegerField(default=0)
+    # A pull shard's part: `/usage` pages [first, last] (no last: to the end), or observed
+    # server ids [first, last).
+    first_part = models.BigIntegerField(null=True, blank=True)
+    last_part = models.BigIntegerField(null=True, blank=True)
+    rows = models.PositiveIntegerField(default=0, help_text="Usage rows stored so far.")
+    orphans = models.PositiveIntegerField(default=0)
     state = models.CharField(
         max_length=16, choices=CloseShardState.choices, default=CloseShardState.PENDING
     )
@@ -739,10 +761,24 @@ class CloseShard(models.Model):
     error = models.TextField(blank=True)
 
     class Meta:
-        ordering = ["run_id", "index"]
+        ordering = ["run_id", "-stage", "index"]  # pull shards first
         constraints = [
-            models.UniqueConstraint(fields=["run", "index"], name="closeshard_index"),
+            models.UniqueConstraint(fields=["run", "stage", "index"], name="closeshard_index"),
         ]
 
     def __str__(self) -> str:
-        return f"shard {self.index} [{self.first_customer}, {self.last_customer}]"
+        return f"{self.stage} shard {self.index} ({self.part})"
+
+    @property
+    def part(self) -> str:
+        """What the shard covers, for staff."""
+        if self.stage == CloseShardStage.BUILD:
+            return f"customers {self.first_customer}–{self.last_customer}"
+        if self.first_part is None or self.last_part is None:
+            return f"pages {self.first_part}–end" if self.first_part else "all usage"
+        if self.run.source != "observed":
+            return f"pages {self.first_part}–{self.last_part}"
+        # Observed server ids [first, last): the outer ranges are open-ended.
+        low = "" if self.first_part < 0 else str(self.first_part)
+        high = "" if self.last_part >= (1 << 63) - 1 else str(self.last_part - 1)
+        return f"servers {low}–{high}"

@@ -449,22 +449,30 @@ def observed_rows(
             yield _row(run, UsageItemKind.BACKUP, 0, running and run[-1].end >= end)
 
 
-def split_servers(period: Period, parts: int, minimum: int = 1) -> list[tuple[int, int]]:
-    """`servers` ranges for `observed_rows` that share the period's servers evenly
-    between `parts` workers, covering every server id; one range when fewer than
-    `minimum` servers were observed in the period (or fewer than `parts`)."""
-    ids = (
-        ObservedInterval.objects.filter(started_at__lt=period.end)
-        .exclude(ended_at__lte=period.start)
-        .order_by("server_id")
-        .values_list("server_id", flat=True)
-        .distinct()
-    )
-    count = ids.count()
-    big = count >= max(parts, minimum)
-    cuts = sorted({ids[count * k // parts] for k in range(1, parts)}) if big else []
-    bounds = [ALL_SERVERS[0], *cuts, ALL_SERVERS[1]]
-    return list(pairwise(bounds))
+_CUTS_SQL = """
+    SELECT {i.server_id} FROM (
+        SELECT {i.server_id}, ROW_NUMBER() OVER (ORDER BY {i.server_id}) AS n
+        FROM (
+            SELECT DISTINCT {i.server_id} FROM {i}
+            WHERE {i.started_at} < %(end)s AND ({i.ended_at} IS NULL OR {i.ended_at} > %(start)s)
+        ) AS observed
+    ) AS numbered
+    WHERE n > 1 AND (n - 1) %% %(per)s = 0
+    ORDER BY {i.server_id}
+"""
+
+
+def split_servers(period: Period, per_part: int) -> list[tuple[int, int]]:
+    """`servers` ranges for `observed_rows` of at most `per_part` of the servers observed
+    in the period each, covering every server id (one range when there are no more).
+    One statement: the first id of every part after the first, numbered in id order."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            render(_CUTS_SQL, i=ObservedInterval),
+            {"end": period.end, "start": period.start, "per": per_part},
+        )
+        cuts = [row[0] for row in cursor.fetchall()]
+    return list(pairwise([ALL_SERVERS[0], *cuts, ALL_SERVERS[1]]))
 
 
 def require_complete_observation(period: Period) -> ObservationPoll:

@@ -161,14 +161,51 @@ def pull_usage(
     """Every usage row of the period (up to `upto`, for a month-to-date pull), stored.
     Returns (rows, orphans). Call under `db.period_lock`. Raises the client's SolusIOError
     when SolusIO fails for good; the period's pull then stays incomplete."""
-    now = timezone.now()
     end = period.end if upto is None else min(period.end, upto)
-    pull_id, generation = _begin(period, now, "usage_api")
+    generation, fresh = begin(period, "usage_api")
+    rows, orphans = store_pages(
+        period=period, end=end, client=client, generation=generation, fresh=fresh,
+        progress=progress,
+    )  # fmt: skip
+    finish(period, generation, rows, end)
+    return rows, orphans
+
+
+def begin(period: Period, source: str) -> tuple[int, bool]:
+    """Start a pull of the period from `source`: (its generation, whether the period had no
+    stored rows, so that a plain insert will do)."""
+    _, generation = _begin(period, timezone.now(), source)
+    return generation, not UsageRecord.objects.filter(period=period.month).exists()
+
+
+def finish(period: Period, generation: int, rows: int, end: datetime, reason: str = "") -> None:
+    """Mark the pull `generation` complete (it stored `rows` rows up to `end`)."""
+    pull_id = UsagePull.objects.values_list("pk", flat=True).get(period=period.month)
+    _finish(period, pull_id, generation, rows, end, reason)
+
+
+def store_pages(
+    *,
+    period: Period,
+    end: datetime,
+    client: SolusIOClient,
+    generation: int,
+    fresh: bool,
+    pages: tuple[int, int | None] = (1, None),
+    progress: Progress = no_progress,
+) -> tuple[int, int]:
+    """Store the usage rows of `/usage` pages [first, last] (to the end without a last)
+    of [period.start, end), each batch in its own transaction. Returns (rows, orphans)."""
     rows = orphans = 0
-    fresh = not UsageRecord.objects.filter(period=period.month).exists()
+    if end <= period.start:  # a month-to-date pull at the first instant of the month
+        return rows, orphans
     # Read once: one id a customer (a few MB at a million), not a query per batch.
     known = selectors.customer_ids()
-    items = client.iter_usage_items(period.start, end) if end > period.start else iter(())
+    first, last = pages
+    if pages == (1, None):
+        items = client.iter_usage_items(period.start, end)
+    else:
+        items = client.iter_usage_items(period.start, end, first_page=first, last_page=last)
     url = client.usage_url
     # A thread fetches the next pages (HTTP and JSON decoding, no database) while this one
     # parses and stores the last batch, so waiting for SolusIO overlaps with the work here.
@@ -179,7 +216,6 @@ def pull_usage(
         orphans += _store(period, end, batch, generation, known, fresh)
         rows += len(batch)
         progress("pull", rows)
-    _finish(period, pull_id, generation, rows, end)
     return rows, orphans
 
 
@@ -189,17 +225,15 @@ def store_observed_usage(
     """The period's observed usage (`usage.observe`), stored as the `/usage` pull stores
     its rows, so the same build and rules bill it. `reason`: why the close fell back to
     it (every invoice built from it then waits for staff). Returns (rows, orphans). Call
-    under `db.period_lock`, after `observe.require_complete_observation`.
-
-    One process: the close's workflow runs the pull as one stage (usage.workflow)."""
-    pull_id, generation = _begin(period, timezone.now(), "observed")
-    fresh = not UsageRecord.objects.filter(period=period.month).exists()
-    rows, orphans = _store_observed(period, generation, fresh, observe.ALL_SERVERS, progress)
-    _finish(period, pull_id, generation, rows, period.end, reason)
+    under `db.period_lock`, after `observe.require_complete_observation`. (The close
+    stores it in server ranges, a task each: `store_observed`.)"""
+    generation, fresh = begin(period, "observed")
+    rows, orphans = store_observed(period, generation, fresh, observe.ALL_SERVERS, progress)
+    finish(period, generation, rows, period.end, reason)
     return rows, orphans
 
 
-def _store_observed(
+def store_observed(
     period: Period,
     generation: int,
     fresh: bool,

@@ -203,11 +203,16 @@ class CorrectionSerializer(serializers.Serializer):
 
 
 class CloseShardSerializer(serializers.ModelSerializer):
+    part = serializers.CharField(
+        read_only=True, help_text='What the shard covers, e.g. "pages 101–200", "customers 1–2000".'
+    )
+
     class Meta:
         model = CloseShard
         fields = [
-            "index", "first_customer", "last_customer", "customers", "state", "attempts",
-            "worker", "started_at", "finished_at", "built", "created", "updated", "unchanged",
+            "stage", "index", "part", "first_customer", "last_customer", "customers",
+            "first_part", "last_part", "state", "attempts", "worker", "started_at",
+            "finished_at", "rows", "orphans", "built", "created", "updated", "unchanged",
             "frozen", "error",
         ]  # fmt: skip
         read_only_fields = fields
@@ -217,7 +222,9 @@ class CloseRunSerializer(serializers.ModelSerializer):
     """A cycle close and how far it got (`usage.workflow.runs`: the counts come annotated)."""
 
     period = serializers.DateField(format="%Y-%m", help_text="The billing month.")
-    shards_done = serializers.IntegerField(help_text="Shards whose drafts are all built.")
+    shards_done = serializers.IntegerField(help_text="Build shards whose drafts are all built.")
+    pull_shards = serializers.IntegerField(help_text="Parts the pull is cut into.")
+    pull_shards_done = serializers.IntegerField(help_text="Parts of the pull stored.")
     built = serializers.IntegerField(help_text="Customers whose drafts are built so far.")
     progress = serializers.SerializerMethodField(
         help_text="How far the close got, 0 to 100 (the build is most of it)."
@@ -228,7 +235,8 @@ class CloseRunSerializer(serializers.ModelSerializer):
         fields = [
             "id", "period", "customer", "pull", "auto_issue", "inline", "state", "source",
             "fallback_reason", "started_at", "finished_at", "progress", "rows", "orphans",
-            "customers", "built", "shards_total", "shards_done", "created", "updated",
+            "customers", "built", "pull_shards", "pull_shards_done", "shards_total",
+            "shards_done", "created", "updated",
             "unchanged", "frozen", "removed", "issued", "held", "error", "seconds",
         ]  # fmt: skip
         read_only_fields = fields

@@ -17,7 +17,7 @@ from django.db.models.functions import Coalesce
 from solusio.client import SolusIOClient
 from solusio.errors import ClientError, SolusIOError
 from solusio.usage_schema import UsageEndpointUnusable, UsageSchemaError
-from usage import observe
+from usage import observe, pull
 from usage.cycle import CloseError, Progress, no_progress
 from usage.models import (
     Invoice,
@@ -28,7 +28,6 @@ from usage.models import (
     UsageRecord,
     UsageSourceGap,
 )
-from usage.pull import pull_usage, store_observed_usage
 from usage.rules import Period
 
 log = logging.getLogger(__name__)
@@ -57,22 +56,30 @@ def unusable_message(client: SolusIOClient, exc: SolusIOError) -> str:
 
 
 @dataclass
-class Fetched:
-    rows: int
-    orphans: int
+class PullPlan:
+    """A pull begun (its generation) and cut into parts, a task each: ranges of `/usage`
+    pages [first, last] (the last part open-ended: SolusIO may have more pages by the time
+    it is read), or of observed server ids [first, last)."""
+
     source: str  # "usage_api" or "observed"
+    generation: int
+    fresh: bool  # the period had no stored rows: a plain insert will do
+    parts: list[tuple[int, int | None]]
     fallback_reason: str = ""
 
 
-def fetch(*, period: Period, client: SolusIOClient, progress: Progress = no_progress) -> Fetched:
-    """Store the period's usage from the configured source (under `db.period_lock`)."""
+def plan_pull(*, period: Period, client: SolusIOClient) -> PullPlan:
+    """Begin the period's pull from the configured source (under `db.period_lock`) and cut
+    it into parts of CLOSE_PULL_PAGES pages (when SolusIO says how many pages there are;
+    else one part that follows the pages to the end) or CLOSE_PULL_SERVERS servers."""
     source = settings.USAGE_SOURCE
     if source == "observed":
         _require_observation(period)
-        rows, orphans = store_observed_usage(period=period, progress=progress)
-        return Fetched(rows, orphans, "observed")
+        return _observed_plan(period)
+    # Begun first: a pull SolusIO refuses shows, incomplete, beside the period.
+    generation, fresh = pull.begin(period, "usage_api")
     try:
-        rows, orphans = pull_usage(period=period, client=client, progress=progress)
+        pages = client.usage_page_count(period.start, period.end)
     except SolusIOError as exc:
         if not usage_endpoint_unusable(exc):
             raise
@@ -84,10 +91,41 @@ def fetch(*, period: Period, client: SolusIOClient, progress: Progress = no_prog
             raise CloseError(message) from exc
         log.error("%s: falling back to observed usage: %s", period.label, message)
         _require_observation(period)
-        reason = f"Built from observed usage: {message}"
-        rows, orphans = store_observed_usage(period=period, progress=progress, reason=reason)
-        return Fetched(rows, orphans, "observed", reason)
-    return Fetched(rows, orphans, "usage_api")
+        return _observed_plan(period, f"Built from observed usage: {message}")
+    per = settings.CLOSE_PULL_PAGES
+    firsts = range(1, (pages or 1) + 1, per)
+    parts: list[tuple[int, int | None]] = [(first, first + per - 1) for first in firsts]
+    parts[-1] = (parts[-1][0], None)
+    return PullPlan("usage_api", generation, fresh, parts)
+
+
+def _observed_plan(period: Period, reason: str = "") -> PullPlan:
+    generation, fresh = pull.begin(period, "observed")
+    parts = observe.split_servers(period, settings.CLOSE_PULL_SERVERS)
+    return PullPlan("observed", generation, fresh, list(parts), reason)
+
+
+def store_part(
+    *,
+    period: Period,
+    client: SolusIOClient | None,
+    source: str,
+    generation: int,
+    fresh: bool,
+    part: tuple[int, int | None],
+    progress: Progress = no_progress,
+) -> tuple[int, int]:
+    """Store one part of a planned pull (under `db.period_lock`, shared): (rows, orphans)."""
+    if source == "observed":
+        first, last = part
+        assert last is not None  # server ranges are closed
+        return pull.store_observed(period, generation, fresh, (first, last), progress)
+    if client is None:
+        raise ValueError("a part of a /usage pull needs a SolusIO client")
+    return pull.store_pages(
+        period=period, end=period.end, client=client, generation=generation, fresh=fresh,
+        pages=part, progress=progress,
+    )  # fmt: skip
 
 
 def _require_observation(period: Period) -> None:

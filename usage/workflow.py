@@ -37,14 +37,14 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from bridge import metrics
 from solusio.client import SolusIOClient
 from solusio.connect import given_or_own
-from usage import build, db, selectors, sources
+from usage import build, db, pull, selectors, sources
 from usage.cycle import CloseError, CloseSummary, Progress, no_progress
 from usage.invoice_states import issue_invoices
 from usage.models import (
@@ -53,6 +53,7 @@ from usage.models import (
     CloseRun,
     CloseRunState,
     CloseShard,
+    CloseShardStage,
     CloseShardState,
     Invoice,
     InvoiceStatus,
@@ -143,13 +144,30 @@ def submit(
 
 def run_inline(run: CloseRun, client: SolusIOClient | None, progress: Progress) -> None:
     """Every stage of `run` in this process (call under `db.period_lock`)."""
-    pull_stage(run.pk, client=client, progress=progress)
-    for shard_id in CloseShard.objects.filter(run=run).values_list("id", flat=True):
+    with given_or_own(client) if run.pull else _no_client() as solusio:
+        pull_stage(run.pk, client=solusio, progress=progress)
+        if _run_shards(run, CloseShardStage.PULL, solusio, progress):
+            pull_stage(run.pk, client=solusio, progress=progress)  # the pull's end
+    _run_shards(run, CloseShardStage.BUILD, None, progress)
+    issue_stage(run.pk)
+
+
+@contextmanager
+def _no_client() -> Iterator[None]:
+    yield None
+
+
+def _run_shards(
+    run: CloseRun, stage: str, client: SolusIOClient | None, progress: Progress
+) -> bool:
+    """Run the run's shards of `stage` here, in order; False when it has none."""
+    shard_ids = list(CloseShard.objects.filter(run=run, stage=stage).values_list("id", flat=True))
+    for shard_id in shard_ids:
         try:
-            run_shard(shard_id, progress=progress, max_attempts=1)
+            run_shard(shard_id, client=client, progress=progress, max_attempts=1)
         except ShardFailed as failed:
             raise failed.__cause__ from None  # type: ignore[misc]
-    issue_stage(run.pk)
+    return bool(shard_ids)
 
 
 # --- Messages (the Celery side; imported late: tasks import this module) ------------------
@@ -199,12 +217,18 @@ def release_stage(run_id: int, attempt: int) -> None:
     CloseRun.objects.filter(pk=run_id, stage_attempts=attempt).update(lease_until=None)
 
 
+# A shard can run while its run is in the shard's stage.
+_IN_ITS_STAGE = Q(stage=CloseShardStage.PULL, run__state=CloseRunState.PULLING) | Q(
+    stage=CloseShardStage.BUILD, run__state=CloseRunState.BUILDING
+)
+
+
 def _claim_shard(shard_id: int) -> int | None:
     now = timezone.now()
     claimed = CloseShard.objects.filter(
         Q(state=CloseShardState.PENDING) | Q(state=CloseShardState.RUNNING, lease_until__lt=now),
+        _IN_ITS_STAGE,
         pk=shard_id,
-        run__state=CloseRunState.BUILDING,
     ).update(
         state=CloseShardState.RUNNING,
         attempts=F("attempts") + 1,
@@ -212,6 +236,8 @@ def _claim_shard(shard_id: int) -> int | None:
         started_at=now,
         lease_until=_lease(),
         built=0,
+        rows=0,
+        orphans=0,
     )
     if not claimed:
         return None
@@ -242,8 +268,10 @@ def _renewer(renew: Callable[[], int], record: Progress, progress: Progress) -> 
 def pull_stage(
     run_id: int, *, client: SolusIOClient | None = None, progress: Progress = no_progress
 ) -> bool:
-    """Store the period's usage (or check the stored pull) and cut the build into shards.
-    False when another worker holds the pull or it is done."""
+    """The pull's two ends. The first claim begins the period's pull, cuts it into pull
+    shards and asks for them; the claim once they are all done ends the pull (or, for a
+    run without a pull, checks the stored one) and cuts the build into shards. False when
+    another worker holds the stage, it is over, or its pull shards are still running."""
     attempt = _claim_stage(run_id, CloseRunState.PULLING)
     if attempt is None:
         return False
@@ -255,18 +283,23 @@ def pull_stage(
             pk=run_id, stage_attempts=attempt, state=CloseRunState.PULLING
         ).update(lease_until=_lease())
 
-    def record(stage: str, count: int) -> None:
-        if stage == "pull":
-            CloseRun.objects.filter(pk=run_id).update(rows=count)
-
-    step = _renewer(renew, record, progress)
     started = time.monotonic()
     with db.period_lock(period):
-        if run.pull:
+        if run.pull and run.pull_generation is None:
             with given_or_own(client) as solusio:
-                fetched = sources.fetch(period=period, client=solusio, progress=step)
-            rows, orphans = fetched.rows, fetched.orphans
-            source, reason = fetched.source, fetched.fallback_reason
+                plan = sources.plan_pull(period=period, client=solusio)
+            _plan_pull_shards(run, plan, renew)
+            return True
+        parts = CloseShard.objects.filter(run_id=run_id, stage=CloseShardStage.PULL)
+        if parts.exclude(state=CloseShardState.DONE).exists():
+            release_stage(run_id, attempt)  # the last of them asks again
+            return False
+        if run.pull:
+            totals = parts.aggregate(rows=Sum("rows"), orphans=Sum("orphans"))
+            rows, orphans = totals["rows"] or 0, totals["orphans"] or 0
+            assert run.pull_generation is not None
+            pull.finish(period, run.pull_generation, rows, period.end, run.fallback_reason)
+            source, reason = run.source, run.fallback_reason
         else:
             stored = selectors.completed_pull(period)
             if stored is None:
@@ -285,6 +318,7 @@ def pull_stage(
             shards = CloseShard.objects.bulk_create(
                 CloseShard(
                     run_id=run_id,
+                    stage=CloseShardStage.BUILD,
                     index=i,
                     first_customer=chunk[0],
                     last_customer=chunk[-1],
@@ -295,6 +329,10 @@ def pull_stage(
                 )
             )
             state = CloseRunState.BUILDING if shards else CloseRunState.ISSUING
+            seconds = dict(run.seconds)
+            # The pull: from its start to the end of this step, its shards included.
+            pulled = (timezone.now() - run.started_at).total_seconds() if run.pull else 0.0
+            seconds["pull"] = round(max(pulled, time.monotonic() - started), 3)
             CloseRun.objects.filter(pk=run_id).update(
                 state=state,
                 rows=rows,
@@ -304,7 +342,7 @@ def pull_stage(
                 customers=len(customer_ids),
                 shards_total=len(shards),
                 lease_until=None,
-                seconds={"pull": round(time.monotonic() - started, 3)},
+                seconds=seconds,
             )
             if not run.inline:
                 if shards:
@@ -313,6 +351,32 @@ def pull_stage(
                     _enqueue_stage(run_id, CloseRunState.ISSUING)
     progress("customers", len(customer_ids))
     return True
+
+
+def _plan_pull_shards(run: CloseRun, plan: sources.PullPlan, renew: Callable[[], int]) -> None:
+    """Record the pull's parts as shards (and the pull they store into) and ask for them."""
+    with transaction.atomic():
+        if not renew():
+            raise StageLost
+        shards = CloseShard.objects.bulk_create(
+            CloseShard(
+                run_id=run.pk,
+                stage=CloseShardStage.PULL,
+                index=i,
+                first_part=first,
+                last_part=last,
+            )
+            for i, (first, last) in enumerate(plan.parts)
+        )
+        CloseRun.objects.filter(pk=run.pk).update(
+            pull_generation=plan.generation,
+            pull_fresh=plan.fresh,
+            source=plan.source,
+            fallback_reason=plan.fallback_reason,
+            lease_until=None,
+        )
+        if not run.inline:
+            _enqueue_shards([s.pk for s in shards])
 
 
 class ShardFailed(Exception):
@@ -325,17 +389,27 @@ class ShardFailed(Exception):
 
 
 def run_shard(
-    shard_id: int, *, progress: Progress = no_progress, max_attempts: int | None = None
+    shard_id: int,
+    *,
+    client: SolusIOClient | None = None,
+    progress: Progress = no_progress,
+    max_attempts: int | None = None,
 ) -> bool:
-    """Build one shard's drafts. False when it is not this worker's to build (done,
-    running elsewhere under a live lease, or its run is over). A failure is recorded
-    (fenced by this attempt: a superseded one records nothing) and raised as ShardFailed;
-    the attempt that reaches `max_attempts` (CLOSE_SHARD_MAX_ATTEMPTS) fails the run."""
+    """Store one pull shard's usage or build one build shard's drafts. False when it is
+    not this worker's (done, running elsewhere under a live lease, or its run is past its
+    stage). A failure is recorded (fenced by this attempt: a superseded one records
+    nothing) and raised as ShardFailed; the attempt that reaches `max_attempts`
+    (CLOSE_SHARD_MAX_ATTEMPTS) fails the run. `client`: for a pull shard (else one is
+    made from the settings)."""
     attempt = _claim_shard(shard_id)
     if attempt is None:
         return False
     try:
-        _build_shard(shard_id, attempt, progress)
+        shard = CloseShard.objects.select_related("run").get(pk=shard_id)
+        if shard.stage == CloseShardStage.PULL:
+            _pull_shard(shard, attempt, client, progress)
+        else:
+            _build_shard(shard, attempt, progress)
     except StageLost:
         raise
     except Exception as exc:
@@ -346,54 +420,96 @@ def run_shard(
     return True
 
 
-def _build_shard(shard_id: int, attempt: int, progress: Progress) -> None:
-    shard = CloseShard.objects.select_related("run").get(pk=shard_id)
+def _pull_shard(
+    shard: CloseShard, attempt: int, client: SolusIOClient | None, progress: Progress
+) -> None:
+    run = shard.run
+    period = period_of(run)
+    done = CloseShard.objects.filter(
+        run=run, stage=CloseShardStage.PULL, state=CloseShardState.DONE
+    )
+    before = done.aggregate(n=Sum("rows"))["n"] or 0
+    renew = _shard_renewal(shard.pk, attempt)
+    rows_of_run = (
+        CloseShard.objects.filter(run=run, stage=CloseShardStage.PULL)
+        .values("run")
+        .annotate(n=Sum("rows"))
+        .values("n")
+    )
+
+    def record(stage: str, count: int) -> None:
+        CloseShard.objects.filter(pk=shard.pk, attempts=attempt).update(rows=count)
+        CloseRun.objects.filter(pk=run.pk).update(rows=Subquery(rows_of_run))
+
+    step = _renewer(renew, record, lambda stage, count: progress(stage, before + count))
+    assert run.pull_generation is not None
+    assert shard.first_part is not None
+    observed = run.source == "observed"
+    with (
+        db.period_lock(period, shared=True),
+        _no_client() if observed else given_or_own(client) as solusio,
+    ):
+        rows, orphans = sources.store_part(
+            period=period,
+            client=solusio,
+            source=run.source,
+            generation=run.pull_generation,
+            fresh=run.pull_fresh,
+            part=(shard.first_part, shard.last_part),
+            progress=step,
+        )
+    last = _shard_done(shard, attempt, rows=rows, orphans=orphans)
+    if last is not None:
+        # Every part is stored: the pull's end (its own claim) finishes it.
+        CloseRun.objects.filter(pk=run.pk).update(rows=Subquery(rows_of_run))
+        if not last.inline:
+            _enqueue_stage(run.pk, CloseRunState.PULLING)
+
+
+def _build_shard(shard: CloseShard, attempt: int, progress: Progress) -> None:
     run = shard.run
     period = period_of(run)
     before = (
-        CloseShard.objects.filter(run=run, state=CloseShardState.DONE).aggregate(
-            n=Sum("customers")
-        )["n"]
+        CloseShard.objects.filter(
+            run=run, stage=CloseShardStage.BUILD, state=CloseShardState.DONE
+        ).aggregate(n=Sum("customers"))["n"]
         or 0
     )
-
-    def renew() -> int:
-        return CloseShard.objects.filter(
-            pk=shard_id, attempts=attempt, state=CloseShardState.RUNNING
-        ).update(lease_until=_lease())
+    renew = _shard_renewal(shard.pk, attempt)
 
     def record(stage: str, count: int) -> None:
-        CloseShard.objects.filter(pk=shard_id, attempts=attempt).update(built=count)
+        CloseShard.objects.filter(pk=shard.pk, attempts=attempt).update(built=count)
 
     step = _renewer(renew, record, lambda stage, count: progress(stage, before + count))
     summary = CloseSummary(period=period.label, dry_run=False)
+    assert shard.first_customer is not None
+    assert shard.last_customer is not None
     with db.period_lock(period, shared=True):
         customer_ids = selectors.billed_customer_ids(
             period, run.customer_id, between=(shard.first_customer, shard.last_customer)
         )
         build.build_customers(period, customer_ids, summary, step)
-    _shard_done(shard, attempt, summary, len(customer_ids))
+    _build_shard_done(shard, attempt, summary, len(customer_ids))
 
 
-def _shard_done(shard: CloseShard, attempt: int, summary: CloseSummary, built: int) -> None:
+def _shard_renewal(shard_id: int, attempt: int) -> Callable[[], int]:
+    def renew() -> int:
+        return CloseShard.objects.filter(
+            pk=shard_id, attempts=attempt, state=CloseShardState.RUNNING
+        ).update(lease_until=_lease())
+
+    return renew
+
+
+def _build_shard_done(shard: CloseShard, attempt: int, summary: CloseSummary, built: int) -> None:
     with transaction.atomic():
-        # The run's row first: shards finishing at once queue here, so exactly one of them
-        # sees that none is left.
-        run = CloseRun.objects.select_for_update().get(pk=shard.run_id)
-        recorded = CloseShard.objects.filter(
-            pk=shard.pk, attempts=attempt, state=CloseShardState.RUNNING
-        ).update(
-            state=CloseShardState.DONE,
-            finished_at=timezone.now(),
-            lease_until=None,
+        run = _shard_done(
+            shard,
+            attempt,
             built=built,
-            error="",
             **{name: getattr(summary, name) for name in SHARD_COUNTS},
         )
-        if not recorded:
-            raise StageLost
-        left = run.shards.exclude(state=CloseShardState.DONE).exists()
-        if left or run.state != CloseRunState.BUILDING:
+        if run is None or run.state != CloseRunState.BUILDING:
             return
         seconds = dict(run.seconds)
         seconds["build"] = round(
@@ -406,11 +522,38 @@ def _shard_done(shard: CloseShard, attempt: int, summary: CloseSummary, built: i
             _enqueue_stage(run.pk, CloseRunState.ISSUING)
 
 
+def _shard_done(shard: CloseShard, attempt: int, **outcome: int) -> CloseRun | None:
+    """Record this attempt's shard as done with its `outcome`; StageLost when the attempt
+    no longer holds it. Returns the run (its row locked until the caller's transaction
+    ends) when this was the last shard of its stage to finish, else None."""
+    with transaction.atomic():
+        # The run's row first: shards finishing at once queue here, so exactly one of them
+        # sees that none is left.
+        run = CloseRun.objects.select_for_update().get(pk=shard.run_id)
+        recorded = CloseShard.objects.filter(
+            pk=shard.pk, attempts=attempt, state=CloseShardState.RUNNING
+        ).update(
+            state=CloseShardState.DONE,
+            finished_at=timezone.now(),
+            lease_until=None,
+            error="",
+            **outcome,
+        )
+        if not recorded:
+            raise StageLost
+        siblings = run.shards.filter(stage=shard.stage)
+        return None if siblings.exclude(state=CloseShardState.DONE).exists() else run
+
+
 def _shard_failed(shard_id: int, attempt: int, error: str, *, final: bool) -> None:
     """Record a shard's failure: back to pending for a retry, or failed (and its run
     with it) when it is out of attempts."""
     with transaction.atomic():
-        shard = CloseShard.objects.select_for_update().get(pk=shard_id)
+        shard = (
+            CloseShard.objects.select_for_update(of=("self",))
+            .select_related("run")
+            .get(pk=shard_id)
+        )
         if shard.state != CloseShardState.RUNNING or shard.attempts != attempt:
             return  # superseded: the shard is another attempt's now
         shard.error = error[-4000:]
@@ -421,8 +564,8 @@ def _shard_failed(shard_id: int, attempt: int, error: str, *, final: bool) -> No
             run = CloseRun.objects.select_for_update().get(pk=shard.run_id)
             _fail(
                 run,
-                f"shard {shard.index} (customers {shard.first_customer}–{shard.last_customer}) "
-                f"failed after {shard.attempts} attempts: {error.strip().splitlines()[-1]}",
+                f"{shard.stage} shard {shard.index} ({shard.part}) failed after "
+                f"{shard.attempts} attempts: {error.strip().splitlines()[-1]}",
             )
 
 
@@ -513,24 +656,41 @@ def summary_of(run: CloseRun, *, figures: bool = True) -> CloseSummary:
     return summary
 
 
+_BUILD_DONE = Q(shards__stage=CloseShardStage.BUILD, shards__state=CloseShardState.DONE)
+_PULL_SHARDS = Q(shards__stage=CloseShardStage.PULL)
+
+
 def runs() -> QuerySet[CloseRun]:
-    """Runs, newest first, with `shards_done` and `built` (customers built) annotated."""
+    """Runs, newest first, with `shards_done` (build shards), `built` (customers built),
+    `pull_shards` and `pull_shards_done` annotated."""
     return CloseRun.objects.annotate(
-        shards_done=Count("shards", filter=Q(shards__state=CloseShardState.DONE)),
+        shards_done=Count("shards", filter=_BUILD_DONE),
         built=Coalesce(Sum("shards__built"), 0),
+        pull_shards=Count("shards", filter=_PULL_SHARDS),
+        pull_shards_done=Count(
+            "shards", filter=_PULL_SHARDS & Q(shards__state=CloseShardState.DONE)
+        ),
     ).order_by("-started_at", "-id")
 
 
 def percent_done(run: CloseRun) -> int:
-    """0–100: the pull counts for 10, the build for 85 (by customers), issuing for 5."""
+    """0–100: the pull counts for 40 (by pull shards), the build for 55 (by customers),
+    issuing for 5."""
     if run.state == CloseRunState.DONE:
         return 100
-    if run.state == CloseRunState.PULLING or not run.customers:
-        return 0 if run.state == CloseRunState.PULLING else 95
+    if run.state == CloseRunState.PULLING:
+        total = getattr(run, "pull_shards", None)
+        done = getattr(run, "pull_shards_done", None)
+        if total is None or done is None:
+            parts = run.shards.filter(stage=CloseShardStage.PULL)
+            total, done = parts.count(), parts.filter(state=CloseShardState.DONE).count()
+        return (40 * done) // total if total else 0
+    if not run.customers:
+        return 95
     built = getattr(run, "built", None)
     if built is None:
         built = built_so_far(run)
-    return 10 + (85 * min(built, run.customers)) // run.customers
+    return 40 + (55 * min(built, run.customers)) // run.customers
 
 
 def built_so_far(run: CloseRun) -> int:
@@ -574,8 +734,14 @@ def sweep() -> int:
     queue_empty = backlog(settings.CLOSE_QUEUE) == 0  # False too when the broker cannot tell
     unclaimed = Q(lease_until__isnull=True) if queue_empty else Q(pk__in=[])
     active = CloseRun.objects.filter(state__in=ACTIVE_CLOSE_STATES, inline=False)
-    for run in active.filter(unclaimed | Q(lease_until__lt=now)).exclude(
-        state=CloseRunState.BUILDING
+    # A pull whose shards are not all done is asked for by the last of them.
+    pulling = CloseShard.objects.filter(run=OuterRef("pk"), stage=CloseShardStage.PULL).exclude(
+        state=CloseShardState.DONE
+    )
+    for run in (
+        active.filter(unclaimed | Q(lease_until__lt=now))
+        .exclude(state=CloseRunState.BUILDING)
+        .exclude(Exists(pulling), state=CloseRunState.PULLING)
     ):
         with transaction.atomic():
             _enqueue_stage(run.pk, run.state)
@@ -583,9 +749,9 @@ def sweep() -> int:
     expired = Q(state=CloseShardState.RUNNING, lease_until__lt=now)
     lost = Q(state=CloseShardState.PENDING) if queue_empty else Q(pk__in=[])
     stale = list(
-        CloseShard.objects.filter(
-            expired | lost, run__state=CloseRunState.BUILDING, run__inline=False
-        ).values_list("id", flat=True)
+        CloseShard.objects.filter(expired | lost, _IN_ITS_STAGE, run__inline=False).values_list(
+            "id", flat=True
+        )
     )
     if stale:
         with transaction.atomic():

@@ -52,7 +52,7 @@ def usage_for_three(customers: list[Customer], add_server: Callable[..., Any]) -
 def test_a_transient_failure_mid_pull_is_retried_and_the_close_completes(
     sim: SimulatorInfo, usage_for_three: Period
 ) -> None:
-    with FailsMidPull(sim, at=3, count=2) as client:
+    with FailsMidPull(sim, at=4, count=2) as client:  # page 2 (after the page count)
         summary = close.close_cycle(period=usage_for_three, client=client, now=AFTER)
     assert summary.rows == 9
     assert Invoice.objects.count() == 3
@@ -66,7 +66,8 @@ def test_solusio_failing_for_good_mid_pull_builds_and_issues_nothing(
     sim: SimulatorInfo, usage_for_three: Period, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pull, "PULL_BATCH", 2)  # store page by page
-    with FailsMidPull(sim, at=3, count=50) as client, pytest.raises(ServerError):
+    # The third page (after the page count and two pages) fails for good.
+    with FailsMidPull(sim, at=4, count=50) as client, pytest.raises(ServerError):
         close.close_cycle(period=usage_for_three, client=client, now=AFTER, auto_issue=True)
     assert not Invoice.objects.exists()
     assert UsageRecord.objects.count() == 4  # two pages were stored before the failure
@@ -140,8 +141,8 @@ def test_concurrent_issues_take_gap_free_unique_numbers(
 class RepeatsRows(SolusIOClient):
     """SolusIO repeating rows, within a page and across pages (data shifting while paged)."""
 
-    def iter_usage_items(self, date_from: datetime, date_to: datetime) -> Any:
-        rows = list(super().iter_usage_items(date_from, date_to))
+    def iter_usage_items(self, date_from: datetime, date_to: datetime, **pages: Any) -> Any:
+        rows = list(super().iter_usage_items(date_from, date_to, **pages))
         for row in rows:
             yield row
             yield row

@@ -56,8 +56,8 @@ def test_the_admin_shows_progress_shards_workers_and_errors(run: CloseRun) -> No
     page = viewer.get(LIST)
     assert page.status_code == 200
     html = page.content.decode()
-    # Pulled (10) + three quarters of the customers built (85 × 3/4, rounded down).
-    assert '<progress max="100" value="73"></progress> 73 %' in html
+    # Pulled (40) + three quarters of the customers built (55 × 3/4, rounded down).
+    assert '<progress max="100" value="81"></progress> 81 %' in html
     assert "1 / 2" in html  # shards done
     assert "3,000 / 4,000" in html  # customers built
     detail = viewer.get(f"{LIST}{run.pk}/change/").content.decode()
@@ -94,7 +94,7 @@ def test_the_staff_api_lists_runs_and_shows_their_shards(run: CloseRun) -> None:
     viewer = token_client(make_user("run-viewer", models=[Model], actions=["view"]))
     listed = body(viewer.get(url))
     [item] = listed.get("results", listed)
-    assert (item["period"], item["state"], item["progress"]) == ("2026-10", "building", 73)
+    assert (item["period"], item["state"], item["progress"]) == ("2026-10", "building", 81)
     assert (item["shards_done"], item["shards_total"], item["built"]) == (1, 2, 3000)
     assert "shards" not in item
     detail = body(viewer.get(f"{url}{run.pk}/"))

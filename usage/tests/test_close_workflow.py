@@ -25,6 +25,7 @@ from usage.models import (
     CloseRun,
     CloseRunState,
     CloseShard,
+    CloseShardStage,
     CloseShardState,
     Invoice,
     InvoiceCounter,
@@ -68,12 +69,16 @@ def state() -> list[tuple[Any, ...]]:
     return [*invoices, *lines]
 
 
-def clean_run_state(period: Period) -> list[tuple[Any, ...]]:
-    """What one uninterrupted inline close leaves, from an empty period."""
+def empty_period() -> None:
     Invoice.objects.all().delete()
     UsageRecord.objects.all().delete()
     UsagePull.objects.all().delete()
     InvoiceCounter.objects.update(last=0)
+
+
+def clean_run_state(period: Period) -> list[tuple[Any, ...]]:
+    """What one uninterrupted inline close leaves, from an empty period."""
+    empty_period()
     with time_machine.travel(AFTER):
         close.close_cycle(period=period, auto_issue=True)
     return state()
@@ -86,6 +91,12 @@ def numbers() -> list[int]:
 def submit(queue: CloseQueue, period: Period) -> CloseRun:
     with time_machine.travel(AFTER), queue.commits():
         return workflow.submit(period=period, auto_issue=True)
+
+
+def deliver_the_pull(queue: CloseQueue, run: CloseRun) -> None:
+    """Deliver the pull's messages (its start, its shards, its end) until the run builds."""
+    while CloseRun.objects.get(pk=run.pk).state == CloseRunState.PULLING:
+        queue.deliver_one()
 
 
 def close_submitted(queue: CloseQueue, period: Period) -> CloseRun:
@@ -106,8 +117,13 @@ def test_an_inline_close_records_its_run_and_shards(october: Period) -> None:
     assert (run.rows, run.orphans, run.customers, run.shards_total) == (8, 2, 3, 3)
     assert (run.created, run.issued, summary.created, summary.issued) == (3, 3, 3, 3)
     assert set(run.seconds) == {"pull", "build", "issue"}
-    shards = list(run.shards.values_list("first_customer", "last_customer", "state", "built"))
+    builds = run.shards.filter(stage=CloseShardStage.BUILD)
+    shards = list(builds.values_list("first_customer", "last_customer", "state", "built"))
     assert shards == [(c, c, CloseShardState.DONE, 1) for c in (1, 2, 3)]
+    pulls = run.shards.filter(stage=CloseShardStage.PULL)  # one page: one part, to the end
+    assert list(pulls.values_list("first_part", "last_part", "state", "rows", "orphans")) == [
+        (1, None, CloseShardState.DONE, 8, 2)
+    ]
     assert all(
         host.startswith(f"{os.uname().nodename}:")
         for host in run.shards.values_list("worker", flat=True)
@@ -163,8 +179,10 @@ def test_a_shard_failing_every_attempt_fails_the_run_with_its_error(
     after_build_batch(fail_customer_3)
     run = close_submitted(close_queue, october)
     assert run.state == CloseRunState.FAILED
-    assert run.error.startswith("shard 2 (customers 3–3) failed after 2 attempts: RuntimeError")
-    shard = run.shards.get(index=2)
+    assert run.error.startswith(
+        "build shard 2 (customers 3–3) failed after 2 attempts: RuntimeError"
+    )
+    shard = run.shards.get(stage=CloseShardStage.BUILD, index=2)
     assert shard.state == CloseShardState.FAILED
     assert "customer 3 cannot be written" in shard.error
     assert not Invoice.objects.exclude(number=None).exists()  # nothing issued
@@ -183,7 +201,7 @@ def test_a_lost_shard_is_rerun_by_the_sweep_once_its_lease_ran_out(
     monkeypatch.setattr(queues, "backlog", lambda queue=None: 0)  # nothing else queued
     run = submit(close_queue, october)
     with time_machine.travel(AFTER):
-        close_queue.deliver_one()  # the pull: three shards asked for
+        deliver_the_pull(close_queue, run)  # three build shards asked for
         assert [t.name for t, _ in close_queue.messages] == ["usage.tasks.close_shard"] * 3
         # A worker takes the first shard and dies: its message is gone, its claim stays.
         _, (lost,) = close_queue.messages.pop(0)
@@ -200,7 +218,7 @@ def test_a_lost_shard_is_rerun_by_the_sweep_once_its_lease_ran_out(
         close_queue.deliver_all()
         # The dead worker's attempt, were it to wake up, records nothing.
         with pytest.raises(workflow.StageLost):
-            workflow._shard_done(CloseShard.objects.get(pk=lost), dead_attempt, *_nothing())
+            workflow._build_shard_done(CloseShard.objects.get(pk=lost), dead_attempt, *_nothing())
     run.refresh_from_db()
     assert (run.state, run.issued) == (CloseRunState.DONE, 3)
     assert CloseShard.objects.get(pk=lost).attempts == 2
@@ -222,7 +240,8 @@ def test_the_issuing_step_runs_once(october: Period, close_queue: CloseQueue) ->
         for _ in range(2):
             assert tasks.close_issue.apply((run.pk,)).get() == f"run #{run.pk}: not ours"
     run.refresh_from_db()
-    assert (run.state, run.issued, run.stage_attempts) == (CloseRunState.DONE, 3, 2)
+    # The pull's start and end, and the issuing step.
+    assert (run.state, run.issued, run.stage_attempts) == (CloseRunState.DONE, 3, 3)
     assert numbers() == [1, 2, 3]
     assert InvoiceCounter.objects.get(name="invoice").last == 3
 
@@ -346,9 +365,9 @@ def test_an_issuing_step_that_fails_is_rolled_back_and_retried(
 def test_a_superseded_attempt_that_fails_records_nothing(
     october: Period, close_queue: CloseQueue
 ) -> None:
-    submit(close_queue, october)
+    run = submit(close_queue, october)
     with time_machine.travel(AFTER):
-        close_queue.deliver_one()  # the pull
+        deliver_the_pull(close_queue, run)
         _, (shard_id,) = close_queue.messages[0]
         assert workflow._claim_shard(shard_id) == 1  # a slow worker, its lease about to end
     with time_machine.travel(AFTER + timedelta(seconds=settings.CLOSE_LEASE_SECONDS + 1)):
@@ -376,3 +395,124 @@ def test_the_sweep_asks_again_for_a_lost_message_only_when_the_queue_is_empty(
     with time_machine.travel(AFTER):
         close_queue.deliver_all()
     assert CloseRun.objects.get().state == CloseRunState.DONE
+
+
+# --- The pull in shards ---------------------------------------------------------------------
+
+
+def pages_in_shards(settings: Any, per_page: int = 2) -> None:
+    """Every usage page its own pull shard."""
+    settings.SOLUSIO_PER_PAGE = per_page
+    settings.CLOSE_PULL_PAGES = 1
+    settings.SOLUSIO_RETRY_BASE_DELAY = 0.01
+
+
+def pull_shards(run: CloseRun) -> list[tuple[Any, ...]]:
+    parts = run.shards.filter(stage=CloseShardStage.PULL).order_by("index")
+    return list(parts.values_list("first_part", "last_part", "state", "rows"))
+
+
+@pytest.mark.django_db
+def test_the_pull_is_cut_into_page_shards_and_each_row_is_stored_once(
+    october: Period, close_queue: CloseQueue, settings: Any
+) -> None:
+    clean = clean_run_state(october)  # one pull shard, every page
+    rows = sorted(UsageRecord.objects.values_list("server_id", "item", "started_at", "hours"))
+    empty_period()
+    pages_in_shards(settings)
+    run = submit(close_queue, october)
+    with time_machine.travel(AFTER):
+        close_queue.deliver_one()  # the pull's start: a shard a page
+        assert {t.name for t, _ in close_queue.messages} == {"usage.tasks.close_shard"}
+        pages = len(close_queue.messages)
+        assert pages == (len(rows) + 1) // 2 > 2
+        close_queue.deliver_all()
+    run.refresh_from_db()
+    assert (run.state, run.rows, run.orphans) == (CloseRunState.DONE, len(rows), 2)
+    # The last part is open-ended: SolusIO may have more pages by the time it is read.
+    expected = [(p, p, CloseShardState.DONE, 2) for p in range(1, pages)]
+    assert pull_shards(run)[:-1] == expected
+    assert pull_shards(run)[-1][:3] == (pages, None, CloseShardState.DONE)
+    assert (
+        sorted(UsageRecord.objects.values_list("server_id", "item", "started_at", "hours")) == rows
+    )
+    assert state() == clean  # the same invoices as from one part
+    assert UsagePull.objects.get(period=october.month).rows == len(rows)
+
+
+@pytest.mark.django_db
+def test_a_pull_shard_solusio_fails_is_retried_and_stores_nothing_twice(
+    october: Period, close_queue: CloseQueue, settings: Any, sim: SimulatorInfo
+) -> None:
+    clean = clean_run_state(october)
+    count = UsageRecord.objects.count()
+    empty_period()
+    pages_in_shards(settings)
+    run = submit(close_queue, october)
+    with time_machine.travel(AFTER):
+        close_queue.deliver_one()  # the pull's start
+        close_queue.deliver_one()  # page 1 stored
+        # Page 2's shard: SolusIO fails every try of its first attempt, then recovers.
+        sim.control.fail_next(
+            "error", settings.SOLUSIO_RETRY_MAX_ATTEMPTS, path="/usage", status=503
+        )
+        close_queue.deliver_all()
+    run.refresh_from_db()
+    assert run.state == CloseRunState.DONE
+    second = run.shards.get(stage=CloseShardStage.PULL, index=1)
+    assert (second.attempts, second.state, second.error, second.rows) == (
+        2,
+        CloseShardState.DONE,
+        "",
+        2,
+    )
+    assert (run.rows, UsageRecord.objects.count()) == (count, count)
+    assert state() == clean
+
+
+@pytest.mark.django_db
+def test_pages_beyond_the_count_are_read_by_the_last_pull_shard(
+    october: Period, close_queue: CloseQueue, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from solusio.client import SolusIOClient
+
+    clean = clean_run_state(october)
+    count = UsageRecord.objects.count()
+    empty_period()
+    pages_in_shards(settings)
+    # SolusIO said two pages when the pull began; more came by the time they were read.
+    monkeypatch.setattr(SolusIOClient, "usage_page_count", lambda self, start, end: 2)
+    run = close_submitted(close_queue, october)
+    assert pull_shards(run) == [
+        (1, 1, CloseShardState.DONE, 2),
+        (2, None, CloseShardState.DONE, count - 2),
+    ]
+    assert (run.state, run.rows) == (CloseRunState.DONE, count)
+    assert state() == clean
+
+
+@pytest.mark.django_db
+def test_a_lost_pull_shard_is_sent_again_by_the_sweep_and_the_pull_ends_once(
+    october: Period, close_queue: CloseQueue, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bridge import queues
+
+    monkeypatch.setattr(queues, "backlog", lambda queue=None: 0)  # nothing else queued
+    clean = clean_run_state(october)
+    empty_period()
+    pages_in_shards(settings)
+    run = submit(close_queue, october)
+    with time_machine.travel(AFTER):
+        close_queue.deliver_one()  # the pull's start
+        close_queue.messages.pop(0)  # the broker lost the first page's message
+        close_queue.deliver_all()  # the other pages
+        run.refresh_from_db()
+        assert run.state == CloseRunState.PULLING
+        assert run.lease_until is None  # the pull waits for its shard, not for a worker
+        with close_queue.commits():
+            assert workflow.sweep() == 1  # the lost shard, not the waiting pull
+        assert [t.name for t, _ in close_queue.messages] == ["usage.tasks.close_shard"]
+        close_queue.deliver_all()
+    run.refresh_from_db()
+    assert (run.state, run.issued) == (CloseRunState.DONE, 3)
+    assert state() == clean

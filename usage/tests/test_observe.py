@@ -18,6 +18,8 @@ from solusio.usage_schema import UsageEndpointUnusable
 from usage import close, db, observe, pull, selectors
 from usage.cycle import CloseError
 from usage.models import (
+    CloseRun,
+    CloseShardStage,
     Invoice,
     InvoiceStatus,
     ObservationPoll,
@@ -148,6 +150,30 @@ def test_close_from_observed_usage(
     assert UsagePull.objects.get(period=OCTOBER.month).source == "observed"
 
 
+def test_observed_usage_stored_in_server_shards_bills_the_same(
+    october: dict[str, int], client: SolusIOClient, settings: Any
+) -> None:
+    settings.USAGE_SOURCE = "observed"
+    close.close_cycle(period=OCTOBER, client=client, now=AFTER, auto_issue=False)
+    whole = sorted(UsageRecord.objects.values_list("server_id", "item", "hours", "customer"))
+    lines = [_lines(1), _lines(2)]
+    settings.CLOSE_PULL_SERVERS = 1  # a pull shard per server
+    summary = close.close_cycle(period=OCTOBER, client=client, now=AFTER, auto_issue=False)
+    run = CloseRun.objects.latest("id")
+    parts = run.shards.filter(stage=CloseShardStage.PULL).order_by("index")
+    servers = sorted({server for server, *_ in whole})
+    assert parts.count() == len(servers) > 1
+    assert [p.rows for p in parts] == [
+        sum(1 for row in whole if row[0] == server) for server in servers
+    ]
+    assert parts[0].part == f"servers –{servers[1] - 1}"
+    assert summary.rows == len(whole)
+    assert sorted(UsageRecord.objects.values_list("server_id", "item", "hours", "customer")) == (
+        whole
+    )
+    assert [_lines(1), _lines(2)] == lines
+
+
 def test_observed_close_needs_a_poll_after_the_period(
     poll: Poller, client: SolusIOClient, customers: list[Customer], settings: Any
 ) -> None:
@@ -275,10 +301,11 @@ def test_observed_usage_is_the_same_however_read_and_stored(
         assert list(observe.observed_rows(OCTOBER)) == pages
         both = zip(observe.observed_rows(OCTOBER), observe.observed_rows(OCTOBER), strict=True)
         assert list(both) == list(zip(pages, pages, strict=True))  # two cursors at once
-    halves = observe.split_servers(OCTOBER, 2)
-    assert len(halves) == 2
-    assert [row for h in halves for row in observe.observed_rows(OCTOBER, servers=h)] == pages
-    assert observe.split_servers(OCTOBER, 2, minimum=3) == [observe.ALL_SERVERS]
+    servers = sorted({row[0] for row in pages})
+    parts = observe.split_servers(OCTOBER, 1)
+    assert len(parts) == len(servers) > 1  # a part each
+    assert [row for h in parts for row in observe.observed_rows(OCTOBER, servers=h)] == pages
+    assert observe.split_servers(OCTOBER, len(servers)) == [observe.ALL_SERVERS]
 
     with db.period_lock(OCTOBER):
         stored = pull.store_observed_usage(period=OCTOBER)

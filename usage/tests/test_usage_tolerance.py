@@ -271,3 +271,22 @@ def test_the_hourly_task_logs_one_line_and_does_not_retry(
 
 def test_the_longest_kind_the_parser_keeps_fits_the_stored_column() -> None:
     assert UsageRecord._meta.get_field("item").max_length == MAX_ITEM_LENGTH
+
+
+@pytest.mark.parametrize(
+    ("meta", "pages"),
+    [
+        ({"current_page": 1, "last_page": 7, "per_page": 100}, 7),
+        ({"current_page": 1}, None),  # links only: the pull follows them in one shard
+        ({"current_page": 1, "last_page": "7"}, None),
+        (None, None),
+    ],
+)
+def test_the_page_count_is_read_from_meta_when_solusio_gives_it(
+    meta: dict[str, Any] | None, pages: int | None
+) -> None:
+    answer: dict[str, Any] = {"data": [], "links": {"next": None}}
+    if meta is not None:
+        answer["meta"] = meta
+    with serving_recorded({"/usage": (200, answer)}) as server, client_for(server) as client:
+        assert client.usage_page_count(OCTOBER.start, OCTOBER.end) == pages

@@ -146,6 +146,9 @@ class UsageRow:
 def parse_usage_row(value: Any, where: str = "usage", *, url: str = "") -> UsageRow:
     """One row; a row that breaks the shape raises UsageSchemaError, or with `url` (the
     endpoint it came from) UsageEndpointUnusable, which stops a close in one line."""
+    plain = _plain(value)
+    if plain is not None:
+        return plain
     try:
         return _parse(value, where)
     except InvalidResponse as exc:
@@ -191,6 +194,70 @@ def _hours(data: Any, where: str) -> int | None:
     hours = _quantity(data, "hours", where)
     # R1: every started hour counts, so 5.5 reported hours bill as 6.
     return None if hours is None else int(hours.to_integral_value(rounding=ROUND_CEILING))
+
+
+def _plain(value: Any) -> UsageRow | None:
+    """The row, when every field is written the plain way (numbers as JSON numbers, no
+    quoted ids, nothing missing); None for anything else, which `_parse` then reads
+    (tolerating what it tolerates, naming what it refuses). Both give the same row for
+    every plain row (a property test): this one only skips building the paths of error
+    messages for every field, most of a page's parsing time."""
+    try:
+        user, server, plan = value["user"], value["server"], value["plan"]
+        item, started, ended = value["item"], value["started_at"], value["ended_at"]
+        uid, billing_id = user["id"], user["billing_user_id"]
+        sid, uuid, name = server["id"], server["uuid"], server["name"]
+        pid, plan_name = plan["id"], plan["name"]
+        tph, tpm = plan["tokens_per_hour"], plan["tokens_per_month"]
+    except (KeyError, TypeError):
+        return None
+    ip_tph, ip_tpm = plan.get("ip_tokens_per_hour"), plan.get("ip_tokens_per_month")
+    backup_price, hours, tokens = plan.get("backup_price"), value.get("hours"), value.get("tokens")
+    if not (
+        type(item) is str
+        and 0 < len(item) <= MAX_ITEM_LENGTH
+        and type(started) is str
+        and (ended is None or type(ended) is str)
+        and type(uid) is int
+        and (billing_id is None or type(billing_id) is int)
+        and type(sid) is int
+        and type(uuid) is str
+        and type(name) is str
+        and type(pid) is int
+        and type(plan_name) is str
+        and type(tph) is int
+        and type(tpm) is int
+        and (ip_tph is None or type(ip_tph) is int)
+        and (ip_tpm is None or type(ip_tpm) is int)
+        and (hours is None or (type(hours) is int and hours >= 0))
+        and (tokens is None or type(tokens) is int)
+        and (backup_price is None or type(backup_price) in (int, float))
+    ):
+        return None
+    if item == UsageItem.ADDITIONAL_IP and (ip_tph is None or ip_tpm is None):
+        return None
+    price = None
+    if backup_price is not None:
+        price = Decimal(str(backup_price))  # through str, as `_quantity` reads it
+        if not price.is_finite() or price < 0:
+            return None
+    if item == UsageItem.BACKUP and price is None:
+        return None
+    try:
+        started_at = p.parse_datetime(started, "")
+        ended_at = None if ended is None else p.parse_datetime(ended, "")
+    except InvalidResponse:
+        return None
+    return UsageRow(
+        user=UsageUser(id=uid, billing_user_id=billing_id),
+        server=UsageServer(id=sid, uuid=uuid, name=name),
+        plan=UsagePlan(pid, plan_name, tph, tpm, ip_tph, ip_tpm, price),
+        item=item,
+        hours=hours,
+        started_at=started_at,
+        ended_at=ended_at,
+        tokens=tokens,
+    )
 
 
 def _parse(value: Any, where: str) -> UsageRow:

@@ -1,10 +1,15 @@
 """Pure pieces: the assumed usage shape's edge cases, Retry-After, redaction."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
+from solusio import usage_schema
 from solusio.redact import redact, redact_emails, redact_headers
 from solusio.retry import RetryPolicy, parse_retry_after
 from solusio.tests import contract
@@ -113,3 +118,88 @@ def test_an_unknown_item_kind_is_kept_as_written() -> None:
     parsed = parse_usage_row(row(item="Snapshot storage"))
     assert (parsed.item, parsed.known, parsed.backup_price) == ("Snapshot storage", False, None)
     assert parse_usage_row(row(item="server")).known
+
+
+# A value of every JSON type a field might carry, plain or not.
+_ANY = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.integers(0, 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["", " 7 ", "42", "x", "2025-01-01T10:00:00+00:00", "2025-01-01T10:00:00"]),
+    st.lists(st.integers(), max_size=1),
+    st.dictionaries(st.sampled_from(["id"]), st.integers(), max_size=1),
+)
+_ITEMS = st.sampled_from(["server", "additional_ip", "backup", "gpu"]) | st.sampled_from(
+    ["", "k" * 65]
+)
+_MISSING = object()
+
+
+@st.composite
+def usage_rows(draw: st.DrawFn) -> object:
+    """Rows near the assumed shape: any field changed to any value, or left out."""
+    value = row(item=draw(_ITEMS))
+    value["plan"].update(ip_tokens_per_hour=1, ip_tokens_per_month=500, backup_price=12.5)
+    for path in draw(st.lists(st.sampled_from(_PATHS), min_size=1, max_size=2)):
+        *parents, key = path
+        target: Any = value
+        for parent in parents:
+            target = target.get(parent) if isinstance(target, dict) else None
+        if not isinstance(target, dict):
+            continue
+        changed = draw(st.one_of(_ANY, st.just(_MISSING)))
+        if changed is _MISSING:
+            target.pop(key, None)
+        else:
+            target[key] = changed
+    return value
+
+
+_PATHS = [
+    ("user",), ("server",), ("plan",), ("item",), ("hours",), ("started_at",), ("ended_at",),
+    ("tokens",), ("user", "id"), ("user", "billing_user_id"), ("server", "id"),
+    ("server", "uuid"), ("server", "name"), ("plan", "id"), ("plan", "name"),
+    ("plan", "tokens_per_hour"), ("plan", "tokens_per_month"), ("plan", "ip_tokens_per_hour"),
+    ("plan", "ip_tokens_per_month"), ("plan", "backup_price"),
+]  # fmt: skip
+
+
+def _edge(item: str = "server", **plan: object) -> Callable[..., Any]:
+    """An explicit example: a plain row but for one field at the edge of what is read."""
+
+    def changed(**fields: object) -> Any:
+        value = row(item=item, **fields)
+        value["plan"].update(plan)
+        return example(value)
+
+    return changed
+
+
+@settings(max_examples=1000)
+@given(usage_rows())
+@_edge()(hours=-1)
+@_edge()(hours=True)
+@_edge()(tokens=False)
+@_edge()(hours=2.5)
+@_edge(backup_price=-1)()
+@_edge("backup", backup_price=float("inf"))()
+@_edge("backup")()
+@_edge("additional_ip", ip_tokens_per_hour=1)()
+@_edge()(user={"id": "7", "billing_user_id": None})
+@_edge()(ended_at="tomorrow")
+def test_the_fast_reading_of_a_plain_row_is_the_careful_one(value: object) -> None:
+    """`_plain` reads only rows written the plain way, and reads them as `_parse` does;
+    anything else is left to `_parse` (which then reads or refuses it)."""
+    plain = usage_schema._plain(value)
+    if plain is None:
+        return
+    assert plain == usage_schema._parse(value, "usage")
+
+
+def test_the_simulators_rows_are_plain() -> None:
+    for item in ("server", "additional_ip", "backup"):
+        value = row(item=item)
+        value["plan"].update(ip_tokens_per_hour=1, ip_tokens_per_month=500, backup_price=12.5)
+        assert usage_schema._plain(value) == usage_schema._parse(value, "usage") is not None

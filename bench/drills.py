@@ -466,17 +466,18 @@ def close_worker_kill(args: argparse.Namespace, procs: Processes) -> dict[str, A
     ]  # fmt: skip
     rng = random.Random(args.seed)
 
-    def close(database_url: str, kill_at: int | None) -> tuple[float, str]:
-        """The submitted close to its end; with `kill_at`, one worker killed -9 once that
-        many shards are done."""
+    def close(database_url: str, kill_at: tuple[str, int] | None) -> tuple[float, str]:
+        """The submitted close to its end; with `kill_at` (a stage, a count), one worker
+        killed -9 once that many of the stage's shards are done."""
         env = invoicing.worker_env(
             database_url,
             f"redis://127.0.0.1:{redis_port}/0",
             api_url,
             BRIDGE_VAR_DIR=var_dir,
             CLOSE_LEASE_SECONDS="10",
-            # About twenty shards: a kill always finds shards left to lose.
+            # About twenty shards a stage: a kill always finds shards left to lose.
             CLOSE_SHARD_SIZE=str(max(1, args.close_customers // 20)),
+            CLOSE_PULL_PAGES=str(max(1, args.close_customers // 500)),
             SOLUSIO_API_TOKEN=SIM_TOKEN,
         )
         workers = invoicing.Workers(env, log_dir)
@@ -488,8 +489,9 @@ def close_worker_kill(args: argparse.Namespace, procs: Processes) -> dict[str, A
             )
             killed = ""
             if kill_at is not None:
-                # A random moment of the build: once `kill_at` of its shards are done.
-                while not _shards_done(database_url, kill_at) and submitter.poll() is None:
+                # A random moment of the pull or the build: once `kill_at` of its stage's
+                # shards are done.
+                while not _shards_done(database_url, *kill_at) and submitter.poll() is None:
                     time.sleep(0.02)
                 if submitter.poll() is not None:
                     killed = "too late: the close had finished"
@@ -511,15 +513,21 @@ def close_worker_kill(args: argparse.Namespace, procs: Processes) -> dict[str, A
     checks = CloseChecks(close_invoices(ref_url))
     with psycopg.connect(ref_url) as conn:
         stages, shards = conn.execute("SELECT seconds, shards_total FROM usage_closerun").fetchone()  # type: ignore[misc]
+        (pull_shards,) = conn.execute(  # type: ignore[misc]
+            "SELECT count(*) FROM usage_closeshard WHERE stage = 'pull'"
+        ).fetchone()
     log(
         f"close_worker_kill: uninterrupted in {reference_s:.1f} s ({stages}), "
-        f"{len(checks.reference)} invoices, {shards} shards"
+        f"{len(checks.reference)} invoices, {pull_shards} pull and {shards} build shards"
     )
     at_kill: list[str] = []
     took: list[str] = []
     for _ in range(args.cycles):
         drill_url = copy_of_seed("drill_close_workers")
-        seconds, killed = close(drill_url, rng.randrange(shards))
+        stage = rng.choice(["pull", "build"])
+        seconds, killed = close(
+            drill_url, (stage, rng.randrange(pull_shards if stage == "pull" else shards))
+        )
         at_kill.append(killed)
         took.append(f"{seconds:.0f}")
         checks.check(close_invoices(drill_url))
@@ -533,17 +541,20 @@ def close_worker_kill(args: argparse.Namespace, procs: Processes) -> dict[str, A
     )
 
 
-def _shards_done(database_url: str, count: int) -> bool:
+def _shards_done(database_url: str, stage: str, count: int) -> bool:
+    """The close is in `stage` ("pull" or "build") with `count` of its shards done."""
     import psycopg
 
+    run_state = {"pull": "pulling", "build": "building"}[stage]
     with psycopg.connect(database_url) as conn:
         (done,) = conn.execute(  # type: ignore[misc]
-            "SELECT count(*) FROM usage_closeshard WHERE state = 'done'"
+            "SELECT count(*) FROM usage_closeshard WHERE state = 'done' AND stage = %s",
+            [stage],
         ).fetchone()
-        (building,) = conn.execute(  # type: ignore[misc]
-            "SELECT count(*) FROM usage_closerun WHERE state = 'building'"
+        (active,) = conn.execute(  # type: ignore[misc]
+            "SELECT count(*) FROM usage_closerun WHERE state = %s", [run_state]
         ).fetchone()
-    return bool(building) and done >= count
+    return bool(active) and done >= count
 
 
 def _close_progress(database_url: str, seconds: float) -> str:
@@ -553,8 +564,9 @@ def _close_progress(database_url: str, seconds: float) -> str:
 
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
-            "SELECT r.state, count(s.id) FILTER (WHERE s.state = 'done'), r.shards_total "
+            "SELECT r.state, count(s.id) FILTER (WHERE s.state = 'done'), count(s.id) "
             "FROM usage_closerun r LEFT JOIN usage_closeshard s ON s.run_id = r.id "
+            "AND s.stage = (CASE r.state WHEN 'pulling' THEN 'pull' ELSE 'build' END) "
             "GROUP BY r.id ORDER BY r.id DESC LIMIT 1"
         ).fetchone()
     if row is None:

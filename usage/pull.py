@@ -193,14 +193,16 @@ def store_pages(
     fresh: bool,
     pages: tuple[int, int | None] = (1, None),
     progress: Progress = no_progress,
+    known: Container[int] | None = None,
 ) -> tuple[int, int]:
     """Store the usage rows of `/usage` pages [first, last] (to the end without a last)
-    of [period.start, end), each batch in its own transaction. Returns (rows, orphans)."""
+    of [period.start, end), each batch in its own transaction. `known`: every customer's
+    id (read here when not given). Returns (rows, orphans)."""
     rows = orphans = 0
     if end <= period.start:  # a month-to-date pull at the first instant of the month
         return rows, orphans
     # Read once: one id a customer (a few MB at a million), not a query per batch.
-    known = selectors.customer_ids()
+    known = selectors.customer_ids() if known is None else known
     first, last = pages
     if pages == (1, None):
         items = client.iter_usage_items(period.start, end)

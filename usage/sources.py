@@ -114,8 +114,10 @@ def store_part(
     fresh: bool,
     part: tuple[int, int | None],
     progress: Progress = no_progress,
+    known: Container[int] | None = None,
 ) -> tuple[int, int]:
-    """Store one part of a planned pull (under `db.period_lock`, shared): (rows, orphans)."""
+    """Store one part of a planned pull (under `db.period_lock`, shared): (rows, orphans).
+    `known`: every customer's id, for a `/usage` part (read when not given)."""
     if source == "observed":
         first, last = part
         assert last is not None  # server ranges are closed
@@ -124,7 +126,7 @@ def store_part(
         raise ValueError("a part of a /usage pull needs a SolusIO client")
     return pull.store_pages(
         period=period, end=period.end, client=client, generation=generation, fresh=fresh,
-        pages=part, progress=progress,
+        pages=part, progress=progress, known=known,
     )  # fmt: skip
 
 

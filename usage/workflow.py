@@ -144,6 +144,9 @@ def submit(
 
 def run_inline(run: CloseRun, client: SolusIOClient | None, progress: Progress) -> None:
     """Every stage of `run` in this process (call under `db.period_lock`)."""
+    # Read anew for each inline run: on SQLite a run's id (and, under a frozen test
+    # clock, its start) may repeat.
+    _known.clear()
     with given_or_own(client) if run.pull else _no_client() as solusio:
         pull_stage(run.pk, client=solusio, progress=progress)
         if _run_shards(run, CloseShardStage.PULL, solusio, progress):
@@ -420,6 +423,23 @@ def run_shard(
     return True
 
 
+# Every customer's id, as the run's pull shards in this process read it first.
+_known: dict[tuple[int, datetime], frozenset[int]] = {}
+
+
+def _known_customers(run: CloseRun) -> frozenset[int]:
+    """Every customer's id, read once per run in this process rather than once per pull
+    shard (200 shards of a million servers' pull, a read of every customer each). A
+    customer created while the pull runs is not billed from it, as in a pull in one
+    piece. Keyed by the run (PostgreSQL never hands out its id again; `run_inline`, the
+    only way on SQLite, clears it)."""
+    key = (run.pk, run.started_at)
+    if key not in _known:
+        _known.clear()  # only the latest run's
+        _known[key] = frozenset(selectors.customer_ids())
+    return _known[key]
+
+
 def _pull_shard(
     shard: CloseShard, attempt: int, client: SolusIOClient | None, progress: Progress
 ) -> None:
@@ -457,6 +477,7 @@ def _pull_shard(
             fresh=run.pull_fresh,
             part=(shard.first_part, shard.last_part),
             progress=step,
+            known=None if observed else _known_customers(run),
         )
     last = _shard_done(shard, attempt, rows=rows, orphans=orphans)
     if last is not None:

@@ -516,3 +516,17 @@ def test_a_lost_pull_shard_is_sent_again_by_the_sweep_and_the_pull_ends_once(
     run.refresh_from_db()
     assert (run.state, run.issued) == (CloseRunState.DONE, 3)
     assert state() == clean
+
+
+@pytest.mark.django_db
+def test_a_customer_added_between_closes_is_billed_by_the_next_one(
+    october: Period, close_queue: CloseQueue, settings: Any, customers: list[Customer]
+) -> None:
+    pages_in_shards(settings)
+    first = close_submitted(close_queue, october)
+    assert first.orphans == 2  # user 4's rows: no customer yet
+    # Each worker reads the customers once per run: the next run reads them anew.
+    Customer.objects.create(id=4, email="customer4@example.test", currency=customers[0].currency)
+    second = close_submitted(close_queue, october)
+    assert (second.state, second.orphans) == (CloseRunState.DONE, 0)
+    assert Invoice.objects.filter(customer_id=4, period=october.month).exists()

@@ -47,7 +47,7 @@ def issue_invoices(*, invoice_ids: Iterable[int], now: datetime | None = None) -
             counter = InvoiceCounter.objects.select_for_update().get_or_create(name=COUNTER)[0]
             rows = list(
                 Invoice.objects.select_for_update()
-                .filter(pk__in=ids[start : start + ISSUE_BATCH], status=InvoiceStatus.DRAFT)
+                .filter(pk__any=ids[start : start + ISSUE_BATCH], status=InvoiceStatus.DRAFT)
                 .order_by("period", "customer_id", "id")
                 .values_list("id", "customer_id")
             )
@@ -67,7 +67,7 @@ def issue_invoices(*, invoice_ids: Iterable[int], now: datetime | None = None) -
             )
             # Nothing to pay is settled at issue (README, Dunning): paid, so the admin, the
             # API and the portal agree and no one is dunned over 0.00.
-            Invoice.objects.filter(pk__in=order, total__lte=0).update(
+            Invoice.objects.filter(pk__any=order, total__lte=0).update(
                 status=InvoiceStatus.PAID, paid_at=now
             )
             counter.last += len(order)

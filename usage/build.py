@@ -144,6 +144,7 @@ def _write_batch(period: Period, drafts: Built, summary: CloseSummary, now: date
             (v for _, v, _ in to_write),
             _INVOICE_KEY,
             where=~Q(status=InvoiceStatus.VOID),
+            binary=True,
         )
         id_of = dict(
             Invoice.objects.filter(
@@ -158,6 +159,7 @@ def _write_batch(period: Period, drafts: Built, summary: CloseSummary, now: date
             InvoiceLine,
             LINE_FIELDS,
             ((id_of[c], *values) for c, _, draft in to_write for values in draft.line_values),
+            binary=True,
         )
 
 

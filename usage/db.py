@@ -156,7 +156,22 @@ def upsert(
     """Insert-or-update `rows` on the `unique` fields (every other field is updated). Call
     inside a transaction, with at most one row per unique key. `where`: the condition of a
     partial unique constraint on `unique` (rows outside it are never updated). `binary`:
-    see `_copy` (PostgreSQL).
+    see `_copy` (PostgreSQL)."""
+    upsert_returning(model, names, rows, unique, where, binary=binary)
+
+
+def upsert_returning(
+    model: type[models.Model],
+    names: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    unique: Sequence[str],
+    where: Q | None = None,
+    *,
+    binary: bool = False,
+    returning: Sequence[str] = (),
+) -> list[tuple[Any, ...]] | None:
+    """`upsert`, returning the values of the `returning` fields of every row it wrote (on
+    PostgreSQL; None elsewhere: the caller reads them back).
 
     On PostgreSQL: COPY into a temporary table shaped like the model's, then one
     INSERT … SELECT … ON CONFLICT DO UPDATE."""
@@ -169,7 +184,7 @@ def upsert(
             key = {f.attname: values.pop(f.attname) for f in _fields(model, unique)}
             if not manager.filter(where, **key).update(**values):
                 instance.save(force_insert=True)
-        return
+        return None
     if not is_postgresql():
         model._default_manager.bulk_create(
             list(_instances(model, names, rows)),
@@ -178,7 +193,7 @@ def upsert(
             unique_fields=unique,
             update_fields=[n for n in names if n not in unique],
         )
-        return
+        return None
     qn = connection.ops.quote_name
     if connection.get_autocommit():
         raise RuntimeError("upsert needs a transaction (its stage table drops at commit)")
@@ -199,11 +214,14 @@ def upsert(
         _copy(cursor, model, stage, names, rows, binary)
         conflict_list = ", ".join(qn(c) for c in column_names(model, unique))
         predicate, params = _where_sql(model, where) if where is not None else ("", [])
+        back = ", ".join(qn(c) for c in column_names(model, returning))
         cursor.execute(
             f"INSERT INTO {table} ({column_list}) SELECT {column_list} FROM {stage} "  # noqa: S608
-            f"ON CONFLICT ({conflict_list}){predicate} DO UPDATE SET {updates}",
+            f"ON CONFLICT ({conflict_list}){predicate} DO UPDATE SET {updates}"
+            + (f" RETURNING {back}" if back else ""),
             params,
         )
+        return [tuple(row) for row in cursor.fetchall()] if back else []
 
 
 def _where_sql(model: type[models.Model], where: Q) -> tuple[str, list[Any]]:

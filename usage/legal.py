@@ -3,6 +3,7 @@ how to pay. Frozen into `Invoice.legal` when issued; a draft shows the current d
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
@@ -11,11 +12,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db import connection
 from django.utils import dateformat
 from django.utils.translation import gettext_lazy, pgettext
 
 from bridge.money import round_money
-from usage import db  # noqa: F401  (registers the `__any` lookup used here)
+from usage import db  # also registers the `__any` lookup used here
 from usage.models import BillingSettings, Invoice
 from usage.rules import PricingSnapshot
 from users.models import Customer
@@ -134,6 +136,26 @@ def details_on_issue(*, customer_ids: Iterable[int], now: datetime) -> dict[int,
     return {
         row[0]: {**shared, "customer": dict(zip(_BUYER_KEYS, row, strict=True))} for row in rows
     }
+
+
+def details_on_issue_sql(*, now: datetime, customer: str) -> tuple[str, list[Any]]:
+    """`details_on_issue`'s value as a PostgreSQL expression and its parameters, for a
+    statement in which `customer` is the alias of the invoice's customer row: made by the
+    database as it writes the invoice (a close issues tens of thousands; their JSON made
+    here and parsed there was a quarter of issuing). Equal, as jsonb, to the value of
+    `details_on_issue` (a test compares them)."""
+    seller = seller_of(BillingSettings.load())
+    issued, due = issue_and_due_date(now, seller.payment_terms_days)
+    shared = LegalDetails(seller, _NO_BUYER, issued, due).as_json()
+    del shared["customer"]
+    qn = connection.ops.quote_name
+    columns = db.column_names(Customer, BUYER_FIELDS)
+    pairs = ", ".join(
+        f"'{key}', {customer}.{qn(column)}"
+        for key, column in zip(_BUYER_KEYS, columns, strict=True)
+    )
+    sql = f"(%s::jsonb || jsonb_build_object('customer', jsonb_build_object({pairs})))"
+    return sql, [json.dumps(shared)]
 
 
 def details_of(invoice: Invoice) -> LegalDetails:

@@ -18,7 +18,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, QuerySet, Sum
+from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from payments.models import Allocation, Payment, PaymentMethod
@@ -446,19 +446,21 @@ def customers_with_credit(customer_ids: Iterable[int]) -> list[tuple[int, str]]:
     """(customer, currency) pairs among `customer_ids` (ids, or a subquery of them) with
     credit left. Two grouped queries whatever the number of customers: issuing 20,000
     invoices asks this once."""
-    # A queryset stays a subquery (no list of every id in the statement).
-    ids: Any = customer_ids if isinstance(customer_ids, QuerySet) else list(customer_ids)
+    # A queryset stays a subquery (no list of every id in the statement); a list travels
+    # as one array parameter (`__any`): issuing asks this per batch of a thousand ids.
+    if isinstance(customer_ids, QuerySet):
+        among = Q(customer_id__in=customer_ids)
+    else:
+        among = Q(customer_id__any=list(customer_ids))
     received: dict[tuple[int, str], Decimal] = {}
     for row in (
-        Payment.objects.filter(customer_id__in=ids)
-        .values("customer_id", "currency")
-        .annotate(s=Sum("amount"))
+        Payment.objects.filter(among).values("customer_id", "currency").annotate(s=Sum("amount"))
     ):
         received[(row["customer_id"], row["currency"])] = row["s"]
     if not received:
         return []
     for customer_id, currency, used in (
-        Allocation.objects.filter(payment__customer_id__in=[c for c, _ in received])
+        Allocation.objects.filter(payment__customer_id__any=[c for c, _ in received])
         .values("payment__customer_id", "payment__currency")
         .annotate(s=Sum("amount"))
         .values_list("payment__customer_id", "payment__currency", "s")

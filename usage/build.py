@@ -111,22 +111,24 @@ def _write_batch(period: Period, drafts: Built, summary: CloseSummary, now: date
     with transaction.atomic():
         # A customer's live invoice, else their void one: a voided invoice stays the
         # period's (frozen), a corrected one has a live draft beside it (invoice_states).
-        existing: dict[int, Invoice] = {}
-        for inv in (
+        # (status, fingerprint) by customer: plain values, no model instances (a re-run
+        # reads a whole batch of them).
+        existing: dict[int, tuple[str, str]] = {}
+        for customer_id, status, stored in (
             Invoice.objects.select_for_update()
             .filter(period=period.month, customer_id__any=list(drafts))
-            .only("id", "customer_id", "status", "fingerprint")
+            .values_list("customer_id", "status", "fingerprint")
         ):
-            if inv.status != InvoiceStatus.VOID or inv.customer_id not in existing:
-                existing[inv.customer_id] = inv
+            if status != InvoiceStatus.VOID or customer_id not in existing:
+                existing[customer_id] = (status, stored)
         to_write: list[tuple[int, tuple[Any, ...], InvoiceDraft]] = []
         replaced: list[int] = []  # customers whose existing draft's lines are replaced
         for customer_id, (draft, fingerprint) in drafts.items():
             found = existing.get(customer_id)
-            if found is not None and found.is_frozen:
+            if found is not None and found[0] != InvoiceStatus.DRAFT:  # issued, paid, void
                 summary.frozen += 1
                 continue
-            if found is not None and found.fingerprint == fingerprint:
+            if found is not None and found[1] == fingerprint:
                 summary.unchanged += 1
                 continue
             if found is None:
@@ -138,26 +140,31 @@ def _write_batch(period: Period, drafts: Built, summary: CloseSummary, now: date
             to_write.append((customer_id, values, draft))
         if not to_write:
             return
-        db.upsert(
+        written = db.upsert_returning(
             Invoice,
             _INVOICE_FIELDS,
             (v for _, v, _ in to_write),
             _INVOICE_KEY,
             where=~Q(status=InvoiceStatus.VOID),
+            binary=True,
+            returning=["customer", "id"],
         )
-        id_of = dict(
-            Invoice.objects.filter(
-                period=period.month, customer_id__any=[c for c, _, _ in to_write]
+        if written is None:  # not PostgreSQL: read the ids back
+            written = list(
+                Invoice.objects.filter(
+                    period=period.month, customer_id__any=[c for c, _, _ in to_write]
+                )
+                .exclude(status=InvoiceStatus.VOID)
+                .values_list("customer_id", "id")
             )
-            .exclude(status=InvoiceStatus.VOID)
-            .values_list("customer_id", "id")
-        )
+        id_of = dict(written)
         if replaced:  # a new invoice has no lines to delete (most of a first close)
             InvoiceLine.objects.filter(invoice_id__any=[id_of[c] for c in replaced]).delete()
         db.insert(
             InvoiceLine,
             LINE_FIELDS,
             ((id_of[c], *values) for c, _, draft in to_write for values in draft.line_values),
+            binary=True,
         )
 
 

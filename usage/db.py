@@ -95,26 +95,53 @@ def _copy_values(
     return (tuple(Jsonb(v) if i in json else v for i, v in enumerate(row)) for row in rows)
 
 
-def insert(model: type[models.Model], names: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+def _copy(
+    cursor: Any,
+    model: type[models.Model],
+    table: str,
+    names: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    binary: bool,
+) -> None:
+    """COPY `rows` into `table` (the model's, or a stage shaped like it) through Django's
+    `cursor`. `binary`: in PostgreSQL's binary format, each value dumped by its column's
+    type (half the time of the text format for an invoice's lines: no text for the
+    timestamps and decimals to be written and parsed back). Its values must be of the
+    column's Python type (a str for a uuid column is refused where text would pass)."""
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(c) for c in column_names(model, names))
+    # The raw psycopg cursor's errors, as Django's (IntegrityError, ...), like any query.
+    with connection.wrap_database_errors:
+        types: list[int] = []
+        if binary:
+            cursor.execute(f"SELECT {columns} FROM {table} LIMIT 0")  # noqa: S608
+            types = [column.type_code for column in cursor.description]
+        fmt = " (FORMAT BINARY)" if binary else ""
+        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN{fmt}") as copy:
+            if binary:
+                copy.set_types(types)
+            for row in _copy_values(model, names, rows):
+                copy.write_row(row)
+
+
+def insert(
+    model: type[models.Model],
+    names: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    binary: bool = False,
+) -> None:
     """Insert `rows` (tuples in `names` order; a foreign key's value is its id). A row that
     breaks a unique constraint raises IntegrityError and nothing of the call is written
-    (call inside a transaction)."""
+    (call inside a transaction). `binary`: see `_copy` (PostgreSQL)."""
     if not is_postgresql():
         model._default_manager.bulk_create(
             _instances(model, names, rows), batch_size=BULK_CREATE_BATCH
         )
         return
-    qn = connection.ops.quote_name
-    columns = ", ".join(qn(c) for c in column_names(model, names))
-    table = qn(model._meta.db_table)
-    # The raw psycopg cursor's errors, as Django's (IntegrityError, ...), like any query.
-    with (
-        connection.wrap_database_errors,
-        connection.cursor() as cursor,
-        cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
-    ):
-        for row in _copy_values(model, names, rows):
-            copy.write_row(row)
+    table = connection.ops.quote_name(model._meta.db_table)
+    with connection.cursor() as cursor:
+        _copy(cursor, model, table, names, rows, binary)
 
 
 def upsert(
@@ -123,10 +150,28 @@ def upsert(
     rows: Iterable[Sequence[Any]],
     unique: Sequence[str],
     where: Q | None = None,
+    *,
+    binary: bool = False,
 ) -> None:
     """Insert-or-update `rows` on the `unique` fields (every other field is updated). Call
     inside a transaction, with at most one row per unique key. `where`: the condition of a
-    partial unique constraint on `unique` (rows outside it are never updated).
+    partial unique constraint on `unique` (rows outside it are never updated). `binary`:
+    see `_copy` (PostgreSQL)."""
+    upsert_returning(model, names, rows, unique, where, binary=binary)
+
+
+def upsert_returning(
+    model: type[models.Model],
+    names: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    unique: Sequence[str],
+    where: Q | None = None,
+    *,
+    binary: bool = False,
+    returning: Sequence[str] = (),
+) -> list[tuple[Any, ...]] | None:
+    """`upsert`, returning the values of the `returning` fields of every row it wrote (on
+    PostgreSQL; None elsewhere: the caller reads them back).
 
     On PostgreSQL: COPY into a temporary table shaped like the model's, then one
     INSERT … SELECT … ON CONFLICT DO UPDATE."""
@@ -139,7 +184,7 @@ def upsert(
             key = {f.attname: values.pop(f.attname) for f in _fields(model, unique)}
             if not manager.filter(where, **key).update(**values):
                 instance.save(force_insert=True)
-        return
+        return None
     if not is_postgresql():
         model._default_manager.bulk_create(
             list(_instances(model, names, rows)),
@@ -148,7 +193,7 @@ def upsert(
             unique_fields=unique,
             update_fields=[n for n in names if n not in unique],
         )
-        return
+        return None
     qn = connection.ops.quote_name
     if connection.get_autocommit():
         raise RuntimeError("upsert needs a transaction (its stage table drops at commit)")
@@ -166,19 +211,17 @@ def upsert(
             f"CREATE TEMPORARY TABLE {stage} ON COMMIT DROP AS "  # noqa: S608
             f"SELECT {column_list} FROM {table} WITH NO DATA"
         )
-        with (
-            connection.wrap_database_errors,
-            cursor.cursor.copy(f"COPY {stage} ({column_list}) FROM STDIN") as copy,
-        ):
-            for row in _copy_values(model, names, rows):
-                copy.write_row(row)
+        _copy(cursor, model, stage, names, rows, binary)
         conflict_list = ", ".join(qn(c) for c in column_names(model, unique))
         predicate, params = _where_sql(model, where) if where is not None else ("", [])
+        back = ", ".join(qn(c) for c in column_names(model, returning))
         cursor.execute(
             f"INSERT INTO {table} ({column_list}) SELECT {column_list} FROM {stage} "  # noqa: S608
-            f"ON CONFLICT ({conflict_list}){predicate} DO UPDATE SET {updates}",
+            f"ON CONFLICT ({conflict_list}){predicate} DO UPDATE SET {updates}"
+            + (f" RETURNING {back}" if back else ""),
             params,
         )
+        return [tuple(row) for row in cursor.fetchall()] if back else []
 
 
 def _where_sql(model: type[models.Model], where: Q) -> tuple[str, list[Any]]:

@@ -3,6 +3,7 @@ how to pay. Frozen into `Invoice.legal` when issued; a draft shows the current d
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
@@ -11,10 +12,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db import connection
 from django.utils import dateformat
 from django.utils.translation import gettext_lazy, pgettext
 
 from bridge.money import round_money
+from usage import db  # also registers the `__any` lookup used here
 from usage.models import BillingSettings, Invoice
 from usage.rules import PricingSnapshot
 from users.models import Customer
@@ -88,11 +91,14 @@ def seller_of(row: BillingSettings) -> Seller:
     )
 
 
-# The customer fields an invoice freezes (buyer_of reads no others).
+# The customer fields an invoice freezes (buyer_of reads no others), in Buyer's order.
 BUYER_FIELDS = (
     "id", "email", "name", "company_name", "billing_address", "country", "vat_id",
     "tax_exemption_reason",
 )  # fmt: skip
+# Buyer's fields (its JSON keys), one for each of BUYER_FIELDS.
+_BUYER_KEYS = tuple(f.name for f in fields(Buyer))
+assert len(_BUYER_KEYS) == len(BUYER_FIELDS)
 
 
 def buyer_of(customer: Customer) -> Buyer:
@@ -108,6 +114,10 @@ def buyer_of(customer: Customer) -> Buyer:
     )
 
 
+# A placeholder buyer, for the part of the details every customer shares.
+_NO_BUYER = Buyer(0, "", "", "", "", "", "", "")
+
+
 def issue_and_due_date(issued_at: datetime, terms_days: int) -> tuple[date, date]:
     """The issue date is the calendar day in the billing time zone (as the periods are)."""
     issued = issued_at.astimezone(ZoneInfo(settings.BILLING_TIMEZONE)).date()
@@ -118,10 +128,34 @@ def details_on_issue(*, customer_ids: Iterable[int], now: datetime) -> dict[int,
     """The `Invoice.legal` value of each customer's invoice issued at `now`."""
     seller = seller_of(BillingSettings.load())
     issued, due = issue_and_due_date(now, seller.payment_terms_days)
+    # LegalDetails(seller, buyer_of(customer), issued, due).as_json() of each customer, from
+    # plain rows: the seller's part is the same for all (one dict, shared), and a close
+    # issues tens of thousands (model instances and dataclasses were most of this).
+    shared = LegalDetails(seller, _NO_BUYER, issued, due).as_json()
+    rows = Customer.objects.filter(pk__any=list(set(customer_ids))).values_list(*BUYER_FIELDS)
     return {
-        customer.pk: LegalDetails(seller, buyer_of(customer), issued, due).as_json()
-        for customer in Customer.objects.filter(pk__in=set(customer_ids)).only(*BUYER_FIELDS)
+        row[0]: {**shared, "customer": dict(zip(_BUYER_KEYS, row, strict=True))} for row in rows
     }
+
+
+def details_on_issue_sql(*, now: datetime, customer: str) -> tuple[str, list[Any]]:
+    """`details_on_issue`'s value as a PostgreSQL expression and its parameters, for a
+    statement in which `customer` is the alias of the invoice's customer row: made by the
+    database as it writes the invoice (a close issues tens of thousands; their JSON made
+    here and parsed there was a quarter of issuing). Equal, as jsonb, to the value of
+    `details_on_issue` (a test compares them)."""
+    seller = seller_of(BillingSettings.load())
+    issued, due = issue_and_due_date(now, seller.payment_terms_days)
+    shared = LegalDetails(seller, _NO_BUYER, issued, due).as_json()
+    del shared["customer"]
+    qn = connection.ops.quote_name
+    columns = db.column_names(Customer, BUYER_FIELDS)
+    pairs = ", ".join(
+        f"'{key}', {customer}.{qn(column)}"
+        for key, column in zip(_BUYER_KEYS, columns, strict=True)
+    )
+    sql = f"(%s::jsonb || jsonb_build_object('customer', jsonb_build_object({pairs})))"
+    return sql, [json.dumps(shared)]
 
 
 def details_of(invoice: Invoice) -> LegalDetails:

@@ -93,17 +93,16 @@ def charge(hours: int, tokens_per_hour: int, tokens_per_month: int) -> Charge:
     if hours < 0 or tokens_per_hour < 0 or tokens_per_month < 0:
         raise ValueError("hours and prices must not be negative")
 
-    def made(rule: Rule, tokens: int) -> Charge:
-        return Charge(hours, tokens_per_hour, tokens_per_month, rule, tokens)
-
+    # Charge(...) written out in each branch: a close makes one per line (no closure).
     if tokens_per_hour == 0 and tokens_per_month == 0:
-        return made(Rule.FREE, 0)
+        return Charge(hours, tokens_per_hour, tokens_per_month, Rule.FREE, 0)
     if tokens_per_hour == 0:
-        return made(Rule.FIXED_MONTHLY, tokens_per_month if hours > 0 else 0)
+        tokens = tokens_per_month if hours > 0 else 0
+        return Charge(hours, tokens_per_hour, tokens_per_month, Rule.FIXED_MONTHLY, tokens)
     hourly = hours * tokens_per_hour
     if tokens_per_month > 0 and hourly > tokens_per_month:
-        return made(Rule.MONTHLY_CAP, tokens_per_month)
-    return made(Rule.HOURLY, hourly)
+        return Charge(hours, tokens_per_hour, tokens_per_month, Rule.MONTHLY_CAP, tokens_per_month)
+    return Charge(hours, tokens_per_hour, tokens_per_month, Rule.HOURLY, hourly)
 
 
 # Usage item kinds the rules price; any other kind holds its customer's invoice.
@@ -176,6 +175,17 @@ def _line_amount(
         return round_money(amount, decimals)
 
 
+_AMOUNTS_KEPT = 1 << 16  # line amounts remembered per price
+
+
+@functools.lru_cache(maxsize=1 << 8)
+def _amounts_at(
+    token_price: Decimal, multipliers: tuple[Decimal, ...], decimals: int
+) -> dict[int, Decimal]:
+    """Line amounts by tokens, at one price (filled in by `invoice_totals`)."""
+    return {}
+
+
 def invoice_totals(
     line_tokens: Sequence[int],
     token_price: Decimal,
@@ -187,7 +197,17 @@ def invoice_totals(
     """Lines, subtotal, taxes in order (simple on the subtotal, compound on the subtotal plus
     the taxes before), each rounded half-up; total = subtotal + taxes."""
     factors = tuple(multipliers)
-    amounts = tuple(_line_amount(t, token_price, factors, decimals) for t in line_tokens)
+    # The amounts already made at this price (looked up by the tokens alone: hashing the
+    # price and factors per line was most of pricing a line).
+    known = _amounts_at(token_price, factors, decimals)
+    if len(known) > _AMOUNTS_KEPT:
+        known.clear()
+    amounts = tuple(
+        known[t]
+        if t in known
+        else known.setdefault(t, _line_amount(t, token_price, factors, decimals))
+        for t in line_tokens
+    )
     # The amounts are rounded already: this only pads (a sum of none is 0.00).
     subtotal = round_money(sum(amounts, Decimal(0)), decimals)
     tax_lines: list[TaxLine] = []
@@ -419,16 +439,38 @@ class InvoiceDraft:
         re-run can tell that a stored draft is already right and leave it alone."""
         # What came after the first version (hold reason, backup price) is added only when
         # set, so drafts without it keep the digests they were stored with.
-        content = [repr(self.pricing.as_json())]
+        content = [_pricing_text(self.pricing)]
         if self.hold_reason:
             content.append(self.hold_reason)
+        # Each line as repr((v[:7], (started, ended), v[9:])), times as ISO text (their repr
+        # would depend on which tzinfo object they carry), and the backup price only when
+        # set; written with one format (the same text) rather than by building those
+        # tuples: the digests were a fifth of the build.
         for v in self.line_values:
             ended = v[8]
-            # Times as ISO text: their repr would depend on which tzinfo object they carry.
-            when = (v[7].isoformat(), ended.isoformat() if ended else None)
-            rest = v[9:] if v[-1] is not None else v[9:-1]
-            content.append(repr((v[:7], when, rest)))
+            backup = v[17]
+            content.append(
+                _LINE_DIGEST
+                % (
+                    *v[:7],
+                    v[7].isoformat(),
+                    ended.isoformat() if ended else None,
+                    *v[9:17],
+                    "" if backup is None else f", {backup!r}",
+                )
+            )
         return hashlib.sha256("\n".join(content).encode()).hexdigest()
+
+
+# A close's customers share a handful of snapshots: their text is made once each.
+@functools.lru_cache(maxsize=1 << 10)
+def _pricing_text(pricing: PricingSnapshot) -> str:
+    return repr(pricing.as_json())
+
+
+# A line's text in `InvoiceDraft.fingerprint`: what repr() writes for the tuple
+# (v[:7], (started, ended), v[9:]), the last value (the backup price) given as ", %r" or "".
+_LINE_DIGEST = "((%r, %r, %r, %r, %r, %r, %r), (%r, %r), (%r, %r, %r, %r, %r, %r, %r, %r%s))"
 
 
 # The values of an invoice line, in `InvoiceDraft.line_values` order.

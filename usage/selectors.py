@@ -62,6 +62,8 @@ class PricingContext:
         self._taxes: dict[tuple[str, str], list[TaxRule]] = {}
         self._currencies: dict[str, Currency] | None = None
         self._discounts: dict[int, Discount] = {}
+        # Customers alike in what their snapshot depends on share one snapshot object.
+        self._shared: dict[tuple[Any, ...], PricingSnapshot] = {}
 
     def taxes(self, country: str, region: str) -> list[TaxRule]:
         key = (country.upper(), region.strip().lower())
@@ -96,10 +98,22 @@ class PricingContext:
         rows = Customer.objects.filter(pk__any=customer_ids).values_list(
             "pk", "currency_id", "country", "region", "billing_exempt"
         )
+        shared = self._shared
         for pk, currency_code, country, region, exempt in rows:
-            out[pk] = self._snapshot(
-                self._currencies[currency_code], links.get(pk, []), country, region, exempt
+            discounts = links.get(pk, [])
+            key = (
+                currency_code,
+                tuple(sorted(d.pk for d in discounts)),
+                country.upper(),
+                region.strip().lower(),
+                exempt,
             )
+            found = shared.get(key)
+            if found is None:
+                found = shared[key] = self._snapshot(
+                    self._currencies[currency_code], discounts, country, region, exempt
+                )
+            out[pk] = found
         return out
 
     def _snapshot(

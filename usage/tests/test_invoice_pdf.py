@@ -14,8 +14,9 @@ import pytest
 
 from bridge.money import NBSP
 from pricing.models import Currency
-from usage import invoice_states, pdf
+from usage import invoice_states, legal, pdf
 from usage.emails import invoice_message
+from usage.legal import LegalDetails, buyer_of, issue_and_due_date, seller_of
 from usage.models import BillingSettings, Invoice, InvoiceLine
 from usage.pdf import LINE_WIDTHS, render_invoice_pdf
 from usage.rules import LINE_COLUMNS, PricingSnapshot, UsageInput, build_invoice
@@ -267,6 +268,32 @@ def test_an_issued_invoice_keeps_the_seller_and_customer_it_was_issued_with(
     assert "Issue date Not issued yet" in text
     assert "Due date 7 days after issue" in text
     assert draft.legal == {}
+
+
+@pytest.mark.django_db
+def test_issuing_freezes_what_details_on_issue_says(
+    seller: BillingSettings, buyer: Customer
+) -> None:
+    # On PostgreSQL the details are made by the database (details_on_issue_sql): the same
+    # value as the Python definition, quotes, line breaks, accents and empty fields alike.
+    Customer.objects.filter(pk=buyer.pk).update(
+        name='Ada "the Countess" Lovelace', tax_exemption_reason="Reverse charge\\art. 196"
+    )
+    plain = Customer.objects.create(email="plain@acme.test", currency=buyer.currency)
+    first, second = make_invoice(buyer, SEED, 1), make_invoice(plain, SEED, 1)
+    invoice_states.issue_invoices(invoice_ids=[first.pk, second.pk], now=ISSUED_AT)
+    expected = legal.details_on_issue(customer_ids=[buyer.pk, plain.pk], now=ISSUED_AT)
+    for invoice, customer in ((first, buyer), (second, plain)):
+        stored = Invoice.objects.get(pk=invoice.pk).legal
+        assert stored == expected[customer.pk]
+        assert (
+            stored
+            == LegalDetails(
+                seller_of(seller),
+                buyer_of(Customer.objects.get(pk=customer.pk)),
+                *issue_and_due_date(ISSUED_AT, seller.payment_terms_days),
+            ).as_json()
+        )
 
 
 @pytest.mark.django_db

@@ -42,7 +42,13 @@ def issue_invoices(*, invoice_ids: Iterable[int], now: datetime | None = None) -
     invoices commit together — a rolled-back issue leaves no hole.
     """
     now = now or timezone.now()
-    ids = sorted(set(invoice_ids))
+    # The order numbers are taken in, across batches too: drafts built by shards in
+    # parallel have ids interleaved across customers.
+    ids = list(
+        Invoice.objects.filter(pk__any=sorted(set(invoice_ids)))
+        .order_by("period", "customer_id", "id")
+        .values_list("id", flat=True)
+    )
     issued = 0
     for start in range(0, len(ids), ISSUE_BATCH):
         with transaction.atomic():

@@ -530,3 +530,25 @@ def test_a_customer_added_between_closes_is_billed_by_the_next_one(
     second = close_submitted(close_queue, october)
     assert (second.state, second.orphans) == (CloseRunState.DONE, 0)
     assert Invoice.objects.filter(customer_id=4, period=october.month).exists()
+
+
+@pytest.mark.django_db
+def test_numbers_follow_the_customers_whatever_order_the_drafts_were_built_in(
+    october: Period, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from usage import build, invoice_states
+    from usage.cycle import CloseSummary
+
+    with time_machine.travel(AFTER):
+        close.close_cycle(period=october, auto_issue=False)
+    # Customer 1's draft built again, last: its id is now the highest (as when shards
+    # build side by side).
+    Invoice.objects.filter(customer_id=1).delete()
+    build.build_invoices(period=october, summary=CloseSummary("2026-10", False), customer_id=1)
+    by_id = list(Invoice.objects.order_by("id").values_list("customer_id", flat=True))
+    assert by_id == [2, 3, 1]
+    monkeypatch.setattr(invoice_states, "ISSUE_BATCH", 1)
+    ids = Invoice.objects.values_list("id", flat=True)
+    assert invoice_states.issue_invoices(invoice_ids=ids) == 3
+    by_number = Invoice.objects.order_by("number").values_list("customer_id", "number")
+    assert list(by_number) == [(1, 1), (2, 2), (3, 3)]

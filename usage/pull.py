@@ -104,16 +104,17 @@ def _store(
 
 def _write(values: Sequence[Sequence[object]], fresh: bool) -> None:
     """Store USAGE_FIELDS tuples: a plain insert into a period that had no rows, an
-    upsert otherwise (or when the insert meets a key twice)."""
+    upsert otherwise (or when the insert meets a key twice). COPY in the binary format
+    (a third of the pull's store time was the text format's per-value work)."""
     if fresh:
         try:
             with transaction.atomic():
-                db.insert(UsageRecord, USAGE_FIELDS, values)
+                db.insert(UsageRecord, USAGE_FIELDS, values, binary=True)
             return
         except IntegrityError:
             log.info("usage rows repeated across pages; upserting the batch")
     with transaction.atomic():
-        db.upsert(UsageRecord, USAGE_FIELDS, values, USAGE_KEY)
+        db.upsert(UsageRecord, USAGE_FIELDS, values, USAGE_KEY, binary=True)
 
 
 def _begin(period: Period, now: datetime, source: str) -> tuple[int, int]:
@@ -265,10 +266,12 @@ def _write_all(
     if fresh:
         try:
             with transaction.atomic():
-                return _write_batches(batches(), db.insert, progress)
+                insert = functools.partial(db.insert, binary=True)
+                return _write_batches(batches(), insert, progress)
         except IntegrityError:
             log.info("usage rows repeated; upserting them")
-    return _write_batches(batches(), functools.partial(db.upsert, unique=USAGE_KEY), progress)
+    upsert = functools.partial(db.upsert, unique=USAGE_KEY, binary=True)
+    return _write_batches(batches(), upsert, progress)
 
 
 def _write_batches(

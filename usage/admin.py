@@ -749,9 +749,10 @@ class UsagePullAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 class CloseShardInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = CloseShard
+    # The counts of drafts created, updated and unchanged are the run's, summed.
     fields = (
-        "stage", "index", "part", "state", "attempts", "worker", "rows", "built", "created",
-        "updated", "unchanged", "finished_at", "error",
+        "stage", "index", "part", "state", "attempts", "worker", "rows", "built", "finished_at",
+        "error",
     )  # fmt: skip
     readonly_fields = fields
     extra = 0

@@ -58,7 +58,7 @@ def test_close_runs_show_their_progress_to_a_viewer(page: Page, bridge: Bridge, 
 
     from django.contrib.auth.models import Permission
 
-    from usage.models import CloseRun, CloseRunState, CloseShard, CloseShardState
+    from usage.models import CloseRun, CloseRunState, CloseShard, CloseShardStage, CloseShardState
 
     viewer = User.objects.create_user("boss", password=PASSWORD, is_staff=True)
     viewer.user_permissions.set(Permission.objects.filter(codename="view_closerun"))
@@ -69,6 +69,12 @@ def test_close_runs_show_their_progress_to_a_viewer(page: Page, bridge: Bridge, 
         started_at=datetime(2026, 12, 1, 0, 7, tzinfo=UTC), rows=412_000, customers=80_000,
         shards_total=40, seconds={"pull": 31.0},
     )  # fmt: skip
+    for index in range(2):  # the pull's shards, done
+        CloseShard.objects.create(
+            run=run, stage=CloseShardStage.PULL, index=index, first_part=index * 100 + 1,
+            last_part=None if index else 100, state=CloseShardState.DONE, attempts=1,
+            worker="worker-1:40", rows=206_000 if index else 10_000,
+        )  # fmt: skip
     for index in range(3):
         CloseShard.objects.create(
             run=run, index=index, first_customer=index * 2000 + 1,
@@ -86,6 +92,9 @@ def test_close_runs_show_their_progress_to_a_viewer(page: Page, bridge: Bridge, 
     expect(page.locator("#result_list")).to_contain_text("2 / 40")
     shot(page, "admin-close-runs")
     page.get_by_role("link", name=f"#{run.pk}").click()
+    expect(page.locator("body")).to_contain_text("pages 1–100")
+    expect(page.locator("body")).to_contain_text("pages 101–end")
+    expect(page.locator("body")).to_contain_text("customers 4001–6000")
     expect(page.locator("body")).to_contain_text("worker-1:42")
     expect(page.locator("body")).to_contain_text("server closed the connection")
     shot(page, "admin-close-run")

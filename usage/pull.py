@@ -205,10 +205,7 @@ def store_pages(
     # Read once: one id a customer (a few MB at a million), not a query per batch.
     known = selectors.customer_ids() if known is None else known
     first, last = pages
-    if pages == (1, None):
-        items = client.iter_usage_items(period.start, end)
-    else:
-        items = client.iter_usage_items(period.start, end, first_page=first, last_page=last)
+    items = client.iter_usage_items(period.start, end, first_page=first, last_page=last)
     url = client.usage_url
     # A thread fetches the next pages (HTTP and JSON decoding, no database) while this one
     # parses and stores the last batch, so waiting for SolusIO overlaps with the work here.

@@ -32,7 +32,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -147,17 +147,12 @@ def run_inline(run: CloseRun, client: SolusIOClient | None, progress: Progress) 
     # Read anew for each inline run: on SQLite a run's id (and, under a frozen test
     # clock, its start) may repeat.
     _known.clear()
-    with given_or_own(client) if run.pull else _no_client() as solusio:
+    with given_or_own(client) if run.pull else nullcontext() as solusio:
         pull_stage(run.pk, client=solusio, progress=progress)
         if _run_shards(run, CloseShardStage.PULL, solusio, progress):
             pull_stage(run.pk, client=solusio, progress=progress)  # the pull's end
     _run_shards(run, CloseShardStage.BUILD, None, progress)
     issue_stage(run.pk)
-
-
-@contextmanager
-def _no_client() -> Iterator[None]:
-    yield None
 
 
 def _run_shards(
@@ -467,7 +462,7 @@ def _pull_shard(
     observed = run.source == "observed"
     with (
         db.period_lock(period, shared=True),
-        _no_client() if observed else given_or_own(client) as solusio,
+        nullcontext() if observed else given_or_own(client) as solusio,
     ):
         rows, orphans = sources.store_part(
             period=period,

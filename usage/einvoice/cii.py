@@ -123,5 +123,7 @@ def cii_xml(data: EInvoice) -> bytes:
     _el(totals, "ram:TaxBasisTotalAmount", data.money(data.subtotal))
     _el(totals, "ram:TaxTotalAmount", data.money(data.tax_total), currencyID=data.currency)
     _el(totals, "ram:GrandTotalAmount", data.money(data.total))
-    _el(totals, "ram:DuePayableAmount", data.money(data.total))
+    if data.prepaid:
+        _el(totals, "ram:TotalPrepaidAmount", data.money(data.prepaid))
+    _el(totals, "ram:DuePayableAmount", data.money(data.due))
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)

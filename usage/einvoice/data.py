@@ -101,6 +101,9 @@ class EInvoice:
     subtotal: Decimal
     tax_total: Decimal
     total: Decimal
+    # BT-113: what payments and credit had put on the invoice when the document was made;
+    # the PDF beside the XML prints the same allocations and the same amount due.
+    prepaid: Decimal
     notes: tuple[str, ...]
     payment_means: str
     iban: str
@@ -109,6 +112,11 @@ class EInvoice:
     language: str  # of the free texts: the customer's (an ISO 639-1 code, "en")
     # BT-83, what a transfer quotes: the invoice's ISO 11649 RF reference.
     payment_reference: str
+
+    @property
+    def due(self) -> Decimal:
+        """BT-115, the amount due for payment: the total less what was paid (BR-CO-16)."""
+        return self.total - self.prepaid
 
     def money(self, amount: Decimal) -> str:
         """An amount as the invoice rounded it: half-up to the currency's decimals."""
@@ -194,6 +202,8 @@ def einvoice_of(invoice: Invoice) -> EInvoice:
 
 
 def _einvoice_of(invoice: Invoice) -> EInvoice:
+    from payments.selectors import paid_of  # payments builds on usage
+
     if invoice.status == InvoiceStatus.DRAFT or not invoice.number:
         raise NotIssued("only an issued invoice has an e-invoice: issue the draft first")
     pricing = PricingSnapshot.from_json(invoice.snapshot)
@@ -279,6 +289,7 @@ def _einvoice_of(invoice: Invoice) -> EInvoice:
         subtotal=subtotal,
         tax_total=round_money(invoice.tax_total, pricing.decimals),
         total=round_money(invoice.total, pricing.decimals),
+        prepaid=round_money(paid_of(invoice), pricing.decimals),
         notes=tuple(notes),
         payment_means=means,
         iban=iban,

@@ -113,7 +113,9 @@ def ubl_xml(data: EInvoice) -> bytes:
     _el(totals, "cbc:LineExtensionAmount", data.money(data.subtotal), **cur)
     _el(totals, "cbc:TaxExclusiveAmount", data.money(data.subtotal), **cur)
     _el(totals, "cbc:TaxInclusiveAmount", data.money(data.total), **cur)
-    _el(totals, "cbc:PayableAmount", data.money(data.total), **cur)
+    if data.prepaid:
+        _el(totals, "cbc:PrepaidAmount", data.money(data.prepaid), **cur)
+    _el(totals, "cbc:PayableAmount", data.money(data.due), **cur)
 
     for line in data.lines:
         node = _el(root, "cac:InvoiceLine")

@@ -1,6 +1,7 @@
 """E-invoices (issue 12 §2): Factur-X (CII in a PDF/A-3) and UBL 2.1 (Peppol BIS 3.0), valid
 against their schemas, with every amount equal to the invoice's."""
 
+from datetime import timedelta
 from decimal import Decimal
 from io import BytesIO
 from typing import Any
@@ -12,6 +13,8 @@ from facturx import get_xml_from_pdf
 from lxml import etree
 from pypdf import PdfReader
 
+from bridge.money import format_money
+from payments.services import record_payment
 from pricing.models import Currency
 from pricing.tests.api_helpers import body, staff_client
 from usage import invoice_states
@@ -20,7 +23,7 @@ from usage.einvoice.data import Party
 from usage.emails import invoice_message
 from usage.models import BillingSettings, Invoice, InvoiceStatus
 from usage.rules import PricingSnapshot
-from usage.tests.test_invoice_pdf import issue, make_invoice
+from usage.tests.test_invoice_pdf import ISSUED_AT, issue, make_invoice, text_of
 from users.models import Customer
 
 pytestmark = pytest.mark.django_db
@@ -170,6 +173,53 @@ def test_cii_and_ubl_state_the_invoice_with_discounts_and_two_tax_rates(
         == ubl.CUSTOMIZATION
     )
     assert {n.get("currencyID") for n in doc.xpath("//*[@currencyID]")} == {"EUR"}
+
+
+def test_a_part_paid_invoice_states_what_was_paid_and_what_is_due_as_its_pdf_does(
+    customer: Customer, eur: Currency
+) -> None:
+    """BT-113 and BT-115 (BR-CO-16: due = total - paid): the XML inside a Factur-X PDF says
+    the amount due that the PDF itself prints below the total."""
+    invoice = _issued(customer, _pricing(eur))
+    unpaid_cii = etree.fromstring(cii.cii_xml(data.einvoice_of(invoice)))
+    assert unpaid_cii.xpath("//ram:TotalPrepaidAmount", namespaces=CII_NS) == []
+    paid = Decimal("10.00")
+    record_payment(
+        customer_id=customer.pk,
+        amount=paid,
+        currency="EUR",
+        method="bank_transfer",
+        received_at=ISSUED_AT + timedelta(days=2),
+        reference="T-1",
+    )
+    due = invoice.total - paid
+    assert due > 0
+
+    document = documents.facturx_document(invoice)
+    root = etree.fromstring(get_xml_from_pdf(document, check_xsd=False)[1])
+    summary = "//ram:SpecifiedTradeSettlementHeaderMonetarySummation"
+    assert _amounts(root, f"{summary}/ram:GrandTotalAmount", CII_NS) == [invoice.total]
+    assert _amounts(root, f"{summary}/ram:TotalPrepaidAmount", CII_NS) == [paid]
+    assert _amounts(root, f"{summary}/ram:DuePayableAmount", CII_NS) == [due]
+    printed = format_money(due, PricingSnapshot.from_json(invoice.snapshot)).replace("\xa0", " ")
+    assert f"Amount due {printed}\n" in text_of(document)
+
+    doc = etree.fromstring(documents.ubl_document(invoice))  # checked against the XSD
+    money = "//cac:LegalMonetaryTotal"
+    assert _amounts(doc, f"{money}/cbc:TaxInclusiveAmount", UBL_NS) == [invoice.total]
+    assert _amounts(doc, f"{money}/cbc:PrepaidAmount", UBL_NS) == [paid]
+    assert _amounts(doc, f"{money}/cbc:PayableAmount", UBL_NS) == [due]
+
+    record_payment(
+        customer_id=customer.pk,
+        amount=due,
+        currency="EUR",
+        method="bank_transfer",
+        received_at=ISSUED_AT + timedelta(days=3),
+        reference="T-2",
+    )
+    settled = data.einvoice_of(Invoice.objects.get(pk=invoice.pk))
+    assert (settled.prepaid, settled.due) == (invoice.total, Decimal("0.00"))
 
 
 def test_reverse_charge_and_billing_exempt_carry_the_exemption(

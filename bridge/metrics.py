@@ -221,7 +221,8 @@ def _database_families() -> Iterator[GaugeMetricFamily]:
     from django.db.models import Count, Min, Q
     from django.utils import timezone
 
-    from usage.models import InvoiceEmail, InvoiceEmailState
+    from bridge.models import DeliveryState
+    from usage.models import InvoiceEmail
     from users.models import SyncRecord, SyncRecordState
 
     now = timezone.now()
@@ -242,7 +243,7 @@ def _database_families() -> Iterator[GaugeMetricFamily]:
     emails = GaugeMetricFamily(
         "bridge_invoice_emails", "Invoice e-mails pending or failed.", labels=["state"]
     )
-    sync, email = SyncRecordState, InvoiceEmailState
+    sync, email = SyncRecordState, DeliveryState
     outboxes = (
         ("user_sync", SyncRecord.objects, sync.PENDING, sync.PARKED),
         ("invoice_email", InvoiceEmail.objects, email.PENDING, email.FAILED),

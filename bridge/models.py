@@ -13,6 +13,33 @@ from django.utils.text import capfirst
 PREFIX_LENGTH = 8
 
 
+class DeliveryState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"  # gave up after its MAX_ATTEMPTS setting; staff may re-send
+    SKIPPED = "skipped", "Skipped"  # no longer wanted: paid or voided before it went out
+
+
+class Delivery(models.Model):
+    """An e-mail in an outbox (bridge.outbox): written in the transaction that decides it,
+    sent by a task after commit, retried with backoff, re-sent by the sweep when the broker
+    lost the message, and kept as the record of what went where. Each table adds what the
+    mail is about, and a check constraint on `state` in its own name."""
+
+    state = models.CharField(
+        max_length=8, choices=DeliveryState.choices, default=DeliveryState.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    recipient = models.CharField(max_length=254, blank=True, help_text="Where it was sent.")
+    created_at = models.DateTimeField()
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
 class SingletonModel(models.Model):
     """A table of staff settings that holds exactly one row, id 1. `load()` reads it (and
     makes it with the defaults the first time); the constraint is the last line of defence

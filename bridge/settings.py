@@ -430,7 +430,7 @@ SPECTACULAR_SETTINGS = {
     # Invoices and customers both have a `status` with its own choices.
     "ENUM_NAME_OVERRIDES": {
         "InvoiceStatusEnum": "usage.models.InvoiceStatus",
-        "ReminderStateEnum": "payments.models.ReminderState",
+        "ReminderStateEnum": "bridge.models.DeliveryState",
         "CloseRunStateEnum": "usage.models.CloseRunState",
         "CloseShardStateEnum": "usage.models.CloseShardState",
     },

@@ -6,7 +6,8 @@ from django.db.models import QuerySet
 from django_filters import rest_framework as filters
 
 from bridge.filters import CodeFilter, IdFilter
-from payments.models import Payment, PaymentMethod, Reminder, ReminderState
+from bridge.models import DeliveryState
+from payments.models import Payment, PaymentMethod, Reminder
 
 
 class PaymentFilter(filters.FilterSet):
@@ -35,7 +36,7 @@ class PaymentFilter(filters.FilterSet):
 class ReminderFilter(filters.FilterSet):
     customer = IdFilter(field_name="customer_id")
     invoice = IdFilter(field_name="invoice_id")
-    state = filters.ChoiceFilter(choices=ReminderState.choices)
+    state = filters.ChoiceFilter(choices=DeliveryState.choices)
 
     class Meta:
         model = Reminder

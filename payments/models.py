@@ -12,6 +12,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext, gettext_lazy, ngettext
 
+from bridge.models import Delivery, DeliveryState
 from usage.models import CreditNote, Invoice
 from users.models import Customer
 
@@ -103,14 +104,7 @@ class Allocation(models.Model):
         return f"{self.amount} of payment {self.payment_id} on invoice {self.invoice_id}"
 
 
-class ReminderState(models.TextChoices):
-    PENDING = "pending", "Pending"
-    SENT = "sent", "Sent"
-    FAILED = "failed", "Failed"  # gave up after REMINDER_EMAIL_MAX_ATTEMPTS
-    SKIPPED = "skipped", "Skipped"  # paid or voided before it went out
-
-
-class Reminder(models.Model):
+class Reminder(Delivery):
     """A payment reminder e-mail about one open invoice, at one step of the dunning schedule
     (BillingSettings.reminder_days): written by the dunning sweep (one per invoice and step,
     a constraint, so two sweeps never remind twice), sent by a task after commit with
@@ -121,22 +115,13 @@ class Reminder(models.Model):
     days = models.IntegerField(help_text="The step: days after the due date (negative: before it).")
     number = models.PositiveSmallIntegerField(help_text="1 for the first step, and so on.")
     due_date = models.DateField()
-    state = models.CharField(
-        max_length=8, choices=ReminderState.choices, default=ReminderState.PENDING
-    )
-    attempts = models.PositiveIntegerField(default=0)
-    last_error = models.CharField(max_length=500, blank=True)
-    recipient = models.CharField(max_length=254, blank=True, help_text="Where it was sent.")
-    created_at = models.DateTimeField()
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(fields=["invoice", "days"], name="reminder_once_per_step"),
             models.CheckConstraint(
-                condition=Q(state__in=ReminderState.values), name="reminder_state_valid"
+                condition=Q(state__in=DeliveryState.values), name="reminder_state_valid"
             ),
         ]
         indexes = [
@@ -292,7 +277,6 @@ __all__ = [
     "Payment",
     "PaymentMethod",
     "Reminder",
-    "ReminderState",
     "StatementFormat",
     "StripeCustomer",
     "StripeEvent",

@@ -21,10 +21,11 @@ from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from bridge.models import DeliveryState
 from bridge.money import format_money
 from bridge.outbox import Outbox, Outcome, Step
 from payments import services
-from payments.models import Reminder, ReminderState
+from payments.models import Reminder
 from usage import legal
 from usage.models import BillingSettings, Invoice, InvoiceStatus
 from usage.rules import PricingSnapshot
@@ -40,8 +41,8 @@ outbox: Outbox[Reminder] = Outbox(
     key="id",
     task="payments.tasks.send_reminders",
     settings_prefix="REMINDER_EMAIL",
-    pending=ReminderState.PENDING,
-    parked=ReminderState.FAILED,
+    pending=DeliveryState.PENDING,
+    parked=DeliveryState.FAILED,
     jitter=0.2,
 )
 sweep = outbox.sweep
@@ -100,7 +101,7 @@ def record_due(*, now: datetime | None = None) -> int:
         Reminder.objects.bulk_create(new, ignore_conflicts=True, batch_size=1000)
         ids = list(
             Reminder.objects.filter(
-                state=ReminderState.PENDING, invoice_id__in=[r.invoice_id for r in new]
+                state=DeliveryState.PENDING, invoice_id__in=[r.invoice_id for r in new]
             ).values_list("id", flat=True)
         )
         outbox.request_delivery(ids)
@@ -115,14 +116,14 @@ def retry(*, reminder_ids: Iterable[int]) -> int:
         ids = list(
             Reminder.objects.filter(
                 pk__in=list(reminder_ids),
-                state=ReminderState.FAILED,
+                state=DeliveryState.FAILED,
                 invoice__status=InvoiceStatus.ISSUED,
             )
             .select_for_update()
             .values_list("id", flat=True)
         )
         Reminder.objects.filter(pk__in=ids).update(
-            state=ReminderState.PENDING, attempts=0, next_attempt_at=None, last_error=""
+            state=DeliveryState.PENDING, attempts=0, next_attempt_at=None, last_error=""
         )
         outbox.request_delivery(ids)
     return len(ids)
@@ -140,7 +141,7 @@ def deliver(*, reminder_id: int, now: datetime | None = None) -> Outcome:
         invoice = record.invoice
         balance = services.invoice_balance(invoice)
         if invoice.status != InvoiceStatus.ISSUED or balance <= 0:
-            record.state = ReminderState.SKIPPED
+            record.state = DeliveryState.SKIPPED
             record.last_error = f"not sent: the invoice is {invoice.status}"
             record.save(update_fields=["state", "last_error"])
             return Outcome(Step.SKIPPED)
@@ -156,7 +157,7 @@ def deliver(*, reminder_id: int, now: datetime | None = None) -> Outcome:
             log.exception("reminder %s: the e-mail could not be built or sent", reminder_id)
             record.attempts = max(record.attempts, outbox.setting("MAX_ATTEMPTS"))
             return _failed(record, exc, now)
-        record.state = ReminderState.SENT
+        record.state = DeliveryState.SENT
         record.sent_at = now
         record.last_error = ""
         record.next_attempt_at = None

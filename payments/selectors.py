@@ -26,8 +26,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import pgettext_lazy
 
+from bridge.models import DeliveryState
 from bridge.money import CurrencyDisplay, format_money
-from payments.models import Allocation, Payment, PaymentMethod, Reminder, ReminderState
+from payments.models import Allocation, Payment, PaymentMethod, Reminder
 from pricing.models import Currency
 from usage import legal
 from usage.models import DunningAction, DunningEvent, Invoice, InvoiceStatus
@@ -186,7 +187,7 @@ def dunning_step(customer: Customer) -> DunningStep | None:
             return DunningStep(label, last.at, suspended=True)
     reminder = (
         Reminder.objects.filter(
-            customer=customer, state=ReminderState.SENT, invoice__status=InvoiceStatus.ISSUED
+            customer=customer, state=DeliveryState.SENT, invoice__status=InvoiceStatus.ISSUED
         )
         .select_related("invoice")
         .order_by("-sent_at", "-id")

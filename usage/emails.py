@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from bridge.models import DeliveryState
 from bridge.money import format_money
 from bridge.outbox import Outbox, Outcome, Step
 from bridge.sql import render
@@ -23,7 +24,6 @@ from usage.models import (
     BillingSettings,
     Invoice,
     InvoiceEmail,
-    InvoiceEmailState,
     InvoiceStatus,
 )
 from usage.rules import PricingSnapshot
@@ -41,8 +41,8 @@ outbox: Outbox[InvoiceEmail] = Outbox(
     key="invoice_id",
     task="usage.tasks.send_invoice_emails",
     settings_prefix="INVOICE_EMAIL",
-    pending=InvoiceEmailState.PENDING,
-    parked=InvoiceEmailState.FAILED,
+    pending=DeliveryState.PENDING,
+    parked=DeliveryState.FAILED,
     jitter=0.2,  # the next attempt 0.8 to 1 times the doubled wait
 )
 sweep = outbox.sweep
@@ -69,7 +69,7 @@ def record_issued(*, invoice_ids: Sequence[int], now: datetime) -> int:
         with connection.cursor() as cursor:
             cursor.execute(
                 render(_RECORD_ISSUED, e=InvoiceEmail),
-                [InvoiceEmailState.PENDING.value, now, list(invoice_ids)],
+                [DeliveryState.PENDING.value, now, list(invoice_ids)],
             )
     else:
         InvoiceEmail.objects.bulk_create(
@@ -98,7 +98,7 @@ def resend(*, invoice_ids: Iterable[int], now: datetime | None = None) -> int:
             InvoiceEmail.objects.update_or_create(
                 invoice_id=invoice_id,
                 defaults={
-                    "state": InvoiceEmailState.PENDING,
+                    "state": DeliveryState.PENDING,
                     "attempts": 0,
                     "last_error": "",
                     "next_attempt_at": None,
@@ -122,7 +122,7 @@ def deliver(*, invoice_id: int, now: datetime | None = None) -> Outcome:
             return Outcome(Step.IDLE)  # not pending, not due, or another worker has it
         invoice = record.invoice
         if invoice.status not in (InvoiceStatus.ISSUED, InvoiceStatus.PAID):
-            record.state = InvoiceEmailState.SKIPPED
+            record.state = DeliveryState.SKIPPED
             record.last_error = f"not sent: the invoice is {invoice.status}"
             record.save(update_fields=["state", "last_error"])
             return Outcome(Step.SKIPPED)
@@ -142,7 +142,7 @@ def deliver(*, invoice_id: int, now: datetime | None = None) -> Outcome:
             log.exception("invoice %s: the e-mail could not be built or sent", invoice_id)
             record.attempts = max(record.attempts, settings.INVOICE_EMAIL_MAX_ATTEMPTS)
             return _failed(record, exc, now)
-        record.state = InvoiceEmailState.SENT
+        record.state = DeliveryState.SENT
         record.sent_at = now
         record.last_error = ""
         record.next_attempt_at = None

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
-from bridge.models import SingletonModel
+from bridge.models import Delivery, DeliveryState, SingletonModel
 from users.models import Customer
 
 PAYMENT_LINK_FIELDS = ("number", "total", "currency", "customer")
@@ -456,28 +456,12 @@ class InvoiceLine(models.Model):
         return f"{self.server_name} ({self.get_item_display()}, {self.hours} h)"
 
 
-class InvoiceEmailState(models.TextChoices):
-    PENDING = "pending", "Pending"
-    SENT = "sent", "Sent"
-    FAILED = "failed", "Failed"  # gave up after INVOICE_EMAIL_MAX_ATTEMPTS; staff may re-send
-    SKIPPED = "skipped", "Skipped"  # the invoice was voided before it went out
-
-
-class InvoiceEmail(models.Model):
+class InvoiceEmail(Delivery):
     """The delivery of an issued invoice to its customer: written in the transaction that
     issues the invoice (one per invoice, a constraint), sent by a Celery task after commit,
     retried with backoff, and re-sent by the sweep when the broker lost the message."""
 
     invoice = models.OneToOneField(Invoice, on_delete=models.CASCADE, related_name="email")
-    state = models.CharField(
-        max_length=8, choices=InvoiceEmailState.choices, default=InvoiceEmailState.PENDING
-    )
-    attempts = models.PositiveIntegerField(default=0)
-    last_error = models.CharField(max_length=500, blank=True)
-    recipient = models.CharField(max_length=254, blank=True, help_text="Where it was sent.")
-    created_at = models.DateTimeField()
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "invoice e-mail"
@@ -490,7 +474,7 @@ class InvoiceEmail(models.Model):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=Q(state__in=InvoiceEmailState.values), name="invoice_email_state_valid"
+                condition=Q(state__in=DeliveryState.values), name="invoice_email_state_valid"
             ),
         ]
 

@@ -198,25 +198,26 @@ def test_sending_failed_reminders_again_needs_change_reminder(
 ) -> None:
     from datetime import UTC, datetime
 
+    from bridge.models import DeliveryState
     from payments import reminders
-    from payments.models import Reminder, ReminderState
+    from payments.models import Reminder
 
     issue(customer, 10, "100.00")
     reminders.record_due(now=datetime(2026, 11, 16, tzinfo=UTC))
-    Reminder.objects.update(state=ReminderState.FAILED, attempts=6, last_error="550 no user")
+    Reminder.objects.update(state=DeliveryState.FAILED, attempts=6, last_error="550 no user")
     [reminder] = Reminder.objects.all()
     url = "/admin/payments/reminder/"
     for user in (cast.nobody, cast.viewer):
         assert "retry" not in offered_actions(user, url)
         signed_in(user).post(url, {"action": "retry", "_selected_action": [reminder.pk]})
-    assert Reminder.objects.get().state == ReminderState.FAILED
+    assert Reminder.objects.get().state == DeliveryState.FAILED
     assert "550 no user" in page(cast.viewer, url)
 
     allowed = cast.granted("payments.change_reminder")
     assert "retry" in offered_actions(allowed, url)
     signed_in(allowed).post(url, {"action": "retry", "_selected_action": [reminder.pk]})
     again = Reminder.objects.get()
-    assert (again.state, again.attempts, again.last_error) == (ReminderState.PENDING, 0, "")
+    assert (again.state, again.attempts, again.last_error) == (DeliveryState.PENDING, 0, "")
     form = page(allowed, f"{url}{reminder.pk}/change/")
     assert 'name="state"' not in form  # still read-only
     assert "1 day after the due date" in page(allowed, url)

@@ -14,8 +14,9 @@ from django.core.exceptions import ValidationError
 from django.core.mail.backends.base import BaseEmailBackend
 from django.utils import translation
 
+from bridge.models import DeliveryState
 from payments import reminders, selectors, services
-from payments.models import Reminder, ReminderState
+from payments.models import Reminder
 from payments.tests.conftest import ISSUED, received
 from usage import dunning, tasks
 from usage.models import BillingSettings, Invoice, InvoiceStatus, validate_reminder_days
@@ -81,8 +82,8 @@ def test_reminders_follow_the_schedule_once_each_until_paid(
     assert second.subject == "Payment reminder: invoice INV-000001"
     assert "Amount due: $60.00 USD" in plain(second.body)  # the balance, not the total
     assert [(r.number, r.days, r.state) for r in Reminder.objects.order_by("id")] == [
-        (1, -3, ReminderState.SENT),
-        (2, 1, ReminderState.SENT),
+        (1, -3, DeliveryState.SENT),
+        (2, 1, DeliveryState.SENT),
     ]
     step = selectors.dunning_step(customer)
     assert step is not None
@@ -107,7 +108,7 @@ def test_a_reminder_for_an_invoice_paid_before_it_went_out_is_skipped(
     outcome = reminders.deliver(reminder_id=reminder.pk, now=DUE + DAY)
     assert outcome.step.value == "skipped"
     reminder.refresh_from_db()
-    assert (reminder.state, reminder.attempts) == (ReminderState.SKIPPED, 0)
+    assert (reminder.state, reminder.attempts) == (DeliveryState.SKIPPED, 0)
     assert mail.outbox == []
 
 
@@ -142,14 +143,14 @@ def test_a_refused_reminder_is_retried_then_parked(
     assert first.retry_in is not None
     assert first.retry_in > 0
     reminder.refresh_from_db()
-    assert (reminder.state, reminder.attempts) == (ReminderState.PENDING, 1)
+    assert (reminder.state, reminder.attempts) == (DeliveryState.PENDING, 1)
     assert "SMTPServerDisconnected" in reminder.last_error
     # Not due again before its backoff ends.
     assert reminders.deliver(reminder_id=reminder.pk, now=DUE + DAY).step.value == "idle"
     later = DUE + 2 * DAY
     assert reminders.deliver(reminder_id=reminder.pk, now=later).step.value == "parked"
     reminder.refresh_from_db()
-    assert (reminder.state, reminder.attempts) == (ReminderState.FAILED, 2)
+    assert (reminder.state, reminder.attempts) == (DeliveryState.FAILED, 2)
 
 
 def test_unpaid_suspends_a_partial_payment_does_not_reactivate_the_full_one_does(

@@ -16,10 +16,11 @@ from django.utils import timezone
 
 from bridge.celery import app as celery_app
 from bridge.console import EmailBackend
+from bridge.models import DeliveryState
 from pricing.tests.api_helpers import body, staff_client
 from solusio.client import SolusIOClient
 from usage import close, emails, invoice_states, tasks
-from usage.models import BillingSettings, Invoice, InvoiceEmail, InvoiceEmailState
+from usage.models import BillingSettings, Invoice, InvoiceEmail
 from usage.rules import period_of_month
 from users.models import Customer
 
@@ -208,7 +209,7 @@ def test_a_broker_outage_at_commit_loses_nothing(
     monkeypatch.setattr(tasks.send_invoice_emails, "apply_async", broker_down)
     invoice = committed(invoice_states.issue_invoice, invoice_id=drafts[0].pk)
     assert invoice.number == 1  # the issue stands
-    assert record(invoice).state == InvoiceEmailState.PENDING  # and the sweep will send it
+    assert record(invoice).state == DeliveryState.PENDING  # and the sweep will send it
 
 
 def test_an_email_that_cannot_be_built_is_parked_and_does_not_hold_up_the_others(
@@ -231,7 +232,7 @@ def test_an_email_that_cannot_be_built_is_parked_and_does_not_hold_up_the_others
     ids = [d.pk for d in drafts]
     committed(invoice_states.issue_invoices, invoice_ids=ids)
     parked = record(drafts[0])
-    assert parked.state == InvoiceEmailState.FAILED  # at once: a retry cannot help
+    assert parked.state == DeliveryState.FAILED  # at once: a retry cannot help
     assert parked.last_error == "ValueError: a rendering bug"
     # The other invoices of the same task were sent.
     assert sorted(m.to[0] for m in mail.outbox) == [
@@ -263,7 +264,7 @@ def test_a_task_out_of_time_leaves_its_email_pending_and_stops(
     committed(invoice_states.issue_invoices, invoice_ids=[d.pk for d in drafts])
     assert OutOfTimeBackend.calls == 1  # the task stopped at the limit
     states = {(r.state, r.attempts) for r in InvoiceEmail.objects.all()}
-    assert states == {(InvoiceEmailState.PENDING, 0)}  # all left to the sweep
+    assert states == {(DeliveryState.PENDING, 0)}  # all left to the sweep
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     assert emails.sweep(now=timezone.now() + timedelta(minutes=5)) == 3
     assert len(mail.outbox) == 3

@@ -3,6 +3,7 @@
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
@@ -28,6 +29,28 @@ class ReadOnlyAdminMixin:
         return "delete" in self.keep_permissions and super().has_delete_permission(  # type: ignore[misc]
             request, obj
         )
+
+    def render_change_form(
+        self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any
+    ) -> HttpResponse:
+        # "change" kept for the actions still shows Django's save buttons; they would save
+        # nothing, so the page offers none.
+        context.update(show_save=False, show_save_and_continue=False)
+        context.update(show_save_and_add_another=False, show_save_as_new=False)
+        return super().render_change_form(request, context, *args, **kwargs)  # type: ignore[misc]
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # A form of read-only fields would write the row back as it was read, over whatever
+        # changed since (a payment marking an invoice paid): refused, and nothing logged.
+        if request.method == "POST":
+            raise PermissionDenied("These rows change only through the admin actions.")
+        return super().changeform_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
 
 
 class SingletonModelAdmin(admin.ModelAdmin):

@@ -1,6 +1,7 @@
 """Admin for billing staff: invoices (filters, totals, actions, PDF, CSV), usage and orphans,
 cycle settings, dunning log. State changes go through usage.invoice_states."""
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -173,16 +174,33 @@ def _pricing(invoice: Invoice) -> PricingSnapshot:
     return PricingSnapshot.from_json(invoice.snapshot)
 
 
+def _minute(moment: datetime) -> str:
+    """A line's start or end to the minute, in the admin's time zone, in one short column
+    ("2026-10-01 00:00" where Django writes "Oct. 1, 2026, midnight" on three lines)."""
+    return f"{timezone.localtime(moment):%Y-%m-%d %H:%M}"
+
+
 class InvoiceLineInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = InvoiceLine
     extra = 0
     can_delete = False
     fields = (
-        "position", "server_name", "item", "plan_name", "started_at", "ended_at", "hours",
+        "position", "server_name", "item", "plan_name", "started", "ended", "hours",
         "per_hour", "per_month", "backup_percent", "rule_display", "tokens_display",
         "amount_display", "discrepancy_display",
     )  # fmt: skip
     readonly_fields = fields
+
+    class Media:
+        css = {"all": ("admin/usage/invoice_lines.css",)}
+
+    @admin.display(description="from", ordering="started_at")
+    def started(self, obj: InvoiceLine) -> str:
+        return _minute(obj.started_at)
+
+    @admin.display(description="until", ordering="ended_at")
+    def ended(self, obj: InvoiceLine) -> str:
+        return _minute(obj.ended_at) if obj.ended_at else "still running"
 
     @admin.display(description="backup price")
     def backup_percent(self, obj: InvoiceLine) -> str:

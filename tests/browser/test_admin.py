@@ -47,6 +47,18 @@ def test_admin_login_issue_an_invoice_and_log_in_as_customer(
     assert draft.status == InvoiceStatus.ISSUED
     assert draft.number == 1
 
+    # The issued invoice's page: its lines fit the window (a wide table scrolls in its own
+    # box), and it offers no save: it changes only through the actions.
+    page.goto(bridge.url + f"/admin/usage/invoice/{draft.pk}/change/")
+    lines = page.locator("#lines-group tbody tr.has_original")
+    expect(lines).to_have_count(draft.lines.count())
+    expect(lines.first).to_contain_text("2026-10-01 00:00")
+    expect(page.locator("#lines-group td.original p").first).to_be_hidden()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    expect(page.locator("input[name=_save]")).to_have_count(0)
+    expect(page.get_by_role("link", name="Close", exact=True)).to_be_visible()
+    shot(page, "admin-invoice-page")
+
     page.goto(bridge.url + "/admin/users/customer/")
     run_action(page, ann.pk, "log_in_as_customer")
     expect(page.locator("body")).to_contain_text(f"Signed in as ann@example.com (user #{user_id})")

@@ -89,8 +89,8 @@ def test_the_change_page_writes_the_invoice_for_people(
     assert {each.rule for each in lines} == {"monthly_cap", "hourly"}
     assert "monthly_cap" not in html
     # When each line's server ran.
-    assert '<td class="field-started_at"> <p>Oct. 1, 2026, midnight</p>' in html
-    assert '<td class="field-ended_at"> <p>Oct. 5, 2026, 4 a.m.</p>' in html
+    assert '<td class="field-started"> <p>2026-10-01 00:00</p>' in html
+    assert '<td class="field-ended"> <p>2026-10-05 04:00</p>' in html
     # One mark, on the line SolusIO disagrees with, saying what it reported.
     assert html.count("⚠ SolusIO reported") == 1
     assert f"⚠ SolusIO reported {format_tokens(line.reported_tokens or 0, usd)} tokens" in html

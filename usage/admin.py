@@ -52,7 +52,7 @@ from usage.models import (
     UsageRecord,
     UsageSourceGap,
 )
-from usage.pdf import credit_note_pdf_response, invoice_filename
+from usage.pdf import credit_note_filename, credit_note_pdf_response, invoice_filename
 from usage.rules import PricingSnapshot, Rule
 
 
@@ -470,27 +470,14 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         response["Content-Disposition"] = f'attachment; filename="{invoice_filename(invoice)}.pdf"'
         return response
 
-    def _einvoice_view(
-        self, request: HttpRequest, pk: int, make: Any, content_type: str, suffix: str
-    ) -> HttpResponse:
-        if not self.has_view_permission(request):
-            return HttpResponse(status=403)
-        invoice = get_object_or_404(Invoice.objects.select_related("customer"), pk=pk)
-        try:
-            body = make(invoice)
-        except EInvoiceError as exc:
-            self.message_user(request, f"No e-invoice: {exc}.", messages.ERROR)
-            return redirect("admin:usage_invoice_change", pk)
-        return documents.attachment(body, content_type, f"{invoice_filename(invoice)}{suffix}")
-
     def facturx_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        return self._einvoice_view(
-            request, pk, documents.facturx_document, "application/pdf", "-facturx.pdf"
+        return _einvoice_view(
+            self, request, pk, documents.facturx_document, "application/pdf", "-facturx.pdf"
         )
 
     def ubl_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        return self._einvoice_view(
-            request, pk, documents.ubl_document, "application/xml", "-ubl.xml"
+        return _einvoice_view(
+            self, request, pk, documents.ubl_document, "application/xml", "-ubl.xml"
         )
 
     def preview_view(self, request: HttpRequest, customer_id: int) -> HttpResponse:
@@ -642,6 +629,35 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return response
 
 
+def _einvoice_view(
+    model_admin: "admin.ModelAdmin[Any]",
+    request: HttpRequest,
+    pk: int,
+    make: Any,
+    content_type: str,
+    suffix: str,
+) -> HttpResponse:
+    """An invoice's or a credit note's e-invoice as a download, for staff who may view it;
+    one EN 16931 finds incomplete goes back to its page with what to set."""
+    if not model_admin.has_view_permission(request):
+        return HttpResponse(status=403)
+    model = model_admin.model
+    document = get_object_or_404(model.objects.select_related(*_CUSTOMER_OF[model]), pk=pk)
+    try:
+        body = make(document)
+    except EInvoiceError as exc:
+        model_admin.message_user(request, f"No e-invoice: {exc}.", messages.ERROR)
+        return redirect(f"admin:usage_{model._meta.model_name}_change", pk)
+    name = credit_note_filename(document) if model is CreditNote else invoice_filename(document)
+    return documents.attachment(body, content_type, f"{name}{suffix}")
+
+
+_CUSTOMER_OF: dict[type[Any], tuple[str, ...]] = {
+    Invoice: ("customer",),
+    CreditNote: ("invoice", "invoice__customer"),
+}
+
+
 @admin.register(CreditNote)
 class CreditNoteAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Credit notes are issued by voiding or correcting an invoice, never by hand."""
@@ -653,10 +669,11 @@ class CreditNoteAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("=number", "=invoice__number", "=invoice__customer__id", "reason")
     list_select_related = ("invoice", "invoice__customer")
     readonly_fields = (
-        "number_display", "invoice", "kind", "reason", "issued_at", "currency", "tokens",
-        "subtotal", "tax_total", "total", "document", "refunds",
+        "number_display", "invoice", "kind", "reason", "issued_at", "currency",
+        "tokens_display", "subtotal_display", "tax_total_display", "total_display", "document",
+        "refunds",
     )  # fmt: skip
-    exclude = ("number", "taxes", "lines", "legal")
+    exclude = ("number", "taxes", "lines", "legal", "tokens", "subtotal", "tax_total", "total")
     actions = ["export_csv"]
 
     @admin.display(description="number", ordering="number")
@@ -667,6 +684,18 @@ class CreditNoteAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def customer(self, obj: CreditNote) -> str:
         return str(obj.invoice.customer)
 
+    @admin.display(description="tokens", ordering="tokens")
+    def tokens_display(self, obj: CreditNote) -> str:
+        return format_tokens(obj.tokens, _pricing(obj.invoice))
+
+    @admin.display(description="subtotal", ordering="subtotal")
+    def subtotal_display(self, obj: CreditNote) -> str:
+        return _money(obj.invoice, obj.subtotal)
+
+    @admin.display(description="tax", ordering="tax_total")
+    def tax_total_display(self, obj: CreditNote) -> str:
+        return _money(obj.invoice, obj.tax_total)
+
     @admin.display(description="total", ordering="total")
     def total_display(self, obj: CreditNote) -> str:
         return _money(obj.invoice, obj.total)
@@ -675,20 +704,42 @@ class CreditNoteAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def refunds(self, obj: CreditNote) -> SafeString:
         return panels.credit_note_refunds(obj)
 
-    @admin.display(description="document")
+    @admin.display(description="documents")
     def document(self, obj: CreditNote) -> SafeString:
-        url = reverse("admin:usage_creditnote_pdf", args=[obj.pk])
-        return format_html('<a href="{}">Download PDF</a>', url)
+        return format_html(
+            '<a href="{}">Download PDF</a> · E-invoice: <a href="{}">Factur-X PDF</a>'
+            ' · <a href="{}">UBL XML</a>',
+            reverse("admin:usage_creditnote_pdf", args=[obj.pk]),
+            reverse("admin:usage_creditnote_facturx", args=[obj.pk]),
+            reverse("admin:usage_creditnote_ubl", args=[obj.pk]),
+        )
 
     def get_urls(self) -> list[Any]:
+        views = {"pdf": self.pdf_view, "facturx": self.facturx_view, "ubl": self.ubl_view}
         extra = [
             path(
-                "<int:pk>/pdf/",
-                self.admin_site.admin_view(self.pdf_view),
-                name="usage_creditnote_pdf",
+                f"<int:pk>/{name}/",
+                self.admin_site.admin_view(view),
+                name=f"usage_creditnote_{name}",
             )
+            for name, view in views.items()
         ]
         return extra + super().get_urls()
+
+    def facturx_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        return _einvoice_view(
+            self,
+            request,
+            pk,
+            documents.credit_note_facturx_document,
+            "application/pdf",
+            "-facturx.pdf",
+        )
+
+    def ubl_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        return _einvoice_view(
+            self, request, pk, documents.credit_note_ubl_document, "application/xml", "-ubl.xml"
+        )
 
     def pdf_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         if not self.has_view_permission(request):

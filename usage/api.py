@@ -22,7 +22,7 @@ from usage.einvoice.data import EInvoiceError
 from usage.exports import credit_notes_csv, invoices_csv
 from usage.filters import DunningEventFilter, InvoiceFilter, UpcomingFilter, UsageRecordFilter
 from usage.models import BillingSettings, CreditNote, DunningEvent, Invoice, UsageRecord
-from usage.pdf import credit_note_pdf_response, invoice_filename
+from usage.pdf import credit_note_filename, credit_note_pdf_response, invoice_filename
 from usage.serializers import (
     BillingSettingsSerializer,
     CloseRunDetailSerializer,
@@ -161,11 +161,7 @@ class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
 
     def _einvoice(self, make: Any, content_type: str, suffix: str) -> HttpResponse:
         invoice = self.get_object()
-        try:
-            body = make(invoice)
-        except EInvoiceError as exc:
-            raise Conflict(str(exc)) from exc
-        return documents.attachment(body, content_type, f"{invoice_filename(invoice)}{suffix}")
+        return _einvoice(make, invoice, content_type, f"{invoice_filename(invoice)}{suffix}")
 
     @extend_schema(
         responses={(200, "application/pdf"): bytes},
@@ -224,6 +220,16 @@ class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(UpcomingInvoiceSerializer(data).data)
 
 
+def _einvoice(make: Any, document: Any, content_type: str, filename: str) -> HttpResponse:
+    """`make(document)` as a download; a document EN 16931 finds incomplete is a 409 that
+    says what to set."""
+    try:
+        body = make(document)
+    except EInvoiceError as exc:
+        raise Conflict(str(exc)) from exc
+    return documents.attachment(body, content_type, filename)
+
+
 class CreditNoteViewSet(viewsets.ReadOnlyModelViewSet):
     """Credit notes: issued by voiding or correcting an invoice, never edited."""
 
@@ -237,6 +243,28 @@ class CreditNoteViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"])
     def pdf(self, request: Request, pk: str | None = None) -> HttpResponse:
         return credit_note_pdf_response(self.get_object())
+
+    def _einvoice(self, make: Any, content_type: str, suffix: str) -> HttpResponse:
+        note = self.get_object()
+        return _einvoice(make, note, content_type, f"{credit_note_filename(note)}{suffix}")
+
+    @extend_schema(
+        responses={(200, "application/pdf"): bytes},
+        summary="The credit note as Factur-X (EN 16931, type 381): PDF/A-3 with the CII XML",
+    )
+    @action(detail=True, methods=["get"])
+    def facturx(self, request: Request, pk: str | None = None) -> HttpResponse:
+        return self._einvoice(
+            documents.credit_note_facturx_document, "application/pdf", "-facturx.pdf"
+        )
+
+    @extend_schema(
+        responses={(200, "application/xml"): bytes},
+        summary="The credit note as UBL 2.1 CreditNote XML (Peppol BIS Billing 3.0)",
+    )
+    @action(detail=True, methods=["get"])
+    def ubl(self, request: Request, pk: str | None = None) -> HttpResponse:
+        return self._einvoice(documents.credit_note_ubl_document, "application/xml", "-ubl.xml")
 
     @extend_schema(
         responses={(200, "text/csv"): str}, summary="Credit notes as CSV, one row per line"

@@ -110,3 +110,47 @@ def test_close_runs_show_their_progress_to_a_viewer(page: Page, bridge: Bridge, 
     expect(page.locator("body")).to_contain_text("worker-1:42")
     expect(page.locator("body")).to_contain_text("server closed the connection")
     shot(page, "admin-close-run")
+
+
+def test_void_an_invoice_and_download_its_credit_note_as_ubl(
+    page: Page, bridge: Bridge, shot: Shot
+) -> None:
+    """Staff void an issued invoice with a reason, open the credit note and download it as
+    a UBL CreditNote that names the invoice it credits."""
+    from lxml import etree
+
+    from usage import invoice_states
+    from usage.einvoice import schemas, ubl
+    from usage.models import BillingSettings
+
+    User.objects.create_superuser("boss", "boss@example.com", PASSWORD)
+    BillingSettings.objects.update_or_create(
+        pk=1, defaults={"seller_name": "Example Hosting Ltd", "seller_vat_id": "GB123456789"}
+    )
+    ann = bridge.customer("ann@example.com", name="Ann Example", country="GB")
+    invoice_states.issue_invoices(invoice_ids=[bridge.october_draft(ann).pk])
+
+    admin_login(page, bridge, PASSWORD)
+    page.goto(bridge.url + "/admin/usage/invoice/")
+    invoice = ann.invoices.get()
+    run_action(page, invoice.pk, "void")
+    page.get_by_label("Reason (printed on the credit note)").fill("Billed twice")
+    page.locator("input[type=submit]").click()
+    expect(page.locator(".messagelist")).to_contain_text("Voided: 1 invoice(s)")
+
+    page.goto(bridge.url + "/admin/usage/creditnote/")
+    page.get_by_role("link", name="CN-000001").click()
+    expect(page.locator(".field-document")).to_contain_text("UBL XML")
+    expect(page.locator(".field-total_display")).to_contain_text("-$5.00 USD")
+    shot(page, "admin-credit-note")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="UBL XML").click()
+    assert download.value.suggested_filename == "credit-note-000001-ubl.xml"
+    xml = Path(download.value.path()).read_bytes()
+    schemas.check(xml, schemas.ubl_credit_note_schema())
+    ns = {"cac": ubl.CAC, "cbc": ubl.CBC}
+    root = etree.fromstring(xml)
+    assert root.findtext(f"{{{ubl.CBC}}}CreditNoteTypeCode") == "381"
+    assert root.xpath("string(//cac:InvoiceDocumentReference/cbc:ID)", namespaces=ns) == (
+        "INV-000001"
+    )

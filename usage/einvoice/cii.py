@@ -8,7 +8,7 @@ from datetime import date
 from lxml import etree
 
 from usage.einvoice.data import EInvoice, Party
-from usage.einvoice.xmltools import COMMERCIAL_INVOICE, UNIT_ONE, element, price_text
+from usage.einvoice.xmltools import UNIT_ONE, element, price_text
 
 RSM = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
 RAM = "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"
@@ -51,7 +51,7 @@ def cii_xml(data: EInvoice) -> bytes:
 
     document = _el(root, "rsm:ExchangedDocument")
     _el(document, "ram:ID", data.number)
-    _el(document, "ram:TypeCode", COMMERCIAL_INVOICE)
+    _el(document, "ram:TypeCode", data.type_code)
     _date(document, "ram:IssueDateTime", data.issue_date)
     for note in data.notes:
         _el(_el(document, "ram:IncludedNote"), "ram:Content", note)
@@ -92,14 +92,16 @@ def cii_xml(data: EInvoice) -> bytes:
     _el(transaction, "ram:ApplicableHeaderTradeDelivery")
 
     settlement = _el(transaction, "ram:ApplicableHeaderTradeSettlement")
-    _el(settlement, "ram:PaymentReference", data.payment_reference or data.number)
+    if not data.is_credit_note:  # nothing is paid against a credit note
+        _el(settlement, "ram:PaymentReference", data.payment_reference or data.number)
     _el(settlement, "ram:InvoiceCurrencyCode", data.currency)
-    means = _el(settlement, "ram:SpecifiedTradeSettlementPaymentMeans")
-    _el(means, "ram:TypeCode", data.payment_means)
-    if data.payment_text:
-        _el(means, "ram:Information", data.payment_text)
-    if data.iban:
-        _el(_el(means, "ram:PayeePartyCreditorFinancialAccount"), "ram:IBANID", data.iban)
+    if data.payment_means:
+        means = _el(settlement, "ram:SpecifiedTradeSettlementPaymentMeans")
+        _el(means, "ram:TypeCode", data.payment_means)
+        if data.payment_text:
+            _el(means, "ram:Information", data.payment_text)
+        if data.iban:
+            _el(_el(means, "ram:PayeePartyCreditorFinancialAccount"), "ram:IBANID", data.iban)
     for breakdown in data.taxes:
         tax = _el(settlement, "ram:ApplicableTradeTax")
         _el(tax, "ram:CalculatedAmount", data.money(breakdown.amount))
@@ -126,4 +128,10 @@ def cii_xml(data: EInvoice) -> bytes:
     if data.prepaid:
         _el(totals, "ram:TotalPrepaidAmount", data.money(data.prepaid))
     _el(totals, "ram:DuePayableAmount", data.money(data.due))
+    if data.preceding:
+        number, issued = data.preceding
+        reference = _el(settlement, "ram:InvoiceReferencedDocument")
+        _el(reference, "ram:IssuerAssignedID", number)
+        formatted = _el(reference, "ram:FormattedIssueDateTime")
+        _el(formatted, "qdt:DateTimeString", f"{issued:%Y%m%d}", format="102")
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)

@@ -12,7 +12,7 @@ syntaxes define them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal, localcontext
 from zoneinfo import ZoneInfo
@@ -25,8 +25,9 @@ from stdnum import iban as iban_number
 
 from bridge.money import localize_plain, round_money
 from usage import legal
+from usage.einvoice.xmltools import COMMERCIAL_INVOICE, CREDIT_NOTE
 from usage.legal import long_date
-from usage.models import Invoice, InvoiceStatus
+from usage.models import CreditNote, Invoice, InvoiceStatus
 from usage.rules import PricingSnapshot, Rule
 
 # UNTDID 5305 tax categories and the CEF VATEX exemption code for reverse charge.
@@ -112,6 +113,13 @@ class EInvoice:
     language: str  # of the free texts: the customer's (an ISO 639-1 code, "en")
     # BT-83, what a transfer quotes: the invoice's ISO 11649 RF reference.
     payment_reference: str
+    type_code: str = COMMERCIAL_INVOICE  # BT-3: 380 an invoice, 381 a credit note
+    # BT-25 and BT-26: a credit note names the invoice it credits and that invoice's date.
+    preceding: tuple[str, date] | None = None
+
+    @property
+    def is_credit_note(self) -> bool:
+        return self.type_code == CREDIT_NOTE
 
     @property
     def due(self) -> Decimal:
@@ -298,6 +306,34 @@ def _einvoice_of(invoice: Invoice) -> EInvoice:
         language=translation.get_language() or settings.LANGUAGE_CODE,
         payment_reference=invoice.payment_reference,
     )
+
+
+def credit_note_einvoice_of(note: CreditNote) -> EInvoice:
+    """The credit note's e-invoice data (type 381), in the customer's language: the
+    credited invoice's lines, taxes and totals as positive amounts (EN 16931 writes a
+    credit note's amounts positive; the type says they are credited), its own number and
+    issue date, the invoice it credits (BT-25, BT-26) and its reason as the first note.
+    Nothing is owed on it: no due date, no amount paid, no payment means."""
+    with translation.override(note.invoice.customer.language):
+        credited = _einvoice_of(note.invoice)
+        if note.total != -note.invoice.total:  # a full reversal, as invoice_states writes it
+            raise EInvoiceError(f"{note.display_number} does not reverse its invoice in full")
+        issued = legal.LegalDetails.from_json(note.legal).issue_date
+        return replace(
+            credited,
+            number=note.display_number,
+            issue_date=issued or _first_day(note.issued_at),
+            due_date=None,
+            payment_terms="",
+            payment_means="",
+            iban="",
+            payment_text="",
+            payment_reference="",
+            prepaid=Decimal(0),
+            notes=(note.reason, *credited.notes),
+            type_code=CREDIT_NOTE,
+            preceding=(credited.number, credited.issue_date),
+        )
 
 
 def _no_tax(subtotal: Decimal, buyer: Party, reason: str, billing_exempt: bool) -> TaxBreakdown:

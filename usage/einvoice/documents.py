@@ -1,5 +1,6 @@
 """The invoice documents staff and customers download: the PDF (Factur-X when the billing
-settings say so), the Factur-X PDF and the UBL XML. What views call; they stay thin."""
+settings say so), the Factur-X PDF and the UBL XML, and the same two e-invoices of a credit
+note. What views call; they stay thin."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from django.http import HttpResponse
 # (as the e-mail tests do) reaches every document.
 from usage import pdf
 from usage.einvoice import schemas
-from usage.einvoice.data import EInvoiceError, einvoice_of
+from usage.einvoice.data import EInvoiceError, credit_note_einvoice_of, einvoice_of
 from usage.einvoice.facturx import facturx_pdf
 from usage.einvoice.ubl import ubl_xml
-from usage.models import BillingSettings, Invoice
+from usage.models import BillingSettings, CreditNote, Invoice
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,18 @@ def ubl_document(invoice: Invoice) -> bytes:
     """The issued invoice as Peppol BIS Billing 3.0 UBL, checked against the UBL 2.1 XSD."""
     xml = ubl_xml(einvoice_of(invoice))
     schemas.check(xml, schemas.ubl_schema())
+    return xml
+
+
+def credit_note_facturx_document(note: CreditNote) -> bytes:
+    """The credit note's PDF/A-3 with its CII XML (type 381); raises EInvoiceError."""
+    return facturx_pdf(pdf.render_credit_note_pdf(note), credit_note_einvoice_of(note))
+
+
+def credit_note_ubl_document(note: CreditNote) -> bytes:
+    """The credit note as a Peppol BIS 3.0 UBL CreditNote, checked against its XSD."""
+    xml = ubl_xml(credit_note_einvoice_of(note))
+    schemas.check(xml, schemas.ubl_credit_note_schema())
     return xml
 
 

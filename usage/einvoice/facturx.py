@@ -21,13 +21,18 @@ def facturx_pdf(pdf: bytes, data: EInvoice) -> bytes:
     schemas.check(xml, schemas.cii_schema())
     # The PDF's own metadata speaks the invoice's language, as its pages do.
     with translation.override(data.language):
-        title = _("Invoice %(number)s") % {"number": data.number}
+        values = {"number": data.number, "date": long_date(data.issue_date)}
+        if data.is_credit_note:
+            title = _("Credit note %(number)s") % values
+            subject = _("Credit note %(number)s dated %(date)s") % values
+        else:
+            title = _("Invoice %(number)s") % values
+            subject = _("Invoice %(number)s dated %(date)s") % values
         metadata: dict[str, Any] = {
             "author": data.seller.name or "Billing",
-            "keywords": "Factur-X, Invoice",
+            "keywords": "Factur-X, Credit note" if data.is_credit_note else "Factur-X, Invoice",
             "title": f"{data.seller.name}: {title}" if data.seller.name else title,
-            "subject": _("Invoice %(number)s dated %(date)s")
-            % {"number": data.number, "date": long_date(data.issue_date)},
+            "subject": subject,
         }
     result: bytes = generate_from_binary(
         pdf,

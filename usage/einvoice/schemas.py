@@ -27,6 +27,11 @@ def ubl_schema() -> etree.XMLSchema:
     return etree.XMLSchema(etree.parse(f"{_schema_dir()}/ubl-2.1/maindoc/UBL-Invoice-2.1.xsd"))
 
 
+@functools.cache
+def ubl_credit_note_schema() -> etree.XMLSchema:
+    return etree.XMLSchema(etree.parse(f"{_schema_dir()}/ubl-2.1/maindoc/UBL-CreditNote-2.1.xsd"))
+
+
 def check(xml: bytes, schema: etree.XMLSchema) -> None:
     document = etree.fromstring(xml)
     if not schema.validate(document):

@@ -1,4 +1,5 @@
-"""The e-invoice as OASIS UBL 2.1 Invoice XML in the Peppol BIS Billing 3.0 profile."""
+"""The e-invoice as OASIS UBL 2.1 Invoice (or CreditNote) XML in the Peppol BIS Billing 3.0
+profile."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from decimal import Decimal
 from lxml import etree
 
 from usage.einvoice.data import EInvoice, Party
-from usage.einvoice.xmltools import COMMERCIAL_INVOICE, UNIT_ONE, element, price_text
+from usage.einvoice.xmltools import UNIT_ONE, element, price_text
 
 INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
+CREDIT_NOTE = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
 CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
 CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
-NSMAP = {None: INVOICE, "cac": CAC, "cbc": CBC}
 _NS = {"cac": CAC, "cbc": CBC}
 CUSTOMIZATION = "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0"
 PROFILE = "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0"
@@ -67,14 +68,17 @@ def _category(
 
 def ubl_xml(data: EInvoice) -> bytes:
     cur = {"currencyID": data.currency}
-    root = etree.Element(f"{{{INVOICE}}}Invoice", nsmap=NSMAP)  # type: ignore[dict-item]
+    # A credit note is UBL's other document: its own root, type code, lines and quantity.
+    kind, namespace = ("CreditNote", CREDIT_NOTE) if data.is_credit_note else ("Invoice", INVOICE)
+    nsmap = {None: namespace, "cac": CAC, "cbc": CBC}
+    root = etree.Element(f"{{{namespace}}}{kind}", nsmap=nsmap)  # type: ignore[dict-item]
     _el(root, "cbc:CustomizationID", CUSTOMIZATION)
     _el(root, "cbc:ProfileID", PROFILE)
     _el(root, "cbc:ID", data.number)
     _el(root, "cbc:IssueDate", data.issue_date.isoformat())
     if data.due_date:
         _el(root, "cbc:DueDate", data.due_date.isoformat())
-    _el(root, "cbc:InvoiceTypeCode", COMMERCIAL_INVOICE)
+    _el(root, f"cbc:{kind}TypeCode", data.type_code)
     for note in data.notes:
         _el(root, "cbc:Note", note)
     _el(root, "cbc:DocumentCurrencyCode", data.currency)
@@ -82,14 +86,20 @@ def ubl_xml(data: EInvoice) -> bytes:
     period = _el(root, "cac:InvoicePeriod")
     _el(period, "cbc:StartDate", data.period_start.isoformat())
     _el(period, "cbc:EndDate", data.period_end.isoformat())
+    if data.preceding:
+        number, issued = data.preceding
+        reference = _el(_el(root, "cac:BillingReference"), "cac:InvoiceDocumentReference")
+        _el(reference, "cbc:ID", number)
+        _el(reference, "cbc:IssueDate", issued.isoformat())
     _party(root, "cac:AccountingSupplierParty", data.seller)
     _party(root, "cac:AccountingCustomerParty", data.buyer)
 
-    means = _el(root, "cac:PaymentMeans")
-    _el(means, "cbc:PaymentMeansCode", data.payment_means)
-    _el(means, "cbc:PaymentID", data.payment_reference or data.number)
-    if data.iban:
-        _el(_el(means, "cac:PayeeFinancialAccount"), "cbc:ID", data.iban)
+    if data.payment_means:
+        means = _el(root, "cac:PaymentMeans")
+        _el(means, "cbc:PaymentMeansCode", data.payment_means)
+        _el(means, "cbc:PaymentID", data.payment_reference or data.number)
+        if data.iban:
+            _el(_el(means, "cac:PayeeFinancialAccount"), "cbc:ID", data.iban)
     if data.payment_text or data.payment_terms:
         note = "\n".join(t for t in (data.payment_terms, data.payment_text) if t)
         _el(_el(root, "cac:PaymentTerms"), "cbc:Note", note)
@@ -118,9 +128,10 @@ def ubl_xml(data: EInvoice) -> bytes:
     _el(totals, "cbc:PayableAmount", data.money(data.due), **cur)
 
     for line in data.lines:
-        node = _el(root, "cac:InvoiceLine")
+        node = _el(root, f"cac:{kind}Line")
         _el(node, "cbc:ID", line.id)
-        _el(node, "cbc:InvoicedQuantity", str(line.quantity), unitCode=UNIT_ONE)
+        quantity = "cbc:CreditedQuantity" if data.is_credit_note else "cbc:InvoicedQuantity"
+        _el(node, quantity, str(line.quantity), unitCode=UNIT_ONE)
         _el(node, "cbc:LineExtensionAmount", data.money(line.amount), **cur)
         line_period = _el(node, "cac:InvoicePeriod")
         _el(line_period, "cbc:StartDate", line.start.isoformat())

@@ -8,6 +8,7 @@ from decimal import Decimal
 from lxml import etree
 
 COMMERCIAL_INVOICE = "380"  # UNTDID 1001
+CREDIT_NOTE = "381"
 UNIT_ONE = "C62"  # UN/ECE rec. 20 "one": the unit a line's tokens are counted in
 
 

@@ -4,6 +4,7 @@ against their schemas, with every amount equal to the invoice's."""
 from datetime import timedelta
 from decimal import Decimal
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,18 +17,19 @@ from pypdf import PdfReader
 from bridge.money import format_money
 from payments.services import record_payment
 from pricing.models import Currency
-from pricing.tests.api_helpers import body, staff_client
+from pricing.tests.api_helpers import body, make_user, staff_client, token_client
 from usage import invoice_states
 from usage.einvoice import cii, data, documents, schemas, ubl
 from usage.einvoice.data import Party
 from usage.emails import invoice_message
-from usage.models import BillingSettings, Invoice, InvoiceStatus
+from usage.models import BillingSettings, CreditNote, Invoice, InvoiceStatus
 from usage.rules import PricingSnapshot
 from usage.tests.test_invoice_pdf import ISSUED_AT, issue, make_invoice, text_of
 from users.models import Customer
 
 pytestmark = pytest.mark.django_db
 CII_NS = {"ram": cii.RAM, "rsm": cii.RSM, "udt": cii.UDT}
+CII_NS_QDT = {"ram": cii.RAM, "qdt": cii.QDT}
 UBL_NS = {"cac": ubl.CAC, "cbc": ubl.CBC, "inv": ubl.INVOICE}
 SELLER = Party(
     name="Example Hosting GmbH",
@@ -380,3 +382,115 @@ def test_a_draft_or_an_incomplete_invoice_has_no_einvoice(
     plain = api.get(f"/api/v1/invoices/{invoice.pk}/pdf/")
     assert plain.status_code == 200
     assert b"factur-x.xml" not in plain.content
+
+
+def test_a_credit_note_is_an_einvoice_of_type_381_naming_the_invoice_it_credits(
+    customer: Customer, eur: Currency, tmp_path: Path
+) -> None:
+    """BT-3 381, BT-25/26 the credited invoice; amounts positive as EN 16931 writes a credit
+    note's, equal to the invoice's; nothing to pay, so no payment means or reference."""
+    invoice = _issued(customer, _pricing(eur))
+    voided = invoice_states.void_invoice(
+        invoice_id=invoice.pk, reason="Billed twice", now=ISSUED_AT + timedelta(days=3)
+    )
+    note = voided.credit_note
+    assert note.total == -invoice.total
+
+    pdf = documents.credit_note_facturx_document(note)
+    (tmp_path / "credit-note-facturx.pdf").write_bytes(pdf)  # to look at: pytest --basetemp
+    name, xml = get_xml_from_pdf(pdf, check_xsd=True)
+    assert name == "factur-x.xml"
+    root = etree.fromstring(xml)
+    assert root.xpath("string(//rsm:ExchangedDocument/ram:ID)", namespaces=CII_NS) == "CN-000001"
+    assert root.xpath("string(//rsm:ExchangedDocument/ram:TypeCode)", namespaces=CII_NS) == "381"
+    assert root.xpath("string(//ram:IssueDateTime/udt:DateTimeString)", namespaces=CII_NS) == (
+        "20261105"
+    )
+    assert root.xpath("string(//ram:IncludedNote[1]/ram:Content)", namespaces=CII_NS) == (
+        "Billed twice"
+    )
+    referenced = "//ram:ApplicableHeaderTradeSettlement/ram:InvoiceReferencedDocument"
+    assert root.xpath(f"string({referenced}/ram:IssuerAssignedID)", namespaces=CII_NS) == (
+        "INV-000001"
+    )
+    assert root.xpath(f"string({referenced}//qdt:DateTimeString)", namespaces=CII_NS_QDT) == (
+        "20261102"
+    )
+    summary = "//ram:SpecifiedTradeSettlementHeaderMonetarySummation"
+    assert _amounts(root, f"{summary}/ram:GrandTotalAmount", CII_NS) == [invoice.total]
+    assert _amounts(root, f"{summary}/ram:DuePayableAmount", CII_NS) == [invoice.total]
+    assert root.xpath("//ram:SpecifiedTradeSettlementPaymentMeans", namespaces=CII_NS) == []
+    assert root.xpath("//ram:PaymentReference", namespaces=CII_NS) == []
+    assert root.xpath("//ram:DueDateDateTime", namespaces=CII_NS) == []
+    assert "Credit note CN-000001" in PdfReader(BytesIO(pdf)).pages[0].extract_text()
+
+    doc = etree.fromstring(documents.credit_note_ubl_document(note))  # checked by its XSD
+    ns = {"cac": ubl.CAC, "cbc": ubl.CBC, "cn": ubl.CREDIT_NOTE}
+    assert doc.tag == f"{{{ubl.CREDIT_NOTE}}}CreditNote"
+    assert doc.xpath("string(/cn:CreditNote/cbc:CreditNoteTypeCode)", namespaces=ns) == "381"
+    reference = "/cn:CreditNote/cac:BillingReference/cac:InvoiceDocumentReference"
+    assert doc.xpath(f"string({reference}/cbc:ID)", namespaces=ns) == "INV-000001"
+    assert doc.xpath(f"string({reference}/cbc:IssueDate)", namespaces=ns) == "2026-11-02"
+    lines = invoice.lines.order_by("position")
+    assert _amounts(doc, "//cac:CreditNoteLine/cbc:CreditedQuantity", ns) == [
+        Decimal(line.tokens) for line in lines
+    ]
+    assert _amounts(doc, "//cac:CreditNoteLine/cbc:LineExtensionAmount", ns) == [
+        line.amount.quantize(Decimal("0.01")) for line in lines
+    ]
+    assert _amounts(doc, "//cac:LegalMonetaryTotal/cbc:PayableAmount", ns) == [invoice.total]
+    assert doc.xpath("//cac:PaymentMeans", namespaces=ns) == []
+    with pytest.raises(schemas.SchemaError):  # the invoice's schema is not a credit note's
+        schemas.check(etree.tostring(doc), schemas.ubl_schema())
+
+
+def test_credit_note_einvoices_in_the_api_and_admin_need_view_creditnote(
+    customer: Customer, eur: Currency
+) -> None:
+    """No permission: 403; view on invoices only: 403; view on credit notes: both documents,
+    named after the credit note; the admin page links them. An incomplete one is a 409 (API)
+    or a message on its page (admin), never a 500."""
+    invoice = _issued(customer, _pricing(eur))
+    note = invoice_states.void_invoice(invoice_id=invoice.pk, reason="Duplicate").credit_note
+    paths = {
+        "ubl": (f"/api/v1/credit-notes/{note.pk}/ubl/", f"/admin/usage/creditnote/{note.pk}/ubl/"),
+        "facturx": (
+            f"/api/v1/credit-notes/{note.pk}/facturx/",
+            f"/admin/usage/creditnote/{note.pk}/facturx/",
+        ),
+    }
+    nobody = make_user("nobody")
+    invoices_only = make_user("invoices", models=[Invoice], actions=("view",))
+    viewer = make_user("viewer", models=[CreditNote], actions=("view",))
+    for user in (nobody, invoices_only):
+        browser = Client()
+        browser.force_login(user)
+        for api_path, admin_path in paths.values():
+            assert token_client(user).get(api_path).status_code == 403
+            assert browser.get(admin_path).status_code == 403
+
+    api = token_client(viewer)
+    browser = Client()
+    browser.force_login(viewer)
+    ubl_response = api.get(paths["ubl"][0])
+    assert ubl_response.status_code == 200
+    assert ubl_response["Content-Type"] == "application/xml"
+    assert 'filename="credit-note-000001-ubl.xml"' in ubl_response["Content-Disposition"]
+    schemas.check(ubl_response.content, schemas.ubl_credit_note_schema())
+    facturx = api.get(paths["facturx"][0])
+    assert 'filename="credit-note-000001-facturx.pdf"' in facturx["Content-Disposition"]
+    assert get_xml_from_pdf(facturx.content, check_xsd=True)[0] == "factur-x.xml"
+    page = browser.get(f"/admin/usage/creditnote/{note.pk}/change/").content.decode()
+    for _api_path, admin_path in paths.values():
+        assert admin_path in page
+        assert browser.get(admin_path).status_code == 200
+
+    frozen = Invoice.objects.get(pk=invoice.pk).legal
+    frozen["customer"]["country"] = ""  # issued before the customer had a country
+    Invoice.objects.filter(pk=invoice.pk).update(legal=frozen)
+    missing = api.get(paths["facturx"][0])
+    assert missing.status_code == 409
+    assert "has no country" in body(missing)["message"]
+    back = browser.get(paths["ubl"][1], follow=True)
+    assert back.redirect_chain[-1][0] == f"/admin/usage/creditnote/{note.pk}/change/"
+    assert "No e-invoice" in back.content.decode()

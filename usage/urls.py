@@ -7,4 +7,9 @@ urlpatterns = [
     path("<int:pk>/pdf/", views.invoice_pdf, name="account-invoice-pdf"),
     path("<int:pk>/facturx/", views.invoice_facturx, name="account-invoice-facturx"),
     path("credit-notes/<int:pk>/pdf/", views.credit_note_pdf, name="account-credit-note-pdf"),
+    path(
+        "credit-notes/<int:pk>/facturx/",
+        views.credit_note_facturx,
+        name="account-credit-note-facturx",
+    ),
 ]

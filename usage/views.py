@@ -13,7 +13,7 @@ from usage import selectors
 from usage.einvoice import documents
 from usage.einvoice.data import EInvoiceError
 from usage.models import CreditNote, Invoice, InvoiceStatus
-from usage.pdf import credit_note_pdf_response
+from usage.pdf import credit_note_filename, credit_note_pdf_response
 from users.decorators import customer_required
 from users.models import Customer
 
@@ -76,27 +76,45 @@ def invoice_pdf(request: HttpRequest, customer: Customer, pk: int) -> HttpRespon
 @customer_required
 def invoice_facturx(request: HttpRequest, customer: Customer, pk: int) -> HttpResponse:
     invoice = _visible_invoice(customer, pk)
-    try:
-        body = documents.facturx_document(invoice)
-    except EInvoiceError as exc:
-        return HttpResponse(
-            _("This invoice has no e-invoice yet: %(reason)s.") % {"reason": exc},
-            status=409,
-            content_type="text/plain; charset=utf-8",
-        )
     name = f"invoice-{invoice.number:06d}-facturx.pdf"
-    return documents.attachment(body, "application/pdf", name)
+    try:
+        return documents.attachment(documents.facturx_document(invoice), "application/pdf", name)
+    except EInvoiceError as exc:
+        return _no_einvoice(_("This invoice has no e-invoice yet: %(reason)s.") % {"reason": exc})
+
+
+def _no_einvoice(message: str) -> HttpResponse:
+    return HttpResponse(message, status=409, content_type="text/plain; charset=utf-8")
+
+
+def _own_credit_note(customer: Customer, pk: int) -> CreditNote:
+    note = (
+        CreditNote.objects.select_related("invoice", "invoice__customer")
+        .filter(pk=pk, invoice__customer=customer)
+        .first()
+    )
+    if note is None:  # another customer's: not found
+        raise Http404
+    return note
 
 
 @never_cache
 @require_safe
 @customer_required
 def credit_note_pdf(request: HttpRequest, customer: Customer, pk: int) -> HttpResponse:
-    note = (
-        CreditNote.objects.select_related("invoice")
-        .filter(pk=pk, invoice__customer=customer)
-        .first()
-    )
-    if note is None:  # another customer's: not found
-        raise Http404
-    return credit_note_pdf_response(note)
+    return credit_note_pdf_response(_own_credit_note(customer, pk))
+
+
+@never_cache
+@require_safe
+@customer_required
+def credit_note_facturx(request: HttpRequest, customer: Customer, pk: int) -> HttpResponse:
+    note = _own_credit_note(customer, pk)
+    name = f"{credit_note_filename(note)}-facturx.pdf"
+    try:
+        body = documents.credit_note_facturx_document(note)
+    except EInvoiceError as exc:
+        return _no_einvoice(
+            _("This credit note has no e-invoice yet: %(reason)s.") % {"reason": exc}
+        )
+    return documents.attachment(body, "application/pdf", name)

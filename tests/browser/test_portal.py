@@ -1,6 +1,7 @@
 """The customer portal in a real browser: every form posts with the browser's own Origin
 and Referer (the Django test client sends neither), so CSRF is checked as in production."""
 
+import io
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -135,3 +136,41 @@ def test_invoices_fit_a_phone_and_a_desktop(page: Page, bridge: Bridge, shot: Sh
     )
     assert_fits(page)
     shot(page, "portal-invoices-1100")
+
+
+def test_a_credit_note_and_its_e_invoice(page: Page, bridge: Bridge, shot: Shot) -> None:
+    """A voided invoice's credit note is listed with its PDF and its e-invoice (Factur-X,
+    type 381, naming the invoice it credits), on a desktop and on a phone."""
+    from pypdf import PdfReader
+
+    from usage.models import BillingSettings
+
+    BillingSettings.objects.update_or_create(
+        pk=1, defaults={"seller_name": "Example Hosting Ltd", "seller_vat_id": "GB123456789"}
+    )
+    ann = bridge.customer("ann@example.com", name="Ann Example", country="GB")
+    invoice = bridge.october_draft(ann)
+    invoice_states.issue_invoice(invoice_id=invoice.pk)
+    invoice_states.void_invoice(invoice_id=invoice.pk, reason="Billed twice")
+
+    sign_in(page, bridge, "ann@example.com", PASSWORD)
+    page.get_by_role("link", name="Your invoices").click()
+    row = page.locator("#credit-notes tr", has_text="CN-000001")
+    expect(row).to_contain_text("INV-000001")
+    expect(row).to_contain_text("Billed twice")
+    shot(page, "portal-credit-note")
+    with page.expect_download() as download_info:
+        row.get_by_role("link", name="e-invoice").click()
+    assert download_info.value.suggested_filename == "credit-note-000001-facturx.pdf"
+    body = Path(download_info.value.path()).read_bytes()
+    xml = PdfReader(io.BytesIO(body)).attachments["factur-x.xml"][0]
+    assert b"<ram:TypeCode>381</ram:TypeCode>" in xml
+    assert b"<ram:IssuerAssignedID>INV-000001</ram:IssuerAssignedID>" in xml
+
+    page.set_viewport_size({"width": 360, "height": 800})
+    page.reload()
+    expect(row.get_by_role("link", name="e-invoice")).to_be_visible()
+    expect(row.locator("td[data-label='Credits invoice']")).to_be_visible()  # a labelled card
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    assert page.evaluate(OVERFLOWING) == []
+    shot(page, "portal-credit-note-360")

@@ -485,6 +485,20 @@ def test_credit_note_einvoices_in_the_api_and_admin_need_view_creditnote(
         assert admin_path in page
         assert browser.get(admin_path).status_code == 200
 
+    # The customer downloads their own from the portal; another customer finds nothing.
+    portal_path = f"/account/invoices/credit-notes/{note.pk}/facturx/"
+    owner = User.objects.create_user(username="customer:7", password="x")
+    Customer.objects.filter(pk=customer.pk).update(user=owner)
+    other = User.objects.create_user(username="customer:8", password="x")
+    Customer.objects.create(id=8, email="other@example.test", currency=eur, user=other)
+    portal = Client()
+    portal.force_login(owner)
+    own = portal.get(portal_path)
+    assert own.status_code == 200
+    assert 'filename="credit-note-000001-facturx.pdf"' in own["Content-Disposition"]
+    portal.force_login(other)
+    assert portal.get(portal_path).status_code == 404
+
     frozen = Invoice.objects.get(pk=invoice.pk).legal
     frozen["customer"]["country"] = ""  # issued before the customer had a country
     Invoice.objects.filter(pk=invoice.pk).update(legal=frozen)
@@ -494,3 +508,7 @@ def test_credit_note_einvoices_in_the_api_and_admin_need_view_creditnote(
     back = browser.get(paths["ubl"][1], follow=True)
     assert back.redirect_chain[-1][0] == f"/admin/usage/creditnote/{note.pk}/change/"
     assert "No e-invoice" in back.content.decode()
+    portal.force_login(owner)
+    refused = portal.get(portal_path)
+    assert refused.status_code == 409
+    assert "This credit note has no e-invoice yet" in refused.content.decode()

@@ -222,7 +222,7 @@ def _database_families() -> Iterator[GaugeMetricFamily]:
     from django.utils import timezone
 
     from bridge.models import DeliveryState
-    from usage.models import InvoiceEmail
+    from usage.models import CreditNoteEmail, InvoiceEmail
     from users.models import SyncRecord, SyncRecordState
 
     now = timezone.now()
@@ -236,8 +236,8 @@ def _database_families() -> Iterator[GaugeMetricFamily]:
     )
     parked = GaugeMetricFamily(
         "bridge_outbox_parked",
-        "Outbox records given up on, waiting for staff (user sync: parked; invoice "
-        "e-mails: failed).",
+        "Outbox records given up on, waiting for staff (user sync: parked; invoice and "
+        "credit note e-mails: failed).",
         labels=["outbox"],
     )
     emails = GaugeMetricFamily(
@@ -247,6 +247,7 @@ def _database_families() -> Iterator[GaugeMetricFamily]:
     outboxes = (
         ("user_sync", SyncRecord.objects, sync.PENDING, sync.PARKED),
         ("invoice_email", InvoiceEmail.objects, email.PENDING, email.FAILED),
+        ("credit_note_email", CreditNoteEmail.objects, email.PENDING, email.FAILED),
     )
     for name, rows, pending_state, parked_state in outboxes:
         figures = rows.filter(state__in=[pending_state, parked_state]).aggregate(

@@ -19,6 +19,7 @@ from django.utils.safestring import SafeString
 
 from bridge.admin_tools import ReadOnlyAdminMixin, SingletonModelAdmin
 from bridge.filters import MAX_ID
+from bridge.models import Delivery
 from bridge.money import (
     format_discount,
     format_money,
@@ -41,6 +42,7 @@ from usage.models import (
     CloseRunState,
     CloseShard,
     CreditNote,
+    CreditNoteEmail,
     DunningEvent,
     Invoice,
     InvoiceEmail,
@@ -250,6 +252,25 @@ def _email_of(invoice: Invoice) -> InvoiceEmail | None:
         return None
 
 
+def _delivery_table(record: Delivery | None, none: str) -> SafeString:
+    """An e-mail's delivery, for its invoice's or credit note's page."""
+    if record is None:
+        return format_html("{}", none)
+    rows = [
+        ("state", record.get_state_display()),  # type: ignore[attr-defined]
+        ("attempts", str(record.attempts)),
+        ("sent", f"{record.sent_at:%Y-%m-%d %H:%M} UTC to {record.recipient}")
+        if record.sent_at
+        else ("sent", "not yet"),
+        ("next attempt", f"{record.next_attempt_at:%Y-%m-%d %H:%M} UTC")
+        if record.next_attempt_at
+        else ("next attempt", "—"),
+        ("last error", record.last_error or "—"),
+    ]
+    body = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows)
+    return format_html("<table>{}</table>", body)
+
+
 def _money(invoice: Invoice, amount: Decimal) -> str:
     return format_money(amount, _pricing(invoice))
 
@@ -341,22 +362,9 @@ class InvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="e-mail to the customer")
     def email_delivery(self, obj: Invoice) -> SafeString:
-        record = _email_of(obj)
-        if record is None:
-            return format_html("{}", "none (drafts are not e-mailed; or e-mails were off)")
-        rows = [
-            ("state", record.get_state_display()),
-            ("attempts", str(record.attempts)),
-            ("sent", f"{record.sent_at:%Y-%m-%d %H:%M} UTC to {record.recipient}")
-            if record.sent_at
-            else ("sent", "not yet"),
-            ("next attempt", f"{record.next_attempt_at:%Y-%m-%d %H:%M} UTC")
-            if record.next_attempt_at
-            else ("next attempt", "—"),
-            ("last error", record.last_error or "—"),
-        ]
-        body = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows)
-        return format_html("<table>{}</table>", body)
+        return _delivery_table(
+            _email_of(obj), "none (drafts are not e-mailed; or e-mails were off)"
+        )
 
     @admin.display(description="taxes")
     def tax_table(self, obj: Invoice) -> SafeString:
@@ -671,10 +679,30 @@ class CreditNoteAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = (
         "number_display", "invoice", "kind", "reason", "issued_at", "currency",
         "tokens_display", "subtotal_display", "tax_total_display", "total_display", "document",
-        "refunds",
+        "email_delivery", "refunds",
     )  # fmt: skip
     exclude = ("number", "taxes", "lines", "legal", "tokens", "subtotal", "tax_total", "total")
-    actions = ["export_csv"]
+    actions = ["export_csv", "send_email"]
+
+    def has_email_permission(self, request: HttpRequest) -> bool:
+        # Whoever may e-mail invoices (the invoices' own action) may e-mail their credit notes.
+        return request.user.has_perm("usage.change_invoice")
+
+    @admin.action(description="E-mail selected to their customers (again)", permissions=["email"])
+    def send_email(self, request: HttpRequest, queryset: QuerySet[CreditNote]) -> None:
+        ids = list(queryset.values_list("id", flat=True))
+        queued = emails.resend_credit_notes(credit_note_ids=ids)
+        self.message_user(request, f"Queued {queued} of {len(ids)} e-mail(s).")
+
+    @admin.display(description="e-mail to the customer")
+    def email_delivery(self, obj: CreditNote) -> SafeString:
+        try:
+            record = obj.email
+        except CreditNoteEmail.DoesNotExist:
+            record = None
+        return _delivery_table(
+            record, "none (its invoice had not been e-mailed, or e-mails were off)"
+        )
 
     @admin.display(description="number", ordering="number")
     def number_display(self, obj: CreditNote) -> str:

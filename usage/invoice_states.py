@@ -238,6 +238,7 @@ def _credit(
         invoice.status = InvoiceStatus.VOID
         invoice.voided_at = now
         invoice.save(update_fields=["status", "voided_at"])
+        emails.record_credit_note(credit_note_id=note.pk, invoice_id=invoice.pk, now=now)
         # What was paid on it becomes the customer's credit (refundable against this
         # credit note, or used by their next invoice).
         from payments import services as payments  # payments builds on usage; import late

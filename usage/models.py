@@ -482,6 +482,32 @@ class InvoiceEmail(Delivery):
         return f"{self.invoice_id} {self.state}"
 
 
+class CreditNoteEmail(Delivery):
+    """The delivery of a credit note to its customer, as an invoice's (InvoiceEmail): written
+    in the transaction that issues the credit note, one per credit note (a constraint)."""
+
+    credit_note = models.OneToOneField(CreditNote, on_delete=models.CASCADE, related_name="email")
+
+    class Meta:
+        verbose_name = "credit note e-mail"
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at", "created_at"],
+                condition=Q(state="pending"),
+                name="credit_note_email_pending",
+            )
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=DeliveryState.values),
+                name="credit_note_email_state_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.credit_note_id} {self.state}"
+
+
 class DunningAction(models.TextChoices):
     SUSPENDED = "suspended", "Suspended"
     REACTIVATED = "reactivated", "Reactivated"

@@ -1,6 +1,8 @@
 """Celery tasks of the cycle: thin wrappers that call usage.close and usage.pull."""
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -192,28 +194,49 @@ def send_invoice_emails(invoice_ids: list[int]) -> None:
     retry is due (the beat sweep would find it too; this is only quicker)."""
     from usage import emails
 
-    for invoice_id in invoice_ids:
+    _send_emails(emails.outbox, lambda key: emails.deliver(invoice_id=key), invoice_ids)
+
+
+@shared_task(
+    name="usage.tasks.send_credit_note_emails",
+    acks_late=True,
+    soft_time_limit=600,
+    time_limit=660,
+    ignore_result=True,
+)
+def send_credit_note_emails(credit_note_ids: list[int]) -> None:
+    """Deliver these credit notes' pending e-mails, as send_invoice_emails does."""
+    from usage import emails
+
+    _send_emails(
+        emails.credit_note_outbox,
+        lambda key: emails.deliver_credit_note(credit_note_id=key),
+        credit_note_ids,
+    )
+
+
+def _send_emails(box: Any, deliver: Callable[[int], Any], keys: list[int]) -> None:
+    for key in keys:
         try:
-            outcome = emails.deliver(invoice_id=invoice_id)
+            outcome = deliver(key)
         except SoftTimeLimitExceeded:
             # Out of time: stop before the hard limit kills a send half-way; this and the
             # rest are still pending, and the sweep asks for them again.
-            log.warning(
-                "invoice e-mails: task out of time at invoice %s; the sweep resumes", invoice_id
-            )
+            log.warning("%s: task out of time at %s; the sweep resumes", box.label, key)
             return
         except Exception:
             # The database failed mid-delivery: the record is still pending, and the sweep
-            # asks again; the other invoices of this task are not held up by it.
-            log.exception("invoice %s: e-mail delivery failed; the sweep will retry", invoice_id)
+            # asks again; the others of this task are not held up by it.
+            log.exception("%s: delivery of %s failed; the sweep will retry", box.label, key)
             continue
         if outcome.retry_in is not None:
-            emails.outbox.enqueue([invoice_id], countdown=outcome.retry_in)
+            box.enqueue([key], countdown=outcome.retry_in)
 
 
 @shared_task(name="usage.tasks.sweep_invoice_emails", ignore_result=True)
 def sweep_invoice_emails() -> int:
-    """Re-send invoice e-mails the broker lost, and those whose retry is due."""
+    """Re-send invoice and credit note e-mails the broker lost, and those whose retry is
+    due."""
     from usage import emails
 
     return emails.sweep()

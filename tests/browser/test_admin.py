@@ -142,6 +142,8 @@ def test_void_an_invoice_and_download_its_credit_note_as_ubl(
     page.get_by_role("link", name="CN-000001").click()
     expect(page.locator(".field-document")).to_contain_text("UBL XML")
     expect(page.locator(".field-total_display")).to_contain_text("-$5.00 USD")
+    # The customer had the invoice by e-mail, so they have its credit note too.
+    expect(page.locator(".field-email_delivery")).to_contain_text("to ann@example.com")
     shot(page, "admin-credit-note")
     with page.expect_download() as download:
         page.get_by_role("link", name="UBL XML").click()

@@ -34,6 +34,18 @@ def invoice_pdf(invoice: Invoice) -> bytes:
     return plain
 
 
+def credit_note_pdf(note: CreditNote) -> bytes:
+    """The credit note's PDF, Factur-X when `einvoice_pdf` is on and its details are
+    complete (as `invoice_pdf`)."""
+    plain = pdf.render_credit_note_pdf(note)
+    if BillingSettings.load().einvoice_pdf:
+        try:
+            return facturx_pdf(plain, credit_note_einvoice_of(note))
+        except EInvoiceError as exc:
+            logger.warning("credit note %s: plain PDF, not Factur-X: %s", note.pk, exc)
+    return plain
+
+
 def facturx_document(invoice: Invoice) -> bytes:
     """The issued invoice's PDF/A-3 with its CII XML; raises EInvoiceError."""
     return facturx_pdf(pdf.render_invoice_pdf(invoice), einvoice_of(invoice))

@@ -59,6 +59,21 @@ class CanCredit(permissions.BasePermission):
         )
 
 
+class CanEmailCreditNotes(permissions.BasePermission):
+    """Whoever may e-mail invoices (`change_invoice`, as the invoices' resend) may e-mail
+    the credit notes they can see."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        label = CreditNote._meta.app_label
+        return bool(
+            user
+            and user.is_authenticated
+            and user.is_staff
+            and user.has_perms([f"{label}.view_creditnote", f"{label}.change_invoice"])
+        )
+
+
 def _reason(request: Request) -> str:
     body = CreditReasonSerializer(data=request.data)
     body.is_valid(raise_exception=True)
@@ -243,6 +258,21 @@ class CreditNoteViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"])
     def pdf(self, request: Request, pk: str | None = None) -> HttpResponse:
         return credit_note_pdf_response(self.get_object())
+
+    @extend_schema(
+        request=None, responses=CreditNoteDetailSerializer, summary="E-mail the credit note (again)"
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="resend-email",
+        permission_classes=[CanEmailCreditNotes],
+    )
+    def resend_email(self, request: Request, pk: str | None = None) -> Response:
+        note = self.get_object()
+        emails.resend_credit_notes(credit_note_ids=[note.pk])
+        fresh = CreditNote.objects.select_related("invoice", "email").get(pk=note.pk)
+        return Response(CreditNoteDetailSerializer(fresh).data)
 
     def _einvoice(self, make: Any, content_type: str, suffix: str) -> HttpResponse:
         note = self.get_object()

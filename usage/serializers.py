@@ -13,6 +13,7 @@ from usage.models import (
     CloseRun,
     CloseShard,
     CreditNote,
+    CreditNoteEmail,
     DunningEvent,
     Invoice,
     InvoiceEmail,
@@ -189,9 +190,18 @@ class CreditNoteSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class CreditNoteEmailSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CreditNoteEmail
+        fields = InvoiceEmailSerializer.Meta.fields
+        read_only_fields = fields
+
+
 class CreditNoteDetailSerializer(CreditNoteSerializer):
+    email = CreditNoteEmailSerializer(read_only=True, allow_null=True)
+
     class Meta(CreditNoteSerializer.Meta):
-        fields = [*CreditNoteSerializer.Meta.fields, "taxes", "lines", "legal"]
+        fields = [*CreditNoteSerializer.Meta.fields, "taxes", "lines", "legal", "email"]
         read_only_fields = fields
 
 

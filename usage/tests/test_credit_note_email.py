@@ -17,6 +17,7 @@ from bridge.tests.test_staff_permissions import (
     offered_actions,
     signed_in,
 )
+from pricing.tests.api_helpers import body, make_user, token_client
 from usage import emails, invoice_states, tasks
 from usage.models import BillingSettings, CreditNote, CreditNoteEmail, Invoice, InvoiceEmail
 from usage.tests.test_invoice_email import (
@@ -157,3 +158,31 @@ def test_staff_who_may_email_invoices_may_email_credit_notes(
     assert [m.subject for m in mail.outbox] == ["Credit note CN-000001 for invoice INV-000001"]
     page = signed_in(cast.viewer).get(f"/admin/usage/creditnote/{note.pk}/change/")
     assert "customer1@example.test" in page.content.decode()  # the e-mail panel: sent to
+
+
+def test_the_api_shows_the_email_and_sends_it_again_with_the_invoices_permission(
+    cast: Cast,  # noqa: F811 - the fixture imported above
+    drafts: list[Invoice],
+    eager: None,  # noqa: F811
+    committed: Callable[..., Any],  # noqa: F811
+) -> None:
+    invoice = sent_invoice(drafts[0], committed)
+    committed(invoice_states.void_invoice, invoice_id=invoice.pk, reason="Duplicate")
+    note = note_of(invoice)
+    url = f"/api/v1/credit-notes/{note.pk}/"
+    shown = body(token_client(cast.viewer).get(url))
+    assert (shown["email"]["state"], shown["email"]["recipient"]) == (
+        "sent",
+        "customer1@example.test",
+    )
+    mail.outbox.clear()
+    change_only = make_user("change-only", models=[Invoice], actions=("change",))
+    for user in (cast.nobody, cast.viewer, cast.granted("usage.add_creditnote"), change_only):
+        assert token_client(user).post(f"{url}resend-email/").status_code == 403
+    assert mail.outbox == []
+
+    api = token_client(cast.granted("usage.change_invoice"))
+    sent = committed(api.post, f"{url}resend-email/")
+    assert sent.status_code == 200, sent.content
+    assert body(sent)["email"]["state"] in ("pending", "sent")
+    assert [m.subject for m in mail.outbox] == ["Credit note CN-000001 for invoice INV-000001"]

@@ -237,6 +237,14 @@ CREDIT_NOTE_DETAIL = {
         }
     ],
     "legal": {**LEGAL, "issue_date": "2026-11-20", "due_date": None},
+    "email": {
+        "state": "sent",
+        "attempts": 1,
+        "last_error": "",
+        "recipient": "jane@example.co.uk",
+        "sent_at": "2026-11-20T09:30:04Z",
+        "next_attempt_at": None,
+    },
 }
 UPCOMING = {
     "customer": 1,

@@ -7,13 +7,14 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from payments.selectors import with_paid
+from payments.selectors import balance_of, paid_lines, with_paid
 from solusio.errors import SolusIOError
-from usage import selectors
+from usage import legal, selectors
 from usage.einvoice import documents
 from usage.einvoice.data import EInvoiceError
 from usage.models import CreditNote, Invoice, InvoiceStatus
 from usage.pdf import credit_note_filename, credit_note_pdf_response
+from usage.rules import PricingSnapshot
 from users.decorators import customer_required
 from users.models import Customer
 
@@ -59,6 +60,28 @@ def _visible_invoice(customer: Customer, pk: int) -> Invoice:
     if invoice is None:  # another customer's, or a draft: not found either way
         raise Http404
     return invoice
+
+
+@never_cache
+@require_safe
+@customer_required
+def invoice_detail(request: HttpRequest, customer: Customer, pk: int) -> HttpResponse:
+    """One invoice as its PDF states it: its lines, discounts, taxes and total, what was
+    paid on it and what is still due, with its downloads and, if open, Pay now."""
+    invoice = _visible_invoice(customer, pk)
+    return render(
+        request,
+        "usage/account_invoice.html",
+        {
+            "customer": customer,
+            "invoice": invoice,
+            "pricing": PricingSnapshot.from_json(invoice.snapshot),
+            "details": legal.details_of(invoice),
+            "lines": invoice.lines.order_by("position"),
+            "paid_lines": [(line.label, -line.amount) for line in paid_lines(invoice)],
+            "balance": balance_of(invoice),
+        },
+    )
 
 
 @never_cache

@@ -174,3 +174,54 @@ def test_a_credit_note_and_its_e_invoice(page: Page, bridge: Bridge, shot: Shot)
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     assert page.evaluate(OVERFLOWING) == []
     shot(page, "portal-credit-note-360")
+
+
+def test_an_invoice_page_with_its_lines_payments_and_amount_due(
+    page: Page, bridge: Bridge, shot: Shot
+) -> None:
+    """From the list, the customer opens an invoice: its lines and total, a part payment and
+    the amount still due, as the PDF states them; on a desktop and on a phone."""
+    from datetime import timedelta
+    from decimal import Decimal
+    from zoneinfo import ZoneInfo
+
+    from django.conf import settings
+
+    from payments import services as payments
+
+    ann = bridge.customer("ann@example.com", name="Ann Example")
+    invoice = invoice_states.issue_invoice(invoice_id=bridge.october_draft(ann).pk)
+    assert invoice.issued_at is not None
+    received = invoice.issued_at + timedelta(minutes=1)
+    day = received.astimezone(ZoneInfo(settings.BILLING_TIMEZONE)).date().isoformat()
+    payments.record_payment(
+        customer_id=ann.pk,
+        amount=Decimal("2.00"),
+        currency="USD",
+        method="bank_transfer",
+        received_at=received,  # after the invoice: a payment, not credit
+        reference="T-1",
+    )
+    sign_in(page, bridge, "ann@example.com", PASSWORD)
+    page.get_by_role("link", name="Your invoices").click()
+    page.get_by_role("link", name="INV-000001").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Invoice INV-000001")
+    lines = page.locator("#invoice tbody tr")
+    expect(lines).to_have_count(invoice.lines.count())
+    expect(lines.first).to_contain_text("1 Core, 1 GB RAM")
+    totals = page.locator("#invoice tfoot")
+    expect(totals).to_contain_text(re.compile(r"Total\s*\$5\.00\xa0USD"))
+    expect(totals).to_contain_text(re.compile(rf"Paid {day} \(bank transfer\)\s*-\$2\.00"))
+    expect(totals).to_contain_text(re.compile(r"Amount due\s*\$3\.00\xa0USD"))
+    expect(page.locator("#invoice dl.facts")).to_contain_text("October 2026")
+    shot(page, "portal-invoice-page")
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="PDF").click()
+    assert download_info.value.suggested_filename == "invoice-000001.pdf"
+
+    page.set_viewport_size({"width": 360, "height": 800})
+    page.reload()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    assert page.evaluate(OVERFLOWING) == []
+    expect(totals).to_contain_text("Amount due")
+    shot(page, "portal-invoice-page-360")

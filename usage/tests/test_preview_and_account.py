@@ -135,6 +135,14 @@ def test_customers_see_their_issued_invoices_and_the_month_so_far(
     assert ann.get(f"/account/invoices/{first.pk}/pdf/")["Content-Type"] == "application/pdf"
     assert bob.get(f"/account/invoices/{first.pk}/pdf/").status_code == 404  # not his
     assert bob.get(f"/account/invoices/{second.pk}/pdf/").status_code == 404  # a draft
+    # The invoice's own page: its owner's only, and only once issued.
+    assert f'href="/account/invoices/{first.pk}/"' in text
+    detail = ann.get(f"/account/invoices/{first.pk}/")
+    assert detail.status_code == 200
+    assert "Invoice INV-000001" in detail.content.decode()
+    assert bob.get(f"/account/invoices/{first.pk}/").status_code == 404  # not his
+    assert bob.get(f"/account/invoices/{second.pk}/").status_code == 404  # a draft
+    assert Client().get(f"/account/invoices/{first.pk}/").status_code == 302  # sign in first
     assert "draft" not in bob.get("/account/invoices/").content.decode().lower()
     anonymous = Client().get("/account/invoices/")
     assert anonymous.status_code == 302

@@ -1,6 +1,7 @@
 """E-invoices (issue 12 §2): Factur-X (CII in a PDF/A-3) and UBL 2.1 (Peppol BIS 3.0), valid
 against their schemas, with every amount equal to the invoice's."""
 
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from io import BytesIO
@@ -24,6 +25,7 @@ from usage.einvoice.data import Party
 from usage.emails import invoice_message
 from usage.models import BillingSettings, CreditNote, Invoice, InvoiceStatus
 from usage.rules import PricingSnapshot
+from usage.tests import schematron
 from usage.tests.test_invoice_pdf import ISSUED_AT, issue, make_invoice, text_of
 from users.models import Customer
 
@@ -512,3 +514,49 @@ def test_credit_note_einvoices_in_the_api_and_admin_need_view_creditnote(
     refused = portal.get(portal_path)
     assert refused.status_code == 409
     assert "This credit note has no e-invoice yet" in refused.content.decode()
+
+
+def test_the_einvoices_keep_the_en16931_business_rules(customer: Customer, eur: Currency) -> None:
+    """Beyond the XSDs: the EN 16931 Schematron (CII and UBL) finds no error in an invoice
+    with one VAT rate and two discounts, part paid (BR-CO-16); in its credit note; in a
+    reverse-charge invoice; or in a billing-exempt one."""
+    vat = _pricing(eur, taxes=(("VAT", Decimal("20")),))
+    invoice = _issued(customer, vat)
+    record_payment(
+        customer_id=customer.pk,
+        amount=Decimal("1.00"),
+        currency="EUR",
+        method="bank_transfer",
+        received_at=ISSUED_AT + timedelta(days=1),
+        reference="T-1",
+    )
+    part_paid = data.einvoice_of(invoice)
+    assert part_paid.prepaid == Decimal("1.00")
+    note = invoice_states.void_invoice(invoice_id=invoice.pk, reason="Billed twice").credit_note
+    documents_made = {"part paid": part_paid, "credit note": data.credit_note_einvoice_of(note)}
+
+    def another(pk: int, **details: str) -> Customer:
+        fields = {"country": "FR", "company_name": "Client SARL", "billing_address": "Paris"}
+        return Customer.objects.create(
+            id=pk, email=f"c{pk}@example.test", currency=eur, **(fields | details)
+        )
+
+    buyer = another(8, vat_id="FR40303265045", tax_exemption_reason="Autoliquidation (art. 196)")
+    reverse = _issued(buyer, _pricing(eur, taxes=()))
+    documents_made["reverse charge"] = data.einvoice_of(reverse)
+    exempt = _issued(another(9), _pricing(eur, taxes=(), exempt=True))
+    documents_made["exempt"] = data.einvoice_of(exempt)
+
+    for name, einvoice in documents_made.items():
+        assert schematron.errors(cii.cii_xml(einvoice), schematron.CII) == set(), name
+        assert schematron.errors(ubl.ubl_xml(einvoice), schematron.UBL) == set(), name
+
+
+def test_the_business_rules_are_checked_for_real(customer: Customer, eur: Currency) -> None:
+    """The check can fail: two tax rates on the same lines break BR-S-08 (EN 16931 gives a
+    line one VAT rate; the README says so), and a total that does not add up breaks
+    BR-CO-15."""
+    einvoice = data.einvoice_of(_issued(customer, _pricing(eur)))  # VAT 19 % and a levy
+    assert "BR-S-08" in schematron.errors(ubl.ubl_xml(einvoice), schematron.UBL)
+    wrong = replace(einvoice, total=einvoice.total + Decimal("1.00"))
+    assert "BR-CO-15" in schematron.errors(cii.cii_xml(wrong), schematron.CII)

@@ -1,7 +1,7 @@
 """Admin for billing staff: invoices (filters, totals, actions, PDF, CSV), usage and orphans,
 cycle settings, dunning log. State changes go through usage.invoice_states."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -177,9 +177,9 @@ def _pricing(invoice: Invoice) -> PricingSnapshot:
 
 
 def _minute(moment: datetime) -> str:
-    """A line's start or end to the minute, in the admin's time zone, in one short column
-    ("2026-10-01 00:00" where Django writes "Oct. 1, 2026, midnight" on three lines)."""
-    return f"{timezone.localtime(moment):%Y-%m-%d %H:%M}"
+    """A line's start or end to the minute in UTC, as the rest of the admin's times, in one
+    short column ("2026-10-01 00:00" where Django writes "Oct. 1, 2026, midnight")."""
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M}"
 
 
 class InvoiceLineInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -196,11 +196,11 @@ class InvoiceLineInline(ReadOnlyAdminMixin, admin.TabularInline):
     class Media:
         css = {"all": ("admin/usage/invoice_lines.css",)}
 
-    @admin.display(description="from", ordering="started_at")
+    @admin.display(description="from (UTC)", ordering="started_at")
     def started(self, obj: InvoiceLine) -> str:
         return _minute(obj.started_at)
 
-    @admin.display(description="until", ordering="ended_at")
+    @admin.display(description="until (UTC)", ordering="ended_at")
     def ended(self, obj: InvoiceLine) -> str:
         return _minute(obj.ended_at) if obj.ended_at else "still running"
 

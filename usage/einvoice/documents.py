@@ -5,6 +5,7 @@ note. What views call; they stay thin."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from django.http import HttpResponse
 
@@ -12,7 +13,7 @@ from django.http import HttpResponse
 # (as the e-mail tests do) reaches every document.
 from usage import pdf
 from usage.einvoice import schemas
-from usage.einvoice.data import EInvoiceError, credit_note_einvoice_of, einvoice_of
+from usage.einvoice.data import EInvoice, EInvoiceError, credit_note_einvoice_of, einvoice_of
 from usage.einvoice.facturx import facturx_pdf
 from usage.einvoice.ubl import ubl_xml
 from usage.models import BillingSettings, CreditNote, Invoice
@@ -26,24 +27,25 @@ def invoice_pdf(invoice: Invoice) -> bytes:
     details EN 16931 finds incomplete still gets its plain PDF, so no download or e-mail
     fails for want of, say, a customer's country; the explicit Factur-X download says why."""
     plain = pdf.render_invoice_pdf(invoice)
-    if invoice.number and BillingSettings.load().einvoice_pdf:
-        try:
-            return facturx_pdf(plain, einvoice_of(invoice))
-        except EInvoiceError as exc:
-            logger.warning("invoice %s: plain PDF, not Factur-X: %s", invoice.pk, exc)
-    return plain
+    if not invoice.number:
+        return plain
+    return _facturx_if_on(plain, lambda: einvoice_of(invoice), f"invoice {invoice.pk}")
 
 
 def credit_note_pdf(note: CreditNote) -> bytes:
-    """The credit note's PDF, Factur-X when `einvoice_pdf` is on and its details are
-    complete (as `invoice_pdf`)."""
+    """The credit note's PDF, Factur-X on the same terms as `invoice_pdf`."""
     plain = pdf.render_credit_note_pdf(note)
-    if BillingSettings.load().einvoice_pdf:
-        try:
-            return facturx_pdf(plain, credit_note_einvoice_of(note))
-        except EInvoiceError as exc:
-            logger.warning("credit note %s: plain PDF, not Factur-X: %s", note.pk, exc)
-    return plain
+    return _facturx_if_on(plain, lambda: credit_note_einvoice_of(note), f"credit note {note.pk}")
+
+
+def _facturx_if_on(plain: bytes, data: Callable[[], EInvoice], what: str) -> bytes:
+    if not BillingSettings.load().einvoice_pdf:
+        return plain
+    try:
+        return facturx_pdf(plain, data())
+    except EInvoiceError as exc:
+        logger.warning("%s: plain PDF, not Factur-X: %s", what, exc)
+        return plain
 
 
 def facturx_document(invoice: Invoice) -> bytes:

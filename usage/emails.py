@@ -164,6 +164,7 @@ class _Mail:
     outbox: Outbox[Any]
     related: str  # the e-mail record's path to the customer, read with it
     document: Callable[[Any], Invoice | CreditNote]  # of an e-mail record
+    customer: Callable[[Any], Customer]  # of the document
     unwanted: Callable[[Any], str]  # of the document: why not to send it now ("" to send)
     message: Callable[[Any], EmailMessage]  # of the document
 
@@ -178,6 +179,7 @@ _INVOICE = _Mail(
     outbox=outbox,
     related="invoice__customer",
     document=lambda record: record.invoice,
+    customer=lambda invoice: invoice.customer,
     unwanted=_invoice_unwanted,
     message=lambda invoice: invoice_message(invoice),
 )
@@ -185,6 +187,7 @@ _CREDIT_NOTE = _Mail(
     outbox=credit_note_outbox,
     related="credit_note__invoice__customer",
     document=lambda record: record.credit_note,
+    customer=lambda note: note.invoice.customer,
     unwanted=lambda note: "",  # a credit note stands for good once issued
     message=lambda note: credit_note_message(note),
 )
@@ -214,7 +217,7 @@ def _deliver(mail: _Mail, key: int, now: datetime) -> Outcome:
             record.save(update_fields=["state", "last_error"])
             return Outcome(Step.SKIPPED)
         record.attempts += 1
-        record.recipient = _customer_of(document).email
+        record.recipient = mail.customer(document).email
         try:
             mail.message(document).send()
         except SoftTimeLimitExceeded:
@@ -236,10 +239,6 @@ def _deliver(mail: _Mail, key: int, now: datetime) -> Outcome:
         record.save()
     log.info("%s e-mailed (attempt %d)", document.display_number, record.attempts)
     return Outcome(Step.DELIVERED)
-
-
-def _customer_of(document: Invoice | CreditNote) -> Customer:
-    return document.invoice.customer if isinstance(document, CreditNote) else document.customer
 
 
 def _failed(box: Outbox[Any], record: Any, exc: BaseException, now: datetime) -> Outcome:
